@@ -1,0 +1,3 @@
+from maskviz.cli import main
+
+main()

@@ -1,0 +1,75 @@
+"""Atomic file writes: a file is either its old self or the complete new one."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from maskviz.errors import MaskvizError, usage_error
+
+
+def check_output_path(path: str | Path, suffixes: Sequence[str]) -> Path:
+    """Validate an output path before any work is done; return it as a Path.
+
+    The suffix must be one of ``suffixes`` and the folder must exist and be
+    writable. Nothing is created.
+    """
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in suffixes:
+        what = f"extension {p.suffix!r}" if p.suffix else "no extension"
+        raise usage_error(f"cannot save to {str(p)!r}: {what}; use one of {', '.join(suffixes)}")
+    if p.is_dir():
+        raise usage_error(f"cannot save to {str(p)!r}: it is a directory")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise usage_error(f"cannot save to {str(p)!r}: folder {str(parent)!r} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise usage_error(f"cannot save to {str(p)!r}: folder {str(parent)!r} is not writable")
+    return p
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it over ``path``.
+
+    The temporary file keeps ``path``'s suffix (writers pick formats from it). On
+    any error it is removed and the original file, if any, is untouched.
+    """
+    target = Path(path)
+    try:
+        fd, tmp_name = tempfile.mkstemp(
+            dir=target.parent if str(target.parent) else ".",
+            prefix=f".{target.stem}.",
+            suffix=f".tmp{target.suffix}",
+        )
+    except OSError as exc:
+        raise MaskvizError(f"cannot write {str(target)!r}: {exc.strerror}") from None
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise MaskvizError(f"cannot write {str(target)!r}: {exc.strerror or exc}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_bytes(path: str | Path, data: bytes) -> None:
+    """Atomically write ``data`` to ``path``."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Atomically write UTF-8 ``text`` to ``path``."""
+    write_bytes(path, text.encode("utf-8"))

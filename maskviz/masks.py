@@ -1,0 +1,494 @@
+"""Attention masks: which keys each query may attend to.
+
+A `Mask` is a rule over positions, not an array, so that a mask over a million
+positions costs nothing until it is drawn. ``mask.to_array()`` gives the dense
+boolean matrix ``[n_queries, n_keys]`` (True = the query may attend to the key;
+rows are queries, columns are keys/values); ``mask.blocks(...)`` summarises it
+cell by cell without ever building the full matrix.
+
+Every kind is an interval of allowed keys per query, so kinds compose exactly:
+``a & b`` (both allow) and ``a | b`` (either allows).
+
+>>> causal(4).to_array().astype(int)
+array([[1, 0, 0, 0],
+       [1, 1, 0, 0],
+       [1, 1, 1, 0],
+       [1, 1, 1, 1]])
+>>> (causal(6) & sliding_window(6, 2)).to_array()[5].astype(int)
+array([0, 0, 0, 0, 1, 1])
+
+Queries are aligned bottom-right against the keys: with ``queries=1`` the single
+row is the last position, as in one step of cached decoding.
+
+>>> cached_step(past_len=5).to_array().astype(int)
+array([[1, 1, 1, 1, 1, 1]])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from maskviz.errors import usage_error
+
+BoolArray = NDArray[np.bool_]
+IntArray = NDArray[np.int64]
+
+# Dense matrices above this many cells are refused: draw them downsampled instead.
+MAX_DENSE_CELLS = 64 * 1024 * 1024
+# Rows are processed in chunks so that memory stays O(chunk), not O(n_queries).
+_ROW_CHUNK = 1 << 16
+
+# A rule maps absolute query positions [n] to the inclusive interval [lo, hi] of
+# allowed key positions for each query; the interval is empty when lo > hi.
+Rule = Callable[[IntArray], tuple[IntArray, IntArray]]
+
+
+@dataclass(frozen=True)
+class _Leaf:
+    rule: Rule
+
+
+@dataclass(frozen=True)
+class _And:
+    a: _Node
+    b: _Node
+
+
+@dataclass(frozen=True)
+class _Or:
+    a: _Node
+    b: _Node
+
+
+_Node = _Leaf | _And | _Or
+
+
+def _intervals(node: _Node, pos: IntArray) -> tuple[IntArray, IntArray]:
+    """Allowed keys of each query as a union of m intervals: lo, hi [n, m] (may overlap)."""
+    if isinstance(node, _Leaf):
+        lo, hi = node.rule(pos)
+        return lo[:, None], hi[:, None]
+    la, ha = _intervals(node.a, pos)
+    lb, hb = _intervals(node.b, pos)
+    if isinstance(node, _Or):
+        return np.concatenate([la, lb], axis=1), np.concatenate([ha, hb], axis=1)
+    # (A1 | A2) & (B1 | B2) = every pairwise intersection; intervals intersect to intervals
+    n = pos.shape[0]
+    lo = np.maximum(la[:, :, None], lb[:, None, :]).reshape(n, -1)
+    hi = np.minimum(ha[:, :, None], hb[:, None, :]).reshape(n, -1)
+    return lo, hi
+
+
+def _merged(lo: IntArray, hi: IntArray) -> tuple[IntArray, IntArray]:
+    """The same sets as sorted, disjoint, non-adjacent intervals; unused slots are (0, -1)."""
+    n, m = lo.shape
+    empty = lo > hi
+    big = np.iinfo(np.int64).max // 2
+    lo = np.where(empty, big, lo)
+    order = np.argsort(lo, axis=1, kind="stable")
+    lo = np.take_along_axis(lo, order, axis=1)
+    hi = np.take_along_axis(np.where(empty, big - 1, hi), order, axis=1)
+    out_lo = np.zeros((n, m), np.int64)
+    out_hi = np.full((n, m), -1, np.int64)
+    rows = np.arange(n)
+    slot = np.zeros(n, np.int64)
+    cur_lo, cur_hi = lo[:, 0].copy(), hi[:, 0].copy()
+    for i in range(1, m):
+        valid = lo[:, i] != big
+        joins = valid & (lo[:, i] <= cur_hi + 1)
+        cur_hi = np.where(joins, np.maximum(cur_hi, hi[:, i]), cur_hi)
+        starts = valid & ~joins
+        out_lo[rows[starts], slot[starts]] = cur_lo[starts]
+        out_hi[rows[starts], slot[starts]] = cur_hi[starts]
+        slot += starts
+        cur_lo = np.where(starts, lo[:, i], cur_lo)
+        cur_hi = np.where(starts, hi[:, i], cur_hi)
+    last = cur_lo != big
+    out_lo[rows[last], slot[last]] = cur_lo[last]
+    out_hi[rows[last], slot[last]] = cur_hi[last]
+    return out_lo, out_hi
+
+
+@dataclass(frozen=True)
+class MaskSummary:
+    """Counts that describe a mask: allowed cells, density, fully masked rows.
+
+    ``fully_masked`` holds 0-based query row indices that may attend to nothing;
+    attention there is defined as all-zero weights (never NaN).
+    """
+
+    n_queries: int
+    n_keys: int
+    allowed: int
+    fully_masked: IntArray
+
+    @property
+    def cells(self) -> int:
+        return self.n_queries * self.n_keys
+
+    @property
+    def density(self) -> float:
+        return self.allowed / self.cells if self.cells else 0.0
+
+
+@dataclass(frozen=True)
+class Mask:
+    """A boolean attention mask ``[n_queries, n_keys]`` described by a rule.
+
+    Query row ``i`` sits at absolute position ``query_offset + i`` where
+    ``query_offset = n_keys - n_queries`` (bottom-right alignment); key column
+    ``j`` is position ``j``.
+    """
+
+    n_queries: int
+    n_keys: int
+    description: str
+    node: _Node = field(repr=False, compare=False)
+
+    @property
+    def query_offset(self) -> int:
+        return self.n_keys - self.n_queries
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.n_queries, self.n_keys)
+
+    def __and__(self, other: Mask) -> Mask:
+        self._check_same_shape(other)
+        return Mask(
+            self.n_queries,
+            self.n_keys,
+            f"{self.description} & {other.description}",
+            _And(self.node, other.node),
+        )
+
+    def __or__(self, other: Mask) -> Mask:
+        self._check_same_shape(other)
+        return Mask(
+            self.n_queries,
+            self.n_keys,
+            f"({self.description} | {other.description})",
+            _Or(self.node, other.node),
+        )
+
+    def _check_same_shape(self, other: Mask) -> None:
+        if self.shape != other.shape:
+            raise usage_error(f"cannot combine masks of shapes {self.shape} and {other.shape}")
+
+    def _row_intervals(self, start: int, stop: int) -> tuple[IntArray, IntArray]:
+        """Merged allowed intervals, clipped to the keys, for rows [start, stop)."""
+        pos = np.arange(start, stop, dtype=np.int64) + self.query_offset
+        lo, hi = _intervals(self.node, pos)
+        lo, hi = np.maximum(lo, 0), np.minimum(hi, self.n_keys - 1)
+        return _merged(lo, hi)
+
+    def _chunks(self) -> range:
+        return range(0, self.n_queries, _ROW_CHUNK)
+
+    def to_array(self) -> BoolArray:
+        """The dense mask ``[n_queries, n_keys]``, True where attention is allowed.
+
+        Refused (MaskvizError) above 64 Mi cells; use `blocks` for large masks.
+        """
+        if self.n_queries * self.n_keys > MAX_DENSE_CELLS:
+            raise usage_error(
+                f"a {self.n_queries} x {self.n_keys} mask is too large to build densely "
+                f"(limit {MAX_DENSE_CELLS:,} cells); it can only be drawn downsampled"
+            )
+        keys = np.arange(self.n_keys, dtype=np.int64)
+        lo, hi = self._row_intervals(0, self.n_queries)
+        inside = (keys >= lo[:, :, None]) & (keys <= hi[:, :, None])  # [n_q, m, n_k]
+        return np.asarray(inside.any(axis=1), dtype=np.bool_)
+
+    def summary(self) -> MaskSummary:
+        """Allowed cells and fully masked rows, computed without the dense matrix."""
+        allowed = 0
+        empty_rows: list[IntArray] = []
+        for start in self._chunks():
+            lo, hi = self._row_intervals(start, min(start + _ROW_CHUNK, self.n_queries))
+            per_row = np.maximum(hi - lo + 1, 0).sum(axis=1)
+            allowed += int(per_row.sum())
+            empty_rows.append(np.flatnonzero(per_row == 0).astype(np.int64) + start)
+        fully = np.concatenate(empty_rows) if empty_rows else np.zeros(0, np.int64)
+        return MaskSummary(self.n_queries, self.n_keys, allowed, fully)
+
+    def blocks(self, cell_rows: int, cell_cols: int) -> NDArray[np.int8]:
+        """Downsample: each cell covers ``cell_rows x cell_cols`` entries of the mask.
+
+        Returns ``[ceil(n_q / cell_rows), ceil(n_k / cell_cols)]`` with 2 where every
+        entry of the cell is allowed, 0 where none is, 1 where some are. Cost is
+        O(n_queries), never O(n_queries * n_keys).
+
+        >>> causal(4).blocks(2, 2)
+        array([[1, 0],
+               [2, 1]], dtype=int8)
+        """
+        if cell_rows < 1 or cell_cols < 1:
+            raise usage_error("cell sizes must be >= 1")
+        n_rb = -(-self.n_queries // cell_rows)
+        n_cb = -(-self.n_keys // cell_cols)
+        width = n_cb + 1
+        full = np.zeros(n_rb * width, np.int64)
+        touched = np.zeros(n_rb * width, np.int64)
+        for start in self._chunks():
+            stop = min(start + _ROW_CHUNK, self.n_queries)
+            lo, hi = self._row_intervals(start, stop)
+            used = lo <= hi
+            row_block = (np.arange(start, stop, dtype=np.int64) // cell_rows)[:, None]
+            base = np.broadcast_to(row_block * width, lo.shape)
+            # column cells an interval touches at all, and those it covers entirely
+            t_lo, t_hi = lo // cell_cols, hi // cell_cols
+            f_lo = -(-lo // cell_cols)
+            f_hi = np.where(hi == self.n_keys - 1, n_cb - 1, (hi + 1) // cell_cols - 1)
+            for counts, a, b, ok in (
+                (touched, t_lo, t_hi, used),
+                (full, f_lo, f_hi, used & (f_lo <= f_hi)),
+            ):
+                idx = np.concatenate([(base + a)[ok], (base + b + 1)[ok]])
+                weight = np.concatenate([np.ones(ok.sum(), np.int64), -np.ones(ok.sum(), np.int64)])
+                counts += np.bincount(idx, weights=weight, minlength=counts.size).astype(np.int64)
+        full_cells = np.cumsum(full.reshape(n_rb, width), axis=1)[:, :n_cb]
+        touched_cells = np.cumsum(touched.reshape(n_rb, width), axis=1)[:, :n_cb]
+        rows_in_block = np.minimum(
+            cell_rows, self.n_queries - np.arange(n_rb, dtype=np.int64) * cell_rows
+        )[:, None]
+        state = np.ones((n_rb, n_cb), np.int8)
+        state[full_cells == rows_in_block] = 2
+        state[touched_cells == 0] = 0
+        return state
+
+
+def _count(name: str, value: int, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise usage_error(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise usage_error(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _mask(n: int, queries: int | None, description: str, rule: Rule) -> Mask:
+    n = _count("N", n)
+    q = n if queries is None else _count("queries", queries)
+    if q > n:
+        raise usage_error(f"queries ({q}) cannot exceed the number of keys ({n})")
+    return Mask(q, n, description, _Leaf(rule))
+
+
+def causal(n: int, *, queries: int | None = None) -> Mask:
+    """Causal mask, diagonal included: query t attends to keys 0..t (what GPT-2 uses).
+
+    ``n`` is the number of positions (keys); ``queries`` (default ``n``) keeps only
+    the last rows, aligned bottom-right as in cached decoding.
+
+    >>> causal(3).to_array().astype(int)
+    array([[1, 0, 0],
+           [1, 1, 0],
+           [1, 1, 1]])
+    """
+    return _mask(n, queries, "causal", lambda p: (np.zeros_like(p), p))
+
+
+def strict_causal(n: int, *, queries: int | None = None) -> Mask:
+    """Strictly causal: query t attends to keys 0..t-1 (the token being generated
+    sees only earlier tokens). Row 0 attends to nothing.
+
+    >>> strict_causal(3).to_array().astype(int)
+    array([[0, 0, 0],
+           [1, 0, 0],
+           [1, 1, 0]])
+    """
+    return _mask(n, queries, "strict causal", lambda p: (np.zeros_like(p), p - 1))
+
+
+def bidirectional(n: int, *, queries: int | None = None) -> Mask:
+    """Every query attends to every key (no mask at all).
+
+    >>> bidirectional(2).to_array().all()
+    np.True_
+    """
+    return _mask(n, queries, "bidirectional", lambda p: (np.zeros_like(p), np.full_like(p, n - 1)))
+
+
+def sliding_window(n: int, window: int, *, queries: int | None = None) -> Mask:
+    """Causal sliding window: query t attends to the ``window`` keys t-window+1..t.
+
+    ``window`` counts keys *including the query itself*: ``window=1`` is the
+    diagonal only, ``window >= n`` equals `causal`.
+
+    >>> sliding_window(4, 2).to_array().astype(int)
+    array([[1, 0, 0, 0],
+           [1, 1, 0, 0],
+           [0, 1, 1, 0],
+           [0, 0, 1, 1]])
+    """
+    w = _count("window", window)
+    return _mask(n, queries, f"window {w}", lambda p: (p - w + 1, p))
+
+
+def prefix_lm(n: int, prefix: int, *, queries: int | None = None) -> Mask:
+    """Prefix-LM: the first ``prefix`` positions attend to each other in both
+    directions; later positions are causal (they see the whole prefix).
+
+    >>> prefix_lm(4, 2).to_array().astype(int)
+    array([[1, 1, 0, 0],
+           [1, 1, 0, 0],
+           [1, 1, 1, 0],
+           [1, 1, 1, 1]])
+    """
+    p_len = _count("prefix", prefix, minimum=0)
+    if p_len > n:
+        raise usage_error(f"prefix ({p_len}) cannot exceed n ({n})")
+    return _mask(
+        n,
+        queries,
+        f"prefix-LM {p_len}",
+        lambda p: (np.zeros_like(p), np.maximum(p, p_len - 1)),
+    )
+
+
+def _segments(n: int, starts: IntArray, queries: int | None, description: str) -> Mask:
+    """Block-diagonal mask: a query attends to every key of its own segment."""
+    ends = np.append(starts[1:], n) - 1
+
+    def rule(p: IntArray) -> tuple[IntArray, IntArray]:
+        seg = np.searchsorted(starts, p, side="right") - 1
+        return starts[seg], ends[seg]
+
+    return _mask(n, queries, description, rule)
+
+
+def documents(lengths: Sequence[int], *, queries: int | None = None) -> Mask:
+    """Packed documents: block-diagonal, no attention across documents.
+
+    ``lengths`` are the documents' lengths in order; n = their sum. Within a
+    document attention is bidirectional: combine with `causal` for a GPT,
+    ``documents([3, 2]) & causal(5)``.
+
+    >>> documents([2, 1]).to_array().astype(int)
+    array([[1, 1, 0],
+           [1, 1, 0],
+           [0, 0, 1]])
+    """
+    if len(lengths) == 0:
+        raise usage_error("documents need at least one length")
+    sizes = [_count("document length", length) for length in lengths]
+    starts = np.cumsum([0, *sizes[:-1]], dtype=np.int64)
+    label = ",".join(map(str, sizes)) if len(sizes) <= 8 else f"{len(sizes)} documents"
+    return _segments(sum(sizes), starts, queries, f"documents {label}")
+
+
+def chunked(n: int, chunk: int, *, queries: int | None = None) -> Mask:
+    """Chunked attention: positions attend only within their chunk of ``chunk``
+    consecutive positions (block-diagonal; combine with `causal` for a GPT).
+
+    >>> chunked(4, 2).to_array().astype(int)
+    array([[1, 1, 0, 0],
+           [1, 1, 0, 0],
+           [0, 0, 1, 1],
+           [0, 0, 1, 1]])
+    """
+    c = _count("chunk", chunk)
+    n = _count("N", n)
+    return _segments(n, np.arange(0, n, c, dtype=np.int64), queries, f"chunks of {c}")
+
+
+PadSide = Literal["left", "right"]
+
+
+def padding(n: int, pad: int, side: PadSide = "left", *, queries: int | None = None) -> Mask:
+    """Padding: ``pad`` positions at the left or right end are padding.
+
+    Padded keys are never attended; padded queries attend to nothing (their rows
+    are fully masked and their outputs are ignored). Combine with `causal`.
+
+    >>> padding(4, 1, "left").to_array().astype(int)
+    array([[0, 0, 0, 0],
+           [0, 1, 1, 1],
+           [0, 1, 1, 1],
+           [0, 1, 1, 1]])
+    """
+    k = _count("pad", pad, minimum=0)
+    if side not in ("left", "right"):
+        raise usage_error(f"padding side must be 'left' or 'right', got {side!r}")
+    if k > n:
+        raise usage_error(f"pad ({k}) cannot exceed n ({n})")
+    real_lo, real_hi = (k, n - 1) if side == "left" else (0, n - 1 - k)
+
+    def rule(p: IntArray) -> tuple[IntArray, IntArray]:
+        real = (p >= real_lo) & (p <= real_hi)
+        return np.where(real, real_lo, 1), np.where(real, real_hi, 0)
+
+    return _mask(n, queries, f"{side} padding {k}", rule)
+
+
+def cached_step(past_len: int) -> Mask:
+    """The one-row mask of a cached decoding step: the new query, at position
+    ``past_len``, sees every cached key and itself (``past_len + 1`` keys).
+
+    This is ``causal(past_len + 1, queries=1)``: the row is aligned bottom-right.
+    A top-left aligned causal row would see only key 0, a classic bug.
+
+    >>> cached_step(2).to_array().astype(int)
+    array([[1, 1, 1]])
+    """
+    return causal(_count("past_len", past_len, minimum=0) + 1, queries=1)
+
+
+Kind = Literal["causal", "strict", "bidirectional", "prefix-lm"]
+KINDS: tuple[Kind, ...] = ("causal", "strict", "bidirectional", "prefix-lm")
+
+
+def build(
+    n: int,
+    kind: Kind = "causal",
+    *,
+    window: int | None = None,
+    prefix: int | None = None,
+    document_lengths: Sequence[int] | None = None,
+    chunk: int | None = None,
+    pad: int | None = None,
+    pad_side: PadSide = "left",
+) -> Mask:
+    """A base kind restricted by any of window, documents, chunks and padding (ANDed).
+
+    >>> build(6, "strict").description
+    'strict causal'
+    >>> build(6, window=2, pad=1).description
+    'causal & window 2 & left padding 1'
+    >>> build(6, "causal", prefix=2)
+    Traceback (most recent call last):
+    ...
+    maskviz.errors.MaskvizError: prefix needs kind 'prefix-lm'
+    """
+    n = _count("N", n)
+    if kind == "prefix-lm":
+        if prefix is None:
+            raise usage_error("kind 'prefix-lm' needs a prefix length")
+        mask = prefix_lm(n, prefix)
+    elif prefix is not None:
+        raise usage_error("prefix needs kind 'prefix-lm'")
+    elif kind == "causal":
+        mask = causal(n)
+    elif kind == "strict":
+        mask = strict_causal(n)
+    elif kind == "bidirectional":
+        mask = bidirectional(n)
+    else:
+        raise usage_error(f"unknown mask kind {kind!r}; choose from {', '.join(KINDS)}")
+    if window is not None:
+        mask = mask & sliding_window(n, window)
+    if document_lengths is not None:
+        total = sum(int(x) for x in document_lengths)
+        if total != n:
+            raise usage_error(f"document lengths sum to {total}, not n = {n}")
+        mask = mask & documents(document_lengths)
+    if chunk is not None:
+        mask = mask & chunked(n, chunk)
+    if pad is not None:
+        mask = mask & padding(n, pad, pad_side)
+    return mask

@@ -1,0 +1,99 @@
+"""matplotlib figures of masks and attention; imported only by commands that draw.
+
+Figures are built on `matplotlib.figure.Figure` directly (no pyplot state, no GUI
+backend), returned to the caller, and saved atomically by `save_figure`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib as mpl
+import numpy as np
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
+
+from maskviz._io import atomic_path
+from maskviz.masks import Mask
+from maskviz.render.text import safe_text
+
+FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
+MAX_FIGURE_CELLS = 512  # cells per side before a figure is downsampled
+COLOR_ALLOWED, COLOR_PARTIAL, COLOR_BLOCKED = "#1b7837", "#a6dba0", "#f2f2f2"
+
+mpl.rcParams["svg.hashsalt"] = "maskviz"  # reproducible SVG ids
+
+
+def _tick_labels(n: int, offset: int, index_base: int, labels: Sequence[str] | None) -> list[str]:
+    if labels is None:
+        return [str(i + offset + index_base) for i in range(n)]
+    return [f"{i + offset + index_base} {safe_text(labels[i + offset])}" for i in range(n)]
+
+
+def mask_figure(
+    mask: Mask,
+    *,
+    labels: Sequence[str] | None = None,
+    index_base: int = 1,
+    highlight_row: int | None = None,
+) -> Figure:
+    """The mask as a heatmap: allowed cells dark, blocked light, rows = queries.
+
+    Masks wider than 512 cells are drawn downsampled (partly allowed cells in a
+    third colour) and say so in the title.
+    """
+    k = max(1, -(-max(mask.n_queries, mask.n_keys) // MAX_FIGURE_CELLS))
+    states = mask.blocks(k, k) if k > 1 else mask.to_array().astype(np.int8) * 2
+    n_rows, n_cols = states.shape
+    side = min(9.0, max(3.0, 0.32 * max(n_rows, n_cols) + 1.5))
+    fig = Figure(figsize=(side + 1.0, side), layout="constrained")
+    ax = fig.add_subplot()
+    cmap = ListedColormap([COLOR_BLOCKED, COLOR_PARTIAL, COLOR_ALLOWED])
+    ax.imshow(states, cmap=cmap, vmin=0, vmax=2, interpolation="nearest", aspect="equal")
+    title = f"{mask.description} mask, {mask.n_queries} x {mask.n_keys}"
+    if k > 1:
+        title += f"\n(downsampled: one cell = {k} x {k} positions)"
+    ax.set_title(title)
+    ax.set_xlabel("key position →")
+    ax.set_ylabel("query position ↓")
+    if k == 1 and max(n_rows, n_cols) <= 64:
+        ax.set_xticks(range(n_cols), _tick_labels(n_cols, 0, index_base, None))
+        ax.set_yticks(range(n_rows), _tick_labels(n_rows, mask.query_offset, index_base, labels))
+        ax.set_xticks(np.arange(-0.5, n_cols), minor=True)
+        ax.set_yticks(np.arange(-0.5, n_rows), minor=True)
+        ax.grid(which="minor", color="white", linewidth=1.0)
+        ax.tick_params(which="minor", length=0)
+    if highlight_row is not None:
+        r = highlight_row // k
+        ax.axhline(r - 0.5, color="#d95f02", linewidth=2)
+        ax.axhline(r + 0.5, color="#d95f02", linewidth=2)
+    from matplotlib.patches import Patch
+
+    handles = [
+        Patch(color=COLOR_ALLOWED, label="may attend"),
+        Patch(color=COLOR_BLOCKED, label="may not"),
+    ]
+    if k > 1:
+        handles.insert(1, Patch(color=COLOR_PARTIAL, label="partly"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
+    return fig
+
+
+def save_figure(fig: Figure, path: str | Path, *, dpi: int = 150) -> None:
+    """Save ``fig`` atomically; the format comes from the suffix."""
+    target = Path(path)
+    with atomic_path(target) as tmp:
+        fig.savefig(
+            tmp, format=target.suffix.lower().lstrip("."), dpi=dpi, metadata=_metadata(target)
+        )
+
+
+def _metadata(path: Path) -> dict[str, str | None]:
+    # Fixed metadata keeps SVG and PDF output byte-identical between runs.
+    suffix = path.suffix.lower()
+    if suffix == ".svg":
+        return {"Date": None, "Creator": "maskviz"}
+    if suffix == ".pdf":
+        return {"CreationDate": None, "Creator": "maskviz", "Producer": "maskviz"}
+    return {"Software": "maskviz"}

@@ -1,0 +1,51 @@
+"""Making user and model text safe to print: nothing reaches the terminal raw."""
+
+from __future__ import annotations
+
+import unicodedata
+
+# Characters that can rewrite or reorder what a terminal shows.
+_BIDI = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C)}
+_NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\\": "\\\\"}
+
+
+def safe_text(text: str) -> str:
+    r"""Escape every character that could act on a terminal instead of showing.
+
+    Control characters (C0, C1, DEL), escape sequences, bidi overrides and other
+    format characters become visible escapes; printable text, emoji and CJK stay.
+
+    >>> safe_text("a\x1b[31mb\r\u202e")
+    'a\\x1b[31mb\\r\\u202e'
+    >>> safe_text("猫 🐈")
+    '猫 🐈'
+    """
+    out = []
+    for ch in text:
+        if ch in _NAMED:
+            out.append(_NAMED[ch])
+        elif ch in _BIDI or unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def cell_width(text: str) -> int:
+    """Terminal columns ``text`` occupies (wide CJK and emoji count 2)."""
+    from rich.cells import cell_len
+
+    return cell_len(text)
+
+
+def fit(text: str, width: int) -> str:
+    """Shorten ``text`` to at most ``width`` terminal columns, marking a cut with '…'."""
+    if cell_width(text) <= width:
+        return text
+    out = ""
+    for ch in text:
+        if cell_width(out + ch) > width - 1:
+            break
+        out += ch
+    return out + "…"

@@ -1,0 +1,182 @@
+"""`maskviz show-mask` through the CLI: exact grids, plain/JSON output, --save, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.conftest import run_cli
+
+STRICT_GRID = """\
+\\ 1 2 3 4 5 6
+1 ○ ○ ○ ○ ○ ○
+2 ● ○ ○ ○ ○ ○
+3 ● ● ○ ○ ○ ○
+4 ● ● ● ○ ○ ○
+5 ● ● ● ● ○ ○
+6 ● ● ● ● ● ○"""
+
+
+def grid_lines(stdout: str) -> list[str]:
+    return [line.rstrip() for line in stdout.splitlines()]
+
+
+def flat(stdout: str) -> str:
+    """Prose with Rich's line wrapping undone."""
+    return " ".join(stdout.split())
+
+
+def test_strict_mask_prints_the_exact_grid() -> None:
+    result = run_cli("show-mask", "6", "--kind", "strict", "--plain")
+    assert result.exit_code == 0
+    lines = grid_lines(result.stdout)
+    start = lines.index("\\ 1 2 3 4 5 6")
+    assert "\n".join(lines[start : start + 7]) == STRICT_GRID
+    assert "first token is generated from the start symbol alone" in flat(result.stdout)
+    assert "never NaN" in flat(result.stdout)
+    assert "● may attend" in result.stdout
+
+
+def test_default_causal_mask_includes_the_diagonal() -> None:
+    lines = grid_lines(run_cli("show-mask", "6", "--plain").stdout)
+    start = lines.index("\\ 1 2 3 4 5 6")
+    assert lines[start + 1] == "1 ● ○ ○ ○ ○ ○"
+    assert lines[start + 6] == "6 ● ● ● ● ● ●"
+    assert "21 of 36 cells allowed (58.3%)" in "\n".join(lines)
+
+
+def test_piped_output_has_no_escape_codes_and_no_color_forces_plain() -> None:
+    assert "\x1b[" not in run_cli("show-mask", "6").stdout
+    forced = run_cli("show-mask", "6", env={"FORCE_COLOR": "1"})
+    assert "\x1b[" in forced.stdout
+    assert (
+        "\x1b[" not in run_cli("show-mask", "6", env={"FORCE_COLOR": "1", "NO_COLOR": "1"}).stdout
+    )
+    assert "\x1b[" not in run_cli("show-mask", "6", "--plain", env={"FORCE_COLOR": "1"}).stdout
+
+
+def test_index_base_zero_numbers_from_zero() -> None:
+    lines = grid_lines(run_cli("show-mask", "3", "--index-base", "0", "--plain").stdout)
+    assert "\\ 0 1 2" in lines
+    assert "0 ● ○ ○" in lines
+
+
+def test_step_highlights_the_row_one_cached_step_computes() -> None:
+    result = run_cli("show-mask", "6", "--step", "4", "--plain")
+    assert "4 ● ● ● ● ○ ○ ◀ step" in grid_lines(result.stdout)
+    assert "Step 4: cached decoding computes only this row" in flat(result.stdout)
+
+
+def test_text_labels_rows_and_escapes_control_characters() -> None:
+    result = run_cli("show-mask", "3", "--text", "to be \x1b[31mred", "--plain")
+    assert result.exit_code == 0
+    assert "1 to" in result.stdout and "2 be" in result.stdout
+    assert "\x1b" not in result.stdout
+    assert "\\x1b[31mred" in result.stdout
+
+
+def test_every_kind_option_reaches_the_mask() -> None:
+    cases = {
+        ("--window", "2"): "causal & window 2",
+        ("--kind", "prefix-lm", "--prefix", "3"): "prefix-LM 3",
+        ("--docs", "3,2,1"): "causal & documents 3,2,1",
+        ("--chunk", "2"): "causal & chunks of 2",
+        ("--pad", "2", "--pad-side", "right"): "causal & right padding 2",
+        ("--kind", "bidirectional"): "bidirectional",
+    }
+    for options, description in cases.items():
+        result = run_cli("show-mask", "6", *options, "--plain")
+        assert result.exit_code == 0, result.stderr
+        assert result.stdout.startswith(f"{description} mask"), result.stdout
+
+
+def test_padded_rows_are_reported() -> None:
+    result = run_cli("show-mask", "5", "--pad", "2", "--plain")
+    assert "2 fully masked rows: 1, 2." in result.stdout
+    assert "Padded query rows attend to nothing" in flat(result.stdout)
+
+
+def test_json_dump_has_the_matrix_and_summary() -> None:
+    data = json.loads(run_cli("show-mask", "4", "--kind", "strict", "--json").stdout)
+    assert data["mask"] == [[0, 0, 0, 0], [1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0]]
+    assert data["fully_masked_rows"] == [1]
+    assert data["allowed"] == 6
+
+
+def test_large_n_is_downsampled_to_the_width() -> None:
+    result = run_cli("show-mask", "1000000", "--window", "4096", "--plain")
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "each cell covers" in flat(result.stdout)
+    data = json.loads(run_cli("show-mask", "100000", "--json").stdout)
+    assert data["cell_size"] == 391 and len(data["cells"]) == 256
+
+
+def test_grid_never_exceeds_terminal_width() -> None:
+    for n in (13, 26, 27, 40, 300):
+        result = run_cli("show-mask", str(n), "--plain", "--step", "2")
+        assert max(len(line) for line in result.stdout.splitlines()) <= 80, n
+
+
+@pytest.mark.parametrize("suffix", [".png", ".svg", ".pdf"])
+def test_save_writes_a_figure(tmp_path: Path, suffix: str) -> None:
+    target = tmp_path / f"mask{suffix}"
+    result = run_cli("show-mask", "6", "--kind", "strict", "--save", str(target), "--plain")
+    assert result.exit_code == 0, result.stderr
+    assert target.stat().st_size > 1000
+    assert list(tmp_path.iterdir()) == [target]
+    if suffix == ".png":
+        with Image.open(target) as image:
+            assert image.format == "PNG"
+            assert image.size[0] > 300 and image.size[1] > 300
+
+
+def test_failed_save_keeps_the_existing_file(tmp_path: Path) -> None:
+    target = tmp_path / "keep.png"
+    target.write_bytes(b"old")
+    result = run_cli("show-mask", "0", "--save", str(target))
+    assert result.exit_code == 2
+    assert target.read_bytes() == b"old"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["0"], "N must be >= 1"),
+        (["--", "-3"], "N must be >= 1"),
+        (["abc"], "Invalid value for 'N'"),
+        (["6", "--window", "0"], "window must be >= 1"),
+        (["6", "--kind", "prefix-lm", "--prefix", "7"], "prefix (7) cannot exceed"),
+        (["6", "--kind", "prefix-lm"], "needs a prefix"),
+        (["6", "--prefix", "2"], "prefix needs kind"),
+        (["6", "--docs", "3,2"], "sum to 5"),
+        (["6", "--docs", "3,x"], "comma-separated"),
+        (["6", "--kind", "sideways"], "'sideways' is not one of"),
+        (["6", "--pad-side", "right"], "--pad-side needs --pad"),
+        (["6", "--text", "a b"], "--text has 2 words"),
+        (["6", "--step", "7"], "--step must be"),
+        (["6", "--index-base", "2"], "--index-base"),
+        (["6", "--save", "mask"], "no extension"),
+        (["6", "--save", "mask.bmp"], "extension '.bmp'"),
+        (["6", "--save", "/no/such/folder/m.png"], "does not exist"),
+        (["10000001"], "too large"),
+    ],
+)
+def test_bad_input_is_one_line_on_stderr_with_exit_2(args: list[str], message: str) -> None:
+    result = run_cli("show-mask", *args)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith("maskviz: error: ")
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_save_into_a_directory_path_is_refused(tmp_path: Path) -> None:
+    result = run_cli("show-mask", "6", "--save", str(tmp_path))
+    assert result.exit_code == 2
+    assert "no extension" in result.stderr or "directory" in result.stderr

@@ -1,0 +1,160 @@
+"""Every mask kind against hand-written matrices, composition, alignment, downsampling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from maskviz import masks
+from maskviz.errors import MaskvizError
+
+
+def grid(rows: str) -> np.ndarray:
+    """'10 11' -> [[1,0],[1,1]] as bool."""
+    return np.array([[c == "1" for c in row] for row in rows.split()], dtype=bool)
+
+
+@pytest.mark.parametrize(
+    ("mask", "expected"),
+    [
+        (masks.causal(4), "1000 1100 1110 1111"),
+        (masks.strict_causal(4), "0000 1000 1100 1110"),
+        (masks.bidirectional(3), "111 111 111"),
+        (masks.sliding_window(5, 2), "10000 11000 01100 00110 00011"),
+        (masks.sliding_window(3, 1), "100 010 001"),
+        (masks.prefix_lm(5, 3), "11100 11100 11100 11110 11111"),
+        (masks.prefix_lm(3, 0), "100 110 111"),
+        (masks.documents([3, 2]), "11100 11100 11100 00011 00011"),
+        (masks.documents([2, 1]) & masks.causal(3), "100 110 001"),
+        (masks.chunked(5, 2), "11000 11000 00110 00110 00001"),
+        (masks.padding(4, 2, "left"), "0000 0000 0011 0011"),
+        (masks.padding(4, 1, "right"), "1110 1110 1110 0000"),
+        (masks.padding(4, 1, "left") & masks.causal(4), "0000 0100 0110 0111"),
+    ],
+    ids=lambda v: v.description if isinstance(v, masks.Mask) else "",
+)
+def test_each_kind_matches_hand_written_matrix(mask: masks.Mask, expected: str) -> None:
+    np.testing.assert_array_equal(mask.to_array(), grid(expected))
+
+
+def test_window_at_least_n_equals_causal() -> None:
+    np.testing.assert_array_equal(masks.sliding_window(6, 6).to_array(), masks.causal(6).to_array())
+    np.testing.assert_array_equal(
+        masks.sliding_window(6, 99).to_array(), masks.causal(6).to_array()
+    )
+
+
+def test_and_or_compose_elementwise() -> None:
+    a, b = masks.causal(6), masks.chunked(6, 4)
+    np.testing.assert_array_equal((a & b).to_array(), a.to_array() & b.to_array())
+    np.testing.assert_array_equal((a | b).to_array(), a.to_array() | b.to_array())
+    c = masks.strict_causal(6) | masks.sliding_window(6, 1)
+    np.testing.assert_array_equal(c.to_array(), a.to_array())
+
+
+def test_composing_different_shapes_is_an_error() -> None:
+    with pytest.raises(MaskvizError, match="cannot combine"):
+        _ = masks.causal(3) & masks.causal(4)
+
+
+def test_cached_step_row_is_aligned_bottom_right() -> None:
+    # the classic bug: a top-left aligned causal row for one query sees only key 0
+    row = masks.cached_step(past_len=5).to_array()
+    assert row.shape == (1, 6)
+    assert row.all()
+    assert masks.causal(6, queries=2).to_array().tolist() == [[1, 1, 1, 1, 1, 0], [1] * 6]
+
+
+@given(n=st.integers(1, 40), past=st.integers(0, 39))
+def test_every_cached_step_row_equals_the_causal_row(n: int, past: int) -> None:
+    past = past % n
+    np.testing.assert_array_equal(
+        masks.causal(past + 1, queries=1).to_array()[0],
+        masks.causal(n).to_array()[past, : past + 1],
+    )
+
+
+def test_strict_first_row_is_reported_fully_masked() -> None:
+    summary = masks.strict_causal(6).summary()
+    assert summary.fully_masked.tolist() == [0]
+    assert summary.allowed == 15
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: masks.causal(0), "N must be >= 1"),
+        (lambda: masks.causal(3, queries=4), "cannot exceed"),
+        (lambda: masks.sliding_window(4, 0), "window must be >= 1"),
+        (lambda: masks.prefix_lm(3, 4), "prefix"),
+        (lambda: masks.documents([]), "at least one"),
+        (lambda: masks.documents([2, 0]), "document length must be >= 1"),
+        (lambda: masks.chunked(4, 0), "chunk"),
+        (lambda: masks.padding(4, 5), "pad"),
+        (lambda: masks.padding(4, 1, "middle"), "left"),  # type: ignore[arg-type]
+        (lambda: masks.causal(2.5), "integer"),  # type: ignore[arg-type]
+        (lambda: masks.build(5, document_lengths=[2, 2]), "sum to 4"),
+        (lambda: masks.build(5, "prefix-lm"), "needs a prefix"),
+        (lambda: masks.build(5, "diagonal"), "unknown mask kind"),  # type: ignore[arg-type]
+    ],
+)
+def test_invalid_parameters_raise_usage_errors(call: object, message: str) -> None:
+    with pytest.raises(MaskvizError, match=message) as info:
+        call()  # type: ignore[operator]
+    assert info.value.exit_code == 2
+
+
+def _reference_blocks(dense: np.ndarray, k: int) -> np.ndarray:
+    n_r, n_c = -(-dense.shape[0] // k), -(-dense.shape[1] // k)
+    out = np.zeros((n_r, n_c), np.int8)
+    for i in range(n_r):
+        for j in range(n_c):
+            cell = dense[i * k : (i + 1) * k, j * k : (j + 1) * k]
+            out[i, j] = 2 if cell.all() else 1 if cell.any() else 0
+    return out
+
+
+mask_kinds = st.sampled_from(["causal", "strict", "bidirectional", "prefix-lm"])
+
+
+@st.composite
+def random_masks(draw: st.DrawFn) -> masks.Mask:
+    n = draw(st.integers(1, 30))
+    kind = draw(mask_kinds)
+    mask = masks.build(
+        n, kind,
+        prefix=draw(st.integers(0, n)) if kind == "prefix-lm" else None,
+        window=draw(st.none() | st.integers(1, n + 2)),
+        chunk=draw(st.none() | st.integers(1, n + 2)),
+        pad=draw(st.none() | st.integers(0, n)),
+        pad_side=draw(st.sampled_from(["left", "right"])),
+    )  # fmt: skip
+    if draw(st.booleans()):
+        mask = mask | masks.sliding_window(n, draw(st.integers(1, n)))
+    return mask
+
+
+@given(mask=random_masks(), k=st.integers(1, 12))
+def test_blocks_match_the_dense_mask_cell_by_cell(mask: masks.Mask, k: int) -> None:
+    np.testing.assert_array_equal(mask.blocks(k, k), _reference_blocks(mask.to_array(), k))
+
+
+@given(mask=random_masks())
+def test_summary_counts_match_the_dense_mask(mask: masks.Mask) -> None:
+    dense = mask.to_array()
+    summary = mask.summary()
+    assert summary.allowed == dense.sum()
+    assert summary.fully_masked.tolist() == np.flatnonzero(~dense.any(axis=1)).tolist()
+
+
+def test_huge_masks_are_summarised_without_a_dense_matrix() -> None:
+    mask = masks.causal(1_000_000) & masks.sliding_window(1_000_000, 4096)
+    states = mask.blocks(20_000, 20_000)
+    assert states.shape == (50, 50)
+    assert (np.diag(states) == 1).all()
+    assert states[0, 1] == 0 and states[1, 0] == 1
+    assert mask.summary().allowed == 4096 * (1_000_000 - 4095) + 4095 * 4096 // 2
+    with pytest.raises(MaskvizError, match="too large"):
+        mask.to_array()
