@@ -15,8 +15,8 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
 from maskviz._io import atomic_path
+from maskviz._text import safe_text
 from maskviz.masks import Mask
-from maskviz.render.text import safe_text
 
 FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
 MAX_FIGURE_CELLS = 512  # cells per side before a figure is downsampled

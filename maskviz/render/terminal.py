@@ -16,8 +16,8 @@ from rich.console import Console, ConsoleOptions, RenderResult
 from rich.style import Style
 from rich.text import Text
 
+from maskviz._text import cell_width, fit, safe_text
 from maskviz.masks import Mask
-from maskviz.render.text import cell_width, fit, safe_text
 
 ALLOWED, BLOCKED, PARTIAL = "●", "○", "◐"
 STYLE_ALLOWED = Style(color="green", bold=True)

@@ -6,7 +6,7 @@ import unicodedata
 
 # Characters that can rewrite or reorder what a terminal shows.
 _BIDI = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C)}
-_NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\\": "\\\\"}
+_NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
 
 def safe_text(text: str) -> str:
@@ -14,11 +14,14 @@ def safe_text(text: str) -> str:
 
     Control characters (C0, C1, DEL), escape sequences, bidi overrides and other
     format characters become visible escapes; printable text, emoji and CJK stay.
+    The result contains no such character, so escaping twice changes nothing.
 
     >>> safe_text("a\x1b[31mb\r\u202e")
     'a\\x1b[31mb\\r\\u202e'
     >>> safe_text("猫 🐈")
     '猫 🐈'
+    >>> safe_text(safe_text("\x07")) == safe_text("\x07")
+    True
     """
     out = []
     for ch in text:

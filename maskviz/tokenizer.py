@@ -1,0 +1,108 @@
+"""Tokenizers: the shipped byte-level one, and Hugging Face ``tokenizer.json`` files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+from maskviz._text import safe_text
+from maskviz.errors import MaskvizError, usage_error
+
+EOT_TEXT = "<|endoftext|>"
+
+
+class Tokenizer(Protocol):
+    """What the engine and renderers need from a tokenizer."""
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    @property
+    def eot_id(self) -> int | None:
+        """The end-of-text token, or None when the tokenizer has none."""
+        ...
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: list[int]) -> str: ...
+
+    def token_label(self, token_id: int) -> str:
+        """A short label for one token, safe to print (escapes applied)."""
+        ...
+
+
+class ByteTokenizer:
+    """UTF-8 bytes are tokens 0..255; token 256 is ``<|endoftext|>``.
+
+    >>> tok = ByteTokenizer()
+    >>> tok.encode("hé")
+    [104, 195, 169]
+    >>> tok.decode([104, 195, 169, 256])
+    'hé'
+    >>> [tok.token_label(i) for i in (104, 10, 195, 256)]
+    ['h', '\\\\n', '\\\\xc3', '<|endoftext|>']
+    """
+
+    vocab_size = 257
+    eot_id = 256
+
+    def encode(self, text: str) -> list[int]:
+        return list(text.encode("utf-8"))
+
+    def decode(self, ids: list[int]) -> str:
+        return bytes(i for i in ids if 0 <= i < 256).decode("utf-8", errors="replace")
+
+    def token_label(self, token_id: int) -> str:
+        if token_id == self.eot_id:
+            return EOT_TEXT
+        if 0x20 <= token_id < 0x7F:
+            return chr(token_id)
+        if token_id in (9, 10, 13):
+            return safe_text(chr(token_id))
+        return f"\\x{token_id:02x}"
+
+
+class HFTokenizer:
+    """A Hugging Face ``tokenizer.json``, read by the ``tokenizers`` package."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            from tokenizers import Tokenizer as _HF
+        except ImportError:
+            raise MaskvizError(
+                "reading tokenizer.json needs the 'hf' extra: pip install 'maskviz[hf]'"
+            ) from None
+        try:
+            self._tok = _HF.from_file(str(path))
+        except Exception as exc:
+            raise MaskvizError(
+                f"{path}: not a loadable tokenizer.json ({_first_line(exc)})"
+            ) from None
+        self.vocab_size = int(self._tok.get_vocab_size(with_added_tokens=True))
+        eot = self._tok.token_to_id(EOT_TEXT)
+        self.eot_id = None if eot is None else int(eot)
+
+    def encode(self, text: str) -> list[int]:
+        return [int(i) for i in self._tok.encode(text, add_special_tokens=False).ids]
+
+    def decode(self, ids: list[int]) -> str:
+        return str(self._tok.decode([int(i) for i in ids], skip_special_tokens=False))
+
+    def token_label(self, token_id: int) -> str:
+        if token_id == self.eot_id:
+            return EOT_TEXT
+        return safe_text(self.decode([token_id]))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def check_ids(ids: list[int], vocab_size: int) -> None:
+    """Refuse empty input and ids outside ``[0, vocab_size)``."""
+    if len(ids) == 0:
+        raise usage_error("the prompt is empty: give at least one token")
+    bad = [i for i in ids if not 0 <= i < vocab_size]
+    if bad:
+        raise usage_error(f"token id {bad[0]} is outside the vocabulary [0, {vocab_size})")

@@ -1,0 +1,228 @@
+"""A recorded run of the model: plain arrays with documented shapes, no drawing.
+
+========================  ======================  ===========================================
+field                     dtype / shape           meaning
+========================  ======================  ===========================================
+token_ids                 int64 [T]               prompt followed by generated tokens
+prompt_len                int                     P, the number of prompt tokens
+logits                    float [T, vocab]        logits[t] predicts token t+1
+attention                 float [L', H', T, T]    row t = attention of query t; 0 where masked
+mask                      bool [T, T]             keys each query could see (True = allowed)
+mode                      str                     "cached", "training" or "recompute"
+layers, heads             int64 [L'], [H']        which layers/heads ``attention`` holds
+step_seconds              float64 [T - P]         wall time of each decoding step
+prefill_seconds           float                   wall time of the prompt pass (training: the whole pass)
+kv_cache_bytes            int                     bytes the KV cache held (0 without a cache)
+model_name, dtype         str                     the model and its float dtype
+stop_reason               str                     "steps", "end_of_text" or "context"
+========================  ======================  ===========================================
+
+In cached mode, rows 0..P-1 come from the prefill pass (causal mask applied to
+the P x P scores) and each row t >= P from one decoding step in which the single
+query attends to the t+1 keys in the cache with no mask: ``mask[t]`` records the
+keys the cache held, which is the causal row.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from maskviz._io import atomic_path, write_text
+from maskviz.errors import MaskvizError
+
+FloatArray = NDArray[np.floating[Any]]
+
+_ARRAYS = ("token_ids", "logits", "attention", "mask", "layers", "heads", "step_seconds")
+_SCALARS = {
+    "prompt_len": int,
+    "mode": str,
+    "prefill_seconds": float,
+    "kv_cache_bytes": int,
+    "model_name": str,
+    "dtype": str,
+    "stop_reason": str,
+}
+MODES = ("cached", "training", "recompute")
+_FLOAT_DTYPES = ("float16", "float32", "float64")
+
+
+@dataclass(frozen=True, eq=False)
+class Trace:
+    """What one run of the model computed, step by step. See the module docstring."""
+
+    token_ids: NDArray[np.int64]
+    prompt_len: int
+    logits: FloatArray
+    attention: FloatArray
+    mask: NDArray[np.bool_]
+    mode: str
+    layers: NDArray[np.int64]
+    heads: NDArray[np.int64]
+    model_name: str = ""
+    dtype: str = "float32"
+    step_seconds: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    prefill_seconds: float = 0.0
+    kv_cache_bytes: int = 0
+    stop_reason: str = "steps"
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.token_ids.shape[0])
+
+    @property
+    def generated_ids(self) -> list[int]:
+        return [int(i) for i in self.token_ids[self.prompt_len :]]
+
+    def head_attention(self, layer: int, head: int) -> FloatArray:
+        """The T x T attention of one recorded (layer, head), by model indices."""
+        try:
+            li = int(np.flatnonzero(self.layers == layer)[0])
+            hi = int(np.flatnonzero(self.heads == head)[0])
+        except IndexError:
+            raise MaskvizError(
+                f"layer {layer}, head {head} was not recorded "
+                f"(layers {self.layers.tolist()}, heads {self.heads.tolist()})",
+                usage=True,
+            ) from None
+        matrix: FloatArray = self.attention[li, hi]
+        return matrix
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready content: the same keys as the .npz file, arrays as lists."""
+        out: dict[str, Any] = {name: getattr(self, name).tolist() for name in _ARRAYS}
+        out.update({name: getattr(self, name) for name in _SCALARS})
+        return out
+
+    def save(self, path: str | Path) -> None:
+        """Write the trace atomically: ``.npz`` (no pickle) or ``.json``."""
+        p = Path(path)
+        if p.suffix.lower() == ".json":
+            write_text(p, json.dumps(self.to_dict(), allow_nan=False))
+            return
+        arrays = {name: getattr(self, name) for name in _ARRAYS}
+        arrays.update({name: np.array(getattr(self, name)) for name in _SCALARS})
+        with atomic_path(p) as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Trace:
+        """Read a trace written by `save` (.npz or .json); any defect is a MaskvizError."""
+        p = Path(path)
+        try:
+            if p.suffix.lower() == ".json":
+                data = json.loads(p.read_text(encoding="utf-8"))
+                if not isinstance(data, dict):
+                    raise MaskvizError(f"{p}: not a trace (expected a JSON object)")
+                arrays = _from_json(data, p)
+            else:
+                arrays = _read_npz(p)
+            kwargs: dict[str, Any] = {name: arrays[name] for name in _ARRAYS}
+            for name, kind in _SCALARS.items():
+                kwargs[name] = kind(
+                    arrays[name].item() if isinstance(arrays[name], np.ndarray) else arrays[name]
+                )
+        except MaskvizError:
+            raise
+        except KeyError as exc:
+            raise MaskvizError(f"{p}: not a trace: missing key {exc}") from None
+        except (OSError, ValueError, TypeError, zipfile.BadZipFile, EOFError) as exc:
+            raise MaskvizError(
+                f"{p}: cannot read trace: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            ) from None
+        return cls(**kwargs)
+
+
+_EXPECTED_DTYPE = {
+    "token_ids": ("i",),
+    "logits": ("f",),
+    "attention": ("f",),
+    "mask": ("b",),
+    "layers": ("i",),
+    "heads": ("i",),
+    "step_seconds": ("f",),
+}
+
+
+def _read_npz(path: Path) -> dict[str, Any]:
+    """Read the .npz members after checking every header's dtype and size."""
+    if not path.is_file():
+        raise MaskvizError(f"{path}: no such file")
+    out: dict[str, Any] = {}
+    with zipfile.ZipFile(path) as zf:
+        names = {info.filename.removesuffix(".npy"): info for info in zf.infolist()}
+        for name in (*_ARRAYS, *_SCALARS):
+            if name not in names:
+                raise MaskvizError(f"{path}: not a trace: missing key '{name}'")
+            with zf.open(names[name]) as fh:
+                version = np.lib.format.read_magic(fh)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+                else:
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+                if dtype.hasobject:
+                    raise MaskvizError(
+                        f"{path}: '{name}' holds Python objects; refused (no pickle)"
+                    )
+                declared = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+                if declared > names[name].file_size:
+                    raise MaskvizError(
+                        f"{path}: '{name}' declares {declared} bytes but holds fewer"
+                    )
+            with zf.open(names[name]) as fh:
+                out[name] = np.lib.format.read_array(fh, allow_pickle=False)
+    return out
+
+
+def _from_json(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    dtype = str(data["dtype"])
+    if dtype not in _FLOAT_DTYPES:
+        raise MaskvizError(f"{path}: unknown dtype {dtype!r}")
+    out: dict[str, Any] = dict(data)
+    out["token_ids"] = np.asarray(data["token_ids"], dtype=np.int64)
+    out["logits"] = np.asarray(data["logits"], dtype=dtype)
+    out["attention"] = np.asarray(data["attention"], dtype=dtype)
+    out["mask"] = np.asarray(data["mask"], dtype=bool)
+    out["layers"] = np.asarray(data["layers"], dtype=np.int64)
+    out["heads"] = np.asarray(data["heads"], dtype=np.int64)
+    out["step_seconds"] = np.asarray(data["step_seconds"], dtype=np.float64)
+    return out
+
+
+def _validate(t: Trace) -> None:
+    def bad(message: str) -> MaskvizError:
+        return MaskvizError(f"invalid trace: {message}")
+
+    for name, kinds in _EXPECTED_DTYPE.items():
+        value = getattr(t, name)
+        if not isinstance(value, np.ndarray) or value.dtype.kind not in kinds:
+            raise bad(
+                f"'{name}' must be an array of kind {kinds}, got {getattr(value, 'dtype', type(value))}"
+            )
+    n = t.token_ids.shape[0] if t.token_ids.ndim == 1 else -1
+    if n < 1:
+        raise bad("'token_ids' must be a non-empty 1-D array")
+    if not 1 <= t.prompt_len <= n:
+        raise bad(f"prompt_len {t.prompt_len} is outside 1..{n}")
+    if t.logits.ndim != 2 or t.logits.shape[0] != n:
+        raise bad(f"'logits' must be [T={n}, vocab], got {t.logits.shape}")
+    expected = (t.layers.shape[0], t.heads.shape[0], n, n)
+    if t.attention.shape != expected:
+        raise bad(f"'attention' must be {list(expected)}, got {list(t.attention.shape)}")
+    if t.mask.shape != (n, n):
+        raise bad(f"'mask' must be [{n}, {n}], got {list(t.mask.shape)}")
+    if t.mode not in MODES:
+        raise bad(f"mode must be one of {', '.join(MODES)}, got {t.mode!r}")
+    if t.dtype not in _FLOAT_DTYPES:
+        raise bad(f"unknown dtype {t.dtype!r}")
+    if t.step_seconds.ndim != 1:
+        raise bad("'step_seconds' must be 1-D")

@@ -1,0 +1,203 @@
+"""The NumPy GPT: cached decoding equals training mode and recompute, numerics, errors."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import maskviz
+from maskviz import GPTConfig, MaskvizError, random_model
+from maskviz.model import KVCache, attention, masked_softmax
+
+
+def tolerance(dtype: str, scale: float) -> float:
+    """float64: ~1e-12. float32: a few hundred ulps of the largest magnitude involved.
+
+    Cached and training mode add the same products in a different order (one
+    matrix-vector product per step vs one matrix product), so each of the O(n_layer)
+    layers may differ by a few ulps of its activations, which grow through the
+    residual stream; 256 eps * max(1, |value|) bounds that with room to spare.
+    """
+    eps = float(np.finfo(dtype).eps)
+    return 256 * eps * max(1.0, scale)
+
+
+configs = st.builds(
+    lambda n_layer, n_head, head_dim, n_ctx, vocab: GPTConfig(
+        n_layer, n_head, n_head * head_dim, n_ctx, vocab
+    ),
+    n_layer=st.integers(1, 3),
+    n_head=st.integers(1, 4),
+    head_dim=st.integers(1, 8),
+    n_ctx=st.integers(4, 24),
+    vocab=st.integers(2, 40),
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    cfg=configs,
+    seed=st.integers(0, 2**16),
+    dtype=st.sampled_from(["float32", "float64"]),
+    data=st.data(),
+)
+def test_cached_equals_training_and_recompute(
+    cfg: GPTConfig, seed: int, dtype: str, data: st.DataObject
+) -> None:
+    model = random_model(cfg, seed=seed, dtype=dtype)  # type: ignore[arg-type]
+    p = data.draw(st.integers(1, cfg.n_ctx))
+    prompt = data.draw(st.lists(st.integers(0, cfg.vocab_size - 1), min_size=p, max_size=p))
+    steps = data.draw(st.integers(0, cfg.n_ctx - p))
+    cached = model.trace(prompt, steps=steps)
+    training = model.trace(prompt, steps=steps, mode="training")
+    recompute = model.trace(prompt, steps=steps, mode="recompute")
+    np.testing.assert_array_equal(cached.token_ids, training.token_ids)
+    np.testing.assert_array_equal(cached.token_ids, recompute.token_ids)
+    assert cached.n_tokens == p + steps
+    scale = float(np.abs(training.logits).max())
+    for other in (training, recompute):
+        assert np.abs(cached.logits - other.logits).max() <= tolerance(dtype, scale)
+        assert np.abs(cached.attention - other.attention).max() <= tolerance(dtype, 1.0)
+    for trace in (cached, training, recompute):
+        assert trace.logits.dtype == dtype
+        assert trace.attention.dtype == dtype
+
+
+def test_float64_parity_is_at_rounding_level() -> None:
+    model = random_model(GPTConfig(3, 4, 32, 64, 100), seed=3, dtype="float64")
+    cached = model.trace(list(range(10)), steps=30)
+    training = model.trace(list(range(10)), steps=30, mode="training")
+    assert np.abs(cached.logits - training.logits).max() < 1e-12
+    assert np.abs(cached.attention - training.attention).max() < 1e-12
+
+
+@settings(max_examples=25, deadline=None)
+@given(cfg=configs, seed=st.integers(0, 1000), dtype=st.sampled_from(["float32", "float64"]))
+def test_attention_rows_are_distributions_and_masked_weights_exactly_zero(
+    cfg: GPTConfig, seed: int, dtype: str
+) -> None:
+    model = random_model(cfg, seed=seed, dtype=dtype)  # type: ignore[arg-type]
+    trace = model.trace([0] * min(3, cfg.n_ctx), steps=cfg.n_ctx - min(3, cfg.n_ctx))
+    att = trace.attention
+    assert (att[..., ~trace.mask] == 0).all()
+    np.testing.assert_allclose(att.sum(axis=-1), 1.0, atol=tolerance(dtype, float(cfg.n_ctx)))
+    assert np.isfinite(att).all() and np.isfinite(trace.logits).all()
+
+
+def test_fully_masked_rows_give_zero_weights_without_warnings() -> None:
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.standard_normal((2, 4, 3)).astype(np.float32) for _ in range(3))
+    strict = maskviz.masks.strict_causal(4).to_array()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out, weights = attention(q, k, v, strict)
+    assert (weights[:, 0] == 0).all()
+    assert (out[:, 0] == 0).all()
+    np.testing.assert_allclose(weights[:, 1:].sum(-1), 1.0, rtol=1e-6)
+    assert weights.dtype == np.float32 and out.dtype == np.float32
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("scale", [1.0, 1e4, 1e30])
+def test_extreme_scores_stay_finite(dtype: str, scale: float) -> None:
+    scores = (np.array([[[0.0, 1.0, -1.0], [5.0, -5.0, 0.0]]]) * scale).astype(dtype)
+    scores = np.clip(scores, np.finfo(dtype).min, np.finfo(dtype).max)
+    mask = np.array([[True, True, False], [False, False, False]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        weights = masked_softmax(scores, mask)
+    assert np.isfinite(weights).all()
+    assert weights[0, 0].sum() == pytest.approx(1.0)
+    assert (weights[0, 1] == 0).all()
+
+
+def test_engine_never_promotes_float32() -> None:
+    model = random_model(GPTConfig(2, 2, 16, 32, 300), seed=0)
+    trace = model.trace([1, 2, 3], steps=3)
+    assert {a.dtype for a in (trace.logits, trace.attention)} == {np.dtype(np.float32)}
+    assert all(a.dtype == np.float32 for a in vars(model.weights.blocks[0]).values())
+
+
+def test_kv_cache_is_allocated_once_and_reports_bytes() -> None:
+    cfg = GPTConfig(2, 2, 8, 16, 20)
+    cache = KVCache(cfg, capacity=10, dtype="float32")
+    assert cache.nbytes == 2 * 2 * 2 * 10 * 4 * 4
+    trace = random_model(cfg).trace([1, 2], steps=5)
+    assert trace.kv_cache_bytes == 2 * 2 * 2 * 7 * 4 * 4
+    assert trace.step_seconds.shape == (5,)
+
+
+def test_layer_and_head_selection_records_only_those() -> None:
+    model = random_model(GPTConfig(3, 4, 16, 16, 20), seed=1)
+    full = model.trace([1, 2, 3], steps=4)
+    some = model.trace([1, 2, 3], steps=4, layers=[2], heads=[1, 3])
+    assert some.attention.shape == (1, 2, 7, 7)
+    np.testing.assert_array_equal(some.attention[0], full.attention[2][[1, 3]])
+    np.testing.assert_array_equal(some.head_attention(2, 3), full.attention[2, 3])
+    half = model.trace([1, 2, 3], steps=4, record_dtype="float16")
+    assert half.attention.dtype == np.float16
+    off = model.trace([1, 2, 3], steps=4, record=False)
+    assert off.attention.size == 0
+    np.testing.assert_array_equal(off.logits, full.logits)
+
+
+def test_sampling_is_reproducible_with_a_seed() -> None:
+    model = random_model(GPTConfig(1, 2, 8, 64, 30), seed=2)
+    a = model.trace([1], steps=40, temperature=1.5, top_k=10, seed=7)
+    b = model.trace([1], steps=40, temperature=1.5, top_k=10, seed=7)
+    c = model.trace([1], steps=40, temperature=1.5, top_k=10, seed=8)
+    np.testing.assert_array_equal(a.token_ids, b.token_ids)
+    assert (a.token_ids != c.token_ids).any()
+    greedy = model.trace([1], steps=40)
+    assert (a.token_ids != greedy.token_ids).any()
+
+
+def test_generation_stops_at_the_context_limit() -> None:
+    model = random_model(GPTConfig(1, 1, 4, 8, 10))
+    trace = model.trace([1, 2, 3], steps=20)
+    assert trace.n_tokens == 8
+    assert trace.stop_reason == "context"
+
+
+def test_generation_stops_after_end_of_text() -> None:
+    model = random_model(GPTConfig(1, 1, 8, 32, 257), seed=0)
+    # logits = ln_f(x) @ wte.T; with only wte[256] non-zero and ln_f's bias 1,
+    # token 256 (end-of-text) scores n_embd and every other token 0
+    model.weights.wte[:] = 0
+    model.weights.wte[256] = 1
+    model.weights.ln_f_b[:] = 1
+    trace = model.trace([65, 66], steps=10)
+    assert trace.token_ids.tolist() == [65, 66, 256]
+    assert trace.stop_reason == "end_of_text"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"token_ids": []}, "empty"),
+        ({"token_ids": [1, 99]}, "outside the vocabulary"),
+        ({"token_ids": [-1]}, "outside the vocabulary"),
+        ({"token_ids": [1], "steps": -1}, "steps must be"),
+        ({"token_ids": list(range(9))}, "context is 8"),
+        ({"token_ids": [1], "mode": "sideways"}, "mode must be"),
+        ({"token_ids": [1], "layers": [5]}, "layer 5 is out of range"),
+        ({"token_ids": [1], "heads": [-1]}, "head -1 is out of range"),
+        ({"token_ids": [1], "temperature": -1.0}, "temperature"),
+        ({"token_ids": [1], "top_k": 0}, "top_k"),
+    ],
+)
+def test_bad_input_raises_the_library_error(kwargs: dict[str, object], message: str) -> None:
+    model = random_model(GPTConfig(2, 2, 8, 8, 10))
+    with pytest.raises(MaskvizError, match=message):
+        model.trace(**kwargs)  # type: ignore[arg-type]
+
+
+def test_bad_configs_are_refused() -> None:
+    with pytest.raises(MaskvizError, match="divisible"):
+        GPTConfig(1, 3, 8, 8, 8)
+    with pytest.raises(MaskvizError, match="n_layer"):
+        GPTConfig(0, 1, 8, 8, 8)

@@ -1,0 +1,115 @@
+"""Trace files: lossless .npz/.json round trips, and clear errors for damaged files."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from maskviz import GPTConfig, MaskvizError, Trace, random_model
+
+
+@pytest.fixture
+def trace() -> Trace:
+    return random_model(GPTConfig(2, 2, 8, 16, 20), seed=4).trace([1, 2, 3], steps=5)
+
+
+def assert_same(a: Trace, b: Trace) -> None:
+    for name in ("token_ids", "logits", "attention", "mask", "layers", "heads", "step_seconds"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.dtype == y.dtype, name
+        np.testing.assert_array_equal(x, y, err_msg=name)
+    for name in (
+        "prompt_len",
+        "mode",
+        "model_name",
+        "dtype",
+        "kv_cache_bytes",
+        "prefill_seconds",
+        "stop_reason",
+    ):
+        assert getattr(a, name) == getattr(b, name), name
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".json"])
+def test_round_trip_is_exact(trace: Trace, tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"t{suffix}"
+    trace.save(path)
+    assert_same(trace, Trace.load(path))
+
+
+def test_npz_holds_exactly_the_documented_keys(trace: Trace, tmp_path: Path) -> None:
+    trace.save(tmp_path / "t.npz")
+    with np.load(tmp_path / "t.npz", allow_pickle=False) as data:
+        assert {"token_ids", "prompt_len", "logits", "attention", "mask", "mode"} <= set(data.files)
+        assert data["token_ids"].dtype == np.int64
+        assert data["mask"].dtype == bool
+
+
+def _rewrite(src: Path, dst: Path, name: str, value: np.ndarray | None) -> None:
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            if info.filename == f"{name}.npy":
+                if value is None:
+                    continue
+                buf = io.BytesIO()
+                np.save(buf, value, allow_pickle=True)
+                zout.writestr(info.filename, buf.getvalue())
+            else:
+                zout.writestr(info, zin.read(info))
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("logits", None, "missing key 'logits'"),
+        ("attention", np.zeros((2, 2, 3, 3), np.float32), "'attention' must be"),
+        ("mask", np.zeros((8, 8), np.float32), "'mask' must be an array of kind"),
+        ("token_ids", np.array([1.5, 2.5]), "'token_ids' must be an array of kind"),
+        ("mode", np.array("sideways"), "mode must be one of"),
+        ("logits", np.array([object()], dtype=object), "no pickle"),
+    ],
+)
+def test_damaged_files_fail_with_the_library_error(
+    trace: Trace, tmp_path: Path, name: str, value: np.ndarray | None, message: str
+) -> None:
+    good, bad = tmp_path / "good.npz", tmp_path / "bad.npz"
+    trace.save(good)
+    _rewrite(good, bad, name, value)
+    with pytest.raises(MaskvizError, match=message):
+        Trace.load(bad)
+
+
+def test_truncated_and_garbage_files_fail_cleanly(trace: Trace, tmp_path: Path) -> None:
+    path = tmp_path / "t.npz"
+    trace.save(path)
+    data = path.read_bytes()
+    for cut in (0, 10, len(data) // 2, len(data) - 5):
+        path.write_bytes(data[:cut])
+        with pytest.raises(MaskvizError):
+            Trace.load(path)
+    with pytest.raises(MaskvizError, match="no such file"):
+        Trace.load(tmp_path / "missing.npz")
+    (tmp_path / "t.json").write_text("[1, 2]")
+    with pytest.raises(MaskvizError, match="JSON object"):
+        Trace.load(tmp_path / "t.json")
+
+
+def test_a_header_claiming_more_data_than_present_is_refused(trace: Trace, tmp_path: Path) -> None:
+    good, bad = tmp_path / "good.npz", tmp_path / "bad.npz"
+    trace.save(good)
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buf, {"descr": "<f4", "fortran_order": False, "shape": (10**6, 10**6)}
+    )
+    with zipfile.ZipFile(good) as zin, zipfile.ZipFile(bad, "w") as zout:
+        for info in zin.infolist():
+            payload = zin.read(info)
+            if info.filename == "logits.npy":
+                payload = b"\x93NUMPY\x01\x00" + buf.getvalue()[8:] + b"\x00" * 16
+            zout.writestr(info.filename, payload)
+    with pytest.raises(MaskvizError, match="declares"):
+        Trace.load(bad)
