@@ -22,6 +22,7 @@ from maskviz import masks as masks_lib
 from maskviz._io import check_output_path
 from maskviz.errors import MaskvizError, usage_error
 from maskviz.render.terminal import MaskGrid, legend, mask_summary
+from maskviz.tokenizer import check_ids
 
 PROG = "maskviz"
 
@@ -115,6 +116,11 @@ def console(plain: bool) -> Console:
         emoji=False,
         soft_wrap=False,
     )
+
+
+def _no_colour(out: Console) -> bool:
+    """True when shading must use characters because colour will not be shown."""
+    return out.no_color or out.color_system is None
 
 
 def print_json(data: Any) -> None:
@@ -333,6 +339,360 @@ def _mask_json(
         data["cells"] = mask.blocks(k, k).tolist()
         data["cells_legend"] = {"0": "none allowed", "1": "some allowed", "2": "all allowed"}
     return data
+
+
+# ---------------------------------------------------------------- trace
+
+
+class DTypeChoice(StrEnum):
+    float32 = "float32"
+    float64 = "float64"
+
+
+class ModeChoice(StrEnum):
+    cached = "cached"
+    training = "training"
+
+
+class AggChoice(StrEnum):
+    mean = "mean"
+    max = "max"
+
+
+TRACE_SUFFIXES = (".png", ".svg", ".pdf", ".gif", ".npz", ".json")
+ModelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="'tiny' (shipped, default), a GPT-2 checkpoint folder, or a hub id such as gpt2.",
+        show_default=False,
+    ),
+]
+DTypeOption = Annotated[DTypeChoice, typer.Option(help="Float type the engine computes in.")]
+LayerOption = Annotated[int, typer.Option(help="Layer whose attention is drawn (0-based).")]
+HeadOption = Annotated[int, typer.Option(help="Head whose attention is drawn (0-based).")]
+PlainOption = Annotated[
+    bool, typer.Option("--plain", help="No colour: shade weights with a character ramp.")
+]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print machine-readable JSON instead of drawing.")
+]
+
+
+def _load(model: str | None, dtype: DTypeChoice) -> Any:
+    from maskviz.loading import load_model
+
+    return load_model(model, dtype=dtype.value)
+
+
+def _check_index(what: str, value: int, count: int) -> None:
+    if not 0 <= value < count:
+        raise usage_error(
+            f"--{what} {value} is out of range: the model has {count} {what}s (0..{count - 1})"
+        )
+
+
+def _heads(spec: str | None, n_head: int) -> list[int] | None:
+    if spec is None:
+        return None
+    if spec == "all":
+        return list(range(n_head))
+    try:
+        chosen = [int(part) for part in spec.split(",")]
+    except ValueError:
+        raise usage_error(f"--heads must be 'all' or a list like 0,2, got {spec!r}") from None
+    for h in chosen:
+        _check_index("head", h, n_head)
+    return chosen
+
+
+@app.command("trace")
+def trace_command(
+    prompt: Annotated[
+        str, typer.Argument(help="Text to feed the model (quote it).", show_default=False)
+    ],
+    steps: Annotated[int, typer.Option(help="Tokens to generate after the prompt.")] = 16,
+    model: ModelOption = None,
+    dtype: DTypeOption = DTypeChoice.float32,
+    temperature: Annotated[
+        float, typer.Option(help="0 = greedy; > 0 samples (with --seed for repeatable runs).")
+    ] = 0.0,
+    top_k: Annotated[
+        int | None,
+        typer.Option(help="Sample only from the K most likely tokens.", show_default=False),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Random seed for sampling.", show_default=False)
+    ] = None,
+    layer: LayerOption = 0,
+    head: HeadOption = 0,
+    heads: Annotated[
+        str | None,
+        typer.Option(
+            help="Several heads side by side: 'all' or a list like 0,2.", show_default=False
+        ),
+    ] = None,
+    agg: Annotated[
+        AggChoice | None,
+        typer.Option(
+            help="Combine the layer's heads: mean or max (instead of --head).", show_default=False
+        ),
+    ] = None,
+    mode: Annotated[
+        ModeChoice,
+        typer.Option(
+            help="cached: prefill + one cached step per token; training: one masked pass over the final sequence."
+        ),
+    ] = ModeChoice.cached,
+    plain: PlainOption = False,
+    save: Annotated[
+        Path | None,
+        typer.Option(
+            help="Save: .png/.svg/.pdf heatmap, .gif animation, .npz or .json trace.",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Watch a GPT decode: the prompt in one masked pass, then one cached query per step.
+
+    Examples:
+
+      maskviz trace "To be, or not to be"
+
+      maskviz trace "ROMEO:" --steps 32 --layer 3 --agg mean
+
+      maskviz trace "To be" --mode training --save attention.png
+
+      maskviz trace "To be" --save decode.gif
+    """
+    if steps < 0:
+        raise usage_error(f"--steps must be >= 0, got {steps}")
+    if agg is not None and heads is not None:
+        raise usage_error("--agg and --heads cannot be combined")
+    if save is not None:
+        save = check_output_path(save, TRACE_SUFFIXES)
+    gpt = _load(model, dtype)
+    cfg = gpt.config
+    _check_index("layer", layer, cfg.n_layer)
+    _check_index("head", head, cfg.n_head)
+    head_list = _heads(heads, cfg.n_head)
+    ids = gpt.tokenizer.encode(prompt)
+    check_ids(ids, cfg.vocab_size)
+    if len(ids) + steps > cfg.n_ctx:
+        raise usage_error(
+            f"the prompt ({len(ids)} tokens) plus --steps {steps} exceeds the model's context of "
+            f"{cfg.n_ctx} tokens"
+        )
+    full = as_json or (save is not None and save.suffix.lower() in (".npz", ".json"))
+    rec_heads = None if (full or agg or head_list) else [head]
+    result = gpt.trace(
+        ids,
+        steps=steps,
+        mode=mode.value,
+        layers=None if full else [layer],
+        heads=rec_heads,
+        temperature=temperature,
+        top_k=top_k,
+        seed=seed,
+    )
+    labels = [gpt.tokenizer.token_label(int(i)) for i in result.token_ids]
+    if head_list is not None:
+        matrices = [result.head_attention(layer, h) for h in head_list]
+        what = f"layer {layer}, heads {', '.join(map(str, head_list))}"
+    elif agg is not None:
+        matrices = [result.layer_attention(layer, agg.value)]
+        what = f"layer {layer}, {agg.value} over {cfg.n_head} heads"
+    else:
+        matrices = [result.head_attention(layer, head)]
+        what = f"layer {layer}, head {head}"
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        from maskviz.render.terminal import trace_view
+
+        out = console(plain)
+        out.print(trace_view(gpt, result, labels, matrices, what, plain=_no_colour(out)))
+    if save is not None:
+        _save_trace(save, result, labels, matrices, what, [h for h in (head_list or [head])], agg)
+        if not as_json:
+            console(plain).print(f"saved {save}")
+
+
+def _save_trace(
+    path: Path,
+    result: Any,
+    labels: list[str],
+    matrices: list[Any],
+    what: str,
+    heads: list[int],
+    agg: Any,
+) -> None:
+    suffix = path.suffix.lower()
+    if suffix in (".npz", ".json"):
+        result.save(path)
+        return
+    from maskviz.render import attention_figures as af
+    from maskviz.render.figures import save_figure
+
+    title = f"{result.model_name} · {what} · {result.mode}"
+    if suffix == ".gif":
+        af.save_decode_gif(path, matrices[0], result.mask, labels, result.prompt_len, title)
+        return
+    titles = [f"head {h}" for h in heads] if len(matrices) > 1 else [what]
+    save_figure(
+        af.attention_figure(matrices, result.mask, labels, result.prompt_len, titles, title), path
+    )
+
+
+# ---------------------------------------------------------------- compare
+
+
+class PairChoice(StrEnum):
+    training_vs_cached = "training-vs-cached"
+    recompute_vs_cached = "recompute-vs-cached"
+    padded_vs_cached = "padded-vs-cached"
+    unmasked_vs_cached = "unmasked-vs-cached"
+
+
+FIGURE_ONLY = (".png", ".svg", ".pdf")
+DEFAULT_PROMPT = "To be, or not to be, that is the question:"
+
+
+@app.command("compare")
+def compare_command(
+    pair: Annotated[
+        PairChoice, typer.Argument(help="What to compare with cached decoding.", show_default=False)
+    ],
+    prompt: Annotated[str, typer.Option(help="Prompt to start from.")] = DEFAULT_PROMPT,
+    steps: Annotated[int, typer.Option(help="Tokens to generate (greedy).")] = 16,
+    model: ModelOption = None,
+    dtype: DTypeOption = DTypeChoice.float32,
+    layer: LayerOption = 0,
+    head: HeadOption = 0,
+    plain: PlainOption = False,
+    save: Annotated[
+        Path | None,
+        typer.Option(
+            help="Save a side-by-side figure (.png/.svg/.pdf): left, right, difference.",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Prove that cached decoding equals masked training, or show where a variant differs.
+
+    Exit code 0 when both sides agree within the dtype's tolerance, 1 when they
+    differ, 2 for usage errors (like cmp).
+
+    Examples:
+
+      maskviz compare training-vs-cached
+
+      maskviz compare unmasked-vs-cached --steps 8 --save unmasked.png
+
+      maskviz compare recompute-vs-cached --json
+    """
+    from maskviz.compare import compare
+
+    if steps < 1:
+        raise usage_error(f"--steps must be >= 1, got {steps}")
+    if save is not None:
+        save = check_output_path(save, FIGURE_ONLY)
+    gpt = _load(model, dtype)
+    _check_index("layer", layer, gpt.config.n_layer)
+    _check_index("head", head, gpt.config.n_head)
+    ids = gpt.tokenizer.encode(prompt)
+    check_ids(ids, gpt.config.vocab_size)
+    result = compare(gpt, pair.value, ids, steps)
+    labels = [gpt.tokenizer.token_label(int(i)) for i in result.token_ids]
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        from maskviz.render.terminal import compare_view
+
+        out = console(plain)
+        out.print(compare_view(gpt, result, labels, layer, head, plain=_no_colour(out)))
+    if save is not None:
+        from maskviz.render.attention_figures import comparison_figure
+        from maskviz.render.figures import save_figure
+
+        a, b = result.a, result.b
+        fig = comparison_figure(
+            a.attention[layer, head],
+            b.attention[layer, head],
+            a.mask,
+            b.mask,
+            labels,
+            result.prompt_len,
+            a.name,
+            b.name,
+            f"{pair.value} · {gpt.name} · layer {layer}, head {head}",
+        )
+        save_figure(fig, save)
+    if not result.agree:
+        raise typer.Exit(code=1)
+
+
+# ---------------------------------------------------------------- similarity
+
+
+@app.command("similarity")
+def similarity_command(
+    text1: Annotated[str, typer.Argument(help="First text.", show_default=False)],
+    text2: Annotated[str, typer.Argument(help="Second text.", show_default=False)],
+    delimiter: Annotated[
+        str, typer.Option(help="Token between the texts (must be one token).")
+    ] = "$",
+    model: ModelOption = None,
+    dtype: DTypeOption = DTypeChoice.float32,
+    layer: LayerOption = 0,
+    head: HeadOption = 0,
+    plain: PlainOption = False,
+    save: Annotated[
+        Path | None,
+        typer.Option(help="Save both orderings' attention (.png/.svg/.pdf).", show_default=False),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """How a GPT scores a symmetric pair: both orderings, one masked pass each.
+
+    Examples:
+
+      maskviz similarity "a cat sat" "a dog sat"
+
+      maskviz similarity "to be" "not to be" --save pair.png
+    """
+    from maskviz.similarity import similarity
+
+    if save is not None:
+        save = check_output_path(save, FIGURE_ONLY)
+    gpt = _load(model, dtype)
+    _check_index("layer", layer, gpt.config.n_layer)
+    _check_index("head", head, gpt.config.n_head)
+    result = similarity(gpt, text1, text2, delimiter)
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        from maskviz.render.terminal import similarity_view
+
+        out = console(plain)
+        out.print(similarity_view(gpt, result, layer, head, plain=_no_colour(out)))
+    if save is not None:
+        from maskviz.render.attention_figures import attention_figure
+        from maskviz.render.figures import save_figure
+
+        orders = (result.forward, result.backward)
+        fig = attention_figure(
+            [o.attention[layer, head] for o in orders],
+            orders[0].mask,
+            [gpt.tokenizer.token_label(int(i)) for i in orders[0].token_ids],
+            orders[0].segments[2],
+            ["[TEXT1; delim; TEXT2]", "[TEXT2; delim; TEXT1]"],
+            f"similarity · {gpt.name} · layer {layer}, head {head}",
+        )
+        save_figure(fig, save)
 
 
 def main() -> None:

@@ -267,7 +267,22 @@ class GPT:
         record: _Record | None,
         last_logits_only: bool = False,
     ) -> FloatArray:
-        """Run ``n`` new tokens; return their logits [n, vocab] (or [1, vocab]).
+        """Run ``n`` new tokens; return their logits [n, vocab] (or [1, vocab])."""
+        hidden = self._hidden(ids, cache=cache, mask=mask, record=record)
+        if last_logits_only:
+            hidden = hidden[-1:]  # only the last position's logits are needed while decoding
+        logits: FloatArray = hidden @ self._head_t  # [n, vocab]
+        return logits
+
+    def _hidden(
+        self,
+        ids: NDArray[np.int64],
+        *,
+        cache: KVCache | None,
+        mask: NDArray[np.bool_] | None,
+        record: _Record | None,
+    ) -> FloatArray:
+        """The final hidden states ln_f(x) [n, C] of ``n`` new tokens.
 
         With a cache the tokens sit at positions cache.length.. and attend to every
         cached key plus the new ones (``mask`` [n, past + n] or None for no mask).
@@ -305,11 +320,7 @@ class GPT:
             x = x + gelu(a @ blk.c_fc_w + blk.c_fc_b) @ blk.mlp_c_proj_w + blk.mlp_c_proj_b
         if cache is not None:
             cache.length = past + n
-        if last_logits_only:
-            x = x[-1:]  # only the last position's logits are needed while decoding
-        x = layer_norm(x, w.ln_f_w, w.ln_f_b, cfg.layer_norm_epsilon)
-        logits: FloatArray = x @ self._head_t  # [n, vocab]
-        return logits
+        return layer_norm(x, w.ln_f_w, w.ln_f_b, cfg.layer_norm_epsilon)
 
     def forward(
         self,
@@ -335,6 +346,11 @@ class GPT:
         logits = self._pass(ids, cache=None, mask=mask, record=rec)
         assert rec.out is not None
         return logits, rec.out
+
+    def final_hidden(self, token_ids: Sequence[int] | NDArray[np.integer[Any]]) -> FloatArray:
+        """Final hidden states ln_f(x) [T, C] of one causal pass (what the output head reads)."""
+        ids = self._ids(token_ids)
+        return self._hidden(ids, cache=None, mask=causal(ids.shape[0]).to_array(), record=None)
 
     # -- recorded runs -----------------------------------------------------------
 

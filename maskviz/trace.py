@@ -97,6 +97,37 @@ class Trace:
         matrix: FloatArray = self.attention[li, hi]
         return matrix
 
+    def layer_attention(self, layer: int, agg: str) -> FloatArray:
+        """The T x T attention of one layer aggregated over its recorded heads.
+
+        ``agg`` is "mean" or "max"; masked cells stay exactly 0 either way.
+        """
+        hits = np.flatnonzero(self.layers == layer)
+        if hits.size == 0:
+            raise MaskvizError(
+                f"layer {layer} was not recorded (layers {self.layers.tolist()})", usage=True
+            )
+        heads = self.attention[int(hits[0])]  # [H', T, T]
+        if agg == "mean":
+            out: FloatArray = heads.mean(axis=0)
+        elif agg == "max":
+            out = heads.max(axis=0)
+        else:
+            raise MaskvizError(f"agg must be 'mean' or 'max', got {agg!r}", usage=True)
+        return out
+
+    def next_token_probs(self, t: int, k: int = 5) -> list[tuple[int, float]]:
+        """The ``k`` most likely tokens after position ``t`` with their probabilities.
+
+        Computed in float64 from ``logits[t]``: softmax is monotone, so the order is
+        the logits' order.
+        """
+        z = self.logits[t].astype(np.float64)
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        top = np.argsort(-p, kind="stable")[:k]
+        return [(int(i), float(p[i])) for i in top]
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready content: the same keys as the .npz file, arrays as lists."""
         out: dict[str, Any] = {name: getattr(self, name).tolist() for name in _ARRAYS}

@@ -9,15 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from rich.console import Console, ConsoleOptions, RenderResult
+from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.style import Style
 from rich.text import Text
 
 from maskviz._text import cell_width, fit, safe_text
+from maskviz.compare import Comparison
 from maskviz.masks import Mask
+from maskviz.model import GPT
+from maskviz.similarity import Similarity
+from maskviz.trace import Trace
 
 ALLOWED, BLOCKED, PARTIAL = "●", "○", "◐"
 STYLE_ALLOWED = Style(color="green", bold=True)
@@ -155,3 +160,423 @@ def mask_summary(
         "\nThe engine gives fully masked rows all-zero attention weights, never NaN.", STYLE_DIM
     )
     return text
+
+
+# ---------------------------------------------------------------- attention
+
+RAMP = "·░▒▓█"  # plain-mode shading, weight bins below
+_RAMP_EDGES = (0.05, 0.2, 0.4, 0.7)
+_SHADES = 12
+
+
+def _shade_styles() -> list[Style]:
+    # dark green (weight 0) to bright yellow-green (weight 1), perceptually even-ish
+    out = []
+    for i in range(_SHADES):
+        f = i / (_SHADES - 1)
+        r, g, b = int(40 + 200 * f), int(70 + 185 * f), int(50 + 20 * f)
+        out.append(Style(color=f"rgb({r},{g},{b})", bold=f > 0.5))
+    return out
+
+
+_SHADE_STYLES = _shade_styles()
+
+
+def weight_glyph(weight: float, plain: bool) -> tuple[str, Style | None]:
+    """The glyph and style of one allowed cell: colour intensity, or a ramp when plain."""
+    if plain:
+        return RAMP[int(np.searchsorted(_RAMP_EDGES, weight, side="right"))], None
+    level = round(min(max(weight, 0.0), 1.0) ** 0.5 * (_SHADES - 1))
+    return ALLOWED, _SHADE_STYLES[level]
+
+
+def attention_legend(plain: bool) -> Text:
+    text = Text()
+    if plain:
+        text.append(
+            f"allowed cells by weight: {RAMP[0]} <5%  {RAMP[1]} <20%  {RAMP[2]} <40%  {RAMP[3]} <70%  {RAMP[4]} ≥70%"
+        )
+    else:
+        text.append("allowed cells by weight: ")
+        for w in (0.0, 0.1, 0.3, 0.6, 1.0):
+            glyph, style = weight_glyph(w, plain)
+            text.append(glyph, style)
+            text.append(f" {w:.0%}  ")
+    text.append("   ")
+    text.append(BLOCKED, STYLE_BLOCKED)
+    text.append(" masked")
+    return text
+
+
+def display_label(label: str) -> str:
+    """A token label with edge spaces made visible (␣), control characters escaped."""
+    label = safe_text(label)
+    stripped = label.strip(" ")
+    if stripped == label:
+        return label
+    lead = len(label) - len(label.lstrip(" "))
+    trail = len(label) - len(label.rstrip(" "))
+    return "␣" * lead + stripped + "␣" * trail
+
+
+@dataclass
+class AttentionGrid:
+    """Attention matrices [T, T] drawn row by row over the same key columns.
+
+    Each row shows, for every matrix in ``matrices`` (side by side), the keys its
+    query may attend to shaded by weight and the masked keys as ○. When the keys do
+    not fit the width, the most recent ones are shown after an "… N earlier keys"
+    marker. ``row_notes`` adds text after a row and ``row_details`` a dim line
+    under it; a rule separates the prompt (rows < ``prompt_len``) from the rest.
+    """
+
+    matrices: Sequence[NDArray[np.floating]]
+    mask: NDArray[np.bool_] | Sequence[NDArray[np.bool_]]
+    labels: Sequence[str]
+    prompt_len: int
+    rows: Sequence[int] | None = None
+    row_notes: dict[int, Text] | None = None
+    row_details: dict[int, Text] | None = None
+    plain: bool = False
+    separator: str = "decoding: one new query per step, attending to the KV cache (no mask)"
+    index_base: int = 1
+
+    def _masks(self) -> list[NDArray[np.bool_]]:
+        if isinstance(self.mask, np.ndarray):
+            return [self.mask] * len(self.matrices)
+        return list(self.mask)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        width = options.max_width
+        n = int(self.matrices[0].shape[1])
+        rows = list(range(self.matrices[0].shape[0])) if self.rows is None else list(self.rows)
+        labels = [fit(display_label(s), 8) for s in self.labels]
+        pos_w = len(str(n - 1 + self.index_base))
+        lab_w = max([cell_width(labels[r]) for r in rows] + [1])
+        row_head_w = pos_w + 1 + lab_w
+        note_w = max([cell_width(t.plain) for t in (self.row_notes or {}).values()] + [0])
+        n_mat = len(self.matrices)
+        gaps = 3 * (n_mat - 1)
+        per_matrix = max(
+            4, (width - row_head_w - 1 - gaps - (note_w + 1 if note_w else 0)) // (2 * n_mat)
+        )
+        shown = min(n, per_matrix)
+        hidden = n - shown
+        if hidden:
+            shown = max(1, per_matrix - 1)  # one cell for the "…" marker
+            hidden = n - shown
+        keys = list(range(hidden, n))
+        masks = self._masks()
+
+        # header: key positions (every 5th) and one character of each key's label
+        pos_line = Text(" " * (row_head_w + 1), STYLE_DIM)
+        corner = "query ↓" if lab_w >= 7 else "q ↓"
+        tok_line = Text(f"{'':>{pos_w}} {corner:<{lab_w}} ", STYLE_DIM)
+        for m in range(n_mat):
+            if m:
+                pos_line.append("   ")
+                tok_line.append(" │ ", STYLE_DIM)
+            marks = [" "] * (2 * len(keys) + (2 if hidden else 0))
+            for i, k in enumerate(keys):
+                number = k + self.index_base
+                if number % 5 == 0 or i == 0:
+                    text = str(number)
+                    at = (2 if hidden else 0) + 2 * i
+                    if all(c == " " for c in marks[at : at + len(text) + 1]):
+                        marks[at : at + len(text)] = list(text)
+            pos_line.append("".join(marks)[: len(marks)], STYLE_DIM)
+            if hidden:
+                tok_line.append("… ", STYLE_DIM)
+            for k in keys:
+                first = labels[k][:1] if cell_width(labels[k][:1]) == 1 else "?"
+                tok_line.append(first + " ", STYLE_LABEL)
+        tok_line.append(" key →", STYLE_DIM)
+        for line in (pos_line, tok_line):
+            line.no_wrap, line.overflow = True, "crop"
+            yield line
+
+        for r in rows:
+            if r == self.prompt_len and r > 0 and self.separator:
+                rule = Text("─" * 2 + " " + self.separator + " ", STYLE_DIM)
+                rule.append("─" * max(0, width - cell_width(rule.plain)), STYLE_DIM)
+                rule.no_wrap, rule.overflow = True, "crop"
+                yield rule
+            line = Text(f"{r + self.index_base:>{pos_w}} ", STYLE_LABEL)
+            line.append(labels[r] + " " * (lab_w - cell_width(labels[r])) + " ", STYLE_LABEL)
+            for m, (matrix, mask) in enumerate(zip(self.matrices, masks, strict=True)):
+                if m:
+                    line.append(" │ ", STYLE_DIM)
+                if hidden:
+                    line.append("… ", STYLE_DIM)
+                for k in keys:
+                    if mask[r, k]:
+                        glyph, style = weight_glyph(float(matrix[r, k]), self.plain)
+                        line.append(glyph + " ", style or "")
+                    else:
+                        line.append(BLOCKED + " ", STYLE_BLOCKED)
+            if self.row_notes and r in self.row_notes:
+                line.append(" ")
+                line.append_text(self.row_notes[r])
+            line.no_wrap, line.overflow = True, "crop"
+            yield line
+            if self.row_details and r in self.row_details:
+                detail = Text(" " * (row_head_w + 1))
+                detail.append_text(self.row_details[r])
+                detail.no_wrap, detail.overflow = True, "ellipsis"
+                yield detail
+        if hidden:
+            yield Text(
+                f"… {hidden} earlier key{'s' if hidden > 1 else ''} not shown (the grid shows the most recent {shown})",
+                STYLE_DIM,
+            )
+
+
+def _quoted(label: str) -> str:
+    return f"'{label}'"
+
+
+def trace_view(
+    model: GPT,
+    trace: Trace,
+    labels: Sequence[str],
+    matrices: Sequence[NDArray[np.floating]],
+    what: str,
+    *,
+    plain: bool = False,
+    top_k: int = 3,
+) -> Group:
+    """Header, attention grid with one row per decoding step, legend and footer."""
+    cfg = model.config
+    p, n = trace.prompt_len, trace.n_tokens
+    shown = [display_label(lbl) for lbl in labels]
+    header = Text()
+    header.append(f"model {safe_text(model.name)}", STYLE_LABEL)
+    header.append(
+        f": {cfg.describe()}, {cfg.n_params / 1e6:.2f}M parameters · {trace.dtype} · mode {trace.mode}\n"
+    )
+    header.append(f"prompt, {p} token{'s' if p > 1 else ''}: ")
+    for i in range(p):
+        header.append(f"{i + 1}:", STYLE_DIM)
+        header.append(f"{shown[i]} ", STYLE_LABEL)
+    header.append(f"\nattention of {what}; rows = queries ↓ (position, token), columns = keys →")
+    header.no_wrap = False
+
+    notes: dict[int, Text] = {}
+    details: dict[int, Text] = {}
+    if trace.mode == "training":
+        separator = "generated tokens: the same single pass, the causal mask hides the future"
+    else:
+        separator = "decoding: one new query per step, attending to the KV cache (no mask)"
+    for t in range(p - 1, n):
+        # row t's output (logits[t]) predicts token t+1: the next step's query
+        top = trace.next_token_probs(t, top_k)
+        if t + 1 < n:
+            chosen = int(trace.token_ids[t + 1])
+            note = Text(f"→ {shown[t + 1]} ", STYLE_LABEL)
+            note.append(f"{_prob(trace, t, chosen):.0%}")
+        else:
+            note = Text(
+                f"(next: {display_label(model.tokenizer.token_label(top[0][0]))} {top[0][1]:.0%})",
+                STYLE_DIM,
+            )
+        notes[t] = note
+        alts = ", ".join(
+            f"{_quoted(display_label(model.tokenizer.token_label(i)))} {q:.0%}" for i, q in top
+        )
+        if t >= p and trace.mode != "training":
+            details[t] = Text(f"step {t - p + 1}: {t} cached keys + itself; top: {alts}", STYLE_DIM)
+        elif t == p - 1:
+            details[t] = Text(f"prefill: {p} queries in one masked pass; top: {alts}", STYLE_DIM)
+    grid = AttentionGrid(
+        matrices,
+        trace.mask,
+        labels,
+        p,
+        row_notes=notes,
+        row_details=details,
+        plain=plain,
+        separator=separator,
+    )
+    footer = Text()
+    generated = model.tokenizer.decode(trace.generated_ids)
+    footer.append("text: ", STYLE_DIM)
+    footer.append(
+        safe_text(model.tokenizer.decode([int(i) for i in trace.token_ids[:p]])), STYLE_LABEL
+    )
+    footer.append(safe_text(generated), Style(bold=True))
+    reason = {
+        "steps": f"after {n - p} steps",
+        "end_of_text": "at end-of-text",
+        "context": "at the context limit",
+    }
+    footer.append(f"\nstopped {reason.get(trace.stop_reason, trace.stop_reason)}")
+    if trace.mode == "training":
+        footer.append(
+            f"; one masked pass over {n} tokens took {1e3 * trace.prefill_seconds:.1f} ms"
+        )
+    else:
+        per_step = (
+            f", {1e3 * float(trace.step_seconds.mean()):.2f} ms per step"
+            if trace.step_seconds.size
+            else ""
+        )
+        footer.append(f"; prefill {1e3 * trace.prefill_seconds:.1f} ms{per_step}")
+        footer.append(
+            f"\nKV cache: {trace.kv_cache_bytes:,} bytes ({cfg.n_layer} layers x 2 (keys, values) x "
+            f"{cfg.n_head} heads x {n} positions x {cfg.head_dim} dims x {np.dtype(trace.dtype).itemsize} bytes)"
+        )
+    return Group(header, grid, attention_legend(plain), footer)
+
+
+def _prob(trace: Trace, t: int, token: int) -> float:
+    z = trace.logits[t].astype(np.float64)
+    e = np.exp(z - z.max())
+    return float(e[token] / e.sum())
+
+
+_SIDE_TEXT = {
+    "cached": "cached: prefill, then one query per step against the KV cache",
+    "training": "training: one pass, causal mask",
+    "unmasked": "unmasked: one pass, no mask",
+    "recompute": "recompute: the whole prefix again at every step, no cache",
+    "padded": "padded: every step padded to the final length, causal mask",
+}
+
+
+def compare_view(
+    model: GPT,
+    result: Comparison,
+    labels: Sequence[str],
+    layer: int,
+    head: int,
+    *,
+    plain: bool = False,
+) -> Group:
+    """Both sides' attention for one head side by side, per-layer and cost tables, verdict."""
+    from rich.table import Table
+
+    a, b = result.a, result.b
+    p, n = result.prompt_len, result.token_ids.shape[0]
+    header = Text()
+    header.append(f"compare {result.pair}", STYLE_LABEL)
+    header.append(
+        f" · model {safe_text(model.name)} · {result.dtype} · {p} prompt tokens + {n - p} steps\n"
+    )
+    header.append(f"left  = {_SIDE_TEXT[a.name]}\nright = {_SIDE_TEXT[b.name]}\n")
+    header.append(
+        f"attention of layer {layer}, head {head}; after each row: max |Δ| of that row over all layers and heads"
+    )
+    row_diff = result.row_diff
+    tol = result.tolerance_attention
+    notes = {
+        t: Text(
+            f"{row_diff[t]:.1e}", STYLE_DIM if row_diff[t] <= tol else Style(color="red", bold=True)
+        )
+        for t in range(n)
+    }
+    grid = AttentionGrid(
+        [a.attention[layer, head], b.attention[layer, head]], [a.mask, b.mask], labels, p,
+        row_notes=notes, plain=plain, separator="generated tokens",
+    )  # fmt: skip
+
+    layers = Table(title="per layer", title_justify="left", box=None, pad_edge=False)
+    layers.add_column("layer", justify="right")
+    layers.add_column("max |Δ| attention", justify="right")
+    for row in result.per_layer:
+        layers.add_row(str(row["layer"]), f"{row['max_abs_diff_attention']:.2e}")
+    layers.add_row("logits", f"{result.max_abs_diff_logits:.2e}")
+    agree = "yes, at every step" if result.tokens_agree else "NO"
+    layers.add_row("greedy next tokens equal", agree)
+
+    cost = Table(
+        title="cost (MACs = multiply-accumulates of the matrix products)",
+        title_justify="left",
+        box=None,
+        pad_edge=False,
+    )
+    for col in ("side", "MACs", "time", "per step, first → last"):
+        cost.add_column(col, justify="right" if col != "side" else "left")
+    for side in (a, b):
+        growth = ""
+        if side.step_macs.size:
+            growth = f"{side.step_macs[0]:,} → {side.step_macs[-1]:,} MACs"
+            if side.step_seconds.size:
+                growth += (
+                    f" ({1e3 * side.step_seconds[0]:.2f} → {1e3 * side.step_seconds[-1]:.2f} ms)"
+                )
+        cost.add_row(side.name, f"{side.macs:,}", f"{1e3 * side.seconds:.1f} ms", growth)
+    cost.add_row(
+        "ratio",
+        f"{a.macs / b.macs:.2f}x",
+        f"{a.seconds / max(b.seconds, 1e-12):.2f}x",
+        "left / right",
+    )
+    return Group(
+        header, grid, attention_legend(plain), Text(), layers, Text(), cost, Text(), verdict(result)
+    )
+
+
+def verdict(result: Comparison) -> Text:
+    """The one-line answer: identical up to rounding, or where they differ."""
+    tol = f"tolerance {result.tolerance_attention:.1e} attention, {result.tolerance_logits:.1e} logits"
+    if result.agree:
+        return Text(
+            f"identical up to float rounding (max |Δ| = {result.max_abs_diff_attention:.1e} attention, "
+            f"{result.max_abs_diff_logits:.1e} logits, {result.dtype}; {tol})",
+            Style(color="green", bold=True),
+        )
+    first = result.first_differing_row
+    where = f"first at row {first + 1}" if first is not None else "in the greedy tokens"
+    return Text(
+        f"DIFFERENT: {where}, max |Δ| = {result.max_abs_diff_attention:.2g} attention, "
+        f"{result.max_abs_diff_logits:.2g} logits ({result.dtype}; {tol})",
+        Style(color="red", bold=True),
+    )
+
+
+def similarity_view(
+    model: GPT, result: Similarity, layer: int, head: int, *, plain: bool = False
+) -> Group:
+    """Both orderings' masked attention with the segments marked, and the combined vector."""
+    parts: list[Any] = []
+    for title, order in (
+        ("[TEXT1; delim; TEXT2]", result.forward),
+        ("[TEXT2; delim; TEXT1]", result.backward),
+    ):
+        labels = [model.tokenizer.token_label(int(i)) for i in order.token_ids]
+        _, delim, second = order.segments
+        n = order.token_ids.shape[0]
+        notes = {
+            delim: Text("◀ delimiter", STYLE_DIM),
+            n - 1: Text("◀ last: sees every token; its state is read", STYLE_LABEL),
+        }
+        parts.append(
+            Text(
+                f"{title}: one pass, causal mask, {n} tokens; layer {layer}, head {head}",
+                STYLE_LABEL,
+            )
+        )
+        parts.append(
+            AttentionGrid(
+                [order.attention[layer, head]],
+                order.mask,
+                labels,
+                second,
+                row_notes=notes,
+                plain=plain,
+                separator="second text",
+            )
+        )
+        parts.append(Text())
+    norm = float(np.linalg.norm(result.representation.astype(np.float64)))
+    summary = Text(
+        f"cosine similarity of the two last states: {result.cosine:.4f}\n"
+        f"pair representation = sum of both last states: norm {norm:.4f} (width {result.representation.shape[0]})\n"
+    )
+    summary.append(
+        "No contradiction: each ordering is fed once, whole, with the causal mask exactly as in "
+        "training, and only the last position's output is read; it is the one position that "
+        "attends to every token of both texts.",
+        STYLE_DIM,
+    )
+    return Group(*parts, attention_legend(plain), summary)

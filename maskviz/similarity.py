@@ -1,0 +1,105 @@
+"""The GPT similarity trick: both orderings, one masked pass each, last position read.
+
+For a symmetric task such as text similarity, GPT (Radford et al. 2018) feeds
+``[text1; delim; text2]`` and ``[text2; delim; text1]``, each once, with the causal
+mask exactly as in training; no generation, no cache. The last position is the
+only one that sees the whole sequence, so its final hidden state (after ln_f) is
+read from each pass and the two are added to form the pair's representation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from maskviz.errors import usage_error
+from maskviz.model import GPT
+from maskviz.tokenizer import check_ids
+from maskviz.trace import FloatArray
+
+
+@dataclass(frozen=True)
+class Ordering:
+    """One pass: tokens, where each segment starts, attention [L, H, T, T], final state [C]."""
+
+    token_ids: NDArray[np.int64]
+    segments: tuple[int, int, int]  # start of first text, delimiter position, start of second text
+    attention: FloatArray
+    mask: NDArray[np.bool_]
+    last_hidden: FloatArray
+
+
+@dataclass(frozen=True)
+class Similarity:
+    forward: Ordering  # [text1; delim; text2]
+    backward: Ordering  # [text2; delim; text1]
+
+    @property
+    def representation(self) -> FloatArray:
+        """The pair's representation: the sum of both last hidden states [C]."""
+        out: FloatArray = self.forward.last_hidden + self.backward.last_hidden
+        return out
+
+    @property
+    def cosine(self) -> float:
+        a = self.forward.last_hidden.astype(np.float64)
+        b = self.backward.last_hidden.astype(np.float64)
+        norms = float(np.linalg.norm(a) * np.linalg.norm(b))
+        return float(a @ b) / max(norms, 1e-300)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "forward_ids": self.forward.token_ids.tolist(),
+            "backward_ids": self.backward.token_ids.tolist(),
+            "forward_segments": list(self.forward.segments),
+            "backward_segments": list(self.backward.segments),
+            "cosine": self.cosine,
+            "representation_norm": float(np.linalg.norm(self.representation.astype(np.float64))),
+            "representation": self.representation.tolist(),
+        }
+
+
+def delimiter_id(model: GPT, delimiter: str) -> int:
+    """The single token ``delimiter`` encodes to; refused when it is not one token."""
+    ids = model.tokenizer.encode(delimiter) if delimiter else []
+    if len(ids) != 1:
+        raise usage_error(
+            f"delimiter {delimiter!r} is not a single token of this tokenizer ({len(ids)} tokens)"
+        )
+    return ids[0]
+
+
+def similarity(model: GPT, text1: str, text2: str, delimiter: str = "$") -> Similarity:
+    """Run both orderings once each with the causal mask.
+
+    >>> from maskviz import GPTConfig, random_model
+    >>> m = random_model(GPTConfig(2, 2, 16, 64, 257))
+    >>> s = similarity(m, "a cat", "a dog")
+    >>> bool(np.array_equal(s.representation, similarity(m, "a dog", "a cat").representation))
+    True
+    """
+    d = delimiter_id(model, delimiter)
+    a, b = model.tokenizer.encode(text1), model.tokenizer.encode(text2)
+    for name, ids in (("TEXT1", a), ("TEXT2", b)):
+        if not ids:
+            raise usage_error(f"{name} is empty")
+        check_ids(ids, model.config.vocab_size)
+    if len(a) + len(b) + 1 > model.config.n_ctx:
+        raise usage_error(
+            f"the two texts plus the delimiter are {len(a) + len(b) + 1} tokens, more than the "
+            f"model's context of {model.config.n_ctx}"
+        )
+    return Similarity(_ordering(model, a, d, b), _ordering(model, b, d, a))
+
+
+def _ordering(model: GPT, first: list[int], delim: int, second: list[int]) -> Ordering:
+    ids = np.asarray([*first, delim, *second], np.int64)
+    _, attention = model.forward(ids)
+    hidden = model.final_hidden(ids)
+    n = ids.shape[0]
+    return Ordering(
+        ids, (0, len(first), len(first) + 1), attention, np.tril(np.ones((n, n), bool)), hidden[-1]
+    )

@@ -1,0 +1,181 @@
+"""`maskviz trace` through the CLI: output structure, files, escaping, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from maskviz import Trace, load_model
+from tests.conftest import run_cli
+
+FIXTURE = str(Path(__file__).parent / "fixtures" / "gpt2-tiny")
+PROMPT = "The cat sat on the mat. The dog"
+
+
+def trace_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    result = run_cli("trace", *args, env=env)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_output_has_header_prefill_grid_one_block_per_step_and_footer() -> None:
+    code, out, err = trace_cli(PROMPT, "--model", FIXTURE, "--steps", "5")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("model gpt2-tiny: 2 layers, 4 heads, width 32, context 64")
+    assert "float32 · mode cached" in out
+    assert "prompt, 14 tokens: 1:The 2:␣c 3:at" in out
+    assert any("key →" in line for line in lines)
+    assert sum(line.startswith("── decoding") for line in lines) == 1
+    assert [line.split(":")[0].strip() for line in lines if line.strip().startswith("step ")] == [
+        f"step {k}" for k in range(1, 6)
+    ]
+    assert "cached keys + itself" in out
+    assert "prefill: 14 queries in one masked pass" in out
+    assert any(line.startswith("text: The cat sat on the mat. The dog") for line in lines)
+    assert "stopped after 5 steps" in out
+    assert "KV cache: 9,728 bytes" in out
+
+
+def test_rows_fill_the_triangle_one_key_per_step() -> None:
+    _, out, _ = trace_cli(PROMPT, "--model", FIXTURE, "--steps", "3", "--plain")
+    rows = [line for line in out.splitlines() if line[:2].strip().isdigit() and line[2] == " "]
+    assert len(rows) == 17
+    # row t shows t allowed keys (ramp glyphs) and T - t masked ones
+    for t, row in enumerate(rows, start=1):
+        cells = row[8 : 8 + 2 * 17 : 2]
+        assert cells.count("○") == 17 - t, row
+
+
+def test_plain_output_uses_the_ramp_and_no_escape_codes() -> None:
+    _, out, _ = trace_cli(
+        PROMPT, "--model", FIXTURE, "--steps", "2", "--plain", env={"FORCE_COLOR": "1"}
+    )
+    assert "\x1b" not in out
+    assert "allowed cells by weight: · <5%" in out
+    _, colour, _ = trace_cli(PROMPT, "--model", FIXTURE, "--steps", "2", env={"FORCE_COLOR": "1"})
+    assert "\x1b[" in colour
+
+
+def test_training_mode_draws_the_full_matrix_from_one_pass() -> None:
+    code, out, _ = trace_cli(PROMPT, "--model", FIXTURE, "--steps", "3", "--mode", "training")
+    assert code == 0
+    assert "mode training" in out
+    assert "the same single pass, the causal mask hides the future" in out
+    assert "cached keys" not in out
+    assert "one masked pass over 17 tokens" in out
+
+
+def test_long_sequences_show_recent_keys_with_a_marker_and_never_wrap() -> None:
+    code, out, _ = trace_cli(PROMPT, "--model", FIXTURE, "--steps", "40", "--plain")
+    assert code == 0
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert "earlier keys not shown" in out
+
+
+def test_heads_all_and_agg_select_what_is_drawn() -> None:
+    _, out, _ = trace_cli(PROMPT, "--model", FIXTURE, "--steps", "1", "--heads", "all", "--plain")
+    assert "layer 0, heads 0, 1, 2, 3" in out
+    _, out, _ = trace_cli(
+        PROMPT, "--model", FIXTURE, "--steps", "1", "--agg", "mean", "--layer", "1"
+    )
+    assert "layer 1, mean over 4 heads" in out
+
+
+def test_escape_sequences_in_the_prompt_never_reach_the_terminal() -> None:
+    code, out, _ = trace_cli(
+        "a\x1b[2J\x1b]0;pwned\x07b\rc\u202ed", "--model", FIXTURE, "--steps", "2"
+    )
+    assert code == 0
+    for raw in ("\x1b", "\x07", "\r", "\u202e"):
+        assert raw not in out
+    assert "\\x1b" in out
+
+
+def test_json_prints_the_trace_content() -> None:
+    code, out, _ = trace_cli(PROMPT, "--model", FIXTURE, "--steps", "3", "--json")
+    assert code == 0
+    data = json.loads(out)
+    reference = load_model(FIXTURE).trace(load_model(FIXTURE).tokenizer.encode(PROMPT), steps=3)
+    assert data["token_ids"] == reference.token_ids.tolist()
+    np.testing.assert_allclose(np.array(data["attention"]), reference.attention, atol=0)
+    assert data["mode"] == "cached"
+    assert data["prompt_len"] == 14
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".json"])
+def test_saved_traces_round_trip_to_the_api_numbers(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"trace{suffix}"
+    code, _, err = trace_cli(PROMPT, "--model", FIXTURE, "--steps", "3", "--save", str(path))
+    assert code == 0, err
+    saved = Trace.load(path)
+    model = load_model(FIXTURE)
+    reference = model.trace(model.tokenizer.encode(PROMPT), steps=3)
+    np.testing.assert_array_equal(saved.token_ids, reference.token_ids)
+    np.testing.assert_array_equal(saved.attention, reference.attention)
+    np.testing.assert_array_equal(saved.logits, reference.logits)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".svg", ".pdf"])
+def test_saved_figures_are_complete_files(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"attention{suffix}"
+    code, _, err = trace_cli(PROMPT, "--model", FIXTURE, "--steps", "3", "--save", str(path))
+    assert code == 0, err
+    assert sorted(tmp_path.iterdir()) == [path]
+    if suffix == ".png":
+        with Image.open(path) as image:
+            assert image.size[0] > 400
+
+
+def test_saved_gif_has_one_frame_per_step(tmp_path: Path) -> None:
+    path = tmp_path / "decode.gif"
+    code, _, err = trace_cli(PROMPT, "--model", FIXTURE, "--steps", "4", "--save", str(path))
+    assert code == 0, err
+    with Image.open(path) as image:
+        assert image.n_frames == 4
+
+
+def test_unicode_prompts_work() -> None:
+    code, out, _ = trace_cli("猫が🐈 café", "--model", FIXTURE, "--steps", "2")
+    assert code == 0
+    assert "text: 猫が🐈 café" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["", "--model", FIXTURE], "prompt is empty"),
+        (["x " * 70, "--model", FIXTURE], "exceeds the model's context of 64"),
+        (["hi", "--model", FIXTURE, "--steps", "-1"], "--steps must be >= 0"),
+        (["hi", "--model", FIXTURE, "--steps", "100"], "exceeds the model's context"),
+        (["hi", "--model", FIXTURE, "--layer", "2"], "--layer 2 is out of range"),
+        (["hi", "--model", FIXTURE, "--head", "4"], "--head 4 is out of range"),
+        (["hi", "--model", FIXTURE, "--heads", "0,9"], "--head 9 is out of range"),
+        (["hi", "--model", FIXTURE, "--agg", "median"], "'median' is not one of"),
+        (["hi", "--model", FIXTURE, "--mode", "sideways"], "'sideways' is not one of"),
+        (["hi", "--model", FIXTURE, "--save", "/no/such/dir/a.png"], "does not exist"),
+        (["hi", "--model", FIXTURE, "--save", "a.txt"], "extension '.txt'"),
+        (["hi", "--model", FIXTURE, "--agg", "max", "--heads", "all"], "cannot be combined"),
+        (["hi", "--model", "no/such/model/dir"], "no model"),
+        (["hi", "--dtype", "float16"], "'float16' is not one of"),
+    ],
+)
+def test_bad_input_is_one_line_with_exit_2(args: list[str], message: str) -> None:
+    code, out, err = trace_cli(*args)
+    assert code == 2
+    assert out == ""
+    assert err.startswith("maskviz: error: ")
+    assert err.count("\n") == 1
+    assert message in err
+
+
+def test_failed_save_leaves_no_partial_file(tmp_path: Path) -> None:
+    target = tmp_path / "keep.npz"
+    target.write_bytes(b"previous")
+    code, _, _ = trace_cli("hi", "--model", FIXTURE, "--layer", "9", "--save", str(target))
+    assert code == 2
+    assert target.read_bytes() == b"previous"
+    assert sorted(tmp_path.iterdir()) == [target]

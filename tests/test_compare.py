@@ -1,0 +1,180 @@
+"""`maskviz compare` and `maskviz similarity`: verdicts, exit codes, JSON, cost formulas."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from maskviz import GPTConfig, random_model
+from maskviz.compare import PAIRS, cached_macs, compare, pass_macs
+from maskviz.similarity import similarity
+from tests.conftest import run_cli
+
+FIXTURE = str(Path(__file__).parent / "fixtures" / "gpt2-tiny")
+AGREEING = [p for p in PAIRS if p != "unmasked-vs-cached"]
+
+
+@pytest.mark.parametrize("pair", PAIRS)
+def test_verdict_and_exit_code_on_a_checkpoint(pair: str) -> None:
+    result = run_cli(
+        "compare", pair, "--model", FIXTURE, "--prompt", "The cat sat", "--steps", "6", "--plain"
+    )
+    expected = 1 if pair == "unmasked-vs-cached" else 0
+    assert result.exit_code == expected, result.stderr
+    last = " ".join(result.stdout.split()[-30:])
+    if expected == 0:
+        assert "identical up to float rounding" in last
+    else:
+        assert "DIFFERENT: first at row 1" in last
+
+
+configs = st.builds(
+    lambda layers, heads, hd, vocab: GPTConfig(layers, heads, heads * hd, 24, vocab),
+    layers=st.integers(1, 3),
+    heads=st.integers(1, 3),
+    hd=st.integers(2, 8),
+    vocab=st.integers(5, 60),
+)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    cfg=configs,
+    seed=st.integers(0, 999),
+    dtype=st.sampled_from(["float32", "float64"]),
+    data=st.data(),
+)
+def test_every_pair_gives_its_verdict_on_random_models(
+    cfg: GPTConfig, seed: int, dtype: str, data: st.DataObject
+) -> None:
+    model = random_model(cfg, seed=seed, dtype=dtype)  # type: ignore[arg-type]
+    p = data.draw(st.integers(2, 8))
+    prompt = data.draw(st.lists(st.integers(0, cfg.vocab_size - 1), min_size=p, max_size=p))
+    steps = data.draw(st.integers(1, 8))
+    for pair in AGREEING:
+        result = compare(model, pair, prompt, steps)
+        assert result.agree, (pair, result.max_abs_diff_attention, result.max_abs_diff_logits)
+        assert result.first_differing_row is None
+    unmasked = compare(model, "unmasked-vs-cached", prompt, steps)
+    assert not unmasked.agree
+    # row 0 sees keys after it; in layer 0 the last row sees exactly what it would with the
+    # mask (deeper layers' keys were computed from rows that saw the future)
+    assert unmasked.first_differing_row == 0
+    layer0 = np.abs(unmasked.a.attention[0, :, -1] - unmasked.b.attention[0, :, -1]).max()
+    assert layer0 <= unmasked.tolerance_attention
+
+
+def test_json_has_the_documented_fields() -> None:
+    result = run_cli(
+        "compare",
+        "padded-vs-cached",
+        "--model",
+        FIXTURE,
+        "--prompt",
+        "The cat",
+        "--steps",
+        "3",
+        "--json",
+    )
+    data = json.loads(result.stdout)
+    assert {"pair", "dtype", "tolerance", "agree", "max_abs_diff_attention", "max_abs_diff_logits",
+            "first_differing_row", "per_layer", "cost"} <= set(data)  # fmt: skip
+    assert {"macs_a", "macs_b", "seconds_a", "seconds_b"} <= set(data["cost"])
+    assert data["pair"] == "padded-vs-cached"
+    assert data["agree"] is True
+    assert data["first_differing_row"] is None
+    assert len(data["per_layer"]) == 2
+    unmasked = json.loads(
+        run_cli("compare", "unmasked-vs-cached", "--model", FIXTURE, "--json").stdout
+    )
+    assert unmasked["agree"] is False
+    assert unmasked["first_differing_row"] == 0
+
+
+def test_cost_formulas_match_hand_counts() -> None:
+    cfg = GPTConfig(n_layer=2, n_head=1, n_embd=4, n_ctx=16, vocab_size=10)
+    # one token, 3 keys: 2 layers x (12*16 + 2*4*3) + 10*4 = 2 * 216 + 40
+    assert pass_macs(cfg, 1, 3, 1) == 472
+    # training pass over 5 tokens: 2 x (12*16*5 + 2*4*25) + 10*4*5
+    assert pass_macs(cfg, 5, 5, 5) == 2 * (960 + 200) + 200
+    # cached: prefill of 3 (2 x (576 + 72) + 120) then steps with 4 and 5 keys
+    prefill = 2 * (12 * 16 * 3 + 2 * 4 * 9) + 120
+    steps = sum(2 * (192 + 2 * 4 * k) + 40 for k in (4, 5))
+    assert cached_macs(cfg, 3, 5) == prefill + steps
+
+
+def test_recompute_grows_per_step_and_cached_stays_flat() -> None:
+    model = random_model(GPTConfig(2, 2, 16, 64, 30))
+    result = compare(model, "recompute-vs-cached", [1, 2], 30)
+    recompute, cached = result.a, result.b
+    assert recompute.step_macs[-1] > 10 * recompute.step_macs[0]
+    assert cached.step_macs[-1] < 2 * cached.step_macs[0]
+    assert recompute.macs > 5 * cached.macs
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["sideways"], "'sideways' is not one of"),
+        (["training-vs-cached", "--prompt", ""], "prompt is empty"),
+        (["training-vs-cached", "--steps", "0"], "--steps must be >= 1"),
+        (["training-vs-cached", "--steps", "64"], "exceeds the model's context"),
+        (["training-vs-cached", "--layer", "7"], "--layer 7 is out of range"),
+        (["training-vs-cached", "--save", "x.gif"], "extension '.gif'"),
+    ],
+)
+def test_bad_compare_input_exits_2(args: list[str], message: str) -> None:
+    result = run_cli("compare", *args[:1], "--model", FIXTURE, *args[1:])
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_compare_saves_a_three_panel_figure(tmp_path: Path) -> None:
+    target = tmp_path / "cmp.png"
+    result = run_cli(
+        "compare", "unmasked-vs-cached", "--model", FIXTURE, "--steps", "3", "--save", str(target)
+    )
+    assert result.exit_code == 1
+    assert target.stat().st_size > 1000
+
+
+@settings(max_examples=20, deadline=None)
+@given(a=st.text(min_size=1, max_size=12), b=st.text(min_size=1, max_size=12))
+def test_similarity_is_symmetric(a: str, b: str) -> None:
+    model = random_model(GPTConfig(2, 2, 16, 128, 257), seed=5)
+    ab, ba = similarity(model, a, b), similarity(model, b, a)
+    np.testing.assert_array_equal(ab.representation, ba.representation)
+    assert ab.cosine == pytest.approx(ba.cosine)
+
+
+def test_similarity_reads_the_last_position_of_one_causal_pass() -> None:
+    model = random_model(GPTConfig(2, 2, 16, 128, 257), seed=5)
+    result = similarity(model, "a cat", "a dog")
+    ids = result.forward.token_ids
+    assert ids.tolist() == [*b"a cat", ord("$"), *b"a dog"]
+    np.testing.assert_array_equal(result.forward.last_hidden, model.final_hidden(ids)[-1])
+    # the last position attends to all 11 tokens; earlier ones never to later ones
+    att = result.forward.attention
+    assert (att[:, :, -1] > 0).all()
+    assert (np.triu(att[0, 0], k=1) == 0).all()
+
+
+def test_similarity_cli_output_and_errors() -> None:
+    result = run_cli("similarity", "The cat", "A dog", "--model", FIXTURE, "--plain")
+    assert result.exit_code == 0
+    flat = " ".join(result.stdout.split())
+    assert "[TEXT1; delim; TEXT2]" in flat and "[TEXT2; delim; TEXT1]" in flat
+    assert "cosine similarity of the two last states" in flat
+    assert "only the last position's output is read" in flat
+    assert run_cli("similarity", "", "x", "--model", FIXTURE).exit_code == 2
+    bad = run_cli("similarity", "a", "b", "--delimiter", "$$$ ##", "--model", FIXTURE)
+    assert bad.exit_code == 2
+    assert "not a single token" in bad.stderr
+    data = json.loads(run_cli("similarity", "a", "b", "--model", FIXTURE, "--json").stdout)
+    assert {"cosine", "representation_norm", "forward_ids", "backward_ids"} <= set(data)
