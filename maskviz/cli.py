@@ -695,6 +695,28 @@ def similarity_command(
         save_figure(fig, save)
 
 
+# ---------------------------------------------------------------- doctor
+
+
+@app.command("doctor")
+def doctor_command(as_json: JsonOption = False) -> None:
+    """Print versions, BLAS, optional extras and where the shipped model lives (for bug reports)."""
+    from maskviz.doctor import report
+
+    data = report()
+    if as_json:
+        print_json(data)
+        return
+    out = console(True)
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.print(f"{key}:")
+            for sub, item in value.items():
+                out.print(f"  {sub}: {item}")
+        else:
+            out.print(f"{key}: {value}")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
