@@ -4,7 +4,7 @@
 >>> mask = maskviz.masks.causal(3)
 >>> mask.to_array().sum()
 np.int64(6)
->>> model = maskviz.random_model(maskviz.GPTConfig(4, 4, 32, 64, 257))
+>>> model = maskviz.load_model()              # the shipped byte-level model
 >>> trace = model.trace(model.tokenizer.encode("To be"), steps=3)
 >>> trace.attention.shape                      # [n_layer, n_head, T, T]
 (4, 4, 8, 8)
@@ -12,14 +12,44 @@ np.int64(6)
 
 from __future__ import annotations
 
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from maskviz import masks
 from maskviz.errors import MaskvizError
-from maskviz.loading import load_model
 from maskviz.masks import Mask
-from maskviz.model import GPT, GPTConfig, KVCache, random_model
-from maskviz.trace import Trace
+
+if TYPE_CHECKING:
+    from maskviz.loading import load_model
+    from maskviz.model import GPT, GPTConfig, KVCache, random_model
+    from maskviz.trace import Trace
 
 __version__ = "0.1.0"
+
+# The engine, loading and traces are imported on first use, so commands that only
+# draw masks (``maskviz show-mask``) start without them.
+_LAZY = {
+    "GPT": "maskviz.model",
+    "GPTConfig": "maskviz.model",
+    "KVCache": "maskviz.model",
+    "random_model": "maskviz.model",
+    "load_model": "maskviz.loading",
+    "Trace": "maskviz.trace",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'maskviz' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "GPT",

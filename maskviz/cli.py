@@ -11,7 +11,7 @@ import os
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -715,6 +715,181 @@ def doctor_command(as_json: JsonOption = False) -> None:
                 out.print(f"  {sub}: {item}")
         else:
             out.print(f"{key}: {value}")
+
+
+# ---------------------------------------------------------------- bench
+
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from maskviz.bench import BenchResult
+    from maskviz.model import GPT
+
+
+class ShapeChoice(StrEnum):
+    gpt2_small = "gpt2-small"
+    gpt2_medium = "gpt2-medium"
+
+
+@app.command("bench")
+def bench_command(
+    model: ModelOption = None,
+    shape: Annotated[
+        ShapeChoice | None,
+        typer.Option(
+            help="Instead of --model: a model of this shape with random weights.",
+            show_default=False,
+        ),
+    ] = None,
+    tokens: Annotated[
+        int,
+        typer.Option(
+            help="Sequence length: a 1-token prompt plus the decoded tokens (2 to 4096, "
+            "at most the model's context; recompute grows with its square)."
+        ),
+    ] = 128,
+    repeats: Annotated[
+        int, typer.Option(help="Runs of each measurement (1 to 100); medians are shown.")
+    ] = 3,
+    dtype: DTypeOption = DTypeChoice.float32,
+    plain: Annotated[
+        bool, typer.Option("--plain", help="No colour (also when piped or NO_COLOR is set).")
+    ] = False,
+    save: Annotated[
+        Path | None,
+        typer.Option(
+            help="Save per-step time against position, cached vs recompute (.png/.svg/.pdf).",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Time decoding with and without the KV cache, a training-mode pass, and the bandwidth bound.
+
+    Shows tokens/s, ms and multiply-accumulates per token for each way of
+    running, the cache's speedup, what recording attention costs, and how
+    close cached decoding gets to the memory-bandwidth bound.
+
+    Examples:
+
+      maskviz bench
+
+      maskviz bench --shape gpt2-small --tokens 64 --save latency.png
+
+      maskviz bench --model tests/fixtures/gpt2-tiny --json
+    """
+    from maskviz import bench as bench_lib
+
+    if model is not None and shape is not None:
+        raise usage_error("--model and --shape cannot be combined")
+    bench_lib.check_tokens(tokens)
+    if not 1 <= repeats <= bench_lib.MAX_REPEATS:
+        raise usage_error(f"--repeats must be from 1 to {bench_lib.MAX_REPEATS}, got {repeats}")
+    if save is not None:
+        save = check_output_path(save, FIGURE_ONLY)
+    if shape is not None:
+        gpt = bench_lib.shape_model(shape.value, dtype=dtype.value)
+    else:
+        gpt = _load(model, dtype)
+    bench_lib.check_tokens(tokens, gpt.config.n_ctx)
+    result = _bench_with_progress(gpt, tokens, repeats)
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        console(plain).print(_bench_table(result, bench_lib.describe_machine(result.machine)))
+    if save is not None:
+        from maskviz.render.bench_figures import latency_figure
+        from maskviz.render.figures import save_figure
+
+        save_figure(latency_figure(result), save)
+        if not as_json:
+            console(plain).print(f"saved {save}")
+
+
+def _bench_with_progress(gpt: GPT, tokens: int, repeats: int) -> BenchResult:
+    """Run the benchmark with a progress bar on stderr (only when stderr is a terminal)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from maskviz.bench import run
+
+    err = Console(stderr=True, highlight=False)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    ) as bar:
+        task = bar.add_task("bench", total=None)
+
+        def update(what: str, done: int, total: int) -> None:
+            bar.update(task, description=what, completed=done, total=total)
+
+        return run(gpt, tokens, repeats=repeats, progress=update)
+
+
+def _bench_table(result: BenchResult, machine: str) -> RenderableType:
+    """The benchmark as a Rich table with a header and the conclusions under it."""
+    from rich.console import Group
+    from rich.table import Table
+
+    mem, steps = result.memory(), max(result.cached.steps, 1)
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("way of running")
+    for name in ("tokens/s", "ms/token", "MACs/token", "vs cached"):
+        table.add_column(name, justify="right")
+    for label, decode, versus in [
+        ("cached (KV cache)", result.cached, "1.0x"),
+        ("cached + recording", result.cached_recording, f"{result.recording_overhead:+.0%}"),
+        ("recompute", result.recompute, f"{result.cache_speedup:.1f}x slower"),
+    ]:
+        table.add_row(
+            label,
+            f"{decode.tokens_per_second:,.1f}",
+            f"{decode.seconds / max(decode.steps, 1) * 1e3:,.2f}",
+            f"{decode.macs // steps:,}",
+            versus,
+        )
+    table.add_row(
+        "training-mode pass",
+        f"{result.training_tokens_per_second:,.1f}",
+        f"{result.training_seconds / result.tokens * 1e3:,.3f}",
+        f"{result.training_macs // result.tokens:,}",
+        "one pass",
+    )
+    stopped = "" if result.stop_reason == "steps" else f", stopped at {result.stop_reason}"
+    lines = [
+        f"{result.model}: {result.config.describe()}, {result.dtype}",
+        f"{result.tokens} positions: prompt {result.prompt_len}, {steps} decoded{stopped}; "
+        f"median of {result.repeats} runs",
+        machine,
+        "",
+    ]
+    notes = [
+        "",
+        f"cache speedup: {result.cache_speedup:.1f}x over recomputing the prefix at every step",
+        f"recording every layer and head: {result.recording_overhead:+.1%} time, "
+        f"{mem['record_bytes_per_token']:,} bytes per token at {result.tokens} positions "
+        f"(one head: {mem['record_bytes_per_token_one_head']:,}; float16 halves both)",
+        f"KV cache: {mem['kv_cache_bytes_per_token']:,} bytes per token",
+    ]
+    bw = result.bandwidth
+    if bw is not None:
+        probe = f"{bw.probe_shape[0]}x{bw.probe_shape[1]} matrix-vector product"
+        bound = (
+            f"bandwidth bound: {bw.weight_bytes_per_token / 1e6:,.1f} MB of weights per token "
+            f"at {bw.bytes_per_second / 1e9:.1f} GB/s ({probe}) = "
+            f"{bw.bound_tokens_per_second:,.1f} tokens/s"
+        )
+        if bw.applies:
+            bound += f"; cached decode reaches {result.fraction_of_bound:.0%} of it"
+        else:
+            bound += "; not a limit here: these weights fit in the CPU caches"
+        notes.append(bound)
+    return Group(*lines, table, *notes)
 
 
 def main() -> None:

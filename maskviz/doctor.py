@@ -23,7 +23,7 @@ def report() -> dict[str, Any]:
     """Environment facts as plain data.
 
     >>> sorted(report())[:3]
-    ['blas', 'environment', 'maskviz']
+    ['blas', 'environment', 'hf_extra']
     """
     import numpy as np
 

@@ -46,10 +46,10 @@ def shipped_model_dir() -> Path:
 def load_model(spec: str | Path | None = None, *, dtype: DType = "float32") -> GPT:
     """Load a model: None or "tiny" (shipped), a checkpoint folder, or a hub id.
 
-    >>> model = load_model()  # doctest: +SKIP
-    >>> model.name, model.config.n_ctx  # doctest: +SKIP
+    >>> model = load_model()
+    >>> model.name, model.config.n_ctx
     ('tiny', 256)
-    >>> model.tokenizer.decode(model.tokenizer.encode("To be"))  # doctest: +SKIP
+    >>> model.tokenizer.decode(model.tokenizer.encode("To be"))
     'To be'
     """
     if dtype not in DTYPES:

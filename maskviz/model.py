@@ -106,7 +106,7 @@ class Block:
 
 @dataclass
 class Weights:
-    wte: FloatArray  # [vocab, C]
+    wte: FloatArray  # [vocab, C] (a GPT stores the output head column-major)
     wpe: FloatArray  # [n_ctx, C]
     blocks: list[Block]
     ln_f_w: FloatArray  # [C]
@@ -136,21 +136,40 @@ class Weights:
 
 
 def layer_norm(x: FloatArray, w: FloatArray, b: FloatArray, eps: float) -> FloatArray:
-    # [n, C] -> [n, C]
-    mu = x.mean(axis=-1, keepdims=True)
-    xc = x - mu
-    var = (xc * xc).mean(axis=-1, keepdims=True)
-    out: FloatArray = xc / np.sqrt(var + eps) * w + b
-    return out
+    # [n, C] -> [n, C]; one temporary besides the result (decoding runs this 2 L + 1 times a token)
+    xc: FloatArray = x - x.mean(axis=-1, keepdims=True)
+    sq = np.square(xc)
+    var = sq.mean(axis=-1, keepdims=True)
+    var += eps
+    np.sqrt(var, out=var)
+    xc /= var
+    xc *= w
+    xc += b
+    return xc
 
 
 _GELU_C = math.sqrt(2.0 / math.pi)
 
 
 def gelu(x: FloatArray) -> FloatArray:
-    """GPT-2's GELU, tanh form ("gelu_new")."""
-    out: FloatArray = 0.5 * x * (1.0 + np.tanh(_GELU_C * (x + 0.044715 * x * x * x)))
-    return out
+    """GPT-2's GELU, tanh form ("gelu_new"): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    return gelu_(np.array(x, copy=True), None)
+
+
+def gelu_(x: FloatArray, bias: FloatArray | None) -> FloatArray:
+    """`gelu` of ``x + bias`` computed in ``x`` (a temporary the caller owns), one more buffer."""
+    if bias is not None:
+        x += bias
+    t: FloatArray = np.square(x)
+    t *= 0.044715
+    t += 1.0
+    t *= x
+    t *= _GELU_C
+    np.tanh(t, out=t)
+    t += 1.0
+    x *= t
+    x *= 0.5
+    return x
 
 
 def masked_softmax(scores: FloatArray, mask: NDArray[np.bool_] | None) -> FloatArray:
@@ -163,18 +182,23 @@ def masked_softmax(scores: FloatArray, mask: NDArray[np.bool_] | None) -> FloatA
     array([[1., 0.],
            [0., 0.]], dtype=float32)
     """
-    if mask is None:
-        e = np.exp(scores - scores.max(axis=-1, keepdims=True))
-        out: FloatArray = e / e.sum(axis=-1, keepdims=True)
-        return out
-    row_max = np.where(mask, scores, -np.inf).max(axis=-1, keepdims=True)
-    row_max = np.where(np.isfinite(row_max), row_max, 0.0).astype(scores.dtype, copy=False)
-    e = np.where(mask, np.exp(np.where(mask, scores - row_max, 0.0)), 0.0).astype(
-        scores.dtype, copy=False
-    )
-    total = e.sum(axis=-1, keepdims=True)
-    out = e / np.where(total > 0, total, 1.0).astype(scores.dtype, copy=False)
-    return out
+    return _softmax_(np.array(scores, copy=True), mask)
+
+
+def _softmax_(scores: FloatArray, mask: NDArray[np.bool_] | None) -> FloatArray:
+    """`masked_softmax` computed in place in ``scores`` (a temporary the caller owns)."""
+    if mask is not None:
+        np.copyto(scores, -np.inf, where=~mask)  # masked keys: exp(-inf) is exactly 0
+    row_max = scores.max(axis=-1, keepdims=True)
+    if mask is not None:
+        row_max[~np.isfinite(row_max)] = 0.0  # a row with no allowed key: -inf - 0, no NaN
+    scores -= row_max
+    np.exp(scores, out=scores)
+    total = scores.sum(axis=-1, keepdims=True)
+    if mask is not None:
+        total[total == 0] = 1.0
+    scores /= total
+    return scores
 
 
 def attention(
@@ -186,7 +210,7 @@ def attention(
     -> output [H, n_q, d], weights [H, n_q, n_k]
     """
     scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.transpose(0, 2, 1)  # [H, n_q, n_k]
-    weights = masked_softmax(scores, mask)
+    weights = _softmax_(scores, mask)
     return weights @ v, weights
 
 
@@ -229,6 +253,7 @@ class _Record:
     heads: NDArray[np.int64]
     out: FloatArray | None  # [L', H', T, T]
     rows: slice = field(default_factory=lambda: slice(0, 0))  # query rows this pass fills
+    # (the pass's last ``rows.stop - rows.start`` queries; slices always have start and stop)
 
 
 class GPT:
@@ -249,9 +274,18 @@ class GPT:
         self.tokenizer = tokenizer
         self.name = name
         self.dtype: DType = dtype
-        self.weights = weights.astype(dtype)
-        head = self.weights.lm_head if self.weights.lm_head is not None else self.weights.wte
-        self._head_t = head.T  # [C, vocab] view: logits = x @ wte.T (tied)
+        w = weights.astype(dtype)
+        # The output head [vocab, C] is the largest matrix a decoding step reads. Kept in
+        # column-major order, x @ head.T multiplies by a row-major [C, vocab] matrix,
+        # which OpenBLAS streams faster than the transposed product (docs/performance.md).
+        # It stays the same array: writes to weights.wte (tied) still reach the logits.
+        if w.lm_head is None:
+            w.wte = np.asfortranarray(w.wte)
+        else:
+            w.lm_head = np.asfortranarray(w.lm_head)
+        self.weights = w
+        head = w.lm_head if w.lm_head is not None else w.wte
+        self._head_t = head.T  # [C, vocab] C-contiguous view: logits = x @ wte.T (tied)
 
     def __repr__(self) -> str:
         return f"GPT({self.name!r}, {self.config.describe()}, {self.dtype})"
@@ -290,34 +324,38 @@ class GPT:
         cfg, w = self.config, self.weights
         n = ids.shape[0]
         past = 0 if cache is None else cache.length
-        h_, d = cfg.n_head, cfg.head_dim
-        x: FloatArray = w.wte[ids] + w.wpe[past : past + n]  # [n, C]
+        c, h_, d, eps = cfg.n_embd, cfg.n_head, cfg.head_dim, cfg.layer_norm_epsilon
+        x: FloatArray = w.wte[ids]  # [n, C]: a fresh copy (fancy indexing), updated in place
+        x += w.wpe[past : past + n]
+        slots, heads = _record_plan(record, h_)
         k: FloatArray
         v: FloatArray
         for layer, blk in enumerate(w.blocks):
-            a = layer_norm(x, blk.ln_1_w, blk.ln_1_b, cfg.layer_norm_epsilon)
-            qkv = a @ blk.c_attn_w + blk.c_attn_b  # [n, 3C]
-            q, k, v = (
-                qkv[:, i * cfg.n_embd : (i + 1) * cfg.n_embd].reshape(n, h_, d).transpose(1, 0, 2)
-                for i in range(3)
-            )  # [H, n, d]
+            qkv = layer_norm(x, blk.ln_1_w, blk.ln_1_b, eps) @ blk.c_attn_w
+            qkv += blk.c_attn_b  # [n, 3C]: q | k | v, each H blocks of d
+            split = qkv.reshape(n, 3, h_, d).transpose(1, 2, 0, 3)  # [3, H, n, d] view
+            q, k, v = split[0], split[1], split[2]
             if cache is not None:
                 cache.k[layer, :, past : past + n] = k
                 cache.v[layer, :, past : past + n] = v
                 k = cache.k[layer, :, : past + n]  # [H, past + n, d]
                 v = cache.v[layer, :, : past + n]
             out, weights = attention(q, k, v, mask)  # [H, n, d], [H, n, past + n]
-            if record is not None and record.out is not None:
-                hit = np.flatnonzero(record.layers == layer)
-                if hit.size:
-                    record.out[hit[0], :, record.rows, : past + n] = weights[record.heads]
-            x = (
-                x
-                + out.transpose(1, 0, 2).reshape(n, cfg.n_embd) @ blk.attn_c_proj_w
-                + blk.attn_c_proj_b
-            )
-            a = layer_norm(x, blk.ln_2_w, blk.ln_2_b, cfg.layer_norm_epsilon)
-            x = x + gelu(a @ blk.c_fc_w + blk.c_fc_b) @ blk.mlp_c_proj_w + blk.mlp_c_proj_b
+            slot = slots.get(layer)
+            if slot is not None:
+                assert record is not None and record.out is not None
+                rows = record.rows.stop - record.rows.start  # the last `rows` queries are kept
+                chosen = weights if rows == n else weights[:, n - rows :]
+                if heads is not None:
+                    chosen = chosen[heads]
+                record.out[slot, :, record.rows, : past + n] = chosen
+            y = out.transpose(1, 0, 2).reshape(n, c) @ blk.attn_c_proj_w
+            y += blk.attn_c_proj_b
+            x += y
+            hid = gelu_(layer_norm(x, blk.ln_2_w, blk.ln_2_b, eps) @ blk.c_fc_w, blk.c_fc_b)
+            y = hid @ blk.mlp_c_proj_w
+            y += blk.mlp_c_proj_b
+            x += y
         if cache is not None:
             cache.length = past + n
         return layer_norm(x, w.ln_f_w, w.ln_f_b, cfg.layer_norm_epsilon)
@@ -463,16 +501,11 @@ class GPT:
 
     def _recompute_row(self, prefix: NDArray[np.int64], rec: _Record) -> FloatArray:
         n = prefix.shape[0]
-        inner = _Record(
-            rec.layers,
-            rec.heads,
-            None if rec.out is None else np.zeros((*rec.out.shape[:2], n, n), rec.out.dtype),
+        last = _Record(rec.layers, rec.heads, rec.out, slice(n - 1, n))  # keep the last row only
+        logits = self._pass(
+            prefix, cache=None, mask=causal(n).to_array(), record=last, last_logits_only=True
         )
-        inner.rows = slice(0, n)
-        logits = self._pass(prefix, cache=None, mask=causal(n).to_array(), record=inner)
-        if rec.out is not None and inner.out is not None:
-            rec.out[:, :, n - 1, :n] = inner.out[:, :, n - 1]
-        row: FloatArray = logits[-1]
+        row: FloatArray = logits[0]
         return row
 
     def _trace(
@@ -534,6 +567,20 @@ class GPT:
         if dtype not in ("float16", "float32", "float64"):
             raise usage_error(f"record_dtype must be float16, float32 or float64, got {dtype!r}")
         return _Record(lay, hd, np.zeros((lay.size, hd.size, n, n), dtype))
+
+
+def _record_plan(
+    record: _Record | None, n_head: int
+) -> tuple[dict[int, int], NDArray[np.int64] | None]:
+    """Which layers a pass records (layer -> slot in ``record.out``) and which heads.
+
+    Heads are None when all are recorded in order, so no head selection copy is made.
+    """
+    if record is None or record.out is None or record.out.size == 0:
+        return {}, None
+    slots = {int(layer): i for i, layer in enumerate(record.layers)}
+    all_heads = np.array_equal(record.heads, np.arange(n_head))
+    return slots, None if all_heads else record.heads
 
 
 def _select(what: str, chosen: Sequence[int] | None, count: int) -> NDArray[np.int64]:

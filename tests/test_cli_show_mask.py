@@ -180,3 +180,16 @@ def test_save_into_a_directory_path_is_refused(tmp_path: Path) -> None:
     result = run_cli("show-mask", "6", "--save", str(tmp_path))
     assert result.exit_code == 2
     assert "no extension" in result.stderr or "directory" in result.stderr
+
+
+def test_version_and_doctor_report_for_bug_reports() -> None:
+    from maskviz import __version__
+
+    assert run_cli("--version").stdout.strip() == f"maskviz {__version__}"
+    report = run_cli("doctor")
+    assert report.exit_code == 0
+    for field in ("python:", "numpy:", "blas:", "tokenizers:", "shipped_model:"):
+        assert field in report.stdout
+    data = json.loads(run_cli("doctor", "--json").stdout)
+    assert data["maskviz"] == __version__
+    assert data["shipped_model"]["path"].endswith("tiny")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -18,11 +18,13 @@ from rich.style import Style
 from rich.text import Text
 
 from maskviz._text import cell_width, fit, safe_text
-from maskviz.compare import Comparison
 from maskviz.masks import Mask
-from maskviz.model import GPT
-from maskviz.similarity import Similarity
-from maskviz.trace import Trace
+
+if TYPE_CHECKING:  # annotations only: drawing a mask needs no engine
+    from maskviz.compare import Comparison
+    from maskviz.model import GPT
+    from maskviz.similarity import Similarity
+    from maskviz.trace import Trace
 
 ALLOWED, BLOCKED, PARTIAL = "●", "○", "◐"
 STYLE_ALLOWED = Style(color="green", bold=True)
@@ -214,6 +216,8 @@ def display_label(label: str) -> str:
     stripped = label.strip(" ")
     if stripped == label:
         return label
+    if not stripped:
+        return "␣" * len(label)
     lead = len(label) - len(label.lstrip(" "))
     trail = len(label) - len(label.rstrip(" "))
     return "␣" * lead + stripped + "␣" * trail
@@ -502,7 +506,7 @@ def compare_view(
             growth = f"{side.step_macs[0]:,} → {side.step_macs[-1]:,} MACs"
             if side.step_seconds.size:
                 growth += (
-                    f" ({1e3 * side.step_seconds[0]:.2f} → {1e3 * side.step_seconds[-1]:.2f} ms)"
+                    f" ({1e3 * side.step_seconds[0]:.2f} ms → {1e3 * side.step_seconds[-1]:.2f} ms)"
                 )
         cost.add_row(side.name, f"{side.macs:,}", f"{1e3 * side.seconds:.1f} ms", growth)
     cost.add_row(

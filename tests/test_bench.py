@@ -1,0 +1,148 @@
+"""`maskviz bench`: the shape of what it reports and its refusals; never its speed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from maskviz import GPTConfig, random_model
+from maskviz.bench import MAX_TOKENS, run
+from maskviz.compare import pass_macs
+from tests.conftest import run_cli
+
+FIXTURE = str(Path(__file__).parent / "fixtures" / "gpt2-tiny")
+CONFIG = {"n_layer": 2, "n_head": 4, "n_embd": 32, "n_ctx": 64, "vocab_size": 320}
+
+
+def bench_json(*args: str) -> dict[str, object]:
+    result = run_cli("bench", "--model", FIXTURE, "--repeats", "1", "--json", *args)
+    assert result.exit_code == 0, result.stderr
+    data: dict[str, object] = json.loads(result.stdout)
+    return data
+
+
+def test_json_reports_every_mode_over_the_same_positions() -> None:
+    data = bench_json("--tokens", "9")
+    assert data["model"] == "gpt2-tiny"
+    assert data["dtype"] == "float32"
+    assert data["tokens"] == 9 and data["prompt_len"] == 1 and data["stop_reason"] == "steps"
+    config = data["config"]
+    assert isinstance(config, dict)
+    assert {k: config[k] for k in CONFIG} == CONFIG
+    for mode in ("cached", "cached_recording", "recompute"):
+        decode = data[mode]
+        assert isinstance(decode, dict)
+        assert decode["positions"] == list(range(1, 9))
+        assert len(decode["step_seconds"]) == decode["steps"] == 8
+        assert all(s > 0 for s in decode["step_seconds"])
+        assert decode["tokens_per_second"] > 0
+    assert data["cached_recording"]["recording"] is True  # type: ignore[index]
+    assert data["cached"]["recording"] is False  # type: ignore[index]
+    training = data["training"]
+    assert isinstance(training, dict)
+    assert training["tokens"] == 9 and training["seconds"] > 0
+
+
+def test_json_costs_follow_the_mac_formulas() -> None:
+    data = bench_json("--tokens", "6")
+    cfg = GPTConfig(**CONFIG)
+    assert data["cached"]["macs"] == sum(pass_macs(cfg, 1, t + 1, 1) for t in range(1, 6))  # type: ignore[index]
+    assert data["recompute"]["macs"] == sum(  # type: ignore[index]
+        pass_macs(cfg, t + 1, t + 1, 1) for t in range(1, 6)
+    )
+    assert data["training"]["macs"] == pass_macs(cfg, 6, 6, 6)  # type: ignore[index]
+
+
+def test_json_states_memory_per_token_and_the_bandwidth_bound() -> None:
+    data = bench_json("--tokens", "5")
+    memory = data["memory"]
+    assert memory == {
+        "kv_cache_bytes_per_token": 2 * 2 * 32 * 4,
+        "kv_cache_bytes": 2 * 2 * 32 * 4 * 5,
+        "record_bytes_per_token": 2 * 4 * 5 * 4,
+        "record_bytes": 2 * 4 * 5 * 4 * 5,
+        "record_bytes_per_token_one_head": 5 * 4,
+    }
+    bandwidth = data["bandwidth"]
+    assert isinstance(bandwidth, dict)
+    assert bandwidth["probe_shape"] == [768, 50257]
+    assert bandwidth["probe_gb_per_second"] > 0
+    assert bandwidth["bound_applies"] is False  # the fixture's weights fit in any cache
+    assert 0 < bandwidth["weight_bytes_per_token"] < 1_000_000
+    assert data["fraction_of_bound"] is not None
+    machine = data["machine"]
+    assert isinstance(machine, dict)
+    assert {"cpu", "cores", "numpy", "blas", "env", "date"} <= set(machine)
+
+
+def test_table_names_each_way_of_running_and_the_conclusions() -> None:
+    result = run_cli("bench", "--model", FIXTURE, "--tokens", "6", "--repeats", "1")
+    assert result.exit_code == 0, result.stderr
+    out = result.stdout
+    for label in ("cached (KV cache)", "cached + recording", "recompute", "training-mode pass"):
+        assert label in out
+    assert "cache speedup:" in out
+    assert "bandwidth bound:" in out
+    assert "bytes per token" in out
+
+
+def test_save_writes_the_latency_figure(tmp_path: Path) -> None:
+    target = tmp_path / "latency.png"
+    result = run_cli(
+        "bench", "--model", FIXTURE, "--tokens", "6", "--repeats", "1", "--save", str(target)
+    )
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.rstrip().endswith(f"saved {target}")
+    with Image.open(target) as image:
+        assert image.format == "PNG"
+        assert image.size[0] > image.size[1] > 100
+
+
+def test_library_run_without_probe_has_no_bound() -> None:
+    model = random_model(GPTConfig(1, 2, 8, 16, 40), seed=0)
+    result = run(model, tokens=5, repeats=1, prompt=[3, 4], probe=False)
+    assert result.bandwidth is None and result.fraction_of_bound is None
+    assert result.cached.positions == [2, 3, 4]
+    assert result.to_dict()["bandwidth"] is None
+
+
+def test_progress_is_reported_for_every_run_and_at_the_end() -> None:
+    model = random_model(GPTConfig(1, 1, 4, 8, 20), seed=0)
+    seen: list[tuple[str, int, int]] = []
+    run(model, tokens=4, repeats=2, probe=False, progress=lambda *a: seen.append(a))
+    assert [done for _, done, _ in seen] == list(range(len(seen)))
+    assert seen[-1] == ("done", len(seen) - 1, len(seen) - 1)
+    assert {what for what, _, _ in seen} >= {"cached decode", "recompute", "training-mode pass"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--tokens", "0"], f"--tokens must be from 2 to {MAX_TOKENS:,}"),
+        (["--tokens", "1"], "--tokens must be from 2"),
+        (["--tokens", "1000000000"], "got 1,000,000,000"),
+        (["--tokens", "65"], "exceeds the model's context of 64"),
+        (["--tokens", "lots"], "Invalid value for '--tokens'"),
+        (["--repeats", "0"], "--repeats must be from 1 to 100"),
+        (["--shape", "gpt2-xl"], "'gpt2-xl' is not one of"),
+        (["--shape", "gpt2-small"], "--model and --shape cannot be combined"),
+        (["--save", "a.txt"], "extension '.txt'"),
+        (["--save", "/no/such/dir/a.png"], "does not exist"),
+    ],
+)
+def test_bad_input_is_one_line_with_exit_2(args: list[str], message: str) -> None:
+    result = run_cli("bench", "--model", FIXTURE, *args)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith("maskviz: error: ")
+    assert result.stderr.count("\n") == 1
+    assert message in result.stderr
+
+
+def test_absurd_token_counts_are_refused_before_any_model_loads() -> None:
+    result = run_cli("bench", "--model", "no/such/model", "--tokens", "99999999")
+    assert result.exit_code == 2
+    assert "--tokens must be from 2" in result.stderr

@@ -1,0 +1,80 @@
+"""The shipped model: its weights agree with the training run, and it models English."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from maskviz import load_model
+from maskviz.loading import shipped_model_dir
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REFERENCE = np.load(FIXTURES / "tiny_reference.npz", allow_pickle=False)
+HELDOUT = (FIXTURES / "heldout.txt").read_bytes()
+TRAINING = json.loads((shipped_model_dir() / "config.json").read_text())["training"]
+
+
+def bits_per_byte(data: bytes, dtype: str = "float32") -> float:
+    """Mean next-byte cross-entropy over consecutive 256-byte windows, as the training
+    script measures it: every byte after the first is predicted once."""
+    model = load_model(dtype=dtype)  # type: ignore[arg-type]
+    ids = np.frombuffer(data, dtype=np.uint8).astype(np.int64)
+    n_ctx = model.config.n_ctx
+    total, count = 0.0, 0
+    for start in range(0, ids.size - 1, n_ctx):
+        window = ids[start : start + n_ctx + 1]
+        logits, _ = model.forward(window[:-1], layers=[])
+        z = logits.astype(np.float64)
+        z -= z.max(axis=1, keepdims=True)
+        log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        total -= log_p[np.arange(window.size - 1), window[1:]].sum()
+        count += window.size - 1
+    return total / count / np.log(2)
+
+
+def unigram_bits_per_byte(data: bytes) -> float:
+    """Entropy of the text's own byte distribution: no unigram model does better on it."""
+    counts = np.bincount(np.frombuffer(data, dtype=np.uint8), minlength=256).astype(np.float64)
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log2(p)).sum())
+
+
+def test_shipped_weights_reproduce_the_training_scripts_logits() -> None:
+    model = load_model(dtype="float64")
+    logits, _ = model.forward(REFERENCE["token_ids"])
+    assert np.abs(logits - REFERENCE["logits"]).max() < 1e-9
+    model32 = load_model()
+    logits32, _ = model32.forward(REFERENCE["token_ids"])
+    # float32 on both sides, summed in a different order: logits of order 10, eps 1.2e-7
+    assert np.abs(logits32 - REFERENCE["logits_float32"]).max() < 1e-4
+
+
+def test_heldout_bits_per_byte_are_as_stated_and_well_below_unigram() -> None:
+    measured = bits_per_byte(HELDOUT)
+    assert measured == pytest.approx(TRAINING["fixture_heldout_bits_per_byte"], abs=2e-3)
+    assert measured < 0.7 * unigram_bits_per_byte(HELDOUT)
+
+
+def test_greedy_continuation_is_made_of_real_words() -> None:
+    model = load_model()
+    prompt = "To be, or not to be"
+    trace = model.trace(model.tokenizer.encode(prompt), steps=150, record=False)
+    text = model.tokenizer.decode(trace.generated_ids)
+    generated = re.findall(r"[a-z]+", text.lower())
+    known = set(re.findall(r"[a-z]+", HELDOUT.decode("utf-8").lower()))
+    assert len(generated) >= 15
+    assert sum(word in known for word in generated) >= 0.6 * len(generated), text
+
+
+def test_the_model_file_is_small_and_its_config_complete() -> None:
+    size = (shipped_model_dir() / "model.safetensors").stat().st_size
+    assert size <= 6 * 1024 * 1024
+    model = load_model()
+    assert 300_000 <= model.config.n_params <= 1_500_000
+    assert model.config.n_ctx >= 256
+    assert model.tokenizer.eot_id == 256
+    assert {"steps", "seed", "seconds", "corpus"} <= set(TRAINING)
