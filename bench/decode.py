@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, median, per_position_median, save, worker
 
 HERE = Path(__file__).resolve()
+PROBE_BYTES = 768 * 50257 * 4
 
 
 # ---------------------------------------------------------------- workers
@@ -59,22 +60,75 @@ def _model(shape: str, engine_file: str | None) -> Any:
 
 
 def worker_maskviz(args: argparse.Namespace) -> dict[str, Any]:
-    from maskviz.bench import machine, probe_bandwidth, weight_bytes_per_token
+    from maskviz.bench import BandwidthProbe, machine, weight_bytes_per_token
 
     model = _model(args.shape, args.engine_file)
     prompt = [464]  # "The" in GPT-2's vocabulary
     steps = args.tokens - 1
+    wbytes = weight_bytes_per_token(model)
+    probe = BandwidthProbe()
     model.trace(prompt, steps=8, record=False)  # warm up
     runs = []
+    around = [probe.measure(5)]  # probe between runs: bandwidth drifts on shared machines
     for _ in range(args.repeats):
         runs.append(model.trace(prompt, steps=steps, record=False).step_seconds.tolist())
-    probes = [probe_bandwidth() for _ in range(3)]
+        around.append(probe.measure(5))
+    products = _product_bandwidth(model, probe)
+    # each run against the mean bandwidth measured just before and just after it
+    paired = [
+        (len(run) / sum(run)) / (PROBE_BYTES / ((before + after) / 2) / wbytes)
+        for run, before, after in zip(runs, around, around[1:], strict=False)
+    ]
     return {
         "runs": runs,
-        "probe_seconds": median(probes),
-        "weight_bytes_per_token": weight_bytes_per_token(model),
+        "paired_fraction_of_bound": paired,
+        "products": products,
+        "probe_samples": probe.samples,
+        "weight_bytes_per_token": wbytes,
         "machine": machine(),
     }
+
+
+def _product_bandwidth(model: Any, probe: Any, sweeps: int = 15) -> dict[str, Any]:
+    """GB/s of each kind of matrix-vector product a decoding step makes, in the step's order.
+
+    Every sweep runs the layers' products in turn (q|k|v, attention output, MLP in,
+    MLP out) and then the head, as a step does, so each matrix comes from memory.
+    """
+    import numpy as np
+
+    w = model.weights
+    names = ["c_attn_w", "attn_c_proj_w", "c_fc_w", "mlp_c_proj_w"]
+    x = np.random.default_rng(0).standard_normal((1, 4 * model.config.n_embd), dtype=np.float32)
+    seconds: dict[str, list[float]] = {n: [] for n in [*names, "head"]}
+    head = w.wte if w.lm_head is None else w.lm_head
+    for _ in range(sweeps):
+        spent = dict.fromkeys(seconds, 0.0)
+        for block in w.blocks:
+            for name in names:
+                matrix = getattr(block, name)
+                t0 = time.perf_counter()
+                x[:, : matrix.shape[0]] @ matrix
+                spent[name] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        x[:, : head.shape[1]] @ head.T
+        spent["head"] += time.perf_counter() - t0
+        for name, value in spent.items():
+            seconds[name].append(value)
+    nbytes = {n: sum(getattr(b, n).nbytes for b in w.blocks) for n in names}
+    nbytes["head"] = head.nbytes
+    probe_now = probe.measure(9)
+    return {
+        name: {
+            "bytes": nbytes[name],
+            "seconds": median(times),
+            "gb_per_second": nbytes[name] / median(times) / 1e9,
+            "column_major": bool(
+                np.isfortran(getattr(w.blocks[0], name) if name != "head" else head)
+            ),
+        }
+        for name, times in seconds.items()
+    } | {"probe_gb_per_second": PROBE_BYTES / probe_now / 1e9}
 
 
 def _hf_model(shape: str) -> tuple[Any, Any]:
@@ -278,7 +332,9 @@ def main() -> int:
         print(f"round {r + 1}/{args.rounds}: maskviz", flush=True)
         out = worker(sys.executable, HERE, ["maskviz", *common])
         runs["maskviz"] += out["runs"]
-        extra.setdefault("probe_seconds", []).append(out["probe_seconds"])
+        extra.setdefault("probe_samples", []).extend(out["probe_samples"])
+        extra.setdefault("products", []).append(out["products"])
+        extra.setdefault("paired", []).extend(out["paired_fraction_of_bound"])
         extra["weight_bytes_per_token"] = out["weight_bytes_per_token"]
         extra["machine"] = out["machine"]
         if hf:
@@ -309,7 +365,10 @@ def main() -> int:
         "tokens": args.tokens,
         "engines": {name: summary(name) for name in runs},
         "baseline_revision": args.baseline,
-        "probe_seconds": median(extra["probe_seconds"]),
+        "probe_seconds": median(extra["probe_samples"]),
+        "probe_samples": extra["probe_samples"],
+        "paired_fraction_of_bound": extra["paired"],
+        "products": extra["products"],
         "weight_bytes_per_token": extra["weight_bytes_per_token"],
         "machine": extra["machine"],
         "hf": extra.get("hf"),

@@ -257,23 +257,45 @@ def weight_bytes_per_token(model: GPT) -> int:
     return int(blocks + w.ln_f_w.nbytes + w.ln_f_b.nbytes + head.nbytes + rows)
 
 
-def probe_bandwidth(repeats: int = PROBE_REPEATS, shape: tuple[int, int] = PROBE_SHAPE) -> float:
-    """Median seconds of ``x @ W`` with W [C, V] float32 stored like the engine's head.
+class BandwidthProbe:
+    """Times ``x @ W`` with W [C, V] float32 stored like the engine's output head.
 
     The engine keeps the head [V, C] column-major, so ``head.T`` is a row-major
     [C, V] matrix and a step's logits are one matrix-vector product with it. At
-    154 MB the matrix is far larger than any cache: every run streams it from memory.
+    154 MB the matrix is far larger than any CPU cache: every product streams it from
+    memory, as a decoding step streams the model's weights. Memory bandwidth drifts
+    on shared machines, so `run` probes between its decoding runs and keeps every
+    sample; the bound uses their median.
     """
-    c, v = shape
-    head = np.full((v, c), 0.5, dtype=np.float32, order="F")  # values do not change the speed
-    x = np.random.default_rng(0).standard_normal((1, c), dtype=np.float32)
-    x @ head.T  # warm up: page in, start BLAS threads
-    times = []
-    for _ in range(max(1, repeats)):
-        t0 = time.perf_counter()
-        x @ head.T
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+
+    def __init__(self, shape: tuple[int, int] = PROBE_SHAPE) -> None:
+        c, v = shape
+        self.shape = shape
+        # values do not change the speed; np.full writes every page before timing
+        self._head = np.full((v, c), 0.5, dtype=np.float32, order="F")
+        self._x = np.random.default_rng(0).standard_normal((1, c), dtype=np.float32)
+        self.samples: list[float] = []
+        self._x @ self._head.T  # warm up: start BLAS threads
+
+    def measure(self, repeats: int = PROBE_REPEATS) -> float:
+        """Time ``repeats`` products; return their median seconds (all are kept)."""
+        times = []
+        for _ in range(max(1, repeats)):
+            t0 = time.perf_counter()
+            self._x @ self._head.T
+            times.append(time.perf_counter() - t0)
+        self.samples += times
+        return float(np.median(times))
+
+    @property
+    def seconds(self) -> float:
+        """Median over every sample taken so far."""
+        return float(np.median(self.samples)) if self.samples else 0.0
+
+
+def probe_bandwidth(repeats: int = PROBE_REPEATS, shape: tuple[int, int] = PROBE_SHAPE) -> float:
+    """Median seconds of one probe product (see `BandwidthProbe`)."""
+    return BandwidthProbe(shape).measure(repeats)
 
 
 def default_prompt(model: GPT) -> list[int]:
@@ -318,15 +340,17 @@ def run(
             progress(what, done, total)
         done += 1
 
-    probe_seconds = 0.0
+    prober = None
     if probe:
         tick("bandwidth probe")
-        probe_seconds = probe_bandwidth()
+        prober = BandwidthProbe()
     plain: list[NDArray[np.float64]] = []
     recorded: list[NDArray[np.float64]] = []
     model.trace(ids, steps=min(steps, 4), record=False)  # warm up: caches, pages, BLAS threads
     final = None
-    for _ in range(repeats):  # interleaved, so a slow moment hits both alike
+    for _ in range(repeats):  # interleaved, so a slow moment hits all alike
+        if prober is not None:
+            prober.measure(3)
         tick("cached decode")
         final = model.trace(ids, steps=steps, record=False)
         plain.append(final.step_seconds)
@@ -350,9 +374,10 @@ def run(
     positions = list(range(p, n))
     cached_macs = sum(pass_macs(cfg, 1, t + 1, 1) for t in positions)
     recompute_macs = sum(pass_macs(cfg, t + 1, t + 1, 1) for t in positions)
-    bandwidth = (
-        Bandwidth(PROBE_SHAPE, probe_seconds, weight_bytes_per_token(model)) if probe else None
-    )
+    bandwidth = None
+    if prober is not None:
+        prober.measure(3)
+        bandwidth = Bandwidth(PROBE_SHAPE, prober.seconds, weight_bytes_per_token(model))
     return BenchResult(
         model=model.name,
         config=cfg,

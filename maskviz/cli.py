@@ -20,6 +20,7 @@ from typer.core import TyperGroup
 from maskviz import __version__
 from maskviz import masks as masks_lib
 from maskviz._io import check_output_path
+from maskviz._text import safe_text
 from maskviz.errors import MaskvizError, usage_error
 from maskviz.render.terminal import MaskGrid, legend, mask_summary
 from maskviz.tokenizer import check_ids
@@ -28,7 +29,7 @@ PROG = "maskviz"
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    line = " ".join(str(message).split())
+    line = safe_text(" ".join(str(message).split()))  # messages may quote user input
     sys.stderr.write(f"{PROG}: error: {line}\n")
     sys.stderr.flush()
     sys.exit(code)
@@ -380,10 +381,18 @@ JsonOption = Annotated[
 ]
 
 
-def _load(model: str | None, dtype: DTypeChoice) -> Any:
+def _load(
+    model: str | None, dtype: DTypeChoice, layer: int | None = None, head: int | None = None
+) -> Any:
+    """Load the model and check that ``layer`` and ``head`` exist in it."""
     from maskviz.loading import load_model
 
-    return load_model(model, dtype=dtype.value)
+    gpt = load_model(model, dtype=dtype.value)
+    if layer is not None:
+        _check_index("layer", layer, gpt.config.n_layer)
+    if head is not None:
+        _check_index("head", head, gpt.config.n_head)
+    return gpt
 
 
 def _check_index(what: str, value: int, count: int) -> None:
@@ -473,10 +482,8 @@ def trace_command(
         raise usage_error("--agg and --heads cannot be combined")
     if save is not None:
         save = check_output_path(save, TRACE_SUFFIXES)
-    gpt = _load(model, dtype)
+    gpt = _load(model, dtype, layer, head)
     cfg = gpt.config
-    _check_index("layer", layer, cfg.n_layer)
-    _check_index("head", head, cfg.n_head)
     head_list = _heads(heads, cfg.n_head)
     ids = gpt.tokenizer.encode(prompt)
     check_ids(ids, cfg.vocab_size)
@@ -600,9 +607,7 @@ def compare_command(
         raise usage_error(f"--steps must be >= 1, got {steps}")
     if save is not None:
         save = check_output_path(save, FIGURE_ONLY)
-    gpt = _load(model, dtype)
-    _check_index("layer", layer, gpt.config.n_layer)
-    _check_index("head", head, gpt.config.n_head)
+    gpt = _load(model, dtype, layer, head)
     ids = gpt.tokenizer.encode(prompt)
     check_ids(ids, gpt.config.vocab_size)
     result = compare(gpt, pair.value, ids, steps)
@@ -668,9 +673,7 @@ def similarity_command(
 
     if save is not None:
         save = check_output_path(save, FIGURE_ONLY)
-    gpt = _load(model, dtype)
-    _check_index("layer", layer, gpt.config.n_layer)
-    _check_index("head", head, gpt.config.n_head)
+    gpt = _load(model, dtype, layer, head)
     result = similarity(gpt, text1, text2, delimiter)
     if as_json:
         print_json(result.to_dict())

@@ -106,7 +106,7 @@ class Block:
 
 @dataclass
 class Weights:
-    wte: FloatArray  # [vocab, C] (a GPT stores the output head column-major)
+    wte: FloatArray  # [vocab, C] (a GPT keeps its output head column-major: _decoding_layout)
     wpe: FloatArray  # [n_ctx, C]
     blocks: list[Block]
     ln_f_w: FloatArray  # [C]
@@ -115,6 +115,8 @@ class Weights:
 
     def astype(self, dtype: DType) -> Weights:
         def cast(a: FloatArray) -> FloatArray:
+            if a.ndim == 2 and a.flags.f_contiguous and not a.flags.c_contiguous:
+                return np.asfortranarray(a, dtype=dtype)  # keep a decoding layout
             return np.ascontiguousarray(a, dtype=dtype)
 
         blocks = [Block(**{k: cast(v) for k, v in vars(b).items()}) for b in self.blocks]
@@ -132,14 +134,40 @@ class Weights:
         return sum(a.nbytes for a in arrays)
 
 
+def _decoding_layout(w: Weights) -> Weights:
+    """Store each matrix in the memory order its decoding product streams fastest.
+
+    A decoding step multiplies one row vector by every weight matrix once, so its
+    speed is how fast BLAS streams each matrix from memory (docs/performance.md):
+
+    - the output head [vocab, C] goes column-major: ``x @ head.T`` is then a product
+      with a row-major [C, vocab] matrix, which OpenBLAS streams far faster than the
+      transposed product over the row-major head;
+    - the MLP's output projection [4C, C] goes column-major too: its product becomes
+      C dot products of length 4C, faster than 4C short rows of C.
+
+    Only the layout changes: the arrays keep their shapes and stay the ones in
+    ``weights`` (the tied head is still ``weights.wte``), so edits reach the model.
+    """
+    if w.lm_head is None:
+        w.wte = np.asfortranarray(w.wte)
+    else:
+        w.lm_head = np.asfortranarray(w.lm_head)
+    for block in w.blocks:
+        block.mlp_c_proj_w = np.asfortranarray(block.mlp_c_proj_w)
+    return w
+
+
 # ---------------------------------------------------------------- the math
 
 
 def layer_norm(x: FloatArray, w: FloatArray, b: FloatArray, eps: float) -> FloatArray:
-    # [n, C] -> [n, C]; one temporary besides the result (decoding runs this 2 L + 1 times a token)
-    xc: FloatArray = x - x.mean(axis=-1, keepdims=True)
-    sq = np.square(xc)
-    var = sq.mean(axis=-1, keepdims=True)
+    # [n, C] -> [n, C]. ufunc reductions rather than .mean(): a decoding step runs this
+    # 2 L + 1 times on one row, where .mean()'s Python-level overhead is most of the cost.
+    inv_c = 1.0 / x.shape[-1]
+    xc: FloatArray = x - np.add.reduce(x, axis=-1, keepdims=True) * inv_c
+    var = np.add.reduce(np.square(xc), axis=-1, keepdims=True)
+    var *= inv_c
     var += eps
     np.sqrt(var, out=var)
     xc /= var
@@ -189,12 +217,12 @@ def _softmax_(scores: FloatArray, mask: NDArray[np.bool_] | None) -> FloatArray:
     """`masked_softmax` computed in place in ``scores`` (a temporary the caller owns)."""
     if mask is not None:
         np.copyto(scores, -np.inf, where=~mask)  # masked keys: exp(-inf) is exactly 0
-    row_max = scores.max(axis=-1, keepdims=True)
+    row_max = np.maximum.reduce(scores, axis=-1, keepdims=True)
     if mask is not None:
         row_max[~np.isfinite(row_max)] = 0.0  # a row with no allowed key: -inf - 0, no NaN
     scores -= row_max
     np.exp(scores, out=scores)
-    total = scores.sum(axis=-1, keepdims=True)
+    total = np.add.reduce(scores, axis=-1, keepdims=True)
     if mask is not None:
         total[total == 0] = 1.0
     scores /= total
@@ -274,15 +302,7 @@ class GPT:
         self.tokenizer = tokenizer
         self.name = name
         self.dtype: DType = dtype
-        w = weights.astype(dtype)
-        # The output head [vocab, C] is the largest matrix a decoding step reads. Kept in
-        # column-major order, x @ head.T multiplies by a row-major [C, vocab] matrix,
-        # which OpenBLAS streams faster than the transposed product (docs/performance.md).
-        # It stays the same array: writes to weights.wte (tied) still reach the logits.
-        if w.lm_head is None:
-            w.wte = np.asfortranarray(w.wte)
-        else:
-            w.lm_head = np.asfortranarray(w.lm_head)
+        w = _decoding_layout(weights.astype(dtype))
         self.weights = w
         head = w.lm_head if w.lm_head is not None else w.wte
         self._head_t = head.T  # [C, vocab] C-contiguous view: logits = x @ wte.T (tied)

@@ -115,6 +115,9 @@ def test_any_command_line_ends_cleanly(tmp_path: Path, data: st.DataObject) -> N
     assert result.exit_code in (0, 1, 2), (args, result.exit_code, result.stderr)
     assert "Traceback" not in result.stderr
     assert "internal error" not in result.stderr, (args, result.stderr)
+    # no byte of user or model text reaches the terminal raw (JSON escapes it too)
+    for raw in ("\x1b", "\x07", "\r", "\u202e"):
+        assert raw not in result.stdout + result.stderr, (args, raw)
     if result.exit_code == 2:
         assert result.stderr, args
     if result.stderr:

@@ -20,7 +20,7 @@ def latency_figure(result: BenchResult) -> Figure:
     """Two panels: both curves (recompute grows with position, cached stays near flat),
     and the cached curve alone with the bandwidth bound, where its small growth shows.
     """
-    fig = Figure(figsize=(11.0, 4.4), layout="constrained")
+    fig = Figure(figsize=(11.0, 4.8), layout="constrained")
     both, cached_only = fig.subplots(1, 2)
     ms_cached = [s * 1e3 for s in result.cached.step_seconds]
     ms_recompute = [s * 1e3 for s in result.recompute.step_seconds]
@@ -46,7 +46,8 @@ def latency_figure(result: BenchResult) -> Figure:
         ax.legend(loc="upper left", frameon=False)
     both.set_ylim(bottom=0)
     fig.suptitle(
-        f"{result.model}: {result.config.describe()}, {result.dtype}; "
-        f"training-mode pass over {result.tokens} tokens: {result.training_seconds * 1e3:.0f} ms"
+        f"{result.model}: {result.config.describe()}, {result.dtype}\n"
+        f"one training-mode pass over all {result.tokens} positions: "
+        f"{result.training_seconds * 1e3:.0f} ms"
     )
     return fig
