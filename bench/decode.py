@@ -2,7 +2,7 @@
 
     python bench/decode.py                      # GPT-2-small shape, 256 tokens
     python bench/decode.py --hf-python /path/to/venv-with-torch/bin/python
-    python bench/decode.py --baseline HEAD      # also time the engine of a git revision
+    python bench/decode.py --baseline REV       # also time the engine of a git revision
 
 Runs, in separate processes that take turns (``--rounds``):
 

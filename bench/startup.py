@@ -103,7 +103,7 @@ def main() -> int:
             compiled.append(timed(commands["maskviz show-mask 6"], cold)[0])
     results: dict[str, Any] = {
         "runs": args.runs,
-        "model": "tiny (shipped)" if not model else "tests/fixtures/gpt2-tiny",
+        "model": "tiny" if not model else "tests/fixtures/gpt2-tiny",
         "show_mask_6_compiling_seconds": median(compiled),
         "commands": {
             name: {

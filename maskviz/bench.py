@@ -89,7 +89,7 @@ class Decode:
             "recording": self.recording,
             "steps": self.steps,
             "seconds": self.seconds,
-            "tokens_per_second": self.tokens_per_second,
+            "tokens_per_second": _finite(self.tokens_per_second),
             "median_step_seconds": self.median_step_seconds,
             "macs": self.macs,
             "positions": self.positions,
@@ -213,7 +213,7 @@ class BenchResult:
             "training": {
                 "tokens": self.tokens,
                 "seconds": self.training_seconds,
-                "tokens_per_second": self.training_tokens_per_second,
+                "tokens_per_second": _finite(self.training_tokens_per_second),
                 "macs": self.training_macs,
             },
             "cache_speedup": self.cache_speedup,
@@ -223,6 +223,11 @@ class BenchResult:
             "memory": self.memory(),
             "machine": self.machine,
         }
+
+
+def _finite(value: float) -> float | None:
+    """JSON has no infinity: a rate over zero measured time becomes None."""
+    return value if np.isfinite(value) else None
 
 
 def check_tokens(tokens: int, n_ctx: int | None = None) -> None:

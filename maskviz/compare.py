@@ -21,7 +21,6 @@ Embeddings, layer norms and softmax are left out.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -203,7 +202,8 @@ def _one_pass(model: GPT, ids: NDArray[np.int64], prompt_len: int, masked: bool)
 def _recompute(model: GPT, prompt: list[int], steps: int) -> Side:
     t = model.trace(prompt, steps=steps, mode="recompute")
     cfg, p, n = model.config, t.prompt_len, t.n_tokens
-    step_macs = np.array([pass_macs(cfg, k + 1, k + 1, k + 1) for k in range(p, n)], np.int64)
+    # the whole prefix again, but only its last row of logits (what the next token needs)
+    step_macs = np.array([pass_macs(cfg, k + 1, k + 1, 1) for k in range(p, n)], np.int64)
     return Side(
         "recompute", t.attention, t.logits, t.mask, t.prefill_seconds + float(t.step_seconds.sum()),
         pass_macs(cfg, p, p, p) + int(step_macs.sum()), t.step_seconds, step_macs, _greedy(t.logits, p),
@@ -257,7 +257,7 @@ def compare(model: GPT, pair: str, prompt: list[int], steps: int) -> Comparison:
             f"{model.config.n_ctx} tokens"
         )
     cached = _cached(model, prompt, steps)
-    ids = np.asarray(prompt + _generated(cached, len(prompt)), np.int64)
+    ids = np.asarray([*prompt, *cached.choices.tolist()], np.int64)  # greedy: the generated tokens
     p = len(prompt)
     if pair == "training-vs-cached":
         other = _one_pass(model, ids, p, masked=True)
@@ -272,15 +272,3 @@ def compare(model: GPT, pair: str, prompt: list[int], steps: int) -> Comparison:
         # generation stopped early on one side (end-of-text): compare the common part
         raise usage_error("the two sides generated different lengths; try fewer --steps")
     return Comparison(pair, model.dtype, ids, p, other, cached)
-
-
-def _generated(side: Side, prompt_len: int) -> list[int]:
-    return [int(i) for i in side.choices]
-
-
-def growth(step_seconds: NDArray[np.float64]) -> float:
-    """Last-quarter mean step time over first-quarter mean (1.0 = flat)."""
-    if step_seconds.size < 4:
-        return math.nan
-    q = step_seconds.size // 4
-    return float(step_seconds[-q:].mean() / step_seconds[:q].mean())

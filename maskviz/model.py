@@ -143,9 +143,11 @@ def _decoding_layout(w: Weights) -> Weights:
     - the output head [vocab, C] goes column-major: ``x @ head.T`` is then a product
       with a row-major [C, vocab] matrix, which OpenBLAS streams far faster than the
       transposed product over the row-major head;
-    - the MLP's output projection [4C, C] goes column-major too: its product becomes
-      C dot products of length 4C, faster than 4C short rows of C.
+    - the two output projections, attention [C, C] and MLP [4C, C], go column-major
+      too: their products become dot products along contiguous columns, and each
+      BLAS thread streams one contiguous part of the matrix.
 
+    q|k|v [C, 3C] and the MLP input [C, 4C] stream fastest row-major and stay so.
     Only the layout changes: the arrays keep their shapes and stay the ones in
     ``weights`` (the tied head is still ``weights.wte``), so edits reach the model.
     """
@@ -154,6 +156,7 @@ def _decoding_layout(w: Weights) -> Weights:
     else:
         w.lm_head = np.asfortranarray(w.lm_head)
     for block in w.blocks:
+        block.attn_c_proj_w = np.asfortranarray(block.attn_c_proj_w)
         block.mlp_c_proj_w = np.asfortranarray(block.mlp_c_proj_w)
     return w
 

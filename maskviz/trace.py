@@ -116,15 +116,16 @@ class Trace:
             raise MaskvizError(f"agg must be 'mean' or 'max', got {agg!r}", usage=True)
         return out
 
-    def next_token_probs(self, t: int, k: int = 5) -> list[tuple[int, float]]:
-        """The ``k`` most likely tokens after position ``t`` with their probabilities.
-
-        Computed in float64 from ``logits[t]``: softmax is monotone, so the order is
-        the logits' order.
-        """
+    def probabilities(self, t: int) -> NDArray[np.float64]:
+        """softmax(logits[t]) in float64 [vocab]: the distribution of token t+1."""
         z = self.logits[t].astype(np.float64)
         p = np.exp(z - z.max())
-        p /= p.sum()
+        out: NDArray[np.float64] = p / p.sum()
+        return out
+
+    def next_token_probs(self, t: int, k: int = 5) -> list[tuple[int, float]]:
+        """The ``k`` most likely tokens after position ``t`` with their probabilities."""
+        p = self.probabilities(t)
         top = np.argsort(-p, kind="stable")[:k]
         return [(int(i), float(p[i])) for i in top]
 

@@ -377,7 +377,7 @@ def trace_view(
         if t + 1 < n:
             chosen = int(trace.token_ids[t + 1])
             note = Text(f"→ {shown[t + 1]} ", STYLE_LABEL)
-            note.append(f"{_prob(trace, t, chosen):.0%}")
+            note.append(f"{trace.probabilities(t)[chosen]:.0%}")
         else:
             note = Text(
                 f"(next: {display_label(model.tokenizer.token_label(top[0][0]))} {top[0][1]:.0%})",
@@ -430,12 +430,6 @@ def trace_view(
             f"{cfg.n_head} heads x {n} positions x {cfg.head_dim} dims x {np.dtype(trace.dtype).itemsize} bytes)"
         )
     return Group(header, grid, attention_legend(plain), footer)
-
-
-def _prob(trace: Trace, t: int, token: int) -> float:
-    z = trace.logits[t].astype(np.float64)
-    e = np.exp(z - z.max())
-    return float(e[token] / e.sum())
 
 
 _SIDE_TEXT = {
