@@ -40,6 +40,7 @@ COMMANDS = ["show-mask", "trace", "compare", "similarity", "bench", "doctor"]
 _TIMING = re.compile(
     r"\b\d+\.\d+(e[-+]?\d+)? ?(ms|s|µs|tok/s|tokens/s)\b"  # 1.2 ms, 31.0 tok/s
     r"|\b\d+\.\d+x\b"  # ratios of times
+    r"|\b\d+\.\d+ → \d+\.\d+\b"  # first → last step times
     r'|"\w*seconds\w*":(\[[^\]]*\]|[-+\d.e]+)'  # JSON timing fields
 )
 

@@ -492,23 +492,18 @@ def compare_view(
         box=None,
         pad_edge=False,
     )
-    for col in ("side", "MACs", "time", "per step, first → last"):
+    for col in ("side", "MACs", "time", "MACs per step, first → last", "ms per step"):
         cost.add_column(col, justify="right" if col != "side" else "left")
     for side in (a, b):
-        growth = ""
-        if side.step_macs.size:
-            growth = f"{side.step_macs[0]:,} → {side.step_macs[-1]:,} MACs"
-            if side.step_seconds.size:
-                growth += (
-                    f" ({1e3 * side.step_seconds[0]:.2f} ms → {1e3 * side.step_seconds[-1]:.2f} ms)"
-                )
-        cost.add_row(side.name, f"{side.macs:,}", f"{1e3 * side.seconds:.1f} ms", growth)
-    cost.add_row(
-        "ratio",
-        f"{a.macs / b.macs:.2f}x",
-        f"{a.seconds / max(b.seconds, 1e-12):.2f}x",
-        "left / right",
-    )
+        step_macs = f"{side.step_macs[0]:,} → {side.step_macs[-1]:,}" if side.step_macs.size else ""
+        step_ms = ""
+        if side.step_seconds.size:
+            step_ms = f"{1e3 * side.step_seconds[0]:.2f} → {1e3 * side.step_seconds[-1]:.2f}"
+        cost.add_row(
+            side.name, f"{side.macs:,}", f"{1e3 * side.seconds:.1f} ms", step_macs, step_ms
+        )
+    ratio_time = f"{a.seconds / max(b.seconds, 1e-12):.2f}x"
+    cost.add_row("left / right", f"{a.macs / b.macs:.2f}x", ratio_time, "", "")
     return Group(
         header, grid, attention_legend(plain), Text(), layers, Text(), cost, Text(), verdict(result)
     )
