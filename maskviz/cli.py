@@ -724,8 +724,6 @@ def doctor_command(as_json: JsonOption = False) -> None:
 
 
 if TYPE_CHECKING:
-    from rich.console import RenderableType
-
     from maskviz.bench import BenchResult
     from maskviz.model import GPT
 
@@ -800,7 +798,9 @@ def bench_command(
     if as_json:
         print_json(result.to_dict())
     else:
-        console(plain).print(_bench_table(result, bench_lib.describe_machine(result.machine)))
+        from maskviz.render.terminal import bench_view
+
+        console(plain).print(bench_view(result, bench_lib.describe_machine(result.machine)))
     if save is not None:
         from maskviz.render.bench_figures import latency_figure
         from maskviz.render.figures import save_figure
@@ -832,67 +832,6 @@ def _bench_with_progress(gpt: GPT, tokens: int, repeats: int) -> BenchResult:
             bar.update(task, description=what, completed=done, total=total)
 
         return run(gpt, tokens, repeats=repeats, progress=update)
-
-
-def _bench_table(result: BenchResult, machine: str) -> RenderableType:
-    """The benchmark as a Rich table with a header and the conclusions under it."""
-    from rich.console import Group
-    from rich.table import Table
-
-    mem, steps = result.memory(), max(result.cached.steps, 1)
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    table.add_column("way of running")
-    for name in ("tokens/s", "ms/token", "MACs/token", "vs cached"):
-        table.add_column(name, justify="right")
-    for label, decode, versus in [
-        ("cached (KV cache)", result.cached, "1.0x"),
-        ("cached + recording", result.cached_recording, f"{result.recording_overhead:+.0%}"),
-        ("recompute", result.recompute, f"{result.cache_speedup:.1f}x slower"),
-    ]:
-        table.add_row(
-            label,
-            f"{decode.tokens_per_second:,.1f}",
-            f"{decode.seconds / max(decode.steps, 1) * 1e3:,.2f}",
-            f"{decode.macs // steps:,}",
-            versus,
-        )
-    table.add_row(
-        "training-mode pass",
-        f"{result.training_tokens_per_second:,.1f}",
-        f"{result.training_seconds / result.tokens * 1e3:,.3f}",
-        f"{result.training_macs // result.tokens:,}",
-        "one pass",
-    )
-    stopped = "" if result.stop_reason == "steps" else f", stopped at {result.stop_reason}"
-    lines = [
-        f"{result.model}: {result.config.describe()}, {result.dtype}",
-        f"{result.tokens} positions: prompt {result.prompt_len}, {steps} decoded{stopped}; "
-        f"median of {result.repeats} runs",
-        machine,
-        "",
-    ]
-    notes = [
-        "",
-        f"cache speedup: {result.cache_speedup:.1f}x over recomputing the prefix at every step",
-        f"recording every layer and head: {result.recording_overhead:+.1%} time, "
-        f"{mem['record_bytes_per_token']:,} bytes per token at {result.tokens} positions "
-        f"(one head: {mem['record_bytes_per_token_one_head']:,}; float16 halves both)",
-        f"KV cache: {mem['kv_cache_bytes_per_token']:,} bytes per token",
-    ]
-    bw = result.bandwidth
-    if bw is not None:
-        probe = f"{bw.probe_shape[0]}x{bw.probe_shape[1]} matrix-vector product"
-        bound = (
-            f"bandwidth bound: {bw.weight_bytes_per_token / 1e6:,.1f} MB of weights per token "
-            f"at {bw.bytes_per_second / 1e9:.1f} GB/s ({probe}) = "
-            f"{bw.bound_tokens_per_second:,.1f} tokens/s"
-        )
-        if bw.applies:
-            bound += f"; cached decode reaches {result.fraction_of_bound:.0%} of it"
-        else:
-            bound += "; not a limit here: these weights fit in the CPU caches"
-        notes.append(bound)
-    return Group(*lines, table, *notes)
 
 
 def main() -> None:
