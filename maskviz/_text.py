@@ -52,3 +52,20 @@ def fit(text: str, width: int) -> str:
             break
         out += ch
     return out + "…"
+
+
+def display_label(label: str) -> str:
+    """A token label with edge spaces made visible (␣), control characters escaped.
+
+    >>> display_label(" the"), display_label(" ")
+    ('␣the', '␣')
+    """
+    label = safe_text(label)
+    stripped = label.strip(" ")
+    if stripped == label:
+        return label
+    if not stripped:
+        return "␣" * len(label)
+    lead = len(label) - len(label.lstrip(" "))
+    trail = len(label) - len(label.rstrip(" "))
+    return "␣" * lead + stripped + "␣" * trail

@@ -32,7 +32,7 @@ from matplotlib.patches import Patch, Rectangle
 from numpy.typing import NDArray
 
 from maskviz._io import atomic_path
-from maskviz._text import fit, safe_text
+from maskviz._text import display_label, fit, safe_text
 
 FloatArray = NDArray[np.floating[Any]]
 BoolArray = NDArray[np.bool_]
@@ -242,9 +242,8 @@ def _decorate(
     n = grid.n
     if n <= MAX_CELLS:
         positions = list(range(0, n, ticks.stride))
-        names = [
-            f"{i + 1} {_text(labels[i], LABEL_WIDTH)}" for i in positions
-        ]  # 1-based, as in the terminal
+        # 1-based positions and visible edge spaces, as in the terminal
+        names = [f"{i + 1} {_text(display_label(labels[i]), LABEL_WIDTH)}" for i in positions]
         # parse_math=False: a token such as "$x$" is text, not a formula to typeset.
         ax.set_xticks(positions, names, rotation=90, fontsize=ticks.fontsize, parse_math=False)
         ax.set_yticks(positions, names, fontsize=ticks.fontsize, parse_math=False)

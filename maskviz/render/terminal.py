@@ -17,7 +17,7 @@ from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.style import Style
 from rich.text import Text
 
-from maskviz._text import cell_width, fit, safe_text
+from maskviz._text import cell_width, display_label, fit, safe_text
 from maskviz.masks import Mask
 
 if TYPE_CHECKING:  # annotations only: drawing a mask needs no engine
@@ -209,19 +209,6 @@ def attention_legend(plain: bool) -> Text:
     text.append(BLOCKED, STYLE_BLOCKED)
     text.append(" masked")
     return text
-
-
-def display_label(label: str) -> str:
-    """A token label with edge spaces made visible (␣), control characters escaped."""
-    label = safe_text(label)
-    stripped = label.strip(" ")
-    if stripped == label:
-        return label
-    if not stripped:
-        return "␣" * len(label)
-    lead = len(label) - len(label.lstrip(" "))
-    trail = len(label) - len(label.rstrip(" "))
-    return "␣" * lead + stripped + "␣" * trail
 
 
 @dataclass
