@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import settings
 from typer.testing import CliRunner
 
 from maskviz.cli import app
+
+
+# Locally hypothesis explores new examples on every run; CI replays a fixed set so
+# that a run's verdict depends on the code alone.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @dataclass
