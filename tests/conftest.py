@@ -11,7 +11,6 @@ from typer.testing import CliRunner
 
 from maskviz.cli import app
 
-
 # Locally hypothesis explores new examples on every run; CI replays a fixed set so
 # that a run's verdict depends on the code alone.
 settings.register_profile("ci", derandomize=True, print_blob=True)
