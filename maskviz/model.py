@@ -495,9 +495,8 @@ class GPT:
             rec.rows = slice(t, t + 1)
             if cache is not None:
                 # one query against the cache: nothing to mask, the cache holds only the past
-                logits_out[t] = self._pass(all_ids[t : t + 1], cache=cache, mask=None, record=rec)[
-                    0
-                ]
+                new = all_ids[t : t + 1]
+                logits_out[t] = self._pass(new, cache=cache, mask=None, record=rec)[0]
             else:
                 # no cache: run the whole prefix again and keep only its last row
                 logits_out[t] = self._recompute_row(all_ids[: t + 1], rec)
