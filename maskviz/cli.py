@@ -283,7 +283,7 @@ def show_mask(
             raise usage_error(
                 f"--step must be a position from {index_base} to {n - 1 + index_base}"
             )
-    padded = _padded_rows(n, pad, pad_side.value)
+    padded = None if not pad else masks_lib.padded_positions(n, pad, pad_side.value)
     if as_json:
         print_json(_mask_json(mask, index_base, labels, padded))
     else:
@@ -307,14 +307,6 @@ def show_mask(
         )
         if not as_json:
             console(plain).print(f"saved {save}")
-
-
-def _padded_rows(n: int, pad: int | None, side: str) -> Any:
-    import numpy as np
-
-    if not pad:
-        return None
-    return np.arange(pad) if side == "left" else np.arange(n - pad, n)
 
 
 def _mask_json(

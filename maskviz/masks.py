@@ -426,6 +426,17 @@ def padding(n: int, pad: int, side: PadSide = "left", *, queries: int | None = N
     return _mask(n, queries, f"{side} padding {k}", rule)
 
 
+def padded_positions(n: int, pad: int, side: PadSide = "left") -> IntArray:
+    """The 0-based positions `padding` treats as padding.
+
+    >>> padded_positions(5, 2, "right")
+    array([3, 4])
+    """
+    return (
+        np.arange(pad, dtype=np.int64) if side == "left" else np.arange(n - pad, n, dtype=np.int64)
+    )
+
+
 def cached_step(past_len: int) -> Mask:
     """The one-row mask of a cached decoding step: the new query, at position
     ``past_len``, sees every cached key and itself (``past_len + 1`` keys).

@@ -396,6 +396,20 @@ class GPT:
         ``mask`` is "causal" (default), a bool array [T, T], or None for no mask at
         all. Returns logits [T, vocab] and attention [L', H', T, T].
         """
+        hidden, attention = self.forward_hidden(token_ids, mask, layers=layers, heads=heads)
+        logits: FloatArray = hidden @ self._head_t  # [T, vocab]
+        return logits, attention
+
+    def forward_hidden(
+        self,
+        token_ids: Sequence[int] | NDArray[np.integer[Any]],
+        mask: NDArray[np.bool_] | Literal["causal"] | None = "causal",
+        *,
+        layers: Sequence[int] | None = None,
+        heads: Sequence[int] | None = None,
+    ) -> tuple[FloatArray, FloatArray]:
+        """Like `forward`, but returns the final hidden states ln_f(x) [T, C] (what the
+        output head reads) instead of the logits, with the attention [L', H', T, T]."""
         ids = self._ids(token_ids)
         n = ids.shape[0]
         if isinstance(mask, str):
@@ -404,14 +418,13 @@ class GPT:
             raise usage_error(f"mask must be [{n}, {n}], got {list(mask.shape)}")
         rec = self._record(n, layers, heads, None)
         rec.rows = slice(0, n)
-        logits = self._pass(ids, cache=None, mask=mask, record=rec)
+        hidden = self._hidden(ids, cache=None, mask=mask, record=rec)
         assert rec.out is not None
-        return logits, rec.out
+        return hidden, rec.out
 
     def final_hidden(self, token_ids: Sequence[int] | NDArray[np.integer[Any]]) -> FloatArray:
-        """Final hidden states ln_f(x) [T, C] of one causal pass (what the output head reads)."""
-        ids = self._ids(token_ids)
-        return self._hidden(ids, cache=None, mask=causal(ids.shape[0]).to_array(), record=None)
+        """Final hidden states ln_f(x) [T, C] of one causal pass, recording nothing."""
+        return self.forward_hidden(token_ids, layers=[])[0]
 
     # -- recorded runs -----------------------------------------------------------
 

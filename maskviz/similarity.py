@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from maskviz.errors import usage_error
+from maskviz.masks import causal
 from maskviz.model import GPT
 from maskviz.tokenizer import check_ids
 from maskviz.trace import FloatArray
@@ -97,9 +98,6 @@ def similarity(model: GPT, text1: str, text2: str, delimiter: str = "$") -> Simi
 
 def _ordering(model: GPT, first: list[int], delim: int, second: list[int]) -> Ordering:
     ids = np.asarray([*first, delim, *second], np.int64)
-    _, attention = model.forward(ids)
-    hidden = model.final_hidden(ids)
-    n = ids.shape[0]
-    return Ordering(
-        ids, (0, len(first), len(first) + 1), attention, np.tril(np.ones((n, n), bool)), hidden[-1]
-    )
+    hidden, attention = model.forward_hidden(ids)  # one causal pass, as in training
+    mask = causal(ids.shape[0]).to_array()
+    return Ordering(ids, (0, len(first), len(first) + 1), attention, mask, hidden[-1])
