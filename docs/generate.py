@@ -43,6 +43,8 @@ _TIMING = re.compile(
     r"|\b\d+\.\d+ → \d+\.\d+\b"  # first → last step times
     r'|"\w*seconds\w*":(\[[^\]]*\]|[-+\d.e]+)'  # JSON timing fields
 )
+# Table rows of times, whose unit is in the row's name (compare's cost table).
+_TIMING_ROW = re.compile(r"^(time, ms|ms per step, \w+) .*$", re.MULTILINE)
 
 
 def run(command: str, save_dir: Path | None = None) -> str:
@@ -96,7 +98,8 @@ def _coarse(match: re.Match[str]) -> str:
 def normalise(text: str) -> str:
     """Timings replaced, rounding-level digits coarsened, white space folded (a wider
     time shifts table columns)."""
-    return _ROUNDING.sub(_coarse, _TIMING.sub("<time>", " ".join(text.split())))
+    text = _TIMING.sub("<time>", _TIMING_ROW.sub(r"\1 <times>", text))
+    return _ROUNDING.sub(_coarse, " ".join(text.split()))
 
 
 def main(check: bool) -> int:

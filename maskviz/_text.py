@@ -69,3 +69,14 @@ def display_label(label: str) -> str:
     lead = len(label) - len(label.lstrip(" "))
     trail = len(label) - len(label.rstrip(" "))
     return "␣" * lead + stripped + "␣" * trail
+
+
+def plural(count: int, noun: str) -> str:
+    """``count`` and ``noun``, with an s unless the count is one.
+
+    >>> plural(1, "query"), plural(2, "query"), plural(3, "key")
+    ('1 query', '2 queries', '3 keys')
+    """
+    if count == 1:
+        return f"1 {noun}"
+    return f"{count:,} {noun[:-1] + 'ies' if noun.endswith('y') and noun[-2] not in 'aeiou' else noun + 's'}"

@@ -37,14 +37,15 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from maskviz.compare import pass_macs
 from maskviz.errors import usage_error
+from maskviz.arch import Config
 from maskviz.model import GPT, DType, GPTConfig, random_model
 
 SHAPES: dict[str, GPTConfig] = {
     "gpt2-small": GPTConfig(n_layer=12, n_head=12, n_embd=768, n_ctx=1024, vocab_size=50257),
     "gpt2-medium": GPTConfig(n_layer=24, n_head=16, n_embd=1024, n_ctx=1024, vocab_size=50257),
 }
+DEFAULT_TOKENS = 128
 MIN_TOKENS = 2
 MAX_TOKENS = 4096  # recompute costs grow with the square of this
 MAX_REPEATS = 100
@@ -139,7 +140,7 @@ class BenchResult:
     """Everything `run` measured; `to_dict` is what ``maskviz bench --json`` prints."""
 
     model: str
-    config: GPTConfig
+    config: Config
     dtype: str
     prompt_len: int
     tokens: int  # sequence length reached: prompt plus decoded tokens
@@ -180,7 +181,7 @@ class BenchResult:
         """Bytes the KV cache and a full attention record take, per token and in total."""
         cfg, t = self.config, self.tokens
         item = np.dtype(self.dtype).itemsize
-        kv_per_token = 2 * cfg.n_layer * cfg.n_embd * item
+        kv_per_token = cfg.kv_bytes_per_token(item)
         row = cfg.n_layer * cfg.n_head * t * self.record_itemsize  # one query row, every head
         return {
             "kv_cache_bytes_per_token": kv_per_token,
@@ -251,15 +252,9 @@ def shape_model(shape: str, *, seed: int = 0, dtype: DType = "float32") -> GPT:
 
 
 def weight_bytes_per_token(model: GPT) -> int:
-    """Bytes of weights one cached decoding step reads: every block, ln_f, the output
-    head, and one row each of the token and position embeddings."""
-    w = model.weights
-    blocks = sum(a.nbytes for b in w.blocks for a in vars(b).values())
-    head = w.wte if w.lm_head is None else w.lm_head  # read whole for the logits
-    rows = w.wpe.nbytes // w.wpe.shape[0]  # this position's embedding
-    if w.lm_head is not None:
-        rows += w.wte.nbytes // w.wte.shape[0]  # untied: the token's row of wte too
-    return int(blocks + w.ln_f_w.nbytes + w.ln_f_b.nbytes + head.nbytes + rows)
+    """Bytes of weights one cached decoding step reads: every layer, the final norm, the
+    output head, and one row of each embedding table."""
+    return model.weights.weight_bytes_per_step()
 
 
 class BandwidthProbe:
@@ -377,8 +372,8 @@ def run(
 
     cfg, p = model.config, len(ids)
     positions = list(range(p, n))
-    cached_macs = sum(pass_macs(cfg, 1, t + 1, 1) for t in positions)
-    recompute_macs = sum(pass_macs(cfg, t + 1, t + 1, 1) for t in positions)
+    cached_macs = sum(cfg.pass_macs(1, t + 1, 1, cached=True) for t in positions)
+    recompute_macs = sum(cfg.pass_macs(t + 1, t + 1, 1) for t in positions)
     bandwidth = None
     if prober is not None:
         prober.measure(3)
@@ -397,7 +392,7 @@ def run(
             "recompute", False, positions, _per_step([again.step_seconds], n - p), recompute_macs
         ),
         training_seconds=float(np.median(training)),
-        training_macs=pass_macs(cfg, n, n, n),
+        training_macs=cfg.pass_macs(n, n, n),
         bandwidth=bandwidth,
         record_itemsize=np.dtype(model.dtype).itemsize,
         machine=machine(),

@@ -6,13 +6,18 @@ line on stderr and an exit code (2 for usage errors), never a traceback.
 
 from __future__ import annotations
 
+import difflib
+import functools
+import itertools
 import json
 import os
 import sys
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec
 
+import click
 import typer
 from rich.console import Console
 from typer.core import TyperGroup
@@ -20,12 +25,13 @@ from typer.core import TyperGroup
 from maskviz import __version__
 from maskviz import masks as masks_lib
 from maskviz._io import check_output_path
-from maskviz._text import safe_text
+from maskviz._text import plural, safe_text
 from maskviz.errors import MaskvizError, usage_error
-from maskviz.render.terminal import MaskGrid, legend, mask_summary
+from maskviz.render.terminal import MaskGrid, legend, mask_summary, step_sentence
 from maskviz.tokenizer import check_ids
 
 PROG = "maskviz"
+P = ParamSpec("P")
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -33,6 +39,56 @@ def _fail(message: str, code: int) -> NoReturn:
     sys.stderr.write(f"{PROG}: error: {line}\n")
     sys.stderr.flush()
     sys.exit(code)
+
+
+def _did_you_mean(exc: Exception, args: list[str]) -> str:
+    """A hint such as "did you mean 'causal'?" for a near miss of a closed choice, else ""."""
+    param = getattr(exc, "param", None)
+    # click keeps the choices on the parameter's type; newer Typer keeps the Enum itself
+    enum = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    if isinstance(enum, type) and issubclass(enum, StrEnum):
+        choices = [member.value for member in enum]
+    else:
+        choices = [str(c) for c in getattr(getattr(param, "type", None), "choices", None) or ()]
+    if not choices:
+        return ""
+    opts = set(getattr(param, "opts", ()))
+    given = [value for flag, value in itertools.pairwise(args) if flag in opts]
+    given += [a.partition("=")[2] for a in args if a.partition("=")[0] in opts]
+    if getattr(param, "param_type_name", "") == "argument":
+        given += [a for a in args if not a.startswith("-")]
+    for value in given:
+        close = difflib.get_close_matches(value, choices, n=1, cutoff=0.6)
+        if close and value not in choices:
+            return f"did you mean {close[0]!r}?"
+    return ""
+
+
+def _internal_error(exc: Exception) -> str:
+    return f"internal error: {type(exc).__name__}: {exc} (set MASKVIZ_DEBUG=1 for details)"
+
+
+def _exits_like_cmp(command: Callable[P, None]) -> Callable[P, None]:
+    """Exit codes like cmp's: 0 the sides agree, 1 they differ, 2 trouble of any kind.
+
+    A script can then read 1 as "the mask is broken": a failure never exits 1.
+    """
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            command(*args, **kwargs)
+        except MaskvizError as exc:
+            exc.exit_code = 2
+            raise
+        except (click.exceptions.ClickException, click.exceptions.Exit, typer.Exit, typer.Abort):
+            raise  # parsing errors exit 2 already; Exit carries the verdict
+        except Exception as exc:
+            if os.environ.get("MASKVIZ_DEBUG"):
+                raise
+            raise MaskvizError(_internal_error(exc), usage=True) from None
+
+    return run
 
 
 class _Group(TyperGroup):
@@ -57,7 +113,10 @@ class _Group(TyperGroup):
         except MaskvizError as exc:
             _fail(str(exc), exc.exit_code)
         except typer.TyperException as exc:  # argument parsing: usage errors exit 2
-            _fail(exc.format_message(), exc.exit_code)
+            given = sys.argv[1:] if args is None else list(args)
+            message = exc.format_message().replace(": Value error, ", ": ")  # Typer's wording
+            hint = _did_you_mean(exc, given)
+            _fail(f"{message.rstrip('.')}; {hint}" if hint else message, exc.exit_code)
         except (KeyboardInterrupt, typer.Abort):
             _fail("interrupted", 130)
         except BrokenPipeError:
@@ -66,9 +125,7 @@ class _Group(TyperGroup):
         except Exception as exc:
             if os.environ.get("MASKVIZ_DEBUG"):
                 raise
-            _fail(
-                f"internal error: {type(exc).__name__}: {exc} (set MASKVIZ_DEBUG=1 for details)", 1
-            )
+            _fail(_internal_error(exc), 1)
         code = rv if isinstance(rv, int) else 0
         if standalone_mode:
             sys.exit(code)
@@ -119,9 +176,10 @@ def console(plain: bool) -> Console:
     )
 
 
-def _no_colour(out: Console) -> bool:
-    """True when shading must use characters because colour will not be shown."""
-    return out.no_color or out.color_system is None
+def _ramp_shading(out: Console) -> bool:
+    """True when weights must be told apart by glyph: no colour, or only 16 colours, whose
+    few greens cannot keep five weight levels apart from each other and from masked grey."""
+    return out.no_color or out.color_system not in ("256", "truecolor")
 
 
 def print_json(data: Any) -> None:
@@ -288,16 +346,14 @@ def show_mask(
         print_json(_mask_json(mask, index_base, labels, padded))
     else:
         out = console(plain)
-        out.print(f"{mask.description} mask, {n} queries x {n} keys (positions from {index_base})")
+        out.print(
+            f"{mask.description} mask, {plural(n, 'query')} x {plural(n, 'key')} "
+            f"(positions from {index_base})"
+        )
         out.print(MaskGrid(mask, labels=labels, index_base=index_base, highlight_row=highlight))
         out.print(legend())
         if highlight is not None:
-            keys = mask.to_array()[highlight] if n <= 4096 else None
-            seen = "" if keys is None else f"; allowed keys: {int(keys.sum())}"
-            out.print(
-                f"Step {step}: cached decoding computes only this row, one query at position "
-                f"{step} against the keys held in the KV cache plus itself{seen}."
-            )
+            out.print(step_sentence(mask, highlight, index_base))
         out.print(mask_summary(mask, index_base, padded))
     if save is not None:
         from maskviz.render.figures import mask_figure, save_figure
@@ -408,6 +464,17 @@ def _heads(spec: str | None, n_head: int) -> list[int] | None:
     return chosen
 
 
+def _check_context(prompt_len: int, steps: int, n_ctx: int) -> None:
+    """Refuse a run that would not fit the context, naming the largest --steps that does."""
+    if prompt_len + steps > n_ctx:
+        fits = n_ctx - prompt_len
+        hint = f"use --steps {fits} or fewer" if fits > 0 else "shorten the prompt"
+        raise usage_error(
+            f"the prompt ({prompt_len} tokens) plus --steps {steps} exceeds the model's context "
+            f"of {n_ctx} tokens: {hint}"
+        )
+
+
 @app.command("trace")
 def trace_command(
     prompt: Annotated[
@@ -424,10 +491,19 @@ def trace_command(
         typer.Option(help="Sample only from the K most likely tokens.", show_default=False),
     ] = None,
     seed: Annotated[
-        int | None, typer.Option(help="Random seed for sampling.", show_default=False)
+        int | None,
+        typer.Option(
+            help="Random seed for sampling (without it a seed is chosen and printed).",
+            show_default=False,
+        ),
     ] = None,
     layer: LayerOption = 0,
-    head: HeadOption = 0,
+    head: Annotated[
+        int | None,
+        typer.Option(
+            help="Head whose attention is drawn (0-based; default 0).", show_default=False
+        ),
+    ] = None,
     heads: Annotated[
         str | None,
         typer.Option(
@@ -472,6 +548,12 @@ def trace_command(
         raise usage_error(f"--steps must be >= 0, got {steps}")
     if agg is not None and heads is not None:
         raise usage_error("--agg and --heads cannot be combined")
+    if head is not None and (agg is not None or heads is not None):
+        raise usage_error(f"--head cannot be combined with --{'agg' if agg else 'heads'}")
+    if temperature == 0 and (top_k is not None or seed is not None):
+        given = "--top-k" if top_k is not None else "--seed"
+        raise usage_error(f"{given} applies only when sampling: add --temperature > 0")
+    head = head or 0
     if save is not None:
         save = check_output_path(save, TRACE_SUFFIXES)
     gpt = _load(model, dtype, layer, head)
@@ -479,11 +561,7 @@ def trace_command(
     head_list = _heads(heads, cfg.n_head)
     ids = gpt.tokenizer.encode(prompt)
     check_ids(ids, cfg.vocab_size)
-    if len(ids) + steps > cfg.n_ctx:
-        raise usage_error(
-            f"the prompt ({len(ids)} tokens) plus --steps {steps} exceeds the model's context of "
-            f"{cfg.n_ctx} tokens"
-        )
+    _check_context(len(ids), steps, cfg.n_ctx)
     full = as_json or (save is not None and save.suffix.lower() in (".npz", ".json"))
     rec_heads = None if (full or agg or head_list) else [head]
     result = gpt.trace(
@@ -512,7 +590,7 @@ def trace_command(
         from maskviz.render.terminal import trace_view
 
         out = console(plain)
-        out.print(trace_view(gpt, result, labels, matrices, what, plain=_no_colour(out)))
+        out.print(trace_view(gpt, result, labels, matrices, what, plain=_ramp_shading(out)))
     if save is not None:
         _save_trace(save, result, labels, matrices, what, [h for h in (head_list or [head])], agg)
         if not as_json:
@@ -536,10 +614,34 @@ def _save_trace(
     from maskviz.render.figures import save_figure
 
     title = f"{result.model_name} · {what} · {result.mode}"
-    if suffix == ".gif":
-        af.save_decode_gif(path, matrices[0], result.mask, labels, result.prompt_len, title)
-        return
     titles = [f"head {h}" for h in heads] if len(matrices) > 1 else [what]
+    if suffix == ".gif":
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        frames = af.decode_frame_count(len(labels), result.prompt_len, result.mode)
+        err = Console(stderr=True, highlight=False)
+        with Progress(
+            TextColumn("writing GIF"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} frames"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+            disable=not err.is_terminal or frames <= 4,  # a few frames take no time
+        ) as bar:
+            task = bar.add_task("gif", total=frames)
+            af.save_decode_gif(
+                path,
+                matrices,
+                result.mask,
+                labels,
+                result.prompt_len,
+                title,
+                titles if len(matrices) > 1 else None,
+                mode=result.mode,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        return
     save_figure(
         af.attention_figure(matrices, result.mask, labels, result.prompt_len, titles, title), path
     )
@@ -552,6 +654,7 @@ class PairChoice(StrEnum):
     training_vs_cached = "training-vs-cached"
     recompute_vs_cached = "recompute-vs-cached"
     padded_vs_cached = "padded-vs-cached"
+    shifted_vs_cached = "shifted-vs-cached"
     unmasked_vs_cached = "unmasked-vs-cached"
 
 
@@ -560,12 +663,21 @@ DEFAULT_PROMPT = "To be, or not to be, that is the question:"
 
 
 @app.command("compare")
+@_exits_like_cmp
 def compare_command(
     pair: Annotated[
         PairChoice, typer.Argument(help="What to compare with cached decoding.", show_default=False)
     ],
     prompt: Annotated[str, typer.Option(help="Prompt to start from.")] = DEFAULT_PROMPT,
     steps: Annotated[int, typer.Option(help="Tokens to generate (greedy).")] = 16,
+    side: Annotated[
+        PadSide | None,
+        typer.Option(
+            help="padded-vs-cached only: pad after the prefix (right, the default) or before "
+            "it (left: pads masked, position ids skip them).",
+            show_default=False,
+        ),
+    ] = None,
     model: ModelOption = None,
     dtype: DTypeOption = DTypeChoice.float32,
     layer: LayerOption = 0,
@@ -582,8 +694,9 @@ def compare_command(
 ) -> None:
     """Prove that cached decoding equals masked training, or show where a variant differs.
 
-    Exit code 0 when both sides agree within the dtype's tolerance, 1 when they
-    differ, 2 for usage errors (like cmp).
+    Exit code (like cmp): 0 when both sides agree within the dtype's tolerance,
+    1 when they differ, 2 for any trouble (bad options, a model that cannot be
+    loaded, a file that cannot be written).
 
     Examples:
 
@@ -591,10 +704,14 @@ def compare_command(
 
       maskviz compare unmasked-vs-cached --steps 8 --save unmasked.png
 
+      maskviz compare padded-vs-cached --side left --model tiny-swa
+
       maskviz compare recompute-vs-cached --json
     """
     from maskviz.compare import compare
 
+    if side is not None and pair is not PairChoice.padded_vs_cached:
+        raise usage_error(f"--side applies to padded-vs-cached, not {pair.value}")
     if steps < 1:
         raise usage_error(f"--steps must be >= 1, got {steps}")
     if save is not None:
@@ -602,7 +719,8 @@ def compare_command(
     gpt = _load(model, dtype, layer, head)
     ids = gpt.tokenizer.encode(prompt)
     check_ids(ids, gpt.config.vocab_size)
-    result = compare(gpt, pair.value, ids, steps)
+    _check_context(len(ids), steps, gpt.config.n_ctx)
+    result = compare(gpt, pair.value, ids, steps, side=(side or PadSide.right).value)
     labels = [gpt.tokenizer.token_label(int(i)) for i in result.token_ids]
     if as_json:
         print_json(result.to_dict())
@@ -610,7 +728,7 @@ def compare_command(
         from maskviz.render.terminal import compare_view
 
         out = console(plain)
-        out.print(compare_view(gpt, result, labels, layer, head, plain=_no_colour(out)))
+        out.print(compare_view(gpt, result, labels, layer, head, plain=_ramp_shading(out)))
     if save is not None:
         from maskviz.render.attention_figures import comparison_figure
         from maskviz.render.figures import save_figure
@@ -619,8 +737,8 @@ def compare_command(
         fig = comparison_figure(
             a.attention[layer, head],
             b.attention[layer, head],
-            a.mask,
-            b.mask,
+            a.mask[layer],
+            b.mask[layer],
             labels,
             result.prompt_len,
             a.name,
@@ -628,6 +746,8 @@ def compare_command(
             f"{pair.value} · {gpt.name} · layer {layer}, head {head}",
         )
         save_figure(fig, save)
+        if not as_json:
+            console(plain).print(f"saved {save}")
     if not result.agree:
         raise typer.Exit(code=1)
 
@@ -673,43 +793,65 @@ def similarity_command(
         from maskviz.render.terminal import similarity_view
 
         out = console(plain)
-        out.print(similarity_view(gpt, result, layer, head, plain=_no_colour(out)))
+        out.print(similarity_view(gpt, result, layer, head, plain=_ramp_shading(out)))
     if save is not None:
-        from maskviz.render.attention_figures import attention_figure
+        from maskviz.render.attention_figures import DelimitedPanel, similarity_figure
         from maskviz.render.figures import save_figure
 
-        orders = (result.forward, result.backward)
-        fig = attention_figure(
-            [o.attention[layer, head] for o in orders],
-            orders[0].mask,
-            [gpt.tokenizer.token_label(int(i)) for i in orders[0].token_ids],
-            orders[0].segments[2],
-            ["[TEXT1; delim; TEXT2]", "[TEXT2; delim; TEXT1]"],
-            f"similarity · {gpt.name} · layer {layer}, head {head}",
-        )
+        panels = [
+            DelimitedPanel(
+                order.attention[layer, head],
+                order.mask,
+                [gpt.tokenizer.token_label(int(i)) for i in order.token_ids],
+                order.segments[1],
+                name,
+            )
+            for name, order in (
+                ("[TEXT1; delim; TEXT2]", result.forward),
+                ("[TEXT2; delim; TEXT1]", result.backward),
+            )
+        ]
+        fig = similarity_figure(panels, f"similarity · {gpt.name} · layer {layer}, head {head}")
         save_figure(fig, save)
+        if not as_json:
+            console(plain).print(f"saved {save}")
 
 
 # ---------------------------------------------------------------- doctor
 
 
 @app.command("doctor")
-def doctor_command(as_json: JsonOption = False) -> None:
-    """Print versions, BLAS, optional extras and where the shipped model lives (for bug reports)."""
+def doctor_command(
+    plain: Annotated[
+        bool, typer.Option("--plain", help="No colour (also when piped or NO_COLOR is set).")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Print versions, BLAS, optional extras and where the shipped model lives (for bug reports).
+
+    Examples:
+
+      maskviz doctor
+
+      maskviz doctor --json > doctor.json
+    """
+    from rich.text import Text
+
     from maskviz.doctor import report
+    from maskviz.render.terminal import STYLE_LABEL
 
     data = report()
     if as_json:
         print_json(data)
         return
-    out = console(True)
+    out = console(plain)
     for key, value in data.items():
+        items = value.items() if isinstance(value, dict) else [("", value)]
         if isinstance(value, dict):
-            out.print(f"{key}:")
-            for sub, item in value.items():
-                out.print(f"  {sub}: {item}")
-        else:
-            out.print(f"{key}: {value}")
+            out.print(Text(f"{key}:", STYLE_LABEL))
+        for sub, item in items:
+            name = f"  {sub}" if sub else key
+            out.print(Text.assemble((f"{name}:", STYLE_LABEL), f" {item}"))
 
 
 # ---------------------------------------------------------------- bench
@@ -736,12 +878,14 @@ def bench_command(
         ),
     ] = None,
     tokens: Annotated[
-        int,
+        int | None,
         typer.Option(
             help="Sequence length: a 1-token prompt plus the decoded tokens (2 to 4096, "
-            "at most the model's context; recompute grows with its square)."
+            "at most the model's context; recompute grows with its square). "
+            "Default: 128, or the model's context if shorter.",
+            show_default=False,
         ),
-    ] = 128,
+    ] = None,
     repeats: Annotated[
         int, typer.Option(help="Runs of each measurement (1 to 100); medians are shown.")
     ] = 3,
@@ -776,7 +920,8 @@ def bench_command(
 
     if model is not None and shape is not None:
         raise usage_error("--model and --shape cannot be combined")
-    bench_lib.check_tokens(tokens)
+    if tokens is not None:
+        bench_lib.check_tokens(tokens)
     if not 1 <= repeats <= bench_lib.MAX_REPEATS:
         raise usage_error(f"--repeats must be from 1 to {bench_lib.MAX_REPEATS}, got {repeats}")
     if save is not None:
@@ -785,6 +930,8 @@ def bench_command(
         gpt = bench_lib.shape_model(shape.value, dtype=dtype.value)
     else:
         gpt = _load(model, dtype)
+    if tokens is None:
+        tokens = min(bench_lib.DEFAULT_TOKENS, gpt.config.n_ctx)
     bench_lib.check_tokens(tokens, gpt.config.n_ctx)
     result = _bench_with_progress(gpt, tokens, repeats)
     if as_json:
@@ -804,7 +951,13 @@ def bench_command(
 
 def _bench_with_progress(gpt: GPT, tokens: int, repeats: int) -> BenchResult:
     """Run the benchmark with a progress bar on stderr (only when stderr is a terminal)."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     from maskviz.bench import run
 
@@ -812,7 +965,7 @@ def _bench_with_progress(gpt: GPT, tokens: int, repeats: int) -> BenchResult:
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
+        MofNCompleteColumn(),  # "0/?" until the total is known, never "0/None"
         TimeElapsedColumn(),
         console=err,
         transient=True,

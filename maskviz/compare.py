@@ -3,20 +3,27 @@ breaks without the mask.
 
 Every comparison runs the same model on the same tokens two ways and records, for
 each side, the attention of every layer and head [L, H, T, T], the logits [T, V],
-the mask it used [T, T], its measured time and its multiply-accumulate count:
+the keys each layer let each row see [L, T, T], its measured time and its
+multiply-accumulate count:
 
-- ``training-vs-cached``: one causal pass over the final sequence vs prefill and
-  one cached step per generated token;
+- ``training-vs-cached``: one masked pass over the final sequence vs prefill and
+  one cached step per generated token (a sliding-window layer's ring-buffer cache
+  against its windowed training mask);
 - ``recompute-vs-cached``: no cache, the whole prefix run again at every step;
-- ``padded-vs-cached``: at every step the prefix padded after its end to the final
-  length, causal mask: the padding never reaches a row that matters;
-- ``unmasked-vs-cached``: one pass with no mask at all: every row but the last sees
-  the future, so the two sides differ.
+- ``padded-vs-cached``: at every step the prefix padded to the final length. Right
+  padding (``side="right"``): the pads come after, where the causal mask hides
+  them. Left padding (``side="left"``): the pads come first, are masked, and the
+  position ids skip them (HF's ``cumsum(attention_mask) - 1``);
+- ``shifted-vs-cached``: left padding with position ids counted from the pads, the
+  common bug. It differs on a model with learned absolute positions (GPT-2) and
+  agrees to rounding on a rotary (RoPE) model, whose scores depend only on the
+  distance between positions;
+- ``unmasked-vs-cached``: one pass with no mask at all: rows see the future, so
+  the two sides differ.
 
-Costs count multiply-accumulates (MACs) of the matrix products, per layer and
-token: 12 C^2 for the projections (q|k|v 3 C^2, output C^2, MLP 8 C^2) plus 2 C n_k
-for attention over n_k keys (scores and weighted sum), and V C per logits row.
-Embeddings, layer norms and softmax are left out.
+Costs count multiply-accumulates (MACs) of the matrix products, from each
+architecture's formula (``model.config.pass_macs``); embeddings, norms and softmax
+are left out.
 """
 
 from __future__ import annotations
@@ -29,38 +36,24 @@ import numpy as np
 from numpy.typing import NDArray
 
 from maskviz.errors import usage_error
-from maskviz.masks import causal
-from maskviz.model import GPT, GPTConfig
-from maskviz.trace import FloatArray
+from maskviz.model import GPT
+from maskviz.trace import FloatArray, Trace
 
 Pair = Literal[
-    "training-vs-cached", "recompute-vs-cached", "padded-vs-cached", "unmasked-vs-cached"
+    "training-vs-cached",
+    "recompute-vs-cached",
+    "padded-vs-cached",
+    "shifted-vs-cached",
+    "unmasked-vs-cached",
 ]
 PAIRS: tuple[Pair, ...] = (
     "training-vs-cached",
     "recompute-vs-cached",
     "padded-vs-cached",
+    "shifted-vs-cached",
     "unmasked-vs-cached",
 )
-
-
-def pass_macs(cfg: GPTConfig, n_queries: int, n_keys: int, logits_rows: int) -> int:
-    """MACs of one pass: ``n_queries`` new tokens attending to ``n_keys`` keys each.
-
-    >>> pass_macs(GPTConfig(1, 1, 2, 8, 3), n_queries=1, n_keys=4, logits_rows=1)
-    70
-    """
-    c = cfg.n_embd
-    return (
-        cfg.n_layer * (12 * c * c * n_queries + 2 * c * n_queries * n_keys)
-        + cfg.vocab_size * c * logits_rows
-    )
-
-
-def cached_macs(cfg: GPTConfig, prompt_len: int, total: int) -> int:
-    """Prefill (P queries x P keys, P logits rows) plus one step per later token."""
-    steps = sum(pass_macs(cfg, 1, t + 1, 1) for t in range(prompt_len, total))
-    return pass_macs(cfg, prompt_len, prompt_len, prompt_len) + steps
+PadSide = Literal["left", "right"]
 
 
 def tolerance(dtype: str, scale: float = 1.0) -> float:
@@ -80,7 +73,7 @@ class Side:
     name: str
     attention: FloatArray  # [L, H, T, T]
     logits: FloatArray  # [T, V]
-    mask: NDArray[np.bool_]  # [T, T]: keys each row could see
+    mask: NDArray[np.bool_]  # [L, T, T]: keys each layer let each row see
     seconds: float
     macs: int
     step_seconds: NDArray[np.float64]  # [T - P] per-step wall time (empty for one pass)
@@ -175,69 +168,103 @@ def _greedy(logits: FloatArray, prompt_len: int) -> NDArray[np.int64]:
     return choices
 
 
+def _layer_masks(t: Trace, n_layer: int) -> NDArray[np.bool_]:
+    return np.stack([t.layer_mask(layer) for layer in range(n_layer)])
+
+
+def _from_trace(model: GPT, t: Trace, step_macs: NDArray[np.int64], prefill_macs: int) -> Side:
+    return Side(
+        t.mode, t.attention, t.logits, _layer_masks(t, model.config.n_layer),
+        t.prefill_seconds + float(t.step_seconds.sum()), prefill_macs + int(step_macs.sum()),
+        t.step_seconds, step_macs, _greedy(t.logits, t.prompt_len),
+    )  # fmt: skip
+
+
 def _cached(model: GPT, prompt: list[int], steps: int) -> Side:
     t = model.trace(prompt, steps=steps, mode="cached")
-    n = t.n_tokens
-    return Side(
-        "cached", t.attention, t.logits, t.mask, t.prefill_seconds + float(t.step_seconds.sum()),
-        cached_macs(model.config, t.prompt_len, n), t.step_seconds,
-        np.array([pass_macs(model.config, 1, k + 1, 1) for k in range(t.prompt_len, n)], np.int64),
-        _greedy(t.logits, t.prompt_len),
-    )  # fmt: skip
-
-
-def _one_pass(model: GPT, ids: NDArray[np.int64], prompt_len: int, masked: bool) -> Side:
-    n = ids.shape[0]
-    mask = causal(n).to_array() if masked else np.ones((n, n), dtype=bool)
-    t0 = time.perf_counter()
-    logits, attention = model.forward(ids, mask if masked else None)
-    seconds = time.perf_counter() - t0
-    name = "training" if masked else "unmasked"
-    return Side(
-        name, attention, logits, mask, seconds, pass_macs(model.config, n, n, n),
-        np.zeros(0), np.zeros(0, np.int64), _greedy(logits, prompt_len),
-    )  # fmt: skip
+    cfg, p = model.config, t.prompt_len
+    step_macs = [cfg.pass_macs(1, k + 1, 1, cached=True) for k in range(p, t.n_tokens)]
+    return _from_trace(model, t, np.array(step_macs, np.int64), cfg.pass_macs(p, p, p))
 
 
 def _recompute(model: GPT, prompt: list[int], steps: int) -> Side:
     t = model.trace(prompt, steps=steps, mode="recompute")
-    cfg, p, n = model.config, t.prompt_len, t.n_tokens
+    cfg, p = model.config, t.prompt_len
     # the whole prefix again, but only its last row of logits (what the next token needs)
-    step_macs = np.array([pass_macs(cfg, k + 1, k + 1, 1) for k in range(p, n)], np.int64)
+    step_macs = [cfg.pass_macs(k + 1, k + 1, 1) for k in range(p, t.n_tokens)]
+    return _from_trace(model, t, np.array(step_macs, np.int64), cfg.pass_macs(p, p, p))
+
+
+def _one_pass(model: GPT, ids: NDArray[np.int64], prompt_len: int, masked: bool) -> Side:
+    n = ids.shape[0]
+    t0 = time.perf_counter()
+    logits, attention = model.forward(ids, "causal" if masked else None)
+    seconds = time.perf_counter() - t0
+    if masked:
+        masks = np.stack(
+            [model.config.layer_mask(i, n).to_array() for i in range(model.config.n_layer)]
+        )
+    else:
+        masks = np.ones((model.config.n_layer, n, n), dtype=bool)
     return Side(
-        "recompute", t.attention, t.logits, t.mask, t.prefill_seconds + float(t.step_seconds.sum()),
-        pass_macs(cfg, p, p, p) + int(step_macs.sum()), t.step_seconds, step_macs, _greedy(t.logits, p),
+        "training" if masked else "unmasked", attention, logits, masks, seconds,
+        model.config.pass_macs(n, n, n), np.zeros(0), np.zeros(0, np.int64),
+        _greedy(logits, prompt_len),
     )  # fmt: skip
 
 
-def _padded(model: GPT, ids: NDArray[np.int64], prompt_len: int, pad_id: int) -> Side:
-    """Every step runs the prefix padded to the final length L with ``pad_id`` after it."""
+def _padded(
+    model: GPT, ids: NDArray[np.int64], prompt_len: int, side: PadSide, *, shifted: bool = False
+) -> Side:
+    """At every step, the prefix padded to the final length n and run in one pass.
+
+    Right: pads after the prefix (the causal mask hides them). Left: pads before it,
+    never attended; position ids skip them, or, ``shifted``, count them.
+    """
     cfg, n = model.config, ids.shape[0]
+    pad_id = model.tokenizer.eot_id if model.tokenizer.eot_id is not None else 0
     attention = np.zeros((cfg.n_layer, cfg.n_head, n, n), model.dtype)
     logits = np.zeros((n, cfg.vocab_size), model.dtype)
-    mask = causal(n).to_array()
     step_seconds, step_macs = [], []
     t_start = time.perf_counter()
     for last in range(prompt_len - 1, n):
-        padded = np.full(n, pad_id, np.int64)
-        padded[: last + 1] = ids[: last + 1]
-        t0 = time.perf_counter()
-        row_logits, row_att = model.forward(padded, mask)
+        real = last + 1
         first = 0 if last == prompt_len - 1 else last  # the first pass fills the prompt rows
-        logits[first : last + 1] = row_logits[first : last + 1]
-        attention[:, :, first : last + 1] = row_att[:, :, first : last + 1]
+        t0 = time.perf_counter()
+        if side == "right":
+            row_ids = np.full(n, pad_id, np.int64)
+            row_ids[:real] = ids[:real]
+            row_logits, row_att = model.forward(row_ids)
+            logits[first:real] = row_logits[first:real]
+            attention[:, :, first:real] = row_att[:, :, first:real]
+        else:
+            pads = n - real
+            row_ids = np.concatenate([np.full(pads, pad_id, np.int64), ids[:real]])
+            padded = np.arange(n) < pads
+            # HF's position_ids = cumsum(attention_mask) - 1: pads at 0, real tokens 0..
+            positions = np.arange(n) if shifted else np.maximum(np.cumsum(~padded) - 1, 0)
+            row_logits, row_att = model.forward(row_ids, positions=positions, padded=padded)
+            logits[first:real] = row_logits[pads + first :]
+            attention[:, :, first:real, :real] = row_att[:, :, pads + first :, pads:]
         if last >= prompt_len:
             step_seconds.append(time.perf_counter() - t0)
-            step_macs.append(pass_macs(cfg, n, n, n))
+            step_macs.append(cfg.pass_macs(n, n, n))
     seconds = time.perf_counter() - t_start
+    name = "shifted" if shifted else {"right": "padded", "left": "left-padded"}[side]
+    masks = np.stack([cfg.layer_mask(i, n).to_array() for i in range(cfg.n_layer)])
     return Side(
-        "padded", attention, logits, mask, seconds, pass_macs(cfg, n, n, n) * (n - prompt_len + 1),
+        name, attention, logits, masks, seconds, cfg.pass_macs(n, n, n) * (n - prompt_len + 1),
         np.array(step_seconds), np.array(step_macs, np.int64), _greedy(logits, prompt_len),
     )  # fmt: skip
 
 
-def compare(model: GPT, pair: str, prompt: list[int], steps: int) -> Comparison:
+def compare(
+    model: GPT, pair: str, prompt: list[int], steps: int, *, side: PadSide = "right"
+) -> Comparison:
     """Run ``pair`` (one of `PAIRS`) on ``prompt`` + ``steps`` greedy tokens.
+
+    ``side`` chooses where ``padded-vs-cached`` pads (``shifted-vs-cached`` always pads
+    on the left).
 
     >>> from maskviz import GPTConfig, random_model
     >>> m = random_model(GPTConfig(2, 2, 16, 32, 50), seed=0)
@@ -246,9 +273,15 @@ def compare(model: GPT, pair: str, prompt: list[int], steps: int) -> Comparison:
     >>> c = compare(m, "unmasked-vs-cached", [1, 2, 3], 5)
     >>> c.agree, c.first_differing_row
     (False, 0)
+    >>> compare(m, "padded-vs-cached", [1, 2, 3], 5, side="left").agree
+    True
+    >>> compare(m, "shifted-vs-cached", [1, 2, 3], 5).agree  # learned positions shift
+    False
     """
     if pair not in PAIRS:
         raise usage_error(f"unknown comparison {pair!r}; choose from {', '.join(PAIRS)}")
+    if side not in ("left", "right"):
+        raise usage_error(f"side must be 'left' or 'right', got {side!r}")
     if steps < 1:
         raise usage_error(f"steps must be >= 1, got {steps}")
     if len(prompt) + steps > model.config.n_ctx:
@@ -265,9 +298,10 @@ def compare(model: GPT, pair: str, prompt: list[int], steps: int) -> Comparison:
         other = _one_pass(model, ids, p, masked=False)
     elif pair == "recompute-vs-cached":
         other = _recompute(model, prompt, steps)
+    elif pair == "shifted-vs-cached":
+        other = _padded(model, ids, p, "left", shifted=True)
     else:
-        pad = model.tokenizer.eot_id if model.tokenizer.eot_id is not None else 0
-        other = _padded(model, ids, p, pad)
+        other = _padded(model, ids, p, side)
     if other.logits.shape[0] != cached.logits.shape[0]:
         # generation stopped early on one side (end-of-text): compare the common part
         raise usage_error("the two sides generated different lengths; try fewer --steps")

@@ -1,9 +1,9 @@
 """Loading models: the shipped "tiny" model, GPT-2 checkpoint folders, hub ids.
 
 A checkpoint folder holds ``config.json`` (Hugging Face GPT-2 fields),
-``model.safetensors`` (read with the ``safetensors`` package's NumPy API, never
-pickle) and ``tokenizer.json`` (read with ``tokenizers``), or, for the shipped
-model, ``"tokenizer": "bytes"`` in its config.
+``model.safetensors`` (read with the ``safetensors`` package, never pickle; float32,
+float16 and bfloat16 weights) and ``tokenizer.json`` (read with ``tokenizers``), or,
+for the shipped models, ``"tokenizer": "bytes"`` in its config.
 """
 
 from __future__ import annotations
@@ -16,9 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
+from maskviz.arch import Config, family, supported_model_types
+from maskviz.arch._config import as_json
 from maskviz.errors import MaskvizError, usage_error
-from maskviz.model import DTYPES, GPT, Block, DType, GPTConfig, Weights
+from maskviz.model import DTYPES, GPT, DType
 from maskviz.tokenizer import ByteTokenizer, HFTokenizer, Tokenizer
 
 DEFAULT_MODEL = "tiny"
@@ -26,45 +29,57 @@ HF_EXTRA = "pip install 'maskviz[hf]'"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 _MAX_CONFIG_BYTES = 1 << 20
 
-# Settings whose other values this engine does not implement: refused, never run wrong.
-_REQUIRED: dict[str, tuple[Any, ...]] = {
-    "model_type": ("gpt2",),
-    "activation_function": ("gelu_new", "gelu_pytorch_tanh"),
-    "add_cross_attention": (False, None),
-    "scale_attn_by_inverse_layer_idx": (False, None),
-    "reorder_and_upcast_attn": (False, None),
-    "scale_attn_weights": (True, None),
-    "n_inner": (None,),
-}
+# safetensors dtype codes that safe_open hands over as NumPy arrays; "BF16" is widened here.
+_NUMPY_CODES = frozenset(
+    ("F64", "F32", "F16", "I64", "U64", "I32", "U32", "I16", "U16", "I8", "U8", "BOOL")
+)
 
 
-def shipped_model_dir() -> Path:
-    """Where the shipped default model lives inside the installed package."""
-    return Path(str(resources.files("maskviz") / "models" / DEFAULT_MODEL))
+def shipped_models() -> list[str]:
+    """Names of the models shipped in the package: the folders under maskviz/models/.
+
+    >>> "tiny" in shipped_models()
+    True
+    """
+    root = resources.files("maskviz") / "models"
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and (p / "config.json").is_file())
+
+
+def shipped_model_dir(name: str = DEFAULT_MODEL) -> Path:
+    """Where a shipped model (the default one unless named) lives inside the package."""
+    return Path(str(resources.files("maskviz") / "models" / name))
 
 
 def load_model(spec: str | Path | None = None, *, dtype: DType = "float32") -> GPT:
-    """Load a model: None or "tiny" (shipped), a checkpoint folder, or a hub id.
+    """Load a model: None or a shipped name such as "tiny" (any case), a checkpoint
+    folder, or a hub id. Shipped names are matched first.
 
     >>> model = load_model()
     >>> model.name, model.config.n_ctx
     ('tiny', 256)
     >>> model.tokenizer.decode(model.tokenizer.encode("To be"))
     'To be'
+    >>> load_model("Tiny").name
+    'tiny'
     """
     if dtype not in DTYPES:
         raise usage_error(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    if spec is None or str(spec) == DEFAULT_MODEL:
-        return load_checkpoint(shipped_model_dir(), dtype=dtype, name=DEFAULT_MODEL)
-    path = Path(spec).expanduser()
+    text = DEFAULT_MODEL if spec is None else str(spec)
+    shipped = {name.lower(): name for name in shipped_models()}
+    name = shipped.get(text.lower())
+    if name is not None:
+        return load_checkpoint(shipped_model_dir(name), dtype=dtype, name=name)
+    path = Path(text).expanduser()
     if path.exists():
         if not path.is_dir():
-            raise usage_error(f"--model {str(spec)!r} is a file; give the checkpoint's folder")
+            raise usage_error(f"--model {text!r} is a file; give the checkpoint's folder")
         return load_checkpoint(path, dtype=dtype)
-    text = str(spec)
     if _HUB_ID.match(text) and not text.startswith((".", "/")):
         return load_checkpoint(_from_hub(text), dtype=dtype, name=text)
-    raise usage_error(f"no model {text!r}: not 'tiny', not an existing folder, not a hub id")
+    raise usage_error(
+        f"no model {text!r}: not a shipped model ({', '.join(shipped.values())}), "
+        "not an existing folder, not a hub id"
+    )
 
 
 def _from_hub(repo_id: str) -> Path:
@@ -75,7 +90,13 @@ def _from_hub(repo_id: str) -> Path:
         raise MaskvizError(
             f"loading {repo_id!r} from the hub needs the 'hf' extra: {HF_EXTRA}"
         ) from None
-    patterns = ["config.json", "model.safetensors", "tokenizer.json"]
+    patterns = [
+        "config.json",
+        "tokenizer.json",
+        "model.safetensors",
+        "model.safetensors.index.json",
+        "model-*.safetensors",
+    ]
     try:
         return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
     except Exception:
@@ -110,54 +131,78 @@ def _read_config(folder: Path) -> dict[str, Any]:
     return data
 
 
-def config_from_dict(data: dict[str, Any], source: str = "config.json") -> GPTConfig:
-    """A `GPTConfig` from Hugging Face GPT-2 config fields, refusing what the engine lacks."""
-    for key, allowed in _REQUIRED.items():
-        if data.get(key, allowed[-1]) not in allowed:
-            raise MaskvizError(
-                f"{source}: {key} = {data.get(key)!r} is not supported "
-                f"(this engine implements {' or '.join(repr(a) for a in allowed if a is not None)})"
-            )
-    try:
-        eps = float(data.get("layer_norm_epsilon", 1e-5))
-        fields = {
-            "n_layer": data["n_layer"],
-            "n_head": data["n_head"],
-            "n_embd": data["n_embd"],
-            "n_ctx": data.get("n_positions", data.get("n_ctx")),
-            "vocab_size": data["vocab_size"],
-        }
-    except KeyError as exc:
-        raise MaskvizError(f"{source}: missing field {exc}") from None
-    except (TypeError, ValueError):
-        raise MaskvizError(f"{source}: layer_norm_epsilon must be a number") from None
-    for key, value in fields.items():
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1 << 20:
-            raise MaskvizError(
-                f"{source}: {key} must be an integer from 1 to {1 << 20}, got {value!r}"
-            )
-    try:
-        return GPTConfig(layer_norm_epsilon=eps, **fields)
-    except MaskvizError as exc:
-        raise MaskvizError(f"{source}: {exc}") from None
+def config_from_dict(data: dict[str, Any], source: str = "config.json") -> Config:
+    """The config of any supported architecture, chosen by ``model_type`` (GPT-2 when
+    absent), refusing what the engine does not implement by name.
+
+    >>> config_from_dict({"model_type": "gpt2", "n_layer": 1, "n_head": 1, "n_embd": 8,
+    ...                   "n_positions": 4, "vocab_size": 5}).architecture
+    'gpt2'
+    """
+    model_type = data.get("model_type", "gpt2")
+    module = family(model_type) if isinstance(model_type, str) else None
+    if module is None:
+        raise MaskvizError(
+            f"{source}: model_type = {as_json(model_type)} is not supported (this engine "
+            f"implements {', '.join(supported_model_types())})"
+        )
+    config: Config = module.config_from_hf(data, source)
+    return config
 
 
-def _read_tensors(path: Path) -> dict[str, np.ndarray[Any, Any]]:
+def bfloat16_to_float32(raw: bytes | bytearray | memoryview) -> NDArray[np.float32]:
+    """The exact float32 values of little-endian bfloat16 bytes, as a flat array.
+
+    A bfloat16 is the top 16 bits of a float32, so shifting its bits left by 16
+    widens it with no rounding.
+
+    >>> bfloat16_to_float32(bytes([0x80, 0x3F, 0xC0, 0x40, 0x80, 0xBF])).tolist()
+    [1.0, 6.0, -1.0]
+    """
+    bits = np.frombuffer(raw, dtype="<u2").astype(np.uint32)
+    bits <<= 16
+    return bits.view(np.float32)
+
+
+def read_safetensors(path: Path) -> dict[str, NDArray[Any]]:
+    """Every tensor of a safetensors file by name, read with the ``safetensors`` package.
+
+    float64, float32 and float16 tensors come back as stored, bfloat16 ones widened
+    exactly to float32, other NumPy dtypes (integers, bool) as stored. A missing,
+    truncated or inconsistent file, or a dtype NumPy cannot hold (float8, ...),
+    raises `MaskvizError` naming the file.
+    """
+    from safetensors import SafetensorError, deserialize, safe_open
+
     if not path.is_file():
-        raise MaskvizError(f"{path}: missing (a checkpoint folder needs model.safetensors)")
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
+        raise MaskvizError(f"{path}: missing")
     try:
-        tensors: dict[str, np.ndarray[Any, Any]] = load_file(str(path))
-        return tensors
+        with safe_open(str(path), framework="numpy") as f:  # checks the header and sizes
+            names = f.keys()  # a method call: safe_open is not iterable
+            codes = {name: f.get_slice(name).get_dtype() for name in names}
+            for name, code in codes.items():
+                if code not in _NUMPY_CODES and code != "BF16":
+                    raise MaskvizError(
+                        f"{path}: tensor {name!r} has dtype {code}, which maskviz cannot read "
+                        "(it reads float32, float16, bfloat16 and float64 weights)"
+                    )
+            tensors = {name: f.get_tensor(name) for name, code in codes.items() if code != "BF16"}
+        if "BF16" in codes.values():
+            # NumPy has no bfloat16, so safe_open cannot return these as arrays; the
+            # library's deserialize hands over their raw bytes (header and sizes checked)
+            # and only the bit-widening is done here. (Its type stub is untyped.)
+            raw = deserialize(path.read_bytes())  # type: ignore[no-untyped-call]
+            for name, info in raw:
+                if info["dtype"] == "BF16":
+                    tensors[name] = bfloat16_to_float32(info["data"]).reshape(info["shape"])
     except (SafetensorError, OSError, ValueError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise MaskvizError(f"{path}: not a readable safetensors file ({first})") from None
+    return tensors
 
 
 def load_checkpoint(folder: Path, *, dtype: DType = "float32", name: str | None = None) -> GPT:
-    """Load a GPT-2 checkpoint folder (see the module docstring)."""
+    """Load a checkpoint folder (see the module docstring)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise usage_error(f"{folder}: no such checkpoint folder")
@@ -176,63 +221,35 @@ def load_checkpoint(folder: Path, *, dtype: DType = "float32", name: str | None 
             f"{folder}: the tokenizer has {tokenizer.vocab_size} tokens but the model only "
             f"{config.vocab_size}"
         )
-    weights = _weights(
-        _read_tensors(folder / "model.safetensors"), config, folder / "model.safetensors"
-    )
-    return GPT(
-        config, weights, tokenizer, name=name or str(data.get("name", folder.name)), dtype=dtype
-    )
+    tensors, source = _read_weights(folder)
+    module = family(config.architecture)
+    assert module is not None  # config_from_dict chose it
+    weights = module.weights_from_tensors(tensors, config, source)
+    return GPT(weights, tokenizer, name=name or str(data.get("name", folder.name)), dtype=dtype)
 
 
-def _weights(tensors: dict[str, np.ndarray[Any, Any]], cfg: GPTConfig, path: Path) -> Weights:
-    """Arrange checkpoint tensors (with or without the ``transformer.`` prefix)."""
-    named = {k.removeprefix("transformer."): v for k, v in tensors.items()}
-    c, v = cfg.n_embd, cfg.vocab_size
-
-    def take(key: str, shape: tuple[int, ...]) -> np.ndarray[Any, Any]:
-        if key not in named:
-            raise MaskvizError(f"{path}: missing tensor {key!r}")
-        arr = named[key]
-        if arr.dtype.kind != "f":
+def _read_weights(folder: Path) -> tuple[dict[str, NDArray[Any]], str]:
+    """Every tensor of ``model.safetensors``, or of the shards that
+    ``model.safetensors.index.json`` lists; and the name errors should cite."""
+    single, index = folder / "model.safetensors", folder / "model.safetensors.index.json"
+    if single.is_file() or not index.is_file():
+        if not single.is_file():
             raise MaskvizError(
-                f"{path}: tensor {key!r} has dtype {arr.dtype}, expected floating point"
+                f"{single}: missing (a checkpoint folder needs model.safetensors or "
+                "model.safetensors.index.json)"
             )
-        if arr.shape != shape:
-            raise MaskvizError(
-                f"{path}: tensor {key!r} has shape {list(arr.shape)}, expected {list(shape)}"
-            )
-        if not np.isfinite(arr).all():
-            raise MaskvizError(f"{path}: tensor {key!r} contains NaN or infinity")
-        return arr
-
-    blocks = []
-    for i in range(cfg.n_layer):
-        p = f"h.{i}."
-        blocks.append(
-            Block(
-                take(p + "ln_1.weight", (c,)),
-                take(p + "ln_1.bias", (c,)),
-                take(p + "attn.c_attn.weight", (c, 3 * c)),
-                take(p + "attn.c_attn.bias", (3 * c,)),
-                take(p + "attn.c_proj.weight", (c, c)),
-                take(p + "attn.c_proj.bias", (c,)),
-                take(p + "ln_2.weight", (c,)),
-                take(p + "ln_2.bias", (c,)),
-                take(p + "mlp.c_fc.weight", (c, 4 * c)),
-                take(p + "mlp.c_fc.bias", (4 * c,)),
-                take(p + "mlp.c_proj.weight", (4 * c, c)),
-                take(p + "mlp.c_proj.bias", (c,)),
-            )
-        )
-    wte = take("wte.weight", (v, c))
-    lm_head = take("lm_head.weight", (v, c)) if "lm_head.weight" in named else None
-    if lm_head is not None and np.array_equal(lm_head, wte):
-        lm_head = None  # tied, stored twice
-    return Weights(
-        wte=wte,
-        wpe=take("wpe.weight", (cfg.n_ctx, c)),
-        blocks=blocks,
-        ln_f_w=take("ln_f.weight", (c,)),
-        ln_f_b=take("ln_f.bias", (c,)),
-        lm_head=lm_head,
-    )
+        return read_safetensors(single), str(single)
+    try:
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        shards = sorted({str(f) for f in weight_map.values()})
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError):
+        raise MaskvizError(f"{index}: not a safetensors index (no weight_map)") from None
+    tensors: dict[str, NDArray[Any]] = {}
+    for shard in shards:
+        if Path(shard).name != shard:  # a shard is a file beside the index, nothing else
+            raise MaskvizError(f"{index}: shard {shard!r} is not a file name")
+        tensors.update(read_safetensors(folder / shard))
+    missing = sorted(set(weight_map) - set(tensors))
+    if missing:
+        raise MaskvizError(f"{index}: tensor {missing[0]!r} is in no shard")
+    return tensors, str(index)

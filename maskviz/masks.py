@@ -40,6 +40,8 @@ IntArray = NDArray[np.int64]
 
 # Dense matrices above this many cells are refused: draw them downsampled instead.
 MAX_DENSE_CELLS = 64 * 1024 * 1024
+# Sizes, windows, chunks and other counts are refused above this.
+_MAX_COUNT = 1 << 40
 # Rows are processed in chunks so that memory stays O(chunk), not O(n_queries).
 _ROW_CHUNK = 1 << 16
 
@@ -187,6 +189,33 @@ class Mask:
         lo, hi = np.maximum(lo, 0), np.minimum(hi, self.n_keys - 1)
         return _merged(lo, hi)
 
+    def allows(self, queries: IntArray, keys: IntArray) -> BoolArray:
+        """Whether each query position may attend to each key position: bool [n_q, n_k].
+
+        Positions are absolute and need not be contiguous or sorted: this is how the
+        engine asks a layer's rule about the keys a (ring-buffer) KV cache holds.
+
+        >>> (causal(8) & sliding_window(8, 3)).allows(np.array([5]), np.array([5, 2, 3, 4]))
+        array([[ True, False,  True,  True]])
+        """
+        lo, hi = _intervals(self.node, np.asarray(queries, dtype=np.int64))
+        k = np.asarray(keys, dtype=np.int64)[None, None, :]
+        inside = (k >= lo[:, :, None]) & (k <= hi[:, :, None])  # [n_q, m, n_k]
+        return np.asarray(inside.any(axis=1), dtype=np.bool_)
+
+    def allowed_keys(self, row: int) -> list[tuple[int, int]]:
+        """The keys query ``row`` may attend to, as sorted inclusive intervals (0-based).
+
+        >>> (causal(8) & sliding_window(8, 3)).allowed_keys(5)
+        [(3, 5)]
+        >>> strict_causal(4).allowed_keys(0)
+        []
+        """
+        if not 0 <= row < self.n_queries:
+            raise usage_error(f"row {row} is outside 0..{self.n_queries - 1}")
+        lo, hi = self._row_intervals(row, row + 1)
+        return [(int(a), int(b)) for a, b in zip(lo[0], hi[0], strict=True) if a <= b]
+
     def _chunks(self) -> range:
         return range(0, self.n_queries, _ROW_CHUNK)
 
@@ -268,6 +297,8 @@ def _count(name: str, value: int, minimum: int = 1) -> int:
         raise usage_error(f"{name} must be an integer, got {value!r}")
     if value < minimum:
         raise usage_error(f"{name} must be >= {minimum}, got {value}")
+    if value > _MAX_COUNT:  # positions are int64: keep every sum of them exact
+        raise usage_error(f"{name} must be at most {_MAX_COUNT:,}, got {value:,}")
     return int(value)
 
 
@@ -382,19 +413,36 @@ def documents(lengths: Sequence[int], *, queries: int | None = None) -> Mask:
     return _segments(sum(sizes), starts, queries, f"documents {label}")
 
 
-def chunked(n: int, chunk: int, *, queries: int | None = None) -> Mask:
+def chunked(n: int, chunk: int, *, start: int = 0, queries: int | None = None) -> Mask:
     """Chunked attention: positions attend only within their chunk of ``chunk``
     consecutive positions (block-diagonal; combine with `causal` for a GPT).
+
+    Chunks are counted from position ``start``, the first real token: a left-padded
+    row of a batch chunks its own tokens exactly as the unpadded sequence would
+    (the convention of Hugging Face's ``create_chunked_causal_mask``). The
+    positions before ``start`` form one segment of their own.
 
     >>> chunked(4, 2).to_array().astype(int)
     array([[1, 1, 0, 0],
            [1, 1, 0, 0],
            [0, 0, 1, 1],
            [0, 0, 1, 1]])
+    >>> chunked(5, 2, start=1).to_array().astype(int)
+    array([[1, 0, 0, 0, 0],
+           [0, 1, 1, 0, 0],
+           [0, 1, 1, 0, 0],
+           [0, 0, 0, 1, 1],
+           [0, 0, 0, 1, 1]])
     """
     c = _count("chunk", chunk)
     n = _count("N", n)
-    return _segments(n, np.arange(0, n, c, dtype=np.int64), queries, f"chunks of {c}")
+    first = _count("start", start, minimum=0)
+    if first >= n:
+        raise usage_error(f"chunks start at {first}, past the last position {n - 1}")
+    starts = np.arange(first, n, c, dtype=np.int64)
+    if first:
+        starts = np.concatenate([np.zeros(1, np.int64), starts])
+    return _segments(n, starts, queries, f"chunks of {c}" + (f", offset {first}" if first else ""))
 
 
 PadSide = Literal["left", "right"]
@@ -499,7 +547,9 @@ def build(
             raise usage_error(f"document lengths sum to {total}, not n = {n}")
         mask = mask & documents(document_lengths)
     if chunk is not None:
-        mask = mask & chunked(n, chunk)
+        # with left padding, chunks start at the first real token (see `chunked`)
+        first = pad if pad and pad_side == "left" and pad < n else 0
+        mask = mask & chunked(n, chunk, start=first)
     if pad is not None:
         mask = mask & padding(n, pad, pad_side)
     return mask

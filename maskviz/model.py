@@ -1,13 +1,20 @@
-"""A GPT-2 in NumPy that runs a sequence two ways and records what attention did.
+"""The decoding driver: runs any architecture two ways and records what attention did.
 
-- training mode: the whole sequence in one pass, the causal mask applied to the
-  T x T scores;
+- training mode: the whole sequence in one pass, each layer's mask (causal, or
+  causal & sliding window) applied to the T x T scores;
 - cached inference: a prefill pass over the prompt, then one query per step
-  against the keys and values held in a KV cache, with no mask at all.
+  against the keys and values held in a KV cache.
 
-Names follow the GPT-2 checkpoint (wte, wpe, ln_1, c_attn, c_proj, ln_2, c_fc,
-ln_f); Linear weights are stored (in, out). Everything stays in the model's
-dtype: constants are Python floats, which NumPy 2 never uses to promote arrays.
+The driver knows no architecture (those are in `maskviz.arch`): it owns the token
+loop, sampling, timing, position ids, the KV cache and recording. At every pass
+it asks each layer's rule (`maskviz.masks`) which of the keys that layer holds
+each query may see, and applies a mask only where the rule forbids some: for a
+cached step none does, since a full layer's cache holds only the past and a
+sliding layer's ring buffer holds exactly its window. No mask at inference is
+derived here, not assumed, and counted in `Trace.step_masks`.
+
+Everything stays in the model's dtype: constants are Python floats, which NumPy 2
+never uses to promote arrays.
 
 >>> import maskviz
 >>> model = maskviz.random_model(maskviz.GPTConfig(2, 2, 16, 32, 50), seed=0)
@@ -24,406 +31,290 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
 from numpy.typing import NDArray
 
+from maskviz.arch import Architecture, Config, FloatArray, IntArray
+from maskviz.arch.gpt2 import Block, GPTConfig, Weights
 from maskviz.errors import MaskvizError, usage_error
-from maskviz.masks import causal
+from maskviz.masks import Mask, causal
+from maskviz.nn import attention, gelu, layer_norm, masked_softmax
 from maskviz.tokenizer import ByteTokenizer, Tokenizer, check_ids
 from maskviz.trace import Trace
 
-FloatArray = NDArray[np.floating[Any]]
 DType = Literal["float32", "float64"]
 Mode = Literal["cached", "training", "recompute"]
 DTYPES: tuple[DType, ...] = ("float32", "float64")
+# What `GPT.forward` takes as its mask; anything else is refused by name.
+MaskArg: TypeAlias = Mask | NDArray[np.bool_] | Literal["causal"] | None
+BoolArray = NDArray[np.bool_]
 
-
-@dataclass(frozen=True)
-class GPTConfig:
-    """The shape of a GPT-2 model.
-
-    >>> GPTConfig(n_layer=4, n_head=4, n_embd=160, n_ctx=256, vocab_size=257).head_dim
-    40
-    """
-
-    n_layer: int
-    n_head: int
-    n_embd: int
-    n_ctx: int
-    vocab_size: int
-    layer_norm_epsilon: float = 1e-5
-
-    def __post_init__(self) -> None:
-        for name in ("n_layer", "n_head", "n_embd", "n_ctx", "vocab_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise usage_error(f"GPTConfig.{name} must be a positive integer, got {value!r}")
-        if self.n_embd % self.n_head:
-            raise usage_error(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-        if not self.layer_norm_epsilon > 0:
-            raise usage_error(f"layer_norm_epsilon must be > 0, got {self.layer_norm_epsilon}")
-
-    @property
-    def head_dim(self) -> int:
-        return self.n_embd // self.n_head
-
-    @property
-    def n_params(self) -> int:
-        """Parameters, counting the tied output projection once."""
-        c, v = self.n_embd, self.vocab_size
-        per_block = (
-            4 * c + (c * 3 * c + 3 * c) + (c * c + c) + (c * 4 * c + 4 * c) + (4 * c * c + c)
-        )
-        return v * c + self.n_ctx * c + self.n_layer * per_block + 2 * c
-
-    def describe(self) -> str:
-        return (
-            f"{self.n_layer} layers, {self.n_head} heads, width {self.n_embd}, "
-            f"context {self.n_ctx}, vocabulary {self.vocab_size}"
-        )
-
-
-@dataclass
-class Block:
-    """One transformer block's weights, GPT-2 layout: Linear weights are (in, out)."""
-
-    ln_1_w: FloatArray  # [C]
-    ln_1_b: FloatArray  # [C]
-    c_attn_w: FloatArray  # [C, 3C]  fused q|k|v
-    c_attn_b: FloatArray  # [3C]
-    attn_c_proj_w: FloatArray  # [C, C]
-    attn_c_proj_b: FloatArray  # [C]
-    ln_2_w: FloatArray  # [C]
-    ln_2_b: FloatArray  # [C]
-    c_fc_w: FloatArray  # [C, 4C]
-    c_fc_b: FloatArray  # [4C]
-    mlp_c_proj_w: FloatArray  # [4C, C]
-    mlp_c_proj_b: FloatArray  # [C]
-
-
-@dataclass
-class Weights:
-    wte: FloatArray  # [vocab, C] (a GPT keeps its output head column-major: _decoding_layout)
-    wpe: FloatArray  # [n_ctx, C]
-    blocks: list[Block]
-    ln_f_w: FloatArray  # [C]
-    ln_f_b: FloatArray  # [C]
-    lm_head: FloatArray | None = None  # [vocab, C]; None = tied to wte
-
-    def astype(self, dtype: DType) -> Weights:
-        def cast(a: FloatArray) -> FloatArray:
-            if a.ndim == 2 and a.flags.f_contiguous and not a.flags.c_contiguous:
-                return np.asfortranarray(a, dtype=dtype)  # keep a decoding layout
-            return np.ascontiguousarray(a, dtype=dtype)
-
-        blocks = [Block(**{k: cast(v) for k, v in vars(b).items()}) for b in self.blocks]
-        head = None if self.lm_head is None else cast(self.lm_head)
-        return Weights(
-            cast(self.wte), cast(self.wpe), blocks, cast(self.ln_f_w), cast(self.ln_f_b), head
-        )
-
-    @property
-    def nbytes(self) -> int:
-        arrays = [self.wte, self.wpe, self.ln_f_w, self.ln_f_b]
-        arrays += [a for b in self.blocks for a in vars(b).values()]
-        if self.lm_head is not None:
-            arrays.append(self.lm_head)
-        return sum(a.nbytes for a in arrays)
-
-
-def _decoding_layout(w: Weights) -> Weights:
-    """Store each matrix in the memory order its decoding product streams fastest.
-
-    A decoding step multiplies one row vector by every weight matrix once, so its
-    speed is how fast BLAS streams each matrix from memory (docs/performance.md):
-
-    - the output head [vocab, C] goes column-major: ``x @ head.T`` is then a product
-      with a row-major [C, vocab] matrix, which OpenBLAS streams far faster than the
-      transposed product over the row-major head;
-    - the two output projections, attention [C, C] and MLP [4C, C], go column-major
-      too: their products become dot products along contiguous columns, and each
-      BLAS thread streams one contiguous part of the matrix.
-
-    q|k|v [C, 3C] and the MLP input [C, 4C] stream fastest row-major and stay so.
-    Only the layout changes: the arrays keep their shapes and stay the ones in
-    ``weights`` (the tied head is still ``weights.wte``), so edits reach the model.
-    """
-    if w.lm_head is None:
-        w.wte = np.asfortranarray(w.wte)
-    else:
-        w.lm_head = np.asfortranarray(w.lm_head)
-    for block in w.blocks:
-        block.attn_c_proj_w = np.asfortranarray(block.attn_c_proj_w)
-        block.mlp_c_proj_w = np.asfortranarray(block.mlp_c_proj_w)
-    return w
-
-
-# ---------------------------------------------------------------- the math
-
-
-def layer_norm(x: FloatArray, w: FloatArray, b: FloatArray, eps: float) -> FloatArray:
-    # [n, C] -> [n, C]. ufunc reductions rather than .mean(): a decoding step runs this
-    # 2 L + 1 times on one row, where .mean()'s Python-level overhead is most of the cost.
-    inv_c = 1.0 / x.shape[-1]
-    xc: FloatArray = x - np.add.reduce(x, axis=-1, keepdims=True) * inv_c
-    var = np.add.reduce(np.square(xc), axis=-1, keepdims=True)
-    var *= inv_c
-    var += eps
-    np.sqrt(var, out=var)
-    xc /= var
-    xc *= w
-    xc += b
-    return xc
-
-
-_GELU_C = math.sqrt(2.0 / math.pi)
-
-
-def gelu(x: FloatArray) -> FloatArray:
-    """GPT-2's GELU, tanh form ("gelu_new"): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
-    return gelu_(np.array(x, copy=True), None)
-
-
-def gelu_(x: FloatArray, bias: FloatArray | None) -> FloatArray:
-    """`gelu` of ``x + bias`` computed in ``x`` (a temporary the caller owns), one more buffer."""
-    if bias is not None:
-        x += bias
-    t: FloatArray = np.square(x)
-    t *= 0.044715
-    t += 1.0
-    t *= x
-    t *= _GELU_C
-    np.tanh(t, out=t)
-    t += 1.0
-    x *= t
-    x *= 0.5
-    return x
-
-
-def masked_softmax(scores: FloatArray, mask: NDArray[np.bool_] | None) -> FloatArray:
-    """Softmax over the last axis where ``mask`` allows; exactly 0 where it does not.
-
-    A row with no allowed key is all zeros (never NaN): there is nothing to attend to.
-
-    >>> s = np.zeros((2, 2), np.float32)
-    >>> masked_softmax(s, np.array([[True, False], [False, False]]))
-    array([[1., 0.],
-           [0., 0.]], dtype=float32)
-    """
-    return _softmax_(np.array(scores, copy=True), mask)
-
-
-def _softmax_(scores: FloatArray, mask: NDArray[np.bool_] | None) -> FloatArray:
-    """`masked_softmax` computed in place in ``scores`` (a temporary the caller owns)."""
-    if mask is not None:
-        np.copyto(scores, -np.inf, where=~mask)  # masked keys: exp(-inf) is exactly 0
-    row_max = np.maximum.reduce(scores, axis=-1, keepdims=True)
-    if mask is not None:
-        row_max[~np.isfinite(row_max)] = 0.0  # a row with no allowed key: -inf - 0, no NaN
-    scores -= row_max
-    np.exp(scores, out=scores)
-    total = np.add.reduce(scores, axis=-1, keepdims=True)
-    if mask is not None:
-        total[total == 0] = 1.0
-    scores /= total
-    return scores
-
-
-def attention(
-    q: FloatArray, k: FloatArray, v: FloatArray, mask: NDArray[np.bool_] | None
-) -> tuple[FloatArray, FloatArray]:
-    """softmax(q k^T / sqrt(d) + mask) v for every head.
-
-    q [H, n_q, d], k [H, n_k, d], v [H, n_k, d], mask [n_q, n_k] or None
-    -> output [H, n_q, d], weights [H, n_q, n_k]
-    """
-    scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.transpose(0, 2, 1)  # [H, n_q, n_k]
-    weights = _softmax_(scores, mask)
-    return weights @ v, weights
+__all__ = [
+    "DTYPES",
+    "GPT",
+    "Block",
+    "GPTConfig",
+    "KVCache",
+    "Weights",
+    "attention",
+    "gelu",
+    "layer_norm",
+    "masked_softmax",
+    "random_model",
+]
 
 
 class KVCache:
-    """Keys and values of every position seen so far, allocated once per sequence.
+    """Keys and values of every layer, allocated once per sequence.
 
-    ``k`` and ``v`` are [n_layer, n_head, capacity, head_dim]; the first ``length``
-    positions are filled.
+    A full-attention layer keeps every position: ``k[layer]`` and ``v[layer]`` are
+    [H_kv, capacity, head_dim]. A sliding-window layer keeps a ring buffer of its W
+    most recent positions (slot = position % W): writing position t evicts t - W,
+    so the buffer holds exactly the keys the window allows. ``index[layer]`` is the
+    position each slot holds (-1: empty); ``length`` positions have been written.
     """
 
-    def __init__(self, config: GPTConfig, capacity: int, dtype: DType) -> None:
-        shape = (config.n_layer, config.n_head, capacity, config.head_dim)
-        self.k: FloatArray = np.zeros(shape, dtype)
-        self.v: FloatArray = np.zeros(shape, dtype)
+    def __init__(self, config: Config, capacity: int, dtype: DType) -> None:
+        self.k: list[FloatArray] = []
+        self.v: list[FloatArray] = []
+        self.index: list[IntArray] = []
+        for window in config.windows:
+            slots = capacity if window is None else min(window, capacity)
+            shape = (config.n_kv_head, slots, config.head_dim)
+            self.k.append(np.zeros(shape, dtype))
+            self.v.append(np.zeros(shape, dtype))
+            self.index.append(np.full(slots, -1, np.int64))
+        self.capacity = capacity
         self.length = 0
-
-    @property
-    def capacity(self) -> int:
-        return int(self.k.shape[2])
+        self.step_masks = 0  # (layer, step) pairs whose rule forbade a key the cache held
 
     @property
     def nbytes(self) -> int:
         """Bytes allocated for keys and values."""
-        return int(self.k.nbytes + self.v.nbytes)
+        return sum(int(k.nbytes + v.nbytes) for k, v in zip(self.k, self.v, strict=True))
 
     @property
     def used_bytes(self) -> int:
         """Bytes holding filled positions."""
-        return self.nbytes * self.length // max(self.capacity, 1)
+        per_slot = [2 * k.nbytes // max(k.shape[1], 1) for k in self.k]
+        return sum(int((i >= 0).sum()) * b for i, b in zip(self.index, per_slot, strict=True))
+
+    def update(
+        self, layer: int, k: FloatArray, v: FloatArray, idx: IntArray
+    ) -> tuple[FloatArray, FloatArray, IntArray]:
+        """Store new keys/values [H_kv, n, d] at positions ``idx`` [n]; return every key
+        and value the new queries attend over, with the position of each [n_k]."""
+        keys, values, held = self.k[layer], self.v[layer], self.index[layer]
+        slots = keys.shape[1]
+        if slots < self.capacity and idx.shape[0] > 1:
+            # a ring buffer prefilling several positions: they attend over what it held
+            # and each other (the layer's rule masks the rest), then the last W stay
+            past = held >= 0
+            out_k = np.concatenate([keys[:, past], k], axis=1)
+            out_v = np.concatenate([values[:, past], v], axis=1)
+            out_idx = np.concatenate([held[past], idx])
+            keep = slice(max(0, idx.shape[0] - slots), None)
+            self._write(layer, k[:, keep], v[:, keep], idx[keep])
+            return out_k, out_v, out_idx
+        self._write(layer, k, v, idx)
+        filled = min(int(idx[-1]) + 1, slots)
+        return keys[:, :filled], values[:, :filled], held[:filled]
+
+    def _write(self, layer: int, k: FloatArray, v: FloatArray, idx: IntArray) -> None:
+        slot = idx % self.k[layer].shape[1]  # a full layer's slot is its position
+        self.k[layer][:, slot] = k
+        self.v[layer][:, slot] = v
+        self.index[layer][slot] = idx
 
 
-# ---------------------------------------------------------------- the model
+class Recorder:
+    """Where passes write the attention they computed: ``out`` [L', H', T, T].
 
+    Layers report their weights [H, n_q, n_k] with the positions of their queries and
+    keys; the recorder keeps the chosen layers and heads at those positions (a ring
+    cache's keys arrive in slot order). Query rows before ``keep_from`` are dropped:
+    recompute keeps only the last row of each pass.
+    """
 
-@dataclass
-class _Record:
-    """Where a pass writes the attention weights it computed, if anywhere."""
+    def __init__(self, layers: IntArray, heads: IntArray, n_head: int, n: int, dtype: str) -> None:
+        self.layers, self.heads = layers, heads
+        self.out: FloatArray = np.zeros((layers.size, heads.size, n, n), dtype)
+        self.slots = {int(layer): i for i, layer in enumerate(layers)}
+        # None when every head is kept in order: no copy to select them
+        self._pick = None if np.array_equal(heads, np.arange(n_head)) else heads
+        self.keep_from = 0
 
-    layers: NDArray[np.int64]
-    heads: NDArray[np.int64]
-    out: FloatArray | None  # [L', H', T, T]
-    rows: slice = field(default_factory=lambda: slice(0, 0))  # query rows this pass fills
-    # (the pass's last ``rows.stop - rows.start`` queries; slices always have start and stop)
+    def report(self, layer: int, weights: FloatArray, q_idx: IntArray, k_idx: IntArray) -> None:
+        slot = self.slots.get(layer)
+        if slot is None:
+            return
+        keep = q_idx >= self.keep_from
+        if not keep.all():
+            weights, q_idx = weights[:, keep], q_idx[keep]
+        if self._pick is not None:
+            weights = weights[self._pick]
+        self.out[slot][:, q_idx[:, None], k_idx[None, :]] = weights
+
+    def trimmed(self, n: int) -> FloatArray:
+        if self.out.shape[2] == n:
+            return self.out
+        return np.ascontiguousarray(self.out[:, :, :n, :n])
 
 
 class GPT:
-    """A GPT-2 model: config, weights in a chosen dtype, and a tokenizer."""
+    """A decoder-only language model: an architecture's weights in a chosen dtype, a
+    tokenizer, and the driver that runs and records them."""
 
     def __init__(
-        self,
-        config: GPTConfig,
-        weights: Weights,
-        tokenizer: Tokenizer,
-        *,
-        name: str,
-        dtype: DType = "float32",
+        self, weights: Architecture, tokenizer: Tokenizer, *, name: str, dtype: DType = "float32"
     ) -> None:
         if dtype not in DTYPES:
             raise usage_error(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-        self.config = config
+        self.weights: Architecture = weights.astype(dtype).decoding_layout()
+        self.config: Config = weights.config
         self.tokenizer = tokenizer
         self.name = name
         self.dtype: DType = dtype
-        w = _decoding_layout(weights.astype(dtype))
-        self.weights = w
-        head = w.lm_head if w.lm_head is not None else w.wte
-        self._head_t = head.T  # [C, vocab] C-contiguous view: logits = x @ wte.T (tied)
 
     def __repr__(self) -> str:
         return f"GPT({self.name!r}, {self.config.describe()}, {self.dtype})"
 
     # -- one pass over new tokens -------------------------------------------------
 
-    def _pass(
-        self,
-        ids: NDArray[np.int64],
-        *,
-        cache: KVCache | None,
-        mask: NDArray[np.bool_] | None,
-        record: _Record | None,
-        last_logits_only: bool = False,
-    ) -> FloatArray:
-        """Run ``n`` new tokens; return their logits [n, vocab] (or [1, vocab])."""
-        hidden = self._hidden(ids, cache=cache, mask=mask, record=record)
-        if last_logits_only:
-            hidden = hidden[-1:]  # only the last position's logits are needed while decoding
-        logits: FloatArray = hidden @ self._head_t  # [n, vocab]
-        return logits
-
     def _hidden(
         self,
-        ids: NDArray[np.int64],
+        ids: IntArray,
         *,
+        start: int,
+        positions: IntArray,
         cache: KVCache | None,
-        mask: NDArray[np.bool_] | None,
-        record: _Record | None,
+        mask: BoolArray | Literal["rules"] | None,
+        record: Recorder | None,
+        padded: BoolArray | None = None,
     ) -> FloatArray:
-        """The final hidden states ln_f(x) [n, C] of ``n`` new tokens.
+        """Final hidden states [n, C] of ``n`` new tokens at sequence indices start...
 
-        With a cache the tokens sit at positions cache.length.. and attend to every
-        cached key plus the new ones (``mask`` [n, past + n] or None for no mask).
+        ``mask`` "rules": each layer's own rule, asked about the keys it holds, and
+        never a ``padded`` position [n_total] (True = pad); else a dense mask [n, n_k]
+        applied to every layer, or None for no mask.
         """
-        cfg, w = self.config, self.weights
-        n = ids.shape[0]
-        past = 0 if cache is None else cache.length
-        c, h_, d, eps = cfg.n_embd, cfg.n_head, cfg.head_dim, cfg.layer_norm_epsilon
-        x: FloatArray = w.wte[ids]  # [n, C]: a fresh copy (fancy indexing), updated in place
-        x += w.wpe[past : past + n]
-        slots, heads = _record_plan(record, h_)
-        k: FloatArray
-        v: FloatArray
-        for layer, blk in enumerate(w.blocks):
-            qkv = layer_norm(x, blk.ln_1_w, blk.ln_1_b, eps) @ blk.c_attn_w
-            qkv += blk.c_attn_b  # [n, 3C]: q | k | v, each H blocks of d
-            split = qkv.reshape(n, 3, h_, d).transpose(1, 2, 0, 3)  # [3, H, n, d] view
-            q, k, v = split[0], split[1], split[2]
+        idx = np.arange(start, start + ids.shape[0], dtype=np.int64)
+        planned: dict[int | None, BoolArray | None] = {}  # one mask per kind of layer
+
+        def attend(layer: int, q: FloatArray, k: FloatArray, v: FloatArray) -> FloatArray:
+            key_idx = idx
             if cache is not None:
-                cache.k[layer, :, past : past + n] = k
-                cache.v[layer, :, past : past + n] = v
-                k = cache.k[layer, :, : past + n]  # [H, past + n, d]
-                v = cache.v[layer, :, : past + n]
-            out, weights = attention(q, k, v, mask)  # [H, n, d], [H, n, past + n]
-            slot = slots.get(layer)
-            if slot is not None:
-                assert record is not None and record.out is not None
-                rows = record.rows.stop - record.rows.start  # the last `rows` queries are kept
-                chosen = weights if rows == n else weights[:, n - rows :]
-                if heads is not None:
-                    chosen = chosen[heads]
-                record.out[slot, :, record.rows, : past + n] = chosen
-            y = out.transpose(1, 0, 2).reshape(n, c) @ blk.attn_c_proj_w
-            y += blk.attn_c_proj_b
-            x += y
-            hid = gelu_(layer_norm(x, blk.ln_2_w, blk.ln_2_b, eps) @ blk.c_fc_w, blk.c_fc_b)
-            y = hid @ blk.mlp_c_proj_w
-            y += blk.mlp_c_proj_b
-            x += y
+                k, v, key_idx = cache.update(layer, k, v, idx)
+            if isinstance(mask, str):
+                window = self.config.windows[layer]
+                if window not in planned:
+                    planned[window] = self._rule_mask(layer, idx, key_idx, padded)
+                layer_mask = planned[window]
+            else:
+                layer_mask = mask
+            if cache is not None and layer_mask is not None and idx.shape[0] == 1:
+                cache.step_masks += 1  # never expected: a step's cache holds only allowed keys
+            out, weights = attention(q, k, v, layer_mask)  # [H, n, d], [H, n, n_k]
+            if record is not None:
+                record.report(layer, weights, idx, key_idx)
+            return out
+
+        x = self.weights.embed(ids, positions)
+        for layer in range(self.config.n_layer):
+            x = self.weights.layer(layer, x, positions, attend)
         if cache is not None:
-            cache.length = past + n
-        return layer_norm(x, w.ln_f_w, w.ln_f_b, cfg.layer_norm_epsilon)
+            cache.length = start + ids.shape[0]
+        hidden: FloatArray = self.weights.final_norm(x)
+        return hidden
+
+    def _rule_mask(
+        self, layer: int, q_idx: IntArray, k_idx: IntArray, padded: BoolArray | None
+    ) -> BoolArray | None:
+        """The layer's rule over these queries and keys; None when it forbids nothing.
+
+        Pads are never attended, and a pad's own row attends to nothing (its output is
+        ignored), as `maskviz.masks.padding` defines them.
+        """
+        rule = self.config.layer_mask(layer, int(q_idx[-1]) + 1)
+        allowed = rule.allows(q_idx, k_idx)
+        if padded is not None:
+            allowed &= ~padded[k_idx][None, :]
+            allowed[padded[q_idx]] = False
+        return None if allowed.all() else allowed
 
     def forward(
         self,
         token_ids: Sequence[int] | NDArray[np.integer[Any]],
-        mask: NDArray[np.bool_] | Literal["causal"] | None = "causal",
+        mask: MaskArg = "causal",
         *,
+        positions: Sequence[int] | NDArray[np.integer[Any]] | None = None,
+        padded: Sequence[bool] | NDArray[np.bool_] | None = None,
         layers: Sequence[int] | None = None,
         heads: Sequence[int] | None = None,
     ) -> tuple[FloatArray, FloatArray]:
         """One pass over the whole sequence (training mode), no cache.
 
-        ``mask`` is "causal" (default), a bool array [T, T], or None for no mask at
-        all. Returns logits [T, vocab] and attention [L', H', T, T].
+        ``mask`` for T tokens is one of: "causal" (the default: each layer's own rule,
+        causal or causal & its sliding window); a `maskviz.masks.Mask` of shape [T, T]
+        or a NumPy bool array [T, T] (True = the query may attend to the key), applied
+        to every layer; or None for no mask at all. Anything else (another string, a
+        list, a non-bool array, another shape) raises a usage `MaskvizError`.
+        ``positions`` [T] are the position ids (default 0..T-1; a left-padded row skips
+        its pads). ``padded`` [T] marks pad tokens, which "causal" never lets any query
+        attend (and whose own rows attend to nothing). Returns logits [T, vocab] and
+        attention [L', H', T, T].
+
+        >>> from maskviz import GPTConfig, masks, random_model
+        >>> model = random_model(GPTConfig(1, 2, 8, 16, 20))
+        >>> a = model.forward([1, 2, 3], masks.causal(3))[0]
+        >>> bool((a == model.forward([1, 2, 3], "causal")[0]).all())
+        True
+        >>> model.forward([1, 2, 3], "bidirectional")
+        Traceback (most recent call last):
+        ...
+        maskviz.errors.MaskvizError: mask must be "causal", None, a maskviz.masks.Mask [3, 3] or a bool array [3, 3]; got the string 'bidirectional'
         """
-        hidden, attention = self.forward_hidden(token_ids, mask, layers=layers, heads=heads)
-        logits: FloatArray = hidden @ self._head_t  # [T, vocab]
-        return logits, attention
+        hidden, attention = self.forward_hidden(
+            token_ids, mask, positions=positions, padded=padded, layers=layers, heads=heads
+        )
+        return self.weights.logits(hidden), attention
 
     def forward_hidden(
         self,
         token_ids: Sequence[int] | NDArray[np.integer[Any]],
-        mask: NDArray[np.bool_] | Literal["causal"] | None = "causal",
+        mask: MaskArg = "causal",
         *,
+        positions: Sequence[int] | NDArray[np.integer[Any]] | None = None,
+        padded: Sequence[bool] | NDArray[np.bool_] | None = None,
         layers: Sequence[int] | None = None,
         heads: Sequence[int] | None = None,
     ) -> tuple[FloatArray, FloatArray]:
-        """Like `forward`, but returns the final hidden states ln_f(x) [T, C] (what the
-        output head reads) instead of the logits, with the attention [L', H', T, T]."""
+        """Like `forward` (the same arguments), but returns the final hidden states
+        [T, C] (what the output head reads) instead of the logits, with the attention
+        [L', H', T, T]."""
         ids = self._ids(token_ids)
         n = ids.shape[0]
-        if isinstance(mask, str):
-            mask = causal(n).to_array()
-        elif mask is not None and mask.shape != (n, n):
-            raise usage_error(f"mask must be [{n}, {n}], got {list(mask.shape)}")
-        rec = self._record(n, layers, heads, None)
-        rec.rows = slice(0, n)
-        hidden = self._hidden(ids, cache=None, mask=mask, record=rec)
-        assert rec.out is not None
+        dense = _dense_mask(mask, n)
+        pos = self._positions(positions, n)
+        pads = None
+        if padded is not None:
+            pads = np.asarray(padded, dtype=np.bool_)
+            if pads.shape != (n,):
+                raise usage_error(
+                    f"padded must mark each of the {n} tokens, got {list(pads.shape)}"
+                )
+            if not isinstance(dense, str):
+                raise usage_error('padded applies to the "causal" mask, not to a given mask')
+        rec = self._recorder(n, layers, heads, None)
+        hidden = self._hidden(
+            ids, start=0, positions=pos, cache=None, mask=dense, record=rec, padded=pads
+        )
         return hidden, rec.out
 
     def final_hidden(self, token_ids: Sequence[int] | NDArray[np.integer[Any]]) -> FloatArray:
-        """Final hidden states ln_f(x) [T, C] of one causal pass, recording nothing."""
+        """Final hidden states [T, C] of one causal pass, recording nothing."""
         return self.forward_hidden(token_ids, layers=[])[0]
 
     # -- recorded runs -----------------------------------------------------------
@@ -444,13 +335,14 @@ class GPT:
     ) -> Trace:
         """Generate ``steps`` tokens after the prompt and record what attention did.
 
-        mode "cached": prefill with the causal mask, then one cached step per token;
+        mode "cached": prefill with each layer's mask, then one cached step per token;
         "training": generate, then run the final sequence in one masked pass;
         "recompute": no cache, the whole prefix is run again at every step.
         Decoding is greedy unless ``temperature`` > 0 (then sampled, optionally from
-        the ``top_k`` most likely tokens, reproducibly for a given ``seed``). It stops
-        after ``steps`` tokens, after an end-of-text token, or at the context limit.
-        Every position gets its attention row and logits.
+        the ``top_k`` most likely tokens, reproducibly for a given ``seed``; without one
+        a seed is chosen and recorded in ``Trace.seed``). It stops after ``steps``
+        tokens, after an end-of-text token, or at the context limit. Every position
+        gets its attention row and logits.
         """
         ids = self._ids(token_ids)
         if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 0:
@@ -461,40 +353,31 @@ class GPT:
             raise usage_error(f"temperature must be >= 0, got {temperature}")
         if top_k is not None and top_k < 1:
             raise usage_error(f"top_k must be >= 1, got {top_k}")
-        p = ids.shape[0]
-        capacity = min(p + steps, self.config.n_ctx)
-        rng = np.random.default_rng(seed)
-        choose = _Chooser(temperature, top_k, rng)
+        if temperature == 0 and (top_k is not None or seed is not None):
+            raise usage_error("top_k and seed apply only when sampling (temperature > 0)")
+        if temperature > 0 and seed is None:
+            # choose the seed here and record it, so that any sampled run can be replayed
+            seed = int(np.random.SeedSequence().generate_state(1)[0])
+        choose = _Chooser(temperature, top_k, seed)
+        chosen = layers if record else []
         if mode == "training":
             gen = self.trace(
                 ids, steps, "cached", False, temperature=temperature, top_k=top_k, seed=seed
             )
-            full = gen.token_ids
-            t0 = time.perf_counter()
-            rec = self._record(full.shape[0], layers if record else [], heads, record_dtype)
-            rec.rows = slice(0, full.shape[0])
-            mask = causal(full.shape[0]).to_array()
-            logits = self._pass(full, cache=None, mask=mask, record=rec)
-            assert rec.out is not None
-            return self._trace(
-                full,
-                p,
-                logits,
-                rec,
-                mode,
-                time.perf_counter() - t0,
-                np.zeros(0),
-                0,
-                gen.stop_reason,
-            )
-        rec = self._record(capacity, layers if record else [], heads, record_dtype)
+            return self._training(gen, chosen, heads, record_dtype, choose)
+        p = ids.shape[0]
+        capacity = min(p + steps, self.config.n_ctx)
+        rec = self._recorder(capacity, chosen, heads, record_dtype)
         all_ids = np.zeros(capacity, np.int64)
         all_ids[:p] = ids
+        positions = np.arange(capacity, dtype=np.int64)
         logits_out = np.zeros((capacity, self.config.vocab_size), self.dtype)
         cache = KVCache(self.config, capacity, self.dtype) if mode == "cached" else None
         t0 = time.perf_counter()
-        rec.rows = slice(0, p)
-        logits_out[:p] = self._pass(ids, cache=cache, mask=causal(p).to_array(), record=rec)
+        hidden = self._hidden(
+            ids, start=0, positions=positions[:p], cache=cache, mask="rules", record=rec
+        )
+        logits_out[:p] = self.weights.logits(hidden)
         prefill_seconds = time.perf_counter() - t0
         step_seconds: list[float] = []
         t, stop = p, "steps"
@@ -505,63 +388,77 @@ class GPT:
                 break
             t0 = time.perf_counter()
             all_ids[t] = choose(logits_out[t - 1])
-            rec.rows = slice(t, t + 1)
             if cache is not None:
-                # one query against the cache: nothing to mask, the cache holds only the past
+                # one query against the cache: each layer's rule is asked, and allows every
+                # key its cache holds (the past, or a sliding window's ring), so no mask
                 new = all_ids[t : t + 1]
-                logits_out[t] = self._pass(new, cache=cache, mask=None, record=rec)[0]
+                hidden = self._hidden(
+                    new, start=t, positions=positions[t : t + 1], cache=cache, mask="rules",
+                    record=rec,
+                )  # fmt: skip
             else:
                 # no cache: run the whole prefix again and keep only its last row
-                logits_out[t] = self._recompute_row(all_ids[: t + 1], rec)
+                rec.keep_from = t
+                hidden = self._hidden(
+                    all_ids[: t + 1], start=0, positions=positions[: t + 1], cache=None,
+                    mask="rules", record=rec,
+                )[-1:]  # fmt: skip  # only the last position's logits are needed
+            logits_out[t] = self.weights.logits(hidden)[0]
             step_seconds.append(time.perf_counter() - t0)
             t += 1
             if eot is not None and int(all_ids[t - 1]) == eot:
                 stop = "end_of_text"
                 break
-        n = t
-        if rec.out is not None and n < capacity:
-            rec.out = np.ascontiguousarray(rec.out[:, :, :n, :n])
-        kv_bytes = 0 if cache is None else cache.nbytes
         return self._trace(
-            all_ids[:n],
-            p,
-            logits_out[:n],
-            rec,
-            mode,
-            prefill_seconds,
-            np.array(step_seconds),
-            kv_bytes,
-            stop,
-        )
+            all_ids[:t], p, logits_out[:t], rec.trimmed(t), rec, mode, prefill_seconds,
+            np.array(step_seconds), 0 if cache is None else cache.nbytes, stop, choose,
+            0 if cache is None else cache.step_masks,
+        )  # fmt: skip
 
-    def _recompute_row(self, prefix: NDArray[np.int64], rec: _Record) -> FloatArray:
-        n = prefix.shape[0]
-        last = _Record(rec.layers, rec.heads, rec.out, slice(n - 1, n))  # keep the last row only
-        logits = self._pass(
-            prefix, cache=None, mask=causal(n).to_array(), record=last, last_logits_only=True
+    def _training(
+        self,
+        generated: Trace,
+        layers: Sequence[int] | None,
+        heads: Sequence[int] | None,
+        record_dtype: str | None,
+        choose: _Chooser,
+    ) -> Trace:
+        """The generated sequence run again in one pass with each layer's mask."""
+        full = generated.token_ids
+        n = full.shape[0]
+        t0 = time.perf_counter()
+        rec = self._recorder(n, layers, heads, record_dtype)
+        positions = np.arange(n, dtype=np.int64)
+        hidden = self._hidden(
+            full, start=0, positions=positions, cache=None, mask="rules", record=rec
         )
-        row: FloatArray = logits[0]
-        return row
+        logits = self.weights.logits(hidden)
+        return self._trace(
+            full, generated.prompt_len, logits, rec.out, rec, "training",
+            time.perf_counter() - t0, np.zeros(0), 0, generated.stop_reason, choose, 0,
+        )  # fmt: skip
 
     def _trace(
         self,
-        ids: NDArray[np.int64],
+        ids: IntArray,
         prompt_len: int,
         logits: FloatArray,
-        rec: _Record,
+        attention: FloatArray,
+        rec: Recorder,
         mode: str,
         prefill_seconds: float,
         step_seconds: NDArray[np.float64],
         kv_bytes: int,
         stop: str,
+        choose: _Chooser,
+        step_masks: int,
     ) -> Trace:
         n = ids.shape[0]
-        assert rec.out is not None
         return Trace(
             token_ids=ids.astype(np.int64),
             prompt_len=prompt_len,
             logits=logits,
-            attention=rec.out,
+            attention=attention,
             mask=causal(n).to_array(),
             mode=mode,
             layers=rec.layers,
@@ -572,11 +469,17 @@ class GPT:
             prefill_seconds=float(prefill_seconds),
             kv_cache_bytes=int(kv_bytes),
             stop_reason=stop,
+            temperature=choose.temperature,
+            top_k=choose.top_k,
+            seed=choose.seed,
+            windows=np.array([w or 0 for w in self.config.windows], np.int64),
+            positions=np.arange(n, dtype=np.int64),
+            step_masks=step_masks,
         )
 
     # -- helpers -------------------------------------------------------------------
 
-    def _ids(self, token_ids: Sequence[int] | NDArray[np.integer[Any]]) -> NDArray[np.int64]:
+    def _ids(self, token_ids: Sequence[int] | NDArray[np.integer[Any]]) -> IntArray:
         try:
             ids = [int(i) for i in token_ids]
         except (TypeError, ValueError):
@@ -588,37 +491,65 @@ class GPT:
             )
         return np.asarray(ids, dtype=np.int64)
 
-    def _record(
+    def _positions(
+        self, positions: Sequence[int] | NDArray[np.integer[Any]] | None, n: int
+    ) -> IntArray:
+        if positions is None:
+            return np.arange(n, dtype=np.int64)
+        try:
+            pos = np.asarray([int(p) for p in positions], dtype=np.int64)
+        except (TypeError, ValueError):
+            raise usage_error("positions must be integers") from None
+        if pos.shape != (n,) or (pos < 0).any() or (pos >= self.config.n_ctx).any():
+            raise usage_error(f"positions must be {n} integers from 0 to {self.config.n_ctx - 1}")
+        return pos
+
+    def _recorder(
         self,
         n: int,
         layers: Sequence[int] | None,
         heads: Sequence[int] | None,
         record_dtype: str | None,
-    ) -> _Record:
+    ) -> Recorder:
         cfg = self.config
         lay = _select("layer", layers, cfg.n_layer)
         hd = _select("head", heads, cfg.n_head)
         dtype = record_dtype or self.dtype
         if dtype not in ("float16", "float32", "float64"):
             raise usage_error(f"record_dtype must be float16, float32 or float64, got {dtype!r}")
-        return _Record(lay, hd, np.zeros((lay.size, hd.size, n, n), dtype))
+        return Recorder(lay, hd, cfg.n_head, n, dtype)
 
 
-def _record_plan(
-    record: _Record | None, n_head: int
-) -> tuple[dict[int, int], NDArray[np.int64] | None]:
-    """Which layers a pass records (layer -> slot in ``record.out``) and which heads.
+def _dense_mask(mask: object, n: int) -> BoolArray | Literal["rules"] | None:
+    """What a `GPT.forward` mask stands for: "rules" (each layer's own), a bool matrix
+    [n, n], or None; refuses anything else.
 
-    Heads are None when all are recorded in order, so no head selection copy is made.
+    Checked by type and shape rather than trusted: a Mask used to fail deep inside the
+    softmax, and any other string silently ran causal.
     """
-    if record is None or record.out is None or record.out.size == 0:
-        return {}, None
-    slots = {int(layer): i for i, layer in enumerate(record.layers)}
-    all_heads = np.array_equal(record.heads, np.arange(n_head))
-    return slots, None if all_heads else record.heads
+    if mask is None:
+        return None
+    if isinstance(mask, str) and mask == "causal":
+        return "rules"
+    if isinstance(mask, Mask) and mask.shape == (n, n):
+        return mask.to_array()
+    if isinstance(mask, np.ndarray) and mask.dtype == np.bool_ and mask.shape == (n, n):
+        return mask
+    if isinstance(mask, str):
+        given = f"the string {mask!r}"
+    elif isinstance(mask, Mask):
+        given = f"a Mask of shape {list(mask.shape)}"
+    elif isinstance(mask, np.ndarray):
+        given = f"a {mask.dtype} array of shape {list(mask.shape)}"
+    else:
+        given = f"a {type(mask).__name__}"
+    raise usage_error(
+        f'mask must be "causal", None, a maskviz.masks.Mask [{n}, {n}] or a bool array '
+        f"[{n}, {n}]; got {given}"
+    )
 
 
-def _select(what: str, chosen: Sequence[int] | None, count: int) -> NDArray[np.int64]:
+def _select(what: str, chosen: Sequence[int] | None, count: int) -> IntArray:
     if chosen is None:
         return np.arange(count, dtype=np.int64)
     out = np.asarray([int(c) for c in chosen], dtype=np.int64)
@@ -635,8 +566,9 @@ def _select(what: str, chosen: Sequence[int] | None, count: int) -> NDArray[np.i
 class _Chooser:
     """Greedy choice, or seeded sampling with temperature and top-k."""
 
-    def __init__(self, temperature: float, top_k: int | None, rng: np.random.Generator) -> None:
-        self.temperature, self.top_k, self.rng = temperature, top_k, rng
+    def __init__(self, temperature: float, top_k: int | None, seed: int | None) -> None:
+        self.temperature, self.top_k, self.seed = float(temperature), top_k, seed
+        self.rng = np.random.default_rng(seed)
 
     def __call__(self, logits: FloatArray) -> int:
         if self.temperature == 0:
@@ -650,9 +582,10 @@ class _Chooser:
 
 
 def random_model(
-    config: GPTConfig, seed: int = 0, dtype: DType = "float32", *, name: str | None = None
+    config: Config, seed: int = 0, dtype: DType = "float32", *, name: str | None = None
 ) -> GPT:
-    """A model with deterministic random weights (for tests and benchmarks).
+    """A model of any supported architecture with deterministic random weights (for
+    tests and benchmarks).
 
     Weights are scaled so that activations stay of order one and attention is not
     uniform. The tokenizer is byte-level when the vocabulary has 257 entries or
@@ -662,43 +595,16 @@ def random_model(
     >>> m.trace([3, 4], steps=2).token_ids.shape
     (4,)
     """
-    rng = np.random.default_rng(seed)
-    c = config.n_embd
+    from maskviz.arch import family
 
-    def mat(rows: int, cols: int) -> FloatArray:
-        return rng.standard_normal((rows, cols)) / math.sqrt(rows)
-
-    def vec(size: int, center: float = 0.0) -> FloatArray:
-        return center + 0.1 * rng.standard_normal(size)
-
-    blocks = [
-        Block(
-            vec(c, 1.0),
-            vec(c),
-            mat(c, 3 * c),
-            vec(3 * c),
-            mat(c, c),
-            vec(c),
-            vec(c, 1.0),
-            vec(c),
-            mat(c, 4 * c),
-            vec(4 * c),
-            mat(4 * c, c),
-            vec(c),
-        )
-        for _ in range(config.n_layer)
-    ]
-    weights = Weights(
-        wte=rng.standard_normal((config.vocab_size, c)) * 0.5,
-        wpe=rng.standard_normal((config.n_ctx, c)) * 0.5,
-        blocks=blocks,
-        ln_f_w=vec(c, 1.0),
-        ln_f_b=vec(c),
-    )
+    module = family(config.architecture)
+    if module is None:
+        raise usage_error(f"no architecture {config.architecture!r}")
+    weights = module.random_weights(config, np.random.default_rng(seed))
     tokenizer: Tokenizer = (
         ByteTokenizer() if config.vocab_size >= 257 else _IdTokenizer(config.vocab_size)
     )
-    return GPT(config, weights, tokenizer, name=name or f"random(seed={seed})", dtype=dtype)
+    return GPT(weights, tokenizer, name=name or f"random(seed={seed})", dtype=dtype)
 
 
 class _IdTokenizer:

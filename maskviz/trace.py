@@ -15,17 +15,27 @@ prefill_seconds           float                   wall time of the prompt pass (
 kv_cache_bytes            int                     bytes the KV cache held (0 without a cache)
 model_name, dtype         str                     the model and its float dtype
 stop_reason               str                     "steps", "end_of_text" or "context"
+temperature               float                   0 = greedy decoding; > 0 = sampled
+top_k, seed               int or None             sampling settings (None: no top-k; greedy)
+windows                   int64 [L]               each layer's sliding window W (0 = full attention)
+positions                 int64 [T]               the position id of each token
+step_masks                int                     (layer, step) pairs of cached decoding that needed a mask
 ========================  ======================  ===========================================
 
 In cached mode, rows 0..P-1 come from the prefill pass (causal mask applied to
 the P x P scores) and each row t >= P from one decoding step in which the single
 query attends to the t+1 keys in the cache with no mask: ``mask[t]`` records the
-keys the cache held, which is the causal row.
+keys the cache held, which is the causal row. A layer with a sliding window W
+restricts that row to its W most recent keys (`Trace.layer_mask`): its ring-buffer
+cache held exactly those, the earlier ones evicted. Fields added after 0.1.0
+(sampling settings, windows, positions, step_masks) take their defaults when a
+file from 0.1.0 is read: greedy, full attention, positions 0..T-1, 0.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +50,7 @@ from maskviz.errors import MaskvizError
 FloatArray = NDArray[np.floating[Any]]
 
 _ARRAYS = ("token_ids", "logits", "attention", "mask", "layers", "heads", "step_seconds")
+_NEWER_ARRAYS = ("windows", "positions")  # absent from 0.1.0 files
 _SCALARS = {
     "prompt_len": int,
     "mode": str,
@@ -48,6 +59,14 @@ _SCALARS = {
     "model_name": str,
     "dtype": str,
     "stop_reason": str,
+}
+# Sampling settings, absent from traces written by maskviz 0.1.0: read with these
+# defaults. In .npz files None is stored as -1 (seeds and top-k are never negative).
+_OPTIONAL: dict[str, tuple[type, Any]] = {
+    "temperature": (float, 0.0),
+    "top_k": (int, None),
+    "seed": (int, None),
+    "step_masks": (int, 0),
 }
 MODES = ("cached", "training", "recompute")
 _FLOAT_DTYPES = ("float16", "float32", "float64")
@@ -71,8 +90,17 @@ class Trace:
     prefill_seconds: float = 0.0
     kv_cache_bytes: int = 0
     stop_reason: str = "steps"
+    temperature: float = 0.0
+    top_k: int | None = None
+    seed: int | None = None
+    windows: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    positions: NDArray[np.int64] | None = None  # None: 0..T-1
+    step_masks: int = 0
 
     def __post_init__(self) -> None:
+        if self.positions is None:
+            n = self.token_ids.shape[0] if isinstance(self.token_ids, np.ndarray) else 0
+            object.__setattr__(self, "positions", np.arange(n, dtype=np.int64))
         _validate(self)
 
     @property
@@ -116,6 +144,35 @@ class Trace:
             raise MaskvizError(f"agg must be 'mean' or 'max', got {agg!r}", usage=True)
         return out
 
+    def window(self, layer: int) -> int | None:
+        """The sliding window W of a model layer, or None for full attention."""
+        w = int(self.windows[layer]) if 0 <= layer < self.windows.shape[0] else 0
+        return w or None
+
+    def layer_mask(self, layer: int) -> NDArray[np.bool_]:
+        """The keys each query of ``layer`` could see [T, T]: ``mask``, restricted to the
+        layer's sliding window if it has one."""
+        w = self.window(layer)
+        if w is None:
+            return self.mask
+        n = self.n_tokens
+        rows, cols = np.arange(n)[:, None], np.arange(n)[None, :]
+        out: NDArray[np.bool_] = self.mask & (cols > rows - w)
+        return out
+
+    @property
+    def decoding(self) -> str:
+        """How tokens were chosen, enough to replay the run: "greedy" or the sampling settings.
+
+        >>> Trace(np.array([1]), 1, np.zeros((1, 2)), np.zeros((0, 0, 1, 1)), np.ones((1, 1), bool),
+        ...       "cached", np.zeros(0, np.int64), np.zeros(0, np.int64), temperature=0.8, seed=7).decoding
+        'sampled: temperature 0.8, seed 7'
+        """
+        if self.temperature == 0:
+            return "greedy"
+        top_k = "" if self.top_k is None else f", top-k {self.top_k}"
+        return f"sampled: temperature {self.temperature:g}{top_k}, seed {self.seed}"
+
     def probabilities(self, t: int) -> NDArray[np.float64]:
         """softmax(logits[t]) in float64 [vocab]: the distribution of token t+1."""
         z = self.logits[t].astype(np.float64)
@@ -131,8 +188,10 @@ class Trace:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready content: the same keys as the .npz file, arrays as lists."""
-        out: dict[str, Any] = {name: getattr(self, name).tolist() for name in _ARRAYS}
-        out.update({name: getattr(self, name) for name in _SCALARS})
+        out: dict[str, Any] = {
+            name: getattr(self, name).tolist() for name in (*_ARRAYS, *_NEWER_ARRAYS)
+        }
+        out.update({name: getattr(self, name) for name in (*_SCALARS, *_OPTIONAL)})
         return out
 
     def save(self, path: str | Path) -> None:
@@ -141,8 +200,11 @@ class Trace:
         if p.suffix.lower() == ".json":
             write_text(p, json.dumps(self.to_dict(), allow_nan=False))
             return
-        arrays = {name: getattr(self, name) for name in _ARRAYS}
+        arrays = {name: getattr(self, name) for name in (*_ARRAYS, *_NEWER_ARRAYS)}
         arrays.update({name: np.array(getattr(self, name)) for name in _SCALARS})
+        for name in _OPTIONAL:
+            value = getattr(self, name)
+            arrays[name] = np.array(-1 if value is None else value)
         with atomic_path(p) as tmp, open(tmp, "wb") as fh:
             np.savez_compressed(fh, **arrays)
 
@@ -159,10 +221,12 @@ class Trace:
             else:
                 arrays = _read_npz(p)
             kwargs: dict[str, Any] = {name: arrays[name] for name in _ARRAYS}
+            kwargs.update({name: arrays[name] for name in _NEWER_ARRAYS if name in arrays})
             for name, kind in _SCALARS.items():
-                kwargs[name] = kind(
-                    arrays[name].item() if isinstance(arrays[name], np.ndarray) else arrays[name]
-                )
+                kwargs[name] = kind(_item(arrays[name]))
+            for name, (kind, default) in _OPTIONAL.items():
+                value = _item(arrays.get(name, default))
+                kwargs[name] = None if value is None or value == -1 else kind(value)
         except MaskvizError:
             raise
         except KeyError as exc:
@@ -174,6 +238,10 @@ class Trace:
         return cls(**kwargs)
 
 
+def _item(value: Any) -> Any:
+    return value.item() if isinstance(value, np.ndarray) else value
+
+
 _EXPECTED_DTYPE = {
     "token_ids": ("i",),
     "logits": ("f",),
@@ -182,6 +250,8 @@ _EXPECTED_DTYPE = {
     "layers": ("i",),
     "heads": ("i",),
     "step_seconds": ("f",),
+    "windows": ("i",),
+    "positions": ("i",),
 }
 
 
@@ -195,6 +265,8 @@ def _read_npz(path: Path) -> dict[str, Any]:
         for name in (*_ARRAYS, *_SCALARS):
             if name not in names:
                 raise MaskvizError(f"{path}: not a trace: missing key '{name}'")
+        optional = (o for o in (*_NEWER_ARRAYS, *_OPTIONAL) if o in names)
+        for name in (*_ARRAYS, *_SCALARS, *optional):
             with zf.open(names[name]) as fh:
                 version = np.lib.format.read_magic(fh)
                 if version == (1, 0):
@@ -227,6 +299,9 @@ def _from_json(data: dict[str, Any], path: Path) -> dict[str, Any]:
     out["layers"] = np.asarray(data["layers"], dtype=np.int64)
     out["heads"] = np.asarray(data["heads"], dtype=np.int64)
     out["step_seconds"] = np.asarray(data["step_seconds"], dtype=np.float64)
+    for name in _NEWER_ARRAYS:
+        if name in data:
+            out[name] = np.asarray(data[name], dtype=np.int64)
     return out
 
 
@@ -252,9 +327,19 @@ def _validate(t: Trace) -> None:
         raise bad(f"'attention' must be {list(expected)}, got {list(t.attention.shape)}")
     if t.mask.shape != (n, n):
         raise bad(f"'mask' must be [{n}, {n}], got {list(t.mask.shape)}")
+    if t.positions is None or t.positions.shape != (n,) or (t.positions < 0).any():
+        raise bad(f"'positions' must be {n} integers >= 0")
+    if t.windows.ndim != 1 or (t.windows < 0).any():
+        raise bad("'windows' must be a 1-D array of integers >= 0")
     if t.mode not in MODES:
         raise bad(f"mode must be one of {', '.join(MODES)}, got {t.mode!r}")
     if t.dtype not in _FLOAT_DTYPES:
         raise bad(f"unknown dtype {t.dtype!r}")
     if t.step_seconds.ndim != 1:
         raise bad("'step_seconds' must be 1-D")
+    if not (math.isfinite(t.temperature) and t.temperature >= 0):
+        raise bad(f"temperature must be >= 0, got {t.temperature}")
+    if t.top_k is not None and t.top_k < 1:
+        raise bad(f"top_k must be >= 1, got {t.top_k}")
+    if t.seed is not None and t.seed < 0:
+        raise bad(f"seed must be >= 0, got {t.seed}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +14,16 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 import maskviz
+from maskviz._text import display_label
 from maskviz.render import attention_figures as af
+from maskviz.render import figures
 from maskviz.render.figures import save_figure
+from maskviz.similarity import similarity
 from maskviz.trace import Trace
+from tests.conftest import run_cli
 
 CONFIG = maskviz.GPTConfig(2, 2, 16, 128, 257)
+FIXTURE = str(Path(__file__).parent / "fixtures" / "gpt2-tiny")
 
 
 @pytest.fixture(scope="module")
@@ -231,7 +237,7 @@ def test_identical_matrices_report_zero(model: maskviz.GPT, trace: Trace) -> Non
 def test_gif_has_one_frame_per_step(model: maskviz.GPT, trace: Trace, tmp_path: Path) -> None:
     path = tmp_path / "decode.gif"
     labels = labels_of(model, trace)
-    frames = af.save_decode_gif(path, trace.head_attention(0, 0), trace.mask, labels, 5, "decode")
+    frames = af.save_decode_gif(path, [trace.head_attention(0, 0)], trace.mask, labels, 5, "decode")
     assert frames == trace.n_tokens - trace.prompt_len == 6
     with Image.open(path) as gif:
         assert gif.format == "GIF"
@@ -245,7 +251,9 @@ def test_gif_of_a_prefill_only_trace_has_one_frame(model: maskviz.GPT, tmp_path:
     prefill = model.trace(list(b"Hello"), steps=0)
     path = tmp_path / "prefill.gif"
     labels = labels_of(model, prefill)
-    assert af.save_decode_gif(path, prefill.head_attention(0, 0), prefill.mask, labels, 5, "") == 1
+    assert (
+        af.save_decode_gif(path, [prefill.head_attention(0, 0)], prefill.mask, labels, 5, "") == 1
+    )
     with Image.open(path) as gif:
         assert gif.n_frames == 1
 
@@ -270,7 +278,7 @@ def test_failed_gif_write_keeps_the_old_file(
     monkeypatch.setattr(PillowWriter, "grab_frame", grab_then_fail)
     with pytest.raises(RuntimeError, match="disk on fire"):
         af.save_decode_gif(
-            path, trace.head_attention(0, 0), trace.mask, labels_of(model, trace), 5, "decode"
+            path, [trace.head_attention(0, 0)], trace.mask, labels_of(model, trace), 5, "decode"
         )
     assert calls == 3
     assert path.read_bytes() == b"previous animation"
@@ -286,3 +294,220 @@ def test_inconsistent_inputs_are_refused(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         af.attention_figure([trace.head_attention(0, 0)], trace.mask, labels, prompt_len, [""], "")
+
+
+# -- figures say what the terminal says ------------------------------------------------
+
+
+def dashed_lines(ax: Any) -> set[tuple[tuple[float, ...], tuple[float, ...]]]:
+    """(xdata, ydata) of each dashed line: axhline is ((0, 1), (y, y)), axvline ((x, x), (0, 1))."""
+    return {
+        (tuple(map(float, line.get_xdata())), tuple(map(float, line.get_ydata())))
+        for line in ax.get_lines()
+        if line.get_linestyle() == "--"
+    }
+
+
+def numbered_ticks(ticks: Any, texts: Any) -> dict[int, float]:
+    """Tick number as printed ("12" or "12 tok") -> where it sits (0-based image coordinate)."""
+    return {
+        int(text.get_text().split()[0].replace("−", "-")): float(loc)
+        for loc, text in zip(ticks, texts, strict=True)
+        if text.get_text()
+    }
+
+
+@pytest.fixture
+def saved_figures(monkeypatch: pytest.MonkeyPatch) -> list[Figure]:
+    """Figures the CLI saves with `save_figure`, kept for inspection."""
+    kept: list[Figure] = []
+    real = figures.save_figure
+
+    def keep(fig: Figure, path: Any, **kwargs: Any) -> None:
+        kept.append(fig)
+        real(fig, path, **kwargs)
+
+    monkeypatch.setattr(figures, "save_figure", keep)
+    return kept
+
+
+@pytest.fixture
+def gif_frames(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """What each written GIF frame shows: every text, and each heatmap's title and data."""
+    from matplotlib.animation import PillowWriter
+    from matplotlib.text import Text
+
+    frames: list[dict[str, Any]] = []
+    real = PillowWriter.grab_frame
+
+    def grab(self: PillowWriter, **kwargs: Any) -> None:
+        panels = heatmap_axes(self.fig)
+        frames.append(
+            {
+                "texts": [t.get_text() for t in self.fig.findobj(Text) if t.get_text()],
+                "titles": [ax.get_title() for ax in panels],
+                "images": [np.ma.copy(ax.images[0].get_array()) for ax in panels],
+                "blank_rows": [
+                    sum(
+                        p.get_height()
+                        for p in ax.patches
+                        if p.get_fill() and np.allclose(to_rgb(p.get_facecolor()), (1, 1, 1))
+                    )
+                    for ax in panels
+                ],
+                # first panel: the one whose row labels are shown
+                "yticks": numbered_ticks(panels[0].get_yticks(), panels[0].get_yticklabels()),
+            }
+        )
+        real(self, **kwargs)
+
+    monkeypatch.setattr(PillowWriter, "grab_frame", grab)
+    return frames
+
+
+def test_similarity_panels_carry_their_own_tokens_and_delimiter(
+    tmp_path: Path, saved_figures: list[Figure]
+) -> None:
+    text1, text2 = "The king is dead", "Long live the king"
+    path = tmp_path / "pair.png"
+    result = run_cli("similarity", text1, text2, "--model", FIXTURE, "--save", str(path))
+    assert result.exit_code == 0, result.stderr
+    (fig,) = saved_figures
+    model = maskviz.load_model(FIXTURE)
+    pair = similarity(model, text1, text2)
+    assert len(pair.forward.token_ids) == len(pair.backward.token_ids)
+    assert pair.forward.segments[1] != pair.backward.segments[1]  # the texts differ in length
+    panels = heatmap_axes(fig)
+    assert [ax.get_title() for ax in panels] == ["[TEXT1; delim; TEXT2]", "[TEXT2; delim; TEXT1]"]
+    for ax, order in zip(panels, (pair.forward, pair.backward), strict=True):
+        tokens = [display_label(model.tokenizer.token_label(int(i))) for i in order.token_ids]
+        for axis_labels in (ax.get_xticklabels(), ax.get_yticklabels()):
+            assert all(label.get_visible() for label in axis_labels)
+            assert [label.get_text() for label in axis_labels] == [
+                f"{i + 1} {tokens[i]}" for i in map(round, ax.get_yticks())
+            ]
+        d = order.segments[1]
+        assert tokens[d] == display_label(
+            model.tokenizer.token_label(int(pair.forward.token_ids[pair.forward.segments[1]]))
+        )
+        assert dashed_lines(ax) == {
+            ((0.0, 1.0), (d - 0.5, d - 0.5)),
+            ((0.0, 1.0), (d + 0.5, d + 0.5)),
+            ((d - 0.5, d - 0.5), (0.0, 1.0)),
+            ((d + 0.5, d + 0.5), (0.0, 1.0)),
+        }
+    assert af.DELIMITER_LABEL in legend_texts(fig)
+    assert "delimiter" in af.DELIMITER_LABEL
+    assert not any("generated" in text for text in legend_texts(fig))
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["compare", "training-vs-cached", "--steps", "2"], ["similarity", "a cat", "a dog"]],
+)
+def test_compare_and_similarity_report_the_saved_file_unless_json(
+    command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = run_cli(*command, "--model", FIXTURE, "--save", "figure.png")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "saved figure.png"
+    assert (tmp_path / "figure.png").stat().st_size > 0
+    quiet = run_cli(*command, "--model", FIXTURE, "--save", "again.png", "--json")
+    assert quiet.exit_code == 0, quiet.stderr
+    json.loads(quiet.stdout)  # nothing but the JSON
+    assert (tmp_path / "again.png").exists()
+
+
+def test_numeric_ticks_count_positions_from_one_like_the_terminal(model: maskviz.GPT) -> None:
+    long = model.trace(list(b"Hello"), steps=70)
+    fig = af.attention_figure(
+        [long.head_attention(0, 0)], long.mask, labels_of(model, long), 5, ["h"], "long"
+    )
+    fig.draw_without_rendering()
+    (ax,) = heatmap_axes(fig)
+    for ticks, texts in (
+        (ax.get_xticks(), ax.get_xticklabels()),
+        (ax.get_yticks(), ax.get_yticklabels()),
+    ):
+        shown = numbered_ticks(ticks, texts)
+        assert 1 in shown
+        assert len(shown) >= 4
+        assert all(where == number - 1 for number, where in shown.items()), shown
+
+
+def test_gif_ticks_and_captions_number_positions_alike(
+    model: maskviz.GPT, tmp_path: Path, gif_frames: list[dict[str, Any]]
+) -> None:
+    long = model.trace(list(b"Hello"), steps=70)
+    af.save_decode_gif(
+        tmp_path / "long.gif", [long.head_attention(0, 0)], long.mask, labels_of(model, long), 5, ""
+    )
+    assert len(gif_frames) == 70
+    last = gif_frames[-1]
+    assert any("at position 75 attends to 74 cached keys" in text for text in last["texts"])
+    yticks = last["yticks"]
+    assert 1 in yticks
+    assert all(where == number - 1 for number, where in yticks.items()), yticks
+
+
+def test_training_gif_walks_the_rows_of_one_masked_pass(
+    tmp_path: Path, gif_frames: list[dict[str, Any]]
+) -> None:
+    path = tmp_path / "training.gif"
+    result = run_cli(
+        "trace", "To be", "--model", FIXTURE, "--steps", "3", "--mode", "training",
+        "--save", str(path),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    n = len(maskviz.load_model(FIXTURE).tokenizer.encode("To be")) + 3
+    with Image.open(path) as gif:
+        assert gif.n_frames == n
+    texts = [text for frame in gif_frames for text in frame["texts"]]
+    assert not any("cached" in text or "not computed" in text for text in texts)
+    captions = [
+        [text for text in frame["texts"] if "single masked pass" in text] for frame in gif_frames
+    ]
+    assert [c[0].split(":")[0] for c in captions] == [
+        f"row {t} of {n} in the single masked pass" for t in range(1, n + 1)
+    ]
+    # Every row was computed in the one pass, so no frame hides any row.
+    assert all(frame["blank_rows"] == [0] for frame in gif_frames)
+
+
+def test_gif_of_several_heads_animates_them_side_by_side(
+    tmp_path: Path, gif_frames: list[dict[str, Any]]
+) -> None:
+    path = tmp_path / "heads.gif"
+    result = run_cli(
+        "trace", "To be", "--model", FIXTURE, "--steps", "3", "--heads", "1,2",
+        "--save", str(path),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    model = maskviz.load_model(FIXTURE)
+    reference = model.trace(model.tokenizer.encode("To be"), steps=3)
+    expected = [np.where(reference.mask, reference.head_attention(0, h), 0.0) for h in (1, 2)]
+    assert not np.allclose(expected[0], expected[1])
+    assert len(gif_frames) == 3
+    for frame in gif_frames:
+        assert frame["titles"] == ["head 1", "head 2"]
+        for shown, want in zip(frame["images"], expected, strict=True):
+            np.testing.assert_allclose(np.ma.filled(shown, 0.0), want, atol=1e-6)
+    assert any("heads 1, 2" in text for text in gif_frames[0]["texts"])
+
+
+def test_writing_a_gif_of_many_frames_shows_progress_only_on_a_terminal(tmp_path: Path) -> None:
+    path = str(tmp_path / "decode.gif")
+    args = ("trace", "To be", "--model", FIXTURE, "--save", path)
+    on_terminal = run_cli(*args, "--steps", "5", env={"TTY_COMPATIBLE": "1"})
+    assert on_terminal.exit_code == 0, on_terminal.stderr
+    assert "writing GIF" in on_terminal.stderr
+    assert "5/5 frames" in on_terminal.stderr
+    assert "None" not in on_terminal.stderr
+    assert "writing GIF" not in on_terminal.stdout
+    piped = run_cli(*args, "--steps", "5")
+    assert piped.exit_code == 0
+    assert piped.stderr == ""
+    few = run_cli(*args, "--steps", "2", env={"TTY_COMPATIBLE": "1"})
+    assert few.exit_code == 0
+    assert "writing GIF" not in few.stderr

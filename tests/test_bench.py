@@ -10,7 +10,6 @@ from PIL import Image
 
 from maskviz import GPTConfig, random_model
 from maskviz.bench import MAX_TOKENS, run
-from maskviz.compare import pass_macs
 from tests.conftest import run_cli
 
 FIXTURE = str(Path(__file__).parent / "fixtures" / "gpt2-tiny")
@@ -49,11 +48,11 @@ def test_json_reports_every_mode_over_the_same_positions() -> None:
 def test_json_costs_follow_the_mac_formulas() -> None:
     data = bench_json("--tokens", "6")
     cfg = GPTConfig(**CONFIG)
-    assert data["cached"]["macs"] == sum(pass_macs(cfg, 1, t + 1, 1) for t in range(1, 6))  # type: ignore[index]
+    assert data["cached"]["macs"] == sum(cfg.pass_macs(1, t + 1, 1) for t in range(1, 6))  # type: ignore[index]
     assert data["recompute"]["macs"] == sum(  # type: ignore[index]
-        pass_macs(cfg, t + 1, t + 1, 1) for t in range(1, 6)
+        cfg.pass_macs(t + 1, t + 1, 1) for t in range(1, 6)
     )
-    assert data["training"]["macs"] == pass_macs(cfg, 6, 6, 6)  # type: ignore[index]
+    assert data["training"]["macs"] == cfg.pass_macs(6, 6, 6)  # type: ignore[index]
 
 
 def test_json_states_memory_per_token_and_the_bandwidth_bound() -> None:
@@ -146,3 +145,16 @@ def test_absurd_token_counts_are_refused_before_any_model_loads() -> None:
     result = run_cli("bench", "--model", "no/such/model", "--tokens", "99999999")
     assert result.exit_code == 2
     assert "--tokens must be from 2" in result.stderr
+
+
+def test_default_length_adapts_to_a_short_context() -> None:
+    # the example in `bench --help`: the fixture's context is 64, under the default 128
+    assert bench_json()["tokens"] == 64
+
+
+def test_a_change_that_rounds_to_zero_is_not_negative() -> None:
+    from maskviz.render.terminal import _signed_percent
+
+    assert _signed_percent(-0.001, 0) == "+0%"
+    assert _signed_percent(-0.0004, 1) == "+0.0%"
+    assert _signed_percent(-0.02, 0) == "-2%"

@@ -8,6 +8,7 @@ nor transformers.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -72,7 +73,7 @@ def _copy(tmp_path: Path) -> Path:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"model_type": "llama"}, "model_type = 'llama' is not supported"),
+        ({"model_type": "gemma3_text"}, 'model_type = "gemma3_text" is not supported'),
         ({"activation_function": "relu"}, "activation_function"),
         ({"add_cross_attention": True}, "add_cross_attention"),
         ({"scale_attn_by_inverse_layer_idx": True}, "scale_attn_by_inverse_layer_idx"),
@@ -92,6 +93,193 @@ def test_unsupported_or_inconsistent_configs_are_refused(
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(MaskvizError, match=message):
         load_model(folder)
+
+
+def _set_config(folder: Path, **change: object) -> None:
+    config = json.loads((folder / "config.json").read_text())
+    config.update(change)
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+def test_is_causal_false_is_refused_as_a_usage_error(tmp_path: Path) -> None:
+    folder = _copy(tmp_path)
+    _set_config(folder, is_causal=False)
+    message = r"config.json: is_causal = false is not supported \(maskviz runs GPT-2 causally\)"
+    with pytest.raises(MaskvizError, match=message) as info:
+        load_model(folder)
+    assert info.value.exit_code == 2
+    _set_config(folder, is_causal=True)
+    assert load_model(folder).name == "ckpt"
+
+
+def test_untied_config_without_lm_head_is_refused_naming_the_tensor(tmp_path: Path) -> None:
+    folder = _copy(tmp_path)
+    _set_config(folder, tie_word_embeddings=False)
+    message = "missing tensor 'lm_head.weight', required because tie_word_embeddings is false"
+    with pytest.raises(MaskvizError, match=message):
+        load_model(folder)
+
+
+def test_n_inner_of_four_times_n_embd_loads_and_other_values_name_the_supported_one(
+    tmp_path: Path,
+) -> None:
+    folder = _copy(tmp_path)
+    _set_config(folder, n_inner=128)  # 4 x n_embd, written out
+    logits, _ = load_model(folder, dtype="float64").forward(REFERENCE["token_ids"])
+    assert np.abs(logits - REFERENCE["logits"]).max() <= 1e-9
+    _set_config(folder, n_inner=100)
+    message = (
+        r"n_inner = 100 is not supported \(this engine implements n_inner = 4 x n_embd = 128\)$"
+    )
+    with pytest.raises(MaskvizError, match=message):
+        load_model(folder)
+
+
+def test_every_refused_config_value_names_the_field_and_what_is_supported(
+    tmp_path: Path,
+) -> None:
+    folder = _copy(tmp_path)
+    fields = [
+        "model_type",
+        "activation_function",
+        "add_cross_attention",
+        "scale_attn_by_inverse_layer_idx",
+        "reorder_and_upcast_attn",
+        "scale_attn_weights",
+        "tie_word_embeddings",
+        "is_causal",
+        "n_inner",
+    ]
+    original = (folder / "config.json").read_text()
+    for field in fields:
+        _set_config(folder, **{field: "bogus"})
+        with pytest.raises(MaskvizError) as info:
+            load_model(folder)
+        message = str(info.value)
+        assert f'{field} = "bogus" is not supported (' in message
+        # the reason names something, never an empty "()" or "implements )"
+        assert re.search(r"\((this engine implements|maskviz runs) \S[^()]*\)$", message), message
+        (folder / "config.json").write_text(original)
+
+
+def test_shipped_model_names_match_in_any_case(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a miss would try the hub: keep it local
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    for spelling in ("Tiny", "TINY", "tiny"):
+        assert load_model(spelling).name == "tiny"
+
+
+def _bfloat16_bits(values: np.ndarray) -> np.ndarray:
+    """float32 -> bfloat16 bit patterns, rounding to nearest, ties to even."""
+    bits = values.astype(np.float32).view(np.uint32).astype(np.uint64)
+    return ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+
+
+def _widen(bf16: np.ndarray) -> np.ndarray:
+    return (bf16.astype(np.uint32) << 16).view(np.float32)
+
+
+def _write_raw(path: Path, tensors: dict[str, tuple[str, np.ndarray]]) -> None:
+    """Write tensors given as (safetensors dtype name, little-endian array of its bits)."""
+    from safetensors import TensorSpec, serialize_file
+
+    specs = {
+        name: TensorSpec(
+            dtype=dtype, shape=list(arr.shape), data_ptr=arr.ctypes.data, data_len=arr.nbytes
+        )
+        for name, (dtype, arr) in tensors.items()
+    }
+    serialize_file(specs, str(path))  # `tensors` keeps every buffer alive meanwhile
+
+
+def _bfloat16_copy(root: Path) -> tuple[Path, Path]:
+    """The fixture stored as bfloat16, and again as float32 holding the exact upcast."""
+    from safetensors.numpy import load_file, save_file
+
+    original = load_file(str(FIXTURE / "model.safetensors"))
+    bits = {name: np.ascontiguousarray(_bfloat16_bits(v)) for name, v in original.items()}
+    bf16, f32 = root / "bf16", root / "f32"
+    for folder in (bf16, f32):
+        shutil.copytree(FIXTURE, folder)
+    _write_raw(bf16 / "model.safetensors", {k: ("bfloat16", b) for k, b in bits.items()})
+    save_file({k: _widen(b) for k, b in bits.items()}, str(f32 / "model.safetensors"))
+    return bf16, f32
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_bfloat16_checkpoint_gives_bit_identical_logits_to_its_float32_upcast(
+    tmp_path: Path, dtype: str
+) -> None:
+    bf16, f32 = _bfloat16_copy(tmp_path)
+    from_bf16 = load_model(bf16, dtype=dtype)  # type: ignore[arg-type]
+    from_f32 = load_model(f32, dtype=dtype)  # type: ignore[arg-type]
+    ids = REFERENCE["token_ids"]
+    (logits_a, att_a), (logits_b, att_b) = from_bf16.forward(ids), from_f32.forward(ids)
+    assert logits_a.dtype == dtype
+    assert logits_a.tobytes() == logits_b.tobytes()
+    assert att_a.tobytes() == att_b.tobytes()
+    # rounding to bfloat16 really changed the weights, so the comparison is not vacuous
+    assert np.abs(logits_a - REFERENCE["logits"]).max() > 1e-6
+
+
+def test_a_file_mixing_bfloat16_float16_and_float32_reads_each_tensor_exactly(
+    tmp_path: Path,
+) -> None:
+    rng = np.random.default_rng(0)
+    values = rng.standard_normal((3, 4)).astype(np.float32)
+    bits = _bfloat16_bits(values)
+    half = values.astype(np.float16)
+    path = tmp_path / "mixed.safetensors"
+    _write_raw(path, {"a": ("bfloat16", bits), "b": ("float16", half), "c": ("float32", values)})
+    from maskviz.loading import read_safetensors
+
+    tensors = read_safetensors(path)
+    assert tensors["a"].dtype == np.float32 and tensors["a"].shape == (3, 4)
+    assert tensors["a"].tobytes() == _widen(bits).tobytes()
+    assert tensors["b"].dtype == np.float16 and tensors["b"].tobytes() == half.tobytes()
+    assert tensors["c"].dtype == np.float32 and tensors["c"].tobytes() == values.tobytes()
+
+
+@pytest.fixture(scope="module")
+def bfloat16_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _bfloat16_copy(tmp_path_factory.mktemp("bf16"))[0]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    action=st.sampled_from(["flip", "truncate"]),
+    position=st.floats(0, 1, exclude_max=True),
+    bit=st.integers(0, 7),
+)
+def test_bfloat16_files_load_and_their_damaged_copies_load_correctly_or_fail_naming_the_file(
+    tmp_path_factory: pytest.TempPathFactory,
+    bfloat16_folder: Path,
+    action: str,
+    position: float,
+    bit: int,
+) -> None:
+    assert load_model(bfloat16_folder).name == "bf16"
+    folder = tmp_path_factory.mktemp("fuzz")
+    shutil.copytree(bfloat16_folder, folder, dirs_exist_ok=True)
+    path = folder / "model.safetensors"
+    data = bytearray(path.read_bytes())
+    at = int(position * len(data))
+    if action == "flip":
+        data[at] ^= 1 << bit
+    else:
+        del data[at:]
+    path.write_bytes(bytes(data))
+    try:
+        model = load_model(folder, dtype="float64")
+    except MaskvizError as exc:
+        message = str(exc)
+    else:  # it loaded: it must run and give finite numbers
+        logits, attention = model.forward(REFERENCE["prompt_ids"])
+        assert np.isfinite(logits).all() and np.isfinite(attention).all()
+        return
+    assert str(path) in message
 
 
 @pytest.mark.parametrize(

@@ -193,3 +193,76 @@ def test_version_and_doctor_report_for_bug_reports() -> None:
     data = json.loads(run_cli("doctor", "--json").stdout)
     assert data["maskviz"] == __version__
     assert data["shipped_model"]["path"].endswith("tiny")
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (
+            ["--window", "2", "--step", "4"],
+            "against the cached keys the mask allows, plus itself: keys 3–4 (2).",
+        ),
+        (
+            ["--index-base", "0", "--step", "4"],
+            "against every key held in the KV cache, plus itself: keys 0–4 (5).",
+        ),
+        (
+            ["--kind", "strict", "--step", "3"],
+            "against every key held in the KV cache, not itself: keys 1–2 (2).",
+        ),
+        (
+            ["--kind", "strict", "--step", "1"],
+            "Row 1 may attend to no key: its attention is all zeros",
+        ),
+        (["--pad", "2", "--step", "5"], "plus itself: keys 3–5 (3)."),
+        (["--docs", "3,3", "--step", "5"], "plus itself: keys 4–5 (2)."),
+    ],
+)
+def test_step_names_the_allowed_keys_as_ranges_in_the_chosen_base(
+    args: list[str], says: str
+) -> None:
+    result = run_cli("show-mask", "6", *args, "--plain")
+    assert result.exit_code == 0, result.stderr
+    assert says in flat(result.stdout)
+    assert "allowed keys:" not in result.stdout  # the old bare count
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--kind", "bidirectional", "--step", "3"],
+        ["--kind", "prefix-lm", "--prefix", "3", "--step", "2"],
+    ],
+)
+def test_step_on_a_mask_that_sees_the_future_says_cached_decoding_cannot_reproduce_it(
+    args: list[str],
+) -> None:
+    out = flat(run_cli("show-mask", "6", *args, "--plain").stdout)
+    assert (
+        "including later positions: cached decoding, whose KV cache holds only the past, cannot reproduce this row."
+        in out
+    )
+    assert "cached decoding computes" not in out
+
+
+def test_a_near_miss_kind_gets_a_suggestion() -> None:
+    result = run_cli("show-mask", "6", "--kind", "casual")
+    assert result.exit_code == 2
+    assert result.stderr.strip().endswith("did you mean 'causal'?")
+    assert "Value error" not in result.stderr
+    assert "did you mean" not in run_cli("show-mask", "6", "--kind", "zzz").stderr
+
+
+def test_counts_are_worded_for_one() -> None:
+    assert "1 query x 1 key (positions from 1)" in run_cli("show-mask", "1").stdout
+
+
+def test_doctor_takes_plain_and_its_help_has_examples() -> None:
+    assert run_cli("doctor", "--plain").exit_code == 0
+    assert "maskviz doctor --json" in run_cli("doctor", "--help").stdout
+
+
+def test_absurd_window_is_a_usage_error_not_an_overflow() -> None:
+    result = run_cli("show-mask", "4", "--window", "9" * 30)
+    assert result.exit_code == 2
+    assert "window must be at most" in result.stderr

@@ -179,3 +179,76 @@ def test_failed_save_leaves_no_partial_file(tmp_path: Path) -> None:
     assert code == 2
     assert target.read_bytes() == b"previous"
     assert sorted(tmp_path.iterdir()) == [target]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--top-k", "3"], "--top-k applies only when sampling: add --temperature > 0"),
+        (["--seed", "7"], "--seed applies only when sampling: add --temperature > 0"),
+        (["--head", "1", "--heads", "all"], "--head cannot be combined with --heads"),
+        (["--head", "1", "--agg", "mean"], "--head cannot be combined with --agg"),
+        (["--steps", "60"], "use --steps 50 or fewer"),
+    ],
+)
+def test_options_that_would_do_nothing_are_usage_errors(args: list[str], message: str) -> None:
+    code, _, err = trace_cli(PROMPT, "--model", FIXTURE, *args)
+    assert code == 2
+    assert message in err
+
+
+def test_sampling_without_a_seed_prints_and_records_one_that_replays_the_run(
+    tmp_path: Path,
+) -> None:
+    sampled = ["--model", FIXTURE, "--steps", "8", "--temperature", "1.5", "--top-k", "20"]
+    code, out, err = trace_cli(PROMPT, *sampled)
+    assert code == 0, err
+    seed = int(out.split("seed ")[1].split()[0])
+    assert "sampled: temperature 1.5, top-k 20, seed" in out
+    code, out_json, _ = trace_cli(PROMPT, *sampled, "--json")
+    data = json.loads(out_json)
+    assert (data["temperature"], data["top_k"]) == (1.5, 20)
+    assert isinstance(data["seed"], int) and data["seed"] != seed  # a new seed per run
+    replay = json.loads(trace_cli(PROMPT, *sampled, "--seed", str(data["seed"]), "--json")[1])
+    assert replay["token_ids"] == data["token_ids"]
+    for suffix in (".npz", ".json"):
+        path = tmp_path / f"t{suffix}"
+        assert trace_cli(PROMPT, *sampled, "--seed", "5", "--save", str(path))[0] == 0
+        saved = Trace.load(path)
+        assert (saved.temperature, saved.top_k, saved.seed) == (1.5, 20, 5)
+        assert saved.decoding == "sampled: temperature 1.5, top-k 20, seed 5"
+
+
+def test_greedy_traces_record_no_sampling_settings() -> None:
+    data = json.loads(trace_cli(PROMPT, "--model", FIXTURE, "--steps", "2", "--json")[1])
+    assert (data["temperature"], data["top_k"], data["seed"]) == (0.0, None, None)
+
+
+def test_weight_levels_stay_distinct_in_16_256_and_truecolor_terminals() -> None:
+    from rich.color import ColorSystem
+
+    from maskviz.render.terminal import STYLE_BLOCKED, weight_glyph
+
+    weights = (0.0, 0.1, 0.3, 0.6, 1.0)
+    for system in (ColorSystem.STANDARD, ColorSystem.EIGHT_BIT, ColorSystem.TRUECOLOR):
+        # what the CLI picks for such a terminal: glyphs when colours are too few
+        ramp = system == ColorSystem.STANDARD
+        seen = set()
+        for w in weights:
+            glyph, style = weight_glyph(w, ramp)
+            assert style is not None and style.color is not None
+            seen.add((glyph, style.color.downgrade(system).name))
+        masked = ("○", STYLE_BLOCKED.color.downgrade(system).name)  # type: ignore[union-attr]
+        assert len(seen) == len(weights) and masked not in seen, system
+
+
+@pytest.mark.parametrize(("term", "ramp"), [("xterm", True), ("xterm-256color", False)])
+def test_cli_shades_by_glyph_in_a_16_colour_terminal(term: str, ramp: bool) -> None:
+    from maskviz.cli import _ramp_shading, console
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TERM", term)
+        mp.setenv("FORCE_COLOR", "1")
+        mp.delenv("NO_COLOR", raising=False)
+        mp.delenv("COLORTERM", raising=False)
+        assert _ramp_shading(console(False)) is ramp

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -11,12 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from maskviz import GPTConfig, random_model
-from maskviz.compare import PAIRS, cached_macs, compare, pass_macs
+from maskviz.compare import PAIRS, compare
 from maskviz.similarity import similarity
 from tests.conftest import run_cli
 
 FIXTURE = str(Path(__file__).parent / "fixtures" / "gpt2-tiny")
-AGREEING = [p for p in PAIRS if p != "unmasked-vs-cached"]
+# learned absolute positions make shifted position ids a different input
+DIFFERING_ON_GPT2 = ("unmasked-vs-cached", "shifted-vs-cached")
+AGREEING = [p for p in PAIRS if p not in DIFFERING_ON_GPT2]
 
 
 @pytest.mark.parametrize("pair", PAIRS)
@@ -24,13 +27,13 @@ def test_verdict_and_exit_code_on_a_checkpoint(pair: str) -> None:
     result = run_cli(
         "compare", pair, "--model", FIXTURE, "--prompt", "The cat sat", "--steps", "6", "--plain"
     )
-    expected = 1 if pair == "unmasked-vs-cached" else 0
+    expected = 1 if pair in DIFFERING_ON_GPT2 else 0
     assert result.exit_code == expected, result.stderr
     last = " ".join(result.stdout.split()[-30:])
     if expected == 0:
         assert "identical up to float rounding" in last
     else:
-        assert "DIFFERENT: first at row 1" in last
+        assert "DIFFERENT: first at row" in last
 
 
 configs = st.builds(
@@ -56,10 +59,11 @@ def test_every_pair_gives_its_verdict_on_random_models(
     p = data.draw(st.integers(2, 8))
     prompt = data.draw(st.lists(st.integers(0, cfg.vocab_size - 1), min_size=p, max_size=p))
     steps = data.draw(st.integers(1, 8))
-    for pair in AGREEING:
-        result = compare(model, pair, prompt, steps)
+    for pair, side in [(p, "right") for p in AGREEING] + [("padded-vs-cached", "left")]:
+        result = compare(model, pair, prompt, steps, side=side)  # type: ignore[arg-type]
         assert result.agree, (pair, result.max_abs_diff_attention, result.max_abs_diff_logits)
         assert result.first_differing_row is None
+    assert not compare(model, "shifted-vs-cached", prompt, steps).agree
     unmasked = compare(model, "unmasked-vs-cached", prompt, steps)
     assert not unmasked.agree
     # row 0 sees keys after it; in layer 0 the last row sees exactly what it would with the
@@ -99,13 +103,14 @@ def test_json_has_the_documented_fields() -> None:
 def test_cost_formulas_match_hand_counts() -> None:
     cfg = GPTConfig(n_layer=2, n_head=1, n_embd=4, n_ctx=16, vocab_size=10)
     # one token, 3 keys: 2 layers x (12*16 + 2*4*3) + 10*4 = 2 * 216 + 40
-    assert pass_macs(cfg, 1, 3, 1) == 472
+    assert cfg.pass_macs(1, 3, 1) == 472
     # training pass over 5 tokens: 2 x (12*16*5 + 2*4*25) + 10*4*5
-    assert pass_macs(cfg, 5, 5, 5) == 2 * (960 + 200) + 200
+    assert cfg.pass_macs(5, 5, 5) == 2 * (960 + 200) + 200
     # cached: prefill of 3 (2 x (576 + 72) + 120) then steps with 4 and 5 keys
     prefill = 2 * (12 * 16 * 3 + 2 * 4 * 9) + 120
     steps = sum(2 * (192 + 2 * 4 * k) + 40 for k in (4, 5))
-    assert cached_macs(cfg, 3, 5) == prefill + steps
+    model = random_model(cfg)
+    assert compare(model, "training-vs-cached", [1, 2, 3], 2).b.macs == prefill + steps
 
 
 def test_recompute_grows_per_step_and_cached_stays_flat() -> None:
@@ -178,3 +183,55 @@ def test_similarity_cli_output_and_errors() -> None:
     assert "not a single token" in bad.stderr
     data = json.loads(run_cli("similarity", "a", "b", "--model", FIXTURE, "--json").stdout)
     assert {"cosine", "representation_norm", "forward_ids", "backward_ids"} <= set(data)
+
+
+def test_cost_table_layout_does_not_depend_on_how_fast_the_machine_was() -> None:
+    from dataclasses import replace
+
+    from rich.console import Console
+
+    from maskviz.render.terminal import compare_view
+
+    model = random_model(GPTConfig(2, 2, 16, 32, 50), seed=0)
+    result = compare(model, "padded-vs-cached", [1, 2, 3], 5)
+
+    def render(scale: float) -> list[str]:
+        sides = {
+            side: replace(
+                getattr(result, side),
+                seconds=getattr(result, side).seconds * scale,
+                step_seconds=getattr(result, side).step_seconds * scale,
+            )
+            for side in ("a", "b")
+        }
+        console = Console(width=80, record=True, color_system=None, file=io.StringIO())
+        labels = [str(i) for i in result.token_ids]
+        console.print(compare_view(model, replace(result, **sides), labels, 0, 0, plain=True))
+        return console.export_text().splitlines()
+
+    fast, slow = render(1e-3), render(1e4)  # microseconds against whole minutes
+    assert len(fast) == len(slow)
+    assert [len(line.rstrip()) for line in fast] == [len(line.rstrip()) for line in slow]
+    assert all(len(line.rstrip()) <= 80 for line in slow)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "EMPTY"], "config.json: missing"),
+        (["--model", "no-such-user/no-such-model"], "HF_HUB_OFFLINE"),
+        (["--save", "MISSING/x.png"], "does not exist"),
+        (["--steps", "0"], "--steps must be >= 1"),
+        (["--steps", "300"], "use --steps 214 or fewer"),
+    ],
+)
+def test_compare_exits_2_for_trouble_and_keeps_1_for_a_difference(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    args = [
+        a.replace("EMPTY", str(tmp_path)).replace("MISSING", str(tmp_path / "no")) for a in args
+    ]
+    result = run_cli("compare", "training-vs-cached", *args, env={"HF_HUB_OFFLINE": "1"})
+    assert result.exit_code == 2, (result.exit_code, result.stderr)
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

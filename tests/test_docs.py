@@ -41,3 +41,12 @@ def test_timings_are_the_only_thing_the_check_ignores() -> None:
         "prefill 9.9 ms, 1.00 ms per step"
     )
     assert normalise("21 of 36 cells") != normalise("22 of 36 cells")
+
+
+def test_rows_of_times_in_tables_are_ignored_by_the_check() -> None:
+    generator = load_generator()
+    normalise = generator.normalise  # type: ignore[attr-defined]
+    fast = "time, ms      2.3     10.7   0.21x\nms per step, first   -   1.09\nMACs  66,696,000"
+    slow = "time, ms  32712.3  91410.7  12.21x\nms per step, first   -  411.09\nMACs  66,696,000"
+    assert normalise(fast) == normalise(slow)
+    assert normalise(fast) != normalise(fast.replace("66,696,000", "66,696,001"))

@@ -196,6 +196,44 @@ def test_bad_input_raises_the_library_error(kwargs: dict[str, object], message: 
         model.trace(**kwargs)  # type: ignore[arg-type]
 
 
+def test_forward_accepts_mask_objects_bool_arrays_causal_and_none() -> None:
+    model = random_model(GPTConfig(2, 2, 8, 16, 20), seed=4)
+    ids = [1, 5, 2, 7, 3]
+    window = maskviz.masks.causal(5) & maskviz.masks.sliding_window(5, 2)
+    for method in (model.forward, model.forward_hidden):
+        by_name = method(ids, "causal")
+        for same in (maskviz.masks.causal(5), maskviz.masks.causal(5).to_array()):
+            out = method(ids, same)
+            np.testing.assert_array_equal(out[0], by_name[0])
+            np.testing.assert_array_equal(out[1], by_name[1])
+        from_object, from_array = method(ids, window), method(ids, window.to_array())
+        np.testing.assert_array_equal(from_object[0], from_array[0])
+        assert (from_object[1][..., ~window.to_array()] == 0).all()
+        unmasked = method(ids, None)
+        np.testing.assert_array_equal(unmasked[0], method(ids, np.ones((5, 5), bool))[0])
+        assert (unmasked[1] > 0).all()
+
+
+@pytest.mark.parametrize(
+    ("mask", "given"),
+    [
+        ("bidirectional", "the string 'bidirectional'"),
+        (np.ones((3, 3)), r"a float64 array of shape \[3, 3\]"),
+        (np.ones((3, 3), np.uint8), r"a uint8 array of shape \[3, 3\]"),
+        (np.ones((2, 2), bool), r"a bool array of shape \[2, 2\]"),
+        (maskviz.masks.causal(4), r"a Mask of shape \[4, 4\]"),
+        (maskviz.masks.cached_step(past_len=2), r"a Mask of shape \[1, 3\]"),
+        ([[True] * 3] * 3, "a list"),
+    ],
+)
+def test_forward_refuses_other_masks_naming_what_was_given(mask: object, given: str) -> None:
+    model = random_model(GPTConfig(1, 1, 4, 8, 10))
+    for method in (model.forward, model.forward_hidden):
+        with pytest.raises(MaskvizError, match=r"mask must be .*; got " + given) as info:
+            method([1, 2, 3], mask)  # type: ignore[arg-type]
+        assert info.value.exit_code == 2
+
+
 def test_bad_configs_are_refused() -> None:
     with pytest.raises(MaskvizError, match="divisible"):
         GPTConfig(1, 3, 8, 8, 8)

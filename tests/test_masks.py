@@ -158,3 +158,31 @@ def test_huge_masks_are_summarised_without_a_dense_matrix() -> None:
     assert mask.summary().allowed == 4096 * (1_000_000 - 4095) + 4095 * 4096 // 2
     with pytest.raises(MaskvizError, match="too large"):
         mask.to_array()
+
+
+def test_chunks_start_at_the_first_real_token_with_left_padding() -> None:
+    # HF's create_chunked_causal_mask convention: the padded row chunks its real tokens
+    # exactly as the unpadded sequence would (real tokens 2,3 | 4,5, 1-based)
+    expected = ["00000", "01000", "01100", "00010", "00011"]
+    grid = masks.build(5, chunk=2, pad=1).to_array().astype(int)
+    assert ["".join(map(str, row)) for row in grid] == expected
+    unpadded = masks.build(4, chunk=2).to_array()
+    assert np.array_equal(grid[1:, 1:], unpadded)
+    right = masks.build(5, chunk=2, pad=1, pad_side="right").to_array().astype(int)
+    assert ["".join(map(str, row)) for row in right] == [
+        "10000",
+        "11000",
+        "00100",
+        "00110",
+        "00000",
+    ]
+
+
+def test_allowed_keys_are_the_rows_intervals() -> None:
+    mask = masks.build(8, window=3) | masks.documents([2, 6])
+    dense = mask.to_array()
+    for row in range(8):
+        keys = np.zeros(8, bool)
+        for lo, hi in mask.allowed_keys(row):
+            keys[lo : hi + 1] = True
+        assert np.array_equal(keys, dense[row])

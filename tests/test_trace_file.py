@@ -113,3 +113,24 @@ def test_a_header_claiming_more_data_than_present_is_refused(trace: Trace, tmp_p
             zout.writestr(info.filename, payload)
     with pytest.raises(MaskvizError, match="declares"):
         Trace.load(bad)
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".json"])
+def test_a_trace_saved_by_0_1_0_still_loads_as_greedy(suffix: str) -> None:
+    # written by maskviz 0.1.0, before traces recorded their sampling settings
+    old = Trace.load(Path(__file__).parent / "fixtures" / f"trace-0.1.0{suffix}")
+    assert old.n_tokens == 6 and old.prompt_len == 3
+    assert (old.temperature, old.top_k, old.seed) == (0.0, None, None)
+    assert old.decoding == "greedy"
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".json"])
+def test_sampling_settings_round_trip(tmp_path: Path, suffix: str) -> None:
+    model = random_model(GPTConfig(2, 2, 8, 16, 20), seed=4)
+    sampled = model.trace([1, 2, 3], steps=5, temperature=0.7, top_k=4)
+    assert sampled.seed is not None  # chosen and recorded
+    sampled.save(tmp_path / f"t{suffix}")
+    back = Trace.load(tmp_path / f"t{suffix}")
+    assert (back.temperature, back.top_k, back.seed) == (0.7, 4, sampled.seed)
+    replay = model.trace([1, 2, 3], steps=5, temperature=0.7, top_k=4, seed=back.seed)
+    np.testing.assert_array_equal(replay.token_ids, sampled.token_ids)

@@ -1,10 +1,12 @@
 """matplotlib figures of recorded attention: heatmaps, side-by-side comparisons, a decoding GIF.
 
 Every figure draws rows as queries (top to bottom) and columns as keys, with
-positions counted from 0. Attention weights use viridis on a fixed 0..1 scale so
-figures can be compared with each other; cells the mask forbids are drawn in a
-flat grey that no weight maps to, so "not allowed" never looks like "weight 0".
-A dashed line marks where the prompt ends and generated tokens begin.
+positions numbered from 1 in ticks, titles and captions, as in the terminal.
+Attention weights use viridis on a fixed 0..1 scale so figures can be compared
+with each other; cells the mask forbids are drawn in a flat grey that no weight
+maps to, so "not allowed" never looks like "weight 0". A dashed line marks where
+the prompt ends and generated tokens begin; in a similarity figure two dashed
+lines enclose the delimiter's row and column instead.
 
 Matrices wider than 64 positions are average-pooled into at most 64 x 64 cells
 (the title says so). Figures are built on `matplotlib.figure.Figure` directly (no
@@ -14,7 +16,7 @@ pyplot state); only `save_decode_gif` writes a file, atomically.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -49,6 +51,10 @@ LABEL_WIDTH = 12  # terminal cells of a token label before it is cut with '…'
 GIF_DPI = 100
 MASKED_LABEL = "masked (not allowed)"
 BOUNDARY_LABEL = "prompt | generated"
+DELIMITER_LABEL = "delimiter (between the dashed lines)"
+DECODE_MODES = ("cached", "training")
+
+ProgressCallback = Callable[[int, int], None]  # (frames written, total frames)
 
 
 # -- text ---------------------------------------------------------------------------
@@ -225,19 +231,40 @@ def _heatmap(
     return image
 
 
+def _boundaries(prompt_len: int, n: int) -> tuple[float, ...]:
+    """Where the prompt/generated line goes: none when nothing was generated."""
+    return (prompt_len - 0.5,) if prompt_len < n else ()
+
+
+def _position_ticks(ax: Axes, n: int) -> None:
+    """Numeric ticks for long sequences, labelled with positions counted from 1."""
+    from matplotlib.ticker import MaxNLocator
+
+    # Choose round numbers among the 1-based positions, then place each at its
+    # 0-based image coordinate, so tick "100" sits on the row the terminal calls 100.
+    nice = MaxNLocator(nbins=8, integer=True).tick_values(1, n)
+    numbers = sorted({1, *(int(v) for v in nice if 1 <= v <= n)})
+    places = [v - 1 for v in numbers]
+    names = [str(v) for v in numbers]
+    ax.set_xticks(places, names)
+    ax.set_yticks(places, names)
+    ax.tick_params(labelsize=8)
+
+
 def _decorate(
     ax: Axes,
     grid: _Grid,
     labels: Sequence[str],
-    prompt_len: int,
     ticks: _Ticks,
+    lines: Sequence[float],
     *,
     show_x: bool = True,
     show_y: bool = True,
 ) -> None:
-    """Tick labels, axis labels, cell grid and the prompt/generated boundary.
+    """Tick labels, axis labels, cell grid and dashed lines at the ``lines`` edges.
 
     Up to 64 positions get token labels; beyond that, numeric position ticks.
+    Either way positions are numbered from 1, as in the terminal.
     """
     n = grid.n
     if n <= MAX_CELLS:
@@ -253,29 +280,23 @@ def _decorate(
             ax.grid(which="minor", color="white", linewidth=0.6)
             ax.tick_params(which="minor", length=0)
     else:
-        from matplotlib.ticker import MaxNLocator
-
-        ax.xaxis.set_major_locator(MaxNLocator(nbins=8, integer=True))
-        ax.yaxis.set_major_locator(MaxNLocator(nbins=8, integer=True))
-        ax.tick_params(labelsize=8)
+        _position_ticks(ax, n)
     ax.tick_params(labelbottom=show_x, labelleft=show_y)
     if show_x:
         ax.set_xlabel("key position →")
     if show_y:
         ax.set_ylabel("query position ↓")
-    if prompt_len < n:
-        edge = prompt_len - 0.5
+    for edge in lines:
         ax.axhline(edge, color=COLOR_BOUNDARY, linestyle="--", linewidth=1.4)
         ax.axvline(edge, color=COLOR_BOUNDARY, linestyle="--", linewidth=1.4)
 
 
-def _legend(fig: Figure, boundary: bool, extra: Sequence[Artist] = ()) -> None:
+def _legend(fig: Figure, boundary: str | None, extra: Sequence[Artist] = ()) -> None:
+    """Legend under the panels; ``boundary`` says what the dashed lines mean (None: no lines)."""
     handles: list[Artist] = [Patch(facecolor=COLOR_MASKED, edgecolor="0.6", label=MASKED_LABEL)]
-    if boundary:
+    if boundary is not None:
         handles.append(
-            Line2D(
-                [], [], color=COLOR_BOUNDARY, linestyle="--", linewidth=1.4, label=BOUNDARY_LABEL
-            )
+            Line2D([], [], color=COLOR_BOUNDARY, linestyle="--", linewidth=1.4, label=boundary)
         )
     handles.extend(extra)
     # Two rows beat a legend wider than a small figure.
@@ -295,28 +316,23 @@ def _suptitle(fig: Figure, text: str, grid: _Grid) -> None:
 # -- public figures -----------------------------------------------------------------
 
 
-def attention_figure(
+def _heatmap_grid(
     matrices: Sequence[FloatArray],
-    mask: BoolArray,
-    labels: Sequence[str],
-    prompt_len: int,
+    masks: Sequence[BoolArray],
+    labels: Sequence[Sequence[str]],
+    lines: Sequence[Sequence[float]],
     titles: Sequence[str],
     suptitle: str,
+    boundary: str | None,
+    *,
+    shared_axes: bool,
 ) -> Figure:
-    """Heatmaps of attention weights: one panel per matrix, in a near-square grid.
+    """Panels in a near-square grid, one colour bar, legend below; inputs are checked.
 
-    ``matrices`` are T x T (row = query, column = key), e.g. one head, a mean over
-    heads, or every head as small multiples; ``mask`` [T, T] marks allowed cells
-    (False cells are drawn grey). ``labels`` are the T token labels, ``titles`` one
-    per panel. Rows and columns after ``prompt_len`` are generated tokens.
+    With ``shared_axes`` the panels have the same tokens, so inner panels leave
+    their tick labels to the outer ones; otherwise every panel is labelled.
     """
-    if not matrices:
-        raise ValueError("attention_figure needs at least one matrix")
-    if len(titles) != len(matrices):
-        raise ValueError(f"expected {len(matrices)} titles, got {len(titles)}")
-    allowed = np.asarray(mask, dtype=bool)
-    n = _check_inputs(matrices, [allowed], labels, prompt_len)
-    grid = _Grid.for_size(n)
+    grid = _Grid.for_size(int(np.asarray(matrices[0]).shape[0]))
     count = len(matrices)
     ncols = math.ceil(math.sqrt(count))
     nrows = math.ceil(count / ncols)
@@ -331,26 +347,105 @@ def attention_figure(
     ticks = _ticks(side, grid)
     cmap, norm = _cmap(WEIGHTS_CMAP), Normalize(0.0, 1.0)
     image: AxesImage | None = None
-    for i, (ax, matrix, title) in enumerate(zip(axes, matrices, titles, strict=True)):
-        image = _heatmap(ax, grid.mean(matrix, allowed), grid, cmap, norm)
+    for i, ax in enumerate(axes):
+        image = _heatmap(ax, grid.mean(matrices[i], masks[i]), grid, cmap, norm)
         # Inner panels share the outer panels' tick labels; a panel with an empty
         # slot below it (last grid row partly filled) keeps its own.
         _decorate(
             ax,
             grid,
-            labels,
-            prompt_len,
+            labels[i],
             ticks,
-            show_x=i + ncols >= count,
-            show_y=i % ncols == 0,
+            lines[i],
+            show_x=not shared_axes or i + ncols >= count,
+            show_y=not shared_axes or i % ncols == 0,
         )
-        if title:
-            ax.set_title(_text(title), fontsize=11 if count == 1 else 9, parse_math=False)
+        if titles[i]:
+            ax.set_title(_text(titles[i]), fontsize=11 if count == 1 else 9, parse_math=False)
     assert image is not None
     fig.colorbar(image, ax=axes, label="attention weight", shrink=0.9 if count == 1 else 0.6)
     _suptitle(fig, suptitle, grid)
-    _legend(fig, boundary=prompt_len < n)
+    _legend(fig, boundary)
     return fig
+
+
+def attention_figure(
+    matrices: Sequence[FloatArray],
+    mask: BoolArray,
+    labels: Sequence[str],
+    prompt_len: int,
+    titles: Sequence[str],
+    suptitle: str,
+) -> Figure:
+    """Heatmaps of attention weights: one panel per matrix, in a near-square grid.
+
+    ``matrices`` are T x T (row = query, column = key), e.g. one head, a mean over
+    heads, or every head as small multiples; ``mask`` [T, T] marks allowed cells
+    (False cells are drawn grey). ``labels`` are the T token labels, ``titles`` one
+    per panel. Rows and columns after ``prompt_len`` are generated tokens.
+    ``suptitle`` is drawn as given (only escaped).
+    """
+    if not matrices:
+        raise ValueError("attention_figure needs at least one matrix")
+    if len(titles) != len(matrices):
+        raise ValueError(f"expected {len(matrices)} titles, got {len(titles)}")
+    allowed = np.asarray(mask, dtype=bool)
+    n = _check_inputs(matrices, [allowed], labels, prompt_len)
+    count = len(matrices)
+    return _heatmap_grid(
+        matrices,
+        [allowed] * count,
+        [labels] * count,
+        [_boundaries(prompt_len, n)] * count,
+        titles,
+        suptitle,
+        BOUNDARY_LABEL if prompt_len < n else None,
+        shared_axes=True,
+    )
+
+
+@dataclass(frozen=True)
+class DelimitedPanel:
+    """One ordering of a text pair: its attention [T, T], mask, own token labels, delimiter.
+
+    ``delimiter`` is the 0-based position of the delimiter token in this ordering.
+    """
+
+    matrix: FloatArray
+    mask: BoolArray
+    labels: Sequence[str]
+    delimiter: int
+    title: str
+
+
+def similarity_figure(panels: Sequence[DelimitedPanel], suptitle: str) -> Figure:
+    """Each ordering of a text pair side by side, each labelled with its own tokens.
+
+    Two dashed lines enclose the delimiter's row and column in every panel, at that
+    panel's own delimiter position (the orderings put it in different places when
+    the texts differ in length). All panels must have the same length.
+    """
+    if not panels:
+        raise ValueError("similarity_figure needs at least one panel")
+    n = _square(np.asarray(panels[0].matrix), "matrix")
+    masks = []
+    for i, panel in enumerate(panels):
+        _check_inputs([panel.matrix], [panel.mask], panel.labels, 1)
+        if np.asarray(panel.matrix).shape != (n, n):
+            raise ValueError(f"panel {i} is {np.asarray(panel.matrix).shape}, expected ({n}, {n})")
+        if not 0 <= panel.delimiter < n:
+            raise ValueError(f"panel {i}: delimiter {panel.delimiter} is outside 0..{n - 1}")
+        masks.append(np.asarray(panel.mask, dtype=bool))
+    return _heatmap_grid(
+        [p.matrix for p in panels],
+        masks,
+        [p.labels for p in panels],
+        [(p.delimiter - 0.5, p.delimiter + 0.5) for p in panels],
+        [p.title for p in panels],
+        suptitle,
+        DELIMITER_LABEL,
+        shared_axes=False,
+    )
 
 
 def comparison_figure(
@@ -401,98 +496,208 @@ def comparison_figure(
         ax.set_title(title, fontsize=10, parse_math=False)
     ax_diff.set_title(f"|left − right|\n{summary}", fontsize=10)
     for ax in (ax_left, ax_right, ax_diff):
-        _decorate(ax, grid, labels, prompt_len, ticks, show_y=ax is ax_left)
+        _decorate(ax, grid, labels, ticks, _boundaries(prompt_len, n), show_y=ax is ax_left)
     _suptitle(fig, suptitle, grid)
-    _legend(fig, boundary=prompt_len < n)
+    _legend(fig, BOUNDARY_LABEL if prompt_len < n else None)
     return fig
+
+
+@dataclass(frozen=True)
+class _Frame:
+    filled: int  # rows 0..filled-1 are drawn; later rows are blank
+    first: int  # outlined rows: first..last
+    last: int
+    caption: str
+
+
+def _decode_frames(labels: Sequence[str], prompt_len: int, mode: str) -> list[_Frame]:
+    """What each frame of the decoding GIF shows and says.
+
+    cached: one frame per generated token; the rows appear as decoding computes
+    them (prompt rows at once, in the prefill). training: every row comes from one
+    masked pass, so all rows are drawn from the first frame and the frames walk
+    through them, one row each.
+    """
+    n = len(labels)
+    if mode == "training":
+        frames = []
+        for t in range(n):
+            token = _text(display_label(labels[t]), LABEL_WIDTH)
+            sees = "only to itself" if t == 0 else f"to itself + {t} earlier keys"
+            frames.append(
+                _Frame(
+                    n,
+                    t,
+                    t,
+                    f"row {t + 1} of {n} in the single masked pass: query '{token}' attends {sees}",
+                )
+            )
+        return frames
+    if prompt_len == n:
+        caption = (
+            f"prefill: {prompt_len} prompt positions, each attends to itself and earlier positions"
+        )
+        return [_Frame(n, 0, n - 1, caption)]
+    frames = []
+    for t in range(prompt_len, n):
+        token = _text(display_label(labels[t]), LABEL_WIDTH)
+        caption = (
+            f"step {t - prompt_len + 1}: query '{token}' at position {t + 1} attends to "
+            f"{t} cached keys + itself"
+        )
+        frames.append(_Frame(t + 1, t, t, caption))
+    return frames
+
+
+def decode_frame_count(n: int, prompt_len: int, mode: str = "cached") -> int:
+    """Frames `save_decode_gif` writes for ``n`` positions of which ``prompt_len`` are the prompt."""
+    if mode == "training":
+        return n
+    return max(n - prompt_len, 1)
 
 
 def save_decode_gif(
     path: str | Path,
-    matrix: FloatArray,
+    matrices: Sequence[FloatArray],
     mask: BoolArray,
     labels: Sequence[str],
     prompt_len: int,
     title: str,
+    panel_titles: Sequence[str] | None = None,
+    *,
+    mode: str = "cached",
     fps: float = 2.0,
+    progress: ProgressCallback | None = None,
 ) -> int:
-    """Animate cached decoding, one frame per generated token; return the frame count.
+    """Animate a trace row by row; return the frame count.
 
-    Frame k shows the prompt rows and the rows of steps 1..k+1 filled, later rows
-    blank (not computed yet), and outlines the newest query row. With no generated
-    tokens there is one frame showing the prefill. The file is written atomically.
+    One panel per matrix (e.g. one per head), side by side, all stepping together.
+    ``mode`` "cached": one frame per generated token; frame k shows the prompt rows
+    and the rows of steps 1..k+1, later rows blank (not computed yet), and outlines
+    the newest query row; with no generated tokens one frame shows the prefill.
+    ``mode`` "training": every row is drawn from the start (one masked pass) and
+    each frame outlines and describes one row. ``title`` is drawn as given (only
+    escaped); ``progress(done, total)`` is called as frames are written. The file
+    is written atomically.
     """
     from matplotlib.animation import FuncAnimation, PillowWriter
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     if not (math.isfinite(fps) and fps > 0):
         raise ValueError(f"fps must be a positive number, got {fps}")
+    if mode not in DECODE_MODES:
+        raise ValueError(f"mode must be one of {', '.join(DECODE_MODES)}, got {mode!r}")
+    if not matrices:
+        raise ValueError("save_decode_gif needs at least one matrix")
+    if panel_titles is not None and len(panel_titles) != len(matrices):
+        raise ValueError(f"expected {len(matrices)} panel titles, got {len(panel_titles)}")
     allowed = np.asarray(mask, dtype=bool)
-    n = _check_inputs([matrix], [allowed], labels, prompt_len)
+    n = _check_inputs(matrices, [allowed], labels, prompt_len)
+    frames = _decode_frames(labels, prompt_len, mode)
+    assert len(frames) == decode_frame_count(n, prompt_len, mode)
     # The GIF is not pooled: rows appear one at a time, and a pooled block would
     # mix a revealed row with rows that are still blank.
     grid = _Grid(n, 1)
-    side = float(np.clip(0.12 * n + 3.5, 4.0, 7.0))
-    fig = Figure(figsize=(side + 1.8, side + 1.6), layout="constrained")
+    count = len(matrices)
+    ncols = math.ceil(math.sqrt(count))
+    nrows = math.ceil(count / ncols)
+    if count == 1:
+        side = float(np.clip(0.12 * n + 3.5, 4.0, 7.0))
+    else:
+        side = min(_panel_side(n, count), 16.0 / ncols, 12.0 / nrows)
+    fig = Figure(figsize=(ncols * side + 1.8, nrows * side + 1.9), layout="constrained")
     FigureCanvasAgg(fig)  # the animation writer renders through the figure's canvas
-    ax = fig.add_subplot()
-    image = _heatmap(ax, grid.mean(matrix, allowed), grid, _cmap(WEIGHTS_CMAP), Normalize(0.0, 1.0))
-    _decorate(ax, grid, labels, prompt_len, _ticks(side, grid))
-    fig.colorbar(image, ax=ax, label="attention weight", shrink=0.85)
     if title:
         fig.suptitle(_text(title), fontsize=12, parse_math=False)
-
-    # Drawn above the heatmap and its grid lines (zorder), moved every frame.
-    pending = Rectangle((-0.5, n - 0.5), n, 0, facecolor=COLOR_PENDING, edgecolor="none", zorder=3)
-    newest = Rectangle(
-        (-0.5, -0.5), n, 1, fill=False, edgecolor=COLOR_HIGHLIGHT, linewidth=2.2, zorder=4
-    )
-    ax.add_patch(pending)
-    ax.add_patch(newest)
-    steps = n - prompt_len
-    outline = Patch(
-        fill=False,
-        edgecolor=COLOR_HIGHLIGHT,
-        linewidth=2.2,
-        label="newest query" if steps else "prefill queries",
-    )
-    extra: list[Artist] = [outline]
-    if steps:
-        extra.insert(0, Patch(facecolor=COLOR_PENDING, edgecolor="0.6", label="not computed yet"))
-    _legend(fig, boundary=prompt_len < n, extra=extra)
-
-    def caption(frame: int) -> str:
-        if steps == 0:
-            return (
-                f"prefill: {prompt_len} prompt positions, each attends to itself and "
-                "earlier positions"
+    # The caption changes every frame; a subfigure's title sits under the figure's.
+    body = fig.add_subfigure(fig.add_gridspec(1, 1)[0, 0])
+    grid_axes = body.subplots(nrows, ncols, squeeze=False).ravel()
+    for unused in grid_axes[count:]:
+        unused.remove()
+    axes = list(grid_axes[:count])
+    ticks = _ticks(side, grid)
+    cmap, norm = _cmap(WEIGHTS_CMAP), Normalize(0.0, 1.0)
+    pending: list[Rectangle] = []
+    newest: list[Rectangle] = []
+    image: AxesImage | None = None
+    for i, ax in enumerate(axes):
+        image = _heatmap(ax, grid.mean(matrices[i], allowed), grid, cmap, norm)
+        _decorate(
+            ax,
+            grid,
+            labels,
+            ticks,
+            _boundaries(prompt_len, n),
+            show_x=i + ncols >= count,
+            show_y=i % ncols == 0,
+        )
+        if panel_titles is not None and panel_titles[i]:
+            ax.set_title(_text(panel_titles[i]), fontsize=10, parse_math=False)
+        # Drawn above the heatmap and its grid lines (zorder), moved every frame.
+        pending.append(
+            ax.add_patch(
+                Rectangle(
+                    (-0.5, n - 0.5), n, 0, facecolor=COLOR_PENDING, edgecolor="none", zorder=3
+                )
             )
-        t = prompt_len + frame
-        token = _text(labels[t], LABEL_WIDTH)
-        return f"step {frame + 1}: query '{token}' at position {t + 1} attends to {t} cached keys + itself"
+        )
+        newest.append(
+            ax.add_patch(
+                Rectangle(
+                    (-0.5, -0.5),
+                    n,
+                    1,
+                    fill=False,
+                    edgecolor=COLOR_HIGHLIGHT,
+                    linewidth=2.2,
+                    zorder=4,
+                )
+            )
+        )
+    assert image is not None
+    body.colorbar(image, ax=axes, label="attention weight", shrink=0.85 if count == 1 else 0.6)
 
-    def draw(frame: int) -> list[Artist]:
-        last = n - 1 if steps == 0 else prompt_len + frame
-        first = 0 if steps == 0 else last
-        pending.set_y(last + 0.5)
-        pending.set_height(n - 1 - last)
-        newest.set_y(first - 0.5)
-        newest.set_height(last - first + 1)
-        ax.set_title(caption(frame), fontsize=10, parse_math=False)
-        return [pending, newest, ax.title]
+    if mode == "training":
+        outline_label = "row in the caption"
+    elif prompt_len < n:
+        outline_label = "newest query"
+    else:
+        outline_label = "prefill queries"
+    extra: list[Artist] = [
+        Patch(fill=False, edgecolor=COLOR_HIGHLIGHT, linewidth=2.2, label=outline_label)
+    ]
+    if any(frame.filled < n for frame in frames):
+        extra.insert(0, Patch(facecolor=COLOR_PENDING, edgecolor="0.6", label="not computed yet"))
+    _legend(fig, BOUNDARY_LABEL if prompt_len < n else None, extra=extra)
+    caption = body.suptitle("", fontsize=10, parse_math=False)
 
-    frames = max(steps, 1)
+    def draw(index: int) -> list[Artist]:
+        frame = frames[index]
+        for blank, outline in zip(pending, newest, strict=True):
+            blank.set_y(frame.filled - 0.5)
+            blank.set_height(n - frame.filled)
+            outline.set_y(frame.first - 0.5)
+            outline.set_height(frame.last - frame.first + 1)
+        caption.set_text(frame.caption)
+        return [*pending, *newest, caption]
+
     # Lay the figure out once, with the longest caption, then freeze it: a layout
     # that followed each caption would shift the heatmap between frames.
-    draw(max(range(frames), key=lambda f: len(caption(f))))
+    draw(max(range(len(frames)), key=lambda f: len(frames[f].caption)))
     fig.draw_without_rendering()
     fig.set_layout_engine("none")
 
     animation = FuncAnimation(
-        fig, draw, frames=frames, blit=False, repeat=False, cache_frame_data=False
+        fig, draw, frames=len(frames), blit=False, repeat=False, cache_frame_data=False
     )
+
+    def written(done: int, _total: int | None) -> None:
+        if progress is not None:
+            progress(done, len(frames))
+
     with atomic_path(path) as tmp:
         # The stubs say int, but PillowWriter only uses fps as 1000 / fps ms per frame.
         writer = PillowWriter(fps=fps)  # type: ignore[arg-type]
-        animation.save(tmp, writer=writer, dpi=GIF_DPI)
-    return frames
+        animation.save(tmp, writer=writer, dpi=GIF_DPI, progress_callback=written)
+        written(len(frames), len(frames))
+    return len(frames)

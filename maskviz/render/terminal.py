@@ -17,7 +17,7 @@ from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.style import Style
 from rich.text import Text
 
-from maskviz._text import cell_width, display_label, fit, safe_text
+from maskviz._text import cell_width, display_label, fit, plural, safe_text
 from maskviz.masks import Mask
 
 if TYPE_CHECKING:  # annotations only: drawing a mask needs no engine
@@ -138,6 +138,59 @@ class MaskGrid:
         )
 
 
+def key_ranges(intervals: Sequence[tuple[int, int]], index_base: int = 1) -> str:
+    """Intervals of keys as text with their count, e.g. "keys 3–4 (2)" or "no key".
+
+    >>> key_ranges([(0, 1), (4, 4)])
+    'keys 1–2, 5 (3)'
+    """
+    count = sum(b - a + 1 for a, b in intervals)
+    if count == 0:
+        return "no key"
+    parts = [
+        str(a + index_base) if a == b else f"{a + index_base}–{b + index_base}"
+        for a, b in intervals
+    ]
+    return f"key{'s' if count > 1 else ''} {', '.join(parts)} ({count:,})"
+
+
+def step_sentence(mask: Mask, row: int, index_base: int = 1) -> str:
+    """What one cached decoding step does for query ``row``, or why it cannot do it.
+
+    >>> from maskviz.masks import bidirectional, causal, sliding_window
+    >>> step_sentence(causal(6) & sliding_window(6, 2), 3)
+    'Step 4: cached decoding computes only this row: one query at position 4 against the cached keys the mask allows, plus itself: keys 3–4 (2). A cache that keeps only these keys needs no mask.'
+    >>> step_sentence(bidirectional(6), 2)
+    'Row 3 may attend to keys 1–6 (6), including later positions: cached decoding, whose KV cache holds only the past, cannot reproduce this row.'
+    """
+    intervals = mask.allowed_keys(row)
+    pos = row + mask.query_offset
+    step, keys = pos + index_base, key_ranges(intervals, index_base)
+    if not intervals:
+        return f"Row {step} may attend to {keys}: its attention is all zeros, and one cached step has nothing to compute."
+    if intervals[-1][1] > pos:
+        return (
+            f"Row {step} may attend to {keys}, including later positions: cached decoding, "
+            "whose KV cache holds only the past, cannot reproduce this row."
+        )
+    itself = intervals[-1][1] == pos
+    earlier = sum(min(b, pos - 1) - a + 1 for a, b in intervals if a < pos)
+    if earlier == pos:
+        cache, note = "every key held in the KV cache", ""
+    else:
+        cache, note = (
+            "the cached keys the mask allows",
+            " A cache that keeps only these keys needs no mask.",
+        )
+    if earlier == 0:
+        cache = "no cached key"
+    own = ", plus itself" if itself else ", not itself"
+    return (
+        f"Step {step}: cached decoding computes only this row: one query at position {step} "
+        f"against {cache}{own}: {keys}.{note}"
+    )
+
+
 def mask_summary(
     mask: Mask, index_base: int = 1, padded_rows: NDArray[np.int64] | None = None
 ) -> Text:
@@ -169,6 +222,14 @@ def mask_summary(
 
 RAMP = "·░▒▓█"  # plain-mode shading, weight bins below
 _RAMP_EDGES = (0.05, 0.2, 0.4, 0.7)
+# one weight inside each ramp bin, and how the legend names the bin
+_RAMP_LEGEND = [
+    (0.0, "<", 0.05),
+    (0.1, "<", 0.2),
+    (0.3, "<", 0.4),
+    (0.6, "<", 0.7),
+    (1.0, "≥", 0.7),
+]
 _SHADES = 12
 
 
@@ -186,25 +247,24 @@ _SHADE_STYLES = _shade_styles()
 
 
 def weight_glyph(weight: float, plain: bool) -> tuple[str, Style | None]:
-    """The glyph and style of one allowed cell: colour intensity, or a ramp when plain."""
+    """The glyph and style of one allowed cell: colour intensity, or a glyph ramp when
+    ``plain`` (no colour, or too few colours to keep the levels apart)."""
     if plain:
-        return RAMP[int(np.searchsorted(_RAMP_EDGES, weight, side="right"))], None
+        return RAMP[int(np.searchsorted(_RAMP_EDGES, weight, side="right"))], STYLE_ALLOWED
     level = round(min(max(weight, 0.0), 1.0) ** 0.5 * (_SHADES - 1))
     return ALLOWED, _SHADE_STYLES[level]
 
 
 def attention_legend(plain: bool) -> Text:
-    text = Text()
+    text = Text("allowed cells by weight: ")
     if plain:
-        text.append(
-            f"allowed cells by weight: {RAMP[0]} <5%  {RAMP[1]} <20%  {RAMP[2]} <40%  {RAMP[3]} <70%  {RAMP[4]} ≥70%"
-        )
+        levels = [(w, f"{edge}{bound:.0%}") for w, edge, bound in _RAMP_LEGEND]
     else:
-        text.append("allowed cells by weight: ")
-        for w in (0.0, 0.1, 0.3, 0.6, 1.0):
-            glyph, style = weight_glyph(w, plain)
-            text.append(glyph, style)
-            text.append(f" {w:.0%}  ")
+        levels = [(w, f"{w:.0%}") for w in (0.0, 0.1, 0.3, 0.6, 1.0)]
+    for i, (w, label) in enumerate(levels):
+        glyph, style = weight_glyph(w, plain)
+        text.append(("  " if i else "") + glyph, style)
+        text.append(f" {label}")
     text.append("   ")
     text.append(BLOCKED, STYLE_BLOCKED)
     text.append(" masked")
@@ -344,7 +404,8 @@ def trace_view(
     header = Text()
     header.append(f"model {safe_text(model.name)}", STYLE_LABEL)
     header.append(
-        f": {cfg.describe()}, {cfg.n_params / 1e6:.2f}M parameters · {trace.dtype} · mode {trace.mode}\n"
+        f": {cfg.describe()}, {cfg.n_params / 1e6:.2f}M parameters · {trace.dtype} · mode {trace.mode}"
+        f" · {trace.decoding}\n"
     )
     header.append(f"prompt, {p} token{'s' if p > 1 else ''}: ")
     for i in range(p):
@@ -378,7 +439,9 @@ def trace_view(
         if t >= p and trace.mode != "training":
             details[t] = Text(f"step {t - p + 1}: {t} cached keys + itself; top: {alts}", STYLE_DIM)
         elif t == p - 1:
-            details[t] = Text(f"prefill: {p} queries in one masked pass; top: {alts}", STYLE_DIM)
+            details[t] = Text(
+                f"prefill: {plural(p, 'query')} in one masked pass; top: {alts}", STYLE_DIM
+            )
     grid = AttentionGrid(
         matrices,
         trace.mask,
@@ -426,6 +489,8 @@ _SIDE_TEXT = {
     "unmasked": "unmasked: one pass, no mask",
     "recompute": "recompute: the whole prefix again at every step, no cache",
     "padded": "padded: every step padded to the final length, causal mask",
+    "left-padded": "left-padded: every step padded before its start, pads masked, positions skip them",
+    "shifted": "shifted: left-padded, positions counted from the pads (the common bug)",
 }
 
 
@@ -461,7 +526,7 @@ def compare_view(
         for t in range(n)
     }
     grid = AttentionGrid(
-        [a.attention[layer, head], b.attention[layer, head]], [a.mask, b.mask], labels, p,
+        [a.attention[layer, head], b.attention[layer, head]], [a.mask[layer], b.mask[layer]], labels, p,
         row_notes=notes, plain=plain, separator="generated tokens",
     )  # fmt: skip
 
@@ -474,27 +539,39 @@ def compare_view(
     agree = "yes, at every step" if result.tokens_agree else "NO"
     layers.add_row("greedy next tokens equal", agree)
 
+    # One column per side keeps the table narrow at any model size. Times are printed at
+    # a fixed width (up to 99,999 ms), so the layout never depends on the machine's
+    # speed: a slow run changes digits, not line breaks.
     cost = Table(
         title="cost (MACs = multiply-accumulates of the matrix products)",
         title_justify="left",
         box=None,
         pad_edge=False,
     )
-    for col in ("side", "MACs", "time", "MACs per step, first → last", "ms per step"):
-        cost.add_column(col, justify="right" if col != "side" else "left")
-    for side in (a, b):
-        step_macs = f"{side.step_macs[0]:,} → {side.step_macs[-1]:,}" if side.step_macs.size else ""
-        step_ms = ""
-        if side.step_seconds.size:
-            step_ms = f"{1e3 * side.step_seconds[0]:.2f} → {1e3 * side.step_seconds[-1]:.2f}"
+    cost.add_column("", no_wrap=True)
+    for name in (a.name, b.name, "left / right"):
+        cost.add_column(name, justify="right", no_wrap=True)
+    cost.add_row("MACs", f"{a.macs:,}", f"{b.macs:,}", f"{a.macs / b.macs:.2f}x")
+    ratio = a.seconds / max(b.seconds, 1e-12)
+    cost.add_row("time, ms", _ms(a.seconds, 1), _ms(b.seconds, 1), f"{ratio:7.2f}x")
+    for which, i in (("first", 0), ("last", -1)):
         cost.add_row(
-            side.name, f"{side.macs:,}", f"{1e3 * side.seconds:.1f} ms", step_macs, step_ms
+            f"MACs per step, {which}",
+            *(f"{s.step_macs[i]:,}" if s.step_macs.size else "-" for s in (a, b)),
         )
-    ratio_time = f"{a.seconds / max(b.seconds, 1e-12):.2f}x"
-    cost.add_row("left / right", f"{a.macs / b.macs:.2f}x", ratio_time, "", "")
+    for which, i in (("first", 0), ("last", -1)):
+        cost.add_row(
+            f"ms per step, {which}",
+            *(_ms(s.step_seconds[i], 2) if s.step_seconds.size else "-" for s in (a, b)),
+        )
     return Group(
         header, grid, attention_legend(plain), Text(), layers, Text(), cost, Text(), verdict(result)
     )
+
+
+def _ms(seconds: float, decimals: int) -> str:
+    """Milliseconds in a fixed width for anything under 100 s (layout independent of speed)."""
+    return f"{1e3 * seconds:{6 + decimals}.{decimals}f}"
 
 
 def verdict(result: Comparison) -> Text:
@@ -563,6 +640,16 @@ def similarity_view(
     return Group(*parts, attention_legend(plain), summary)
 
 
+def _signed_percent(fraction: float, decimals: int) -> str:
+    """A signed percentage that never reads "-0%" for a change that rounds to zero.
+
+    >>> _signed_percent(-0.001, 0), _signed_percent(0.034, 1)
+    ('+0%', '+3.4%')
+    """
+    value = round(100 * fraction, decimals) + 0.0  # + 0.0 turns -0.0 into 0.0
+    return f"{value:+.{decimals}f}%"
+
+
 def bench_view(result: BenchResult, machine: str) -> Group:
     """The benchmark as a Rich table with a header and the conclusions under it."""
     from rich.table import Table
@@ -574,7 +661,11 @@ def bench_view(result: BenchResult, machine: str) -> Group:
         table.add_column(name, justify="right")
     for label, decode, versus in [
         ("cached (KV cache)", result.cached, "1.0x"),
-        ("cached + recording", result.cached_recording, f"{result.recording_overhead:+.0%}"),
+        (
+            "cached + recording",
+            result.cached_recording,
+            _signed_percent(result.recording_overhead, 0),
+        ),
         ("recompute", result.recompute, f"{result.cache_speedup:.1f}x slower"),
     ]:
         table.add_row(
@@ -602,7 +693,7 @@ def bench_view(result: BenchResult, machine: str) -> Group:
     notes = [
         "",
         f"cache speedup: {result.cache_speedup:.1f}x over recomputing the prefix at every step",
-        f"recording every layer and head: {result.recording_overhead:+.1%} time, "
+        f"recording every layer and head: {_signed_percent(result.recording_overhead, 1)} time, "
         f"{mem['record_bytes_per_token']:,} bytes per token at {result.tokens} positions "
         f"(one head: {mem['record_bytes_per_token_one_head']:,}; float16 halves both)",
         f"KV cache: {mem['kv_cache_bytes_per_token']:,} bytes per token",

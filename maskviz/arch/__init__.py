@@ -1,0 +1,146 @@
+"""Architectures: one module per model family, each read by the one decoding driver.
+
+The driver (`maskviz.model`) runs prefill, the decode loop, sampling, the KV cache
+and recording, and knows nothing of any particular architecture. An architecture
+module provides what differs between model families:
+
+- a frozen config dataclass with the model's shape and costs (`Config`): each
+  layer's mask as a `maskviz.masks` rule (causal, or causal & sliding window W),
+  parameters, multiply-accumulates of a pass, KV-cache bytes per token;
+- a weights class with the math (`Architecture`): embedding at given positions,
+  one layer (attention + MLP) whose attention over the cached keys and values the
+  driver computes, the final norm and the output head;
+- loading: ``config_from_hf(data, source)`` from a Hugging Face ``config.json``,
+  ``weights_from_tensors(tensors, config, source)`` from its safetensors, and
+  ``random_weights(config, rng)`` for tests and benchmarks.
+
+`FAMILIES` maps Hugging Face ``model_type`` values to the module that reads them:
+a third architecture is a new module here and one more entry in that table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from types import ModuleType
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from maskviz.masks import Mask
+
+FloatArray = NDArray[np.floating[Any]]
+IntArray = NDArray[np.int64]
+
+# attend(layer, q [H, n, d], k [H_kv, n, d], v [H_kv, n, d]) -> [H, n, d]: the driver's
+# attention of the layer's new queries over every key the layer may see (cached or not)
+Attend = Callable[[int, FloatArray, FloatArray, FloatArray], FloatArray]
+
+
+class Config(Protocol):
+    """The shape of a model, what its masks are, and what running it costs."""
+
+    @property
+    def architecture(self) -> str: ...  # "gpt2", "llama"
+
+    @property
+    def n_layer(self) -> int: ...
+
+    @property
+    def n_head(self) -> int: ...  # query heads
+
+    @property
+    def n_kv_head(self) -> int: ...  # key/value heads (< n_head: grouped-query attention)
+
+    @property
+    def head_dim(self) -> int: ...
+
+    @property
+    def n_embd(self) -> int: ...
+
+    @property
+    def n_ctx(self) -> int: ...
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    @property
+    def windows(self) -> tuple[int | None, ...]:
+        """Each layer's sliding window W (keys including the query), None for full attention."""
+        ...
+
+    @property
+    def n_params(self) -> int: ...
+
+    def describe(self) -> str: ...
+
+    def layer_mask(self, layer: int, n: int) -> Mask:
+        """The rule of ``layer`` over ``n`` positions: causal, or causal & window W."""
+        ...
+
+    def pass_macs(
+        self, n_queries: int, n_keys: int, logits_rows: int, *, cached: bool = False
+    ) -> int:
+        """Multiply-accumulates of one pass: ``n_queries`` new tokens over ``n_keys`` keys.
+
+        ``cached``: a sliding-window layer's ring cache holds at most W keys, so its
+        products cover min(n_keys, W); an uncached pass multiplies every key (masked).
+        """
+        ...
+
+    def kv_bytes_per_token(self, itemsize: int) -> int:
+        """Bytes one position adds to the KV cache (keys and values, every layer)."""
+        ...
+
+
+class Architecture(Protocol):
+    """A model's weights in one dtype, and the math that reads them."""
+
+    config: Config
+
+    @property
+    def nbytes(self) -> int: ...
+
+    def astype(self, dtype: str) -> Architecture:
+        """A copy in ``dtype`` (float32 or float64)."""
+        ...
+
+    def decoding_layout(self) -> Architecture:
+        """Itself, with each matrix in the memory order a decoding step streams fastest."""
+        ...
+
+    def embed(self, ids: IntArray, positions: IntArray) -> FloatArray:
+        """Token ids [n] at positions [n] -> residual stream x [n, C] (a new array)."""
+        ...
+
+    def layer(self, i: int, x: FloatArray, positions: IntArray, attend: Attend) -> FloatArray:
+        """One transformer block over x [n, C], updated in place and returned."""
+        ...
+
+    def final_norm(self, x: FloatArray) -> FloatArray:
+        """The hidden states the output head reads [n, C]."""
+        ...
+
+    def logits(self, hidden: FloatArray) -> FloatArray:
+        """hidden [n, C] -> logits [n, vocab]."""
+        ...
+
+    def weight_bytes_per_step(self) -> int:
+        """Bytes of weights one cached decoding step reads (every matrix once, one row
+        of each embedding table)."""
+        ...
+
+
+def family(model_type: str) -> ModuleType | None:
+    """The architecture module that reads Hugging Face ``model_type``, or None."""
+    from maskviz.arch import gpt2, llama
+
+    modules: dict[str, ModuleType] = {"gpt2": gpt2}
+    modules.update(dict.fromkeys(llama.MODEL_TYPES, llama))
+    return modules.get(model_type)
+
+
+def supported_model_types() -> Sequence[str]:
+    from maskviz.arch import llama
+
+    return ("gpt2", *llama.MODEL_TYPES)

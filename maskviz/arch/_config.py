@@ -1,0 +1,56 @@
+"""Reading Hugging Face ``config.json`` fields: shared checks with one-line errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from maskviz.errors import MaskvizError
+
+MAX_SIZE = 1 << 20  # the largest dimension a config may name
+
+
+def as_json(value: Any) -> str:
+    """A config value as config.json spells it (false, null, "gpt2")."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def unsupported(
+    source: str, key: str, value: Any, why: str, *, usage: bool = False
+) -> MaskvizError:
+    return MaskvizError(f"{source}: {key} = {as_json(value)} is not supported ({why})", usage=usage)
+
+
+def check_allowed(
+    data: Mapping[str, Any], allowed: Mapping[str, tuple[Any, ...]], source: str
+) -> None:
+    """Refuse a field whose value the engine does not implement (None: may be absent or null)."""
+    for key, values in allowed.items():
+        if key in data and data[key] not in values:
+            shown = [as_json(a) for a in values if a is not None]
+            # every entry lists a value; the fallback keeps the message from ending in "()"
+            why = "this engine implements " + (" or ".join(shown) or "only the default")
+            raise unsupported(source, key, data[key], why)
+
+
+def integers(
+    data: Mapping[str, Any], source: str, **fields: str | tuple[str, ...]
+) -> dict[str, int]:
+    """Positive integer fields by our name, read from the first config key present."""
+    out: dict[str, int] = {}
+    for name, keys in fields.items():
+        names = (keys,) if isinstance(keys, str) else keys
+        key = next((k for k in names if data.get(k) is not None), names[0])
+        if key not in data:
+            raise MaskvizError(f"{source}: missing field {key!r}")
+        value = data[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SIZE:
+            raise MaskvizError(
+                f"{source}: {key} must be an integer from 1 to {MAX_SIZE}, got {value!r}"
+            )
+        out[name] = value
+    return out

@@ -1,0 +1,42 @@
+"""Checkpoint tensors by name, each checked as an architecture takes it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from maskviz.errors import MaskvizError
+
+
+class Tensors:
+    """The tensors of a checkpoint, with ``prefix`` stripped from every name.
+
+    `take` refuses, naming the file and tensor, a missing tensor, a non-float one,
+    a wrong shape, and NaN or infinity: a bad file never runs.
+    """
+
+    def __init__(self, tensors: Mapping[str, NDArray[Any]], source: str, prefix: str = "") -> None:
+        self.named = {k.removeprefix(prefix): v for k, v in tensors.items()}
+        self.source = source
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.named
+
+    def take(self, key: str, shape: tuple[int, ...]) -> NDArray[Any]:
+        if key not in self.named:
+            raise MaskvizError(f"{self.source}: missing tensor {key!r}")
+        arr = self.named[key]
+        if arr.dtype.kind != "f":
+            raise MaskvizError(
+                f"{self.source}: tensor {key!r} has dtype {arr.dtype}, expected floating point"
+            )
+        if arr.shape != shape:
+            raise MaskvizError(
+                f"{self.source}: tensor {key!r} has shape {list(arr.shape)}, expected {list(shape)}"
+            )
+        if not np.isfinite(arr).all():
+            raise MaskvizError(f"{self.source}: tensor {key!r} contains NaN or infinity")
+        return arr

@@ -1,0 +1,533 @@
+"""The Llama family: Llama 3, Mistral, Qwen2 and Qwen3, one architecture set by config.
+
+What differs from GPT-2, and why it matters for masks:
+
+- rotary positions (RoPE) instead of learned ones: q and k are rotated by angles
+  proportional to their positions, so a score depends only on the *distance*
+  between query and key. A left-padded row gives the same scores whether its
+  positions skip the pads or count them (GPT-2's learned positions do not);
+- grouped-query attention: ``n_kv_head`` key/value heads, each shared by
+  ``n_head / n_kv_head`` query heads, so the KV cache is that much smaller while
+  every query head keeps its own weights;
+- sliding-window layers (Mistral: every layer; Qwen: chosen by ``layer_types``):
+  causal & window W, whose KV cache is a ring buffer of W positions;
+- RMSNorm, a SwiGLU MLP (down(silu(gate x) * up x)), no biases except Qwen2's
+  q/k/v, and Qwen3's RMSNorm of each head's q and k before the rotation.
+
+Linear weights are stored (in, out), q|k|v and gate|up fused, so that a decoding
+step makes one product per fused matrix.
+
+>>> from maskviz.model import random_model
+>>> cfg = LlamaConfig(n_layer=2, n_head=4, n_kv_head=2, head_dim=8, n_embd=32,
+...                   intermediate=64, n_ctx=64, vocab_size=50, windows=(4, None))
+>>> cfg.layer_mask(0, 6).allowed_keys(5), cfg.layer_mask(1, 6).allowed_keys(5)
+([(2, 5)], [(0, 5)])
+>>> model = random_model(cfg, seed=0)
+>>> model.trace([1, 2, 3], steps=5).attention.shape  # [L, H (query heads), T, T]
+(2, 4, 8, 8)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from maskviz.arch import Attend, FloatArray, IntArray
+from maskviz.arch._config import as_json, check_allowed, integers, unsupported
+from maskviz.arch._tensors import Tensors
+from maskviz.errors import MaskvizError, usage_error
+from maskviz.masks import Mask, causal, sliding_window
+from maskviz.nn import rms_norm, silu_
+
+MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
+
+
+@dataclass(frozen=True)
+class Llama3Scaling:
+    """Llama 3.1's frequency scaling of RoPE (``rope_type: llama3``)."""
+
+    factor: float
+    low_freq_factor: float
+    high_freq_factor: float
+    original_max_position_embeddings: int
+
+
+@dataclass(frozen=True)
+class LlamaConfig:
+    """The shape of a Llama-family model.
+
+    ``windows`` holds each layer's sliding window W (None: full attention); empty
+    means every layer is full. ``qkv_bias``/``o_bias``: Qwen2 has q/k/v biases,
+    ``attention_bias: true`` adds all four; ``qk_norm``: Qwen3.
+    """
+
+    n_layer: int
+    n_head: int
+    n_kv_head: int
+    head_dim: int
+    n_embd: int
+    intermediate: int
+    n_ctx: int
+    vocab_size: int
+    rms_norm_eps: float = 1e-6
+    rope_theta: float = 10000.0
+    rope_scaling: Llama3Scaling | None = None
+    qkv_bias: bool = False
+    o_bias: bool = False
+    qk_norm: bool = False
+    tie_word_embeddings: bool = False
+    windows: tuple[int | None, ...] = field(default=())
+    model_type: str = "llama"
+
+    architecture = "llama"
+
+    def __post_init__(self) -> None:
+        for name in ("n_layer", "n_head", "n_kv_head", "head_dim", "n_embd", "intermediate"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise usage_error(f"LlamaConfig.{name} must be a positive integer, got {value!r}")
+        for name in ("n_ctx", "vocab_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise usage_error(f"LlamaConfig.{name} must be a positive integer, got {value!r}")
+        if self.n_head % self.n_kv_head:
+            raise usage_error(
+                f"n_head ({self.n_head}) must be a multiple of n_kv_head ({self.n_kv_head})"
+            )
+        if self.head_dim % 2:
+            raise usage_error(f"head_dim must be even for rotary positions, got {self.head_dim}")
+        if not self.windows:
+            object.__setattr__(self, "windows", (None,) * self.n_layer)
+        if len(self.windows) != self.n_layer:
+            raise usage_error(f"windows has {len(self.windows)} entries for {self.n_layer} layers")
+        if any(w is not None and (isinstance(w, bool) or w < 1) for w in self.windows):
+            raise usage_error(f"windows must be None or >= 1, got {list(self.windows)}")
+        if not (self.rms_norm_eps > 0 and self.rope_theta > 0):
+            raise usage_error("rms_norm_eps and rope_theta must be > 0")
+
+    @property
+    def n_params(self) -> int:
+        c, d, i = self.n_embd, self.head_dim, self.intermediate
+        q, kv = self.n_head * d, self.n_kv_head * d
+        per_layer = 2 * c + c * (q + 2 * kv) + q * c + 3 * c * i
+        per_layer += (q + 2 * kv) * self.qkv_bias + c * self.o_bias + 2 * d * self.qk_norm
+        heads = 1 if self.tie_word_embeddings else 2
+        return heads * self.vocab_size * c + self.n_layer * per_layer + c
+
+    def describe(self) -> str:
+        kv = f" ({self.n_kv_head} KV heads)" if self.n_kv_head != self.n_head else ""
+        return (
+            f"{self.model_type}, {self.n_layer} layers, {self.n_head} heads{kv}, width "
+            f"{self.n_embd}, context {self.n_ctx}, vocabulary {self.vocab_size}"
+        )
+
+    def layer_mask(self, layer: int, n: int) -> Mask:
+        w = self.windows[layer]
+        return causal(n) if w is None else causal(n) & sliding_window(n, w)
+
+    def pass_macs(
+        self, n_queries: int, n_keys: int, logits_rows: int, *, cached: bool = False
+    ) -> int:
+        """Per layer and token: q|k|v C (H + 2 H_kv) d, output H d C, MLP 3 C I; attention
+        2 H d per key (scores and weighted sum); V C per logits row.
+
+        >>> LlamaConfig(1, 2, 1, 2, 4, 8, 16, 10).pass_macs(1, 3, 1)  # 144 + 24 + 40
+        208
+        """
+        c, d = self.n_embd, self.head_dim
+        q, kv = self.n_head * d, self.n_kv_head * d
+        proj = c * (q + 2 * kv) + q * c + 3 * c * self.intermediate
+        total = 0
+        for w in self.windows:
+            keys = n_keys if (w is None or not cached) else min(n_keys, w)
+            total += n_queries * proj + 2 * q * n_queries * keys
+        return total + self.vocab_size * c * logits_rows
+
+    def kv_bytes_per_token(self, itemsize: int) -> int:
+        return 2 * self.n_layer * self.n_kv_head * self.head_dim * itemsize
+
+    def inv_freq(self) -> FloatArray:
+        """RoPE's angular frequencies [head_dim / 2] in float64 (Llama 3 scaling applied)."""
+        d = self.head_dim
+        inv = 1.0 / self.rope_theta ** (np.arange(0, d, 2, dtype=np.float64) / d)
+        s = self.rope_scaling
+        if s is None:
+            return inv
+        # long wavelengths are slowed by `factor`, short ones kept, the band between blended
+        wavelen = 2 * math.pi / inv
+        low_wavelen = s.original_max_position_embeddings / s.low_freq_factor
+        high_wavelen = s.original_max_position_embeddings / s.high_freq_factor
+        smooth = (s.original_max_position_embeddings / wavelen - s.low_freq_factor) / (
+            s.high_freq_factor - s.low_freq_factor
+        )
+        blended = (1 - smooth) * inv / s.factor + smooth * inv
+        out: FloatArray = np.where(
+            wavelen < high_wavelen, inv, np.where(wavelen > low_wavelen, inv / s.factor, blended)
+        )
+        return out
+
+
+@dataclass
+class Layer:
+    """One block's weights; Linear weights (in, out)."""
+
+    attn_norm: FloatArray  # [C]
+    qkv_w: FloatArray  # [C, (H + 2 H_kv) d]  fused q | k | v
+    qkv_b: FloatArray | None  # [(H + 2 H_kv) d]
+    q_norm: FloatArray | None  # [d]  Qwen3
+    k_norm: FloatArray | None  # [d]
+    o_w: FloatArray  # [H d, C]
+    o_b: FloatArray | None  # [C]
+    mlp_norm: FloatArray  # [C]
+    gate_up_w: FloatArray  # [C, 2 I]  fused gate | up
+    down_w: FloatArray  # [I, C]
+
+
+def _cast(a: FloatArray | None, dtype: str) -> Any:
+    if a is None:
+        return None
+    if a.ndim == 2 and a.flags.f_contiguous and not a.flags.c_contiguous:
+        return np.asfortranarray(a, dtype=dtype)  # keep a decoding layout
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+@dataclass
+class Weights:
+    """A Llama-family model's weights and its math."""
+
+    config: LlamaConfig
+    embed_tokens: FloatArray  # [V, C]
+    layers: list[Layer]
+    norm: FloatArray  # [C]
+    lm_head: FloatArray | None = None  # [V, C]; None = tied to embed_tokens
+    _rope: tuple[IntArray, FloatArray, FloatArray] | None = field(default=None, repr=False)
+
+    def astype(self, dtype: str) -> Weights:
+        layers = [
+            Layer(**{k: _cast(v, dtype) for k, v in vars(lay).items()}) for lay in self.layers
+        ]
+        return Weights(
+            self.config,
+            _cast(self.embed_tokens, dtype),
+            layers,
+            _cast(self.norm, dtype),
+            _cast(self.lm_head, dtype),
+        )
+
+    def decoding_layout(self) -> Weights:
+        """The output head and the two output projections column-major, as GPT-2's
+        (`maskviz.arch.gpt2.Weights.decoding_layout` says why)."""
+        if self.lm_head is None:
+            self.embed_tokens = np.asfortranarray(self.embed_tokens)
+        else:
+            self.lm_head = np.asfortranarray(self.lm_head)
+        for layer in self.layers:
+            layer.o_w = np.asfortranarray(layer.o_w)
+            layer.down_w = np.asfortranarray(layer.down_w)
+        return self
+
+    def _arrays(self) -> list[FloatArray]:
+        arrays = [self.embed_tokens, self.norm]
+        arrays += [a for lay in self.layers for a in vars(lay).values() if a is not None]
+        return arrays if self.lm_head is None else [*arrays, self.lm_head]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self._arrays())
+
+    # -- the math ------------------------------------------------------------------
+
+    def embed(self, ids: IntArray, positions: IntArray) -> FloatArray:
+        x: FloatArray = self.embed_tokens[ids]  # [n, C]; positions enter each layer's rotation
+        return x
+
+    def layer(self, i: int, x: FloatArray, positions: IntArray, attend: Attend) -> FloatArray:
+        x += self._attention(i, x, positions, attend)
+        x += self._mlp(i, x)
+        return x
+
+    def _rotation(self, positions: IntArray) -> tuple[FloatArray, FloatArray]:
+        """cos and sin [n, d/2] of each position's angles, computed once per pass (every
+        layer of a pass gets the same positions array)."""
+        if self._rope is None or self._rope[0] is not positions:
+            angles = positions[:, None].astype(np.float64) * self.config.inv_freq()[None, :]
+            dtype = self.norm.dtype
+            self._rope = (positions, np.cos(angles).astype(dtype), np.sin(angles).astype(dtype))
+        return self._rope[1], self._rope[2]
+
+    def _attention(self, i: int, x: FloatArray, positions: IntArray, attend: Attend) -> FloatArray:
+        lay, cfg = self.layers[i], self.config
+        n, h, h_kv, d = x.shape[0], cfg.n_head, cfg.n_kv_head, cfg.head_dim
+        qkv = rms_norm(x, lay.attn_norm, cfg.rms_norm_eps) @ lay.qkv_w  # [n, (H + 2 H_kv) d]
+        if lay.qkv_b is not None:
+            qkv += lay.qkv_b
+        q: FloatArray = qkv[:, : h * d].reshape(n, h, d).transpose(1, 0, 2)  # [H, n, d]
+        k: FloatArray = qkv[:, h * d : (h + h_kv) * d].reshape(n, h_kv, d).transpose(1, 0, 2)
+        v = qkv[:, (h + h_kv) * d :].reshape(n, h_kv, d).transpose(1, 0, 2)
+        if lay.q_norm is not None and lay.k_norm is not None:
+            q, k = (
+                rms_norm(q, lay.q_norm, cfg.rms_norm_eps),
+                rms_norm(k, lay.k_norm, cfg.rms_norm_eps),
+            )
+        cos, sin = self._rotation(positions)
+        out = attend(i, _rotate(q, cos, sin), _rotate(k, cos, sin), v)  # [H, n, d]
+        y: FloatArray = out.transpose(1, 0, 2).reshape(n, h * d) @ lay.o_w
+        if lay.o_b is not None:
+            y += lay.o_b
+        return y
+
+    def _mlp(self, i: int, x: FloatArray) -> FloatArray:
+        lay, inter = self.layers[i], self.config.intermediate
+        gate_up = rms_norm(x, lay.mlp_norm, self.config.rms_norm_eps) @ lay.gate_up_w  # [n, 2 I]
+        hidden = silu_(gate_up[:, :inter])
+        hidden *= gate_up[:, inter:]
+        y: FloatArray = hidden @ lay.down_w
+        return y
+
+    def final_norm(self, x: FloatArray) -> FloatArray:
+        return rms_norm(x, self.norm, self.config.rms_norm_eps)
+
+    def logits(self, hidden: FloatArray) -> FloatArray:
+        head = self.embed_tokens if self.lm_head is None else self.lm_head
+        out: FloatArray = hidden @ head.T  # [n, vocab]
+        return out
+
+    def weight_bytes_per_step(self) -> int:
+        per_layers = sum(
+            a.nbytes for lay in self.layers for a in vars(lay).values() if a is not None
+        )
+        head = self.embed_tokens if self.lm_head is None else self.lm_head
+        row = 0 if self.lm_head is None else self.embed_tokens.nbytes // self.embed_tokens.shape[0]
+        return int(per_layers + self.norm.nbytes + head.nbytes + row)
+
+
+def _rotate(x: FloatArray, cos: FloatArray, sin: FloatArray) -> FloatArray:
+    """RoPE on x [H, n, d]: each pair (i, i + d/2) rotated by its position's angle.
+
+    [H, n, d], cos/sin [n, d/2] -> [H, n, d]
+    """
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    out = np.empty_like(x)
+    out[..., :half] = x1 * cos - x2 * sin
+    out[..., half:] = x2 * cos + x1 * sin
+    return out
+
+
+# ---------------------------------------------------------------- loading
+
+_ALLOWED: dict[str, tuple[Any, ...]] = {
+    "hidden_act": ("silu", None),
+    "mlp_bias": (False, None),
+    "pretraining_tp": (1, None),
+    "attn_logit_softcapping": (None,),
+    "final_logit_softcapping": (None,),
+    "attention_chunk_size": (None,),
+    "partial_rotary_factor": (1, 1.0, None),
+    "num_experts": (0, None),
+    "num_local_experts": (0, None),
+    "num_experts_per_tok": (None,),
+}
+
+
+def config_from_hf(data: dict[str, Any], source: str = "config.json") -> LlamaConfig:
+    """A `LlamaConfig` from Hugging Face llama/mistral/qwen2/qwen3 config fields.
+
+    >>> config_from_hf({"model_type": "mistral", "hidden_size": 8, "intermediate_size": 16,
+    ...     "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
+    ...     "max_position_embeddings": 32, "vocab_size": 10, "sliding_window": 4}).windows
+    (4, 4)
+    >>> config_from_hf({"model_type": "llama", "rope_scaling": {"rope_type": "yarn"}})
+    Traceback (most recent call last):
+    ...
+    maskviz.errors.MaskvizError: config.json: rope type = "yarn" is not supported (this engine implements "default" or "llama3")
+    """
+    model_type = data.get("model_type", "llama")
+    check_allowed(data, _ALLOWED, source)
+    rope_theta, scaling = _rope(data, source)
+    f = integers(
+        data,
+        source,
+        n_layer="num_hidden_layers",
+        n_head="num_attention_heads",
+        n_embd="hidden_size",
+        intermediate="intermediate_size",
+        n_ctx="max_position_embeddings",
+        vocab_size="vocab_size",
+    )
+    more = integers(
+        {**data, "num_key_value_heads": data.get("num_key_value_heads") or f["n_head"]},
+        source,
+        n_kv_head="num_key_value_heads",
+    )
+    head_dim = data.get("head_dim") or f["n_embd"] // f["n_head"]
+    try:
+        eps = float(data.get("rms_norm_eps", 1e-6))
+    except (TypeError, ValueError):
+        raise MaskvizError(f"{source}: rms_norm_eps must be a number") from None
+    bias = bool(data.get("attention_bias", False))
+    try:
+        return LlamaConfig(
+            **f,
+            n_kv_head=more["n_kv_head"],
+            head_dim=int(head_dim),
+            rms_norm_eps=eps,
+            rope_theta=rope_theta,
+            rope_scaling=scaling,
+            qkv_bias=bias or model_type == "qwen2",  # Qwen2 always biases q, k and v
+            o_bias=bias and model_type != "qwen2",
+            qk_norm=model_type == "qwen3",
+            tie_word_embeddings=bool(data.get("tie_word_embeddings", False)),
+            windows=_windows(data, model_type, f["n_layer"], source),
+            model_type=str(model_type),
+        )
+    except MaskvizError as exc:
+        raise MaskvizError(f"{source}: {exc}") from None
+
+
+def _rope(data: dict[str, Any], source: str) -> tuple[float, Llama3Scaling | None]:
+    """rope_theta and Llama 3 scaling from ``rope_parameters`` (transformers 5) or the
+    older ``rope_theta`` + ``rope_scaling``."""
+    params = data.get("rope_parameters") or data.get("rope_scaling") or {}
+    if not isinstance(params, dict):
+        raise MaskvizError(f"{source}: rope_parameters must be an object")
+    kind = params.get("rope_type", params.get("type", "default"))
+    if kind not in ("default", "llama3"):
+        raise unsupported(source, "rope type", kind, 'this engine implements "default" or "llama3"')
+    theta = params.get("rope_theta", data.get("rope_theta", 10000.0))
+    if isinstance(theta, bool) or not isinstance(theta, int | float) or not theta > 0:
+        raise MaskvizError(f"{source}: rope_theta must be a positive number, got {as_json(theta)}")
+    if kind == "default":
+        return float(theta), None
+    try:
+        scaling = Llama3Scaling(
+            float(params["factor"]),
+            float(params["low_freq_factor"]),
+            float(params["high_freq_factor"]),
+            int(params["original_max_position_embeddings"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MaskvizError(f"{source}: llama3 rope scaling needs {exc}") from None
+    if not (scaling.factor > 0 and scaling.high_freq_factor > scaling.low_freq_factor > 0):
+        raise MaskvizError(f"{source}: llama3 rope scaling factors are inconsistent")
+    return float(theta), scaling
+
+
+def _windows(
+    data: dict[str, Any], model_type: str, n_layer: int, source: str
+) -> tuple[int | None, ...]:
+    """Each layer's sliding window, as transformers decides it for this model type."""
+    window = data.get("sliding_window")
+    if model_type in ("qwen2", "qwen3") and not data.get("use_sliding_window", False):
+        window = None  # Qwen ignores sliding_window unless use_sliding_window is set
+    if window is None:
+        return (None,) * n_layer
+    if model_type == "llama":
+        raise unsupported(source, "sliding_window", window, "llama layers attend to every key")
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise MaskvizError(f"{source}: sliding_window must be a positive integer")
+    types: Sequence[Any] | None = data.get("layer_types")
+    if types is None:
+        if model_type == "mistral":
+            return (window,) * n_layer
+        first = data.get("max_window_layers", n_layer)  # Qwen: layers from this one slide
+        return tuple(window if i >= first else None for i in range(n_layer))
+    kinds = {"sliding_attention": window, "full_attention": None}
+    if not isinstance(types, list) or len(types) != n_layer or any(t not in kinds for t in types):
+        raise MaskvizError(
+            f"{source}: layer_types must list {n_layer} of 'sliding_attention'/'full_attention'"
+        )
+    return tuple(kinds[t] for t in types)
+
+
+def weights_from_tensors(tensors: dict[str, FloatArray], cfg: LlamaConfig, source: str) -> Weights:
+    """Arrange Hugging Face tensors (``model.`` prefix, Linear weights (out, in))."""
+    t = Tensors(tensors, source, prefix="model.")
+    c, d, inter, v = cfg.n_embd, cfg.head_dim, cfg.intermediate, cfg.vocab_size
+    q, kv = cfg.n_head * d, cfg.n_kv_head * d
+
+    def linear(name: str, n_out: int, n_in: int) -> FloatArray:
+        out: FloatArray = t.take(name, (n_out, n_in)).T  # (in, out) views
+        return out
+
+    layers = []
+    for i in range(cfg.n_layer):
+        p = f"layers.{i}."
+        a = p + "self_attn."
+        qkv_w = np.concatenate(
+            [linear(a + "q_proj.weight", q, c), linear(a + "k_proj.weight", kv, c),
+             linear(a + "v_proj.weight", kv, c)], axis=1,
+        )  # fmt: skip
+        qkv_b = None
+        if cfg.qkv_bias:
+            qkv_b = np.concatenate(
+                [t.take(a + "q_proj.bias", (q,)), t.take(a + "k_proj.bias", (kv,)),
+                 t.take(a + "v_proj.bias", (kv,))]
+            )  # fmt: skip
+        gate_up = np.concatenate(
+            [
+                linear(p + "mlp.gate_proj.weight", inter, c),
+                linear(p + "mlp.up_proj.weight", inter, c),
+            ],
+            axis=1,
+        )
+        layers.append(
+            Layer(
+                attn_norm=t.take(p + "input_layernorm.weight", (c,)),
+                qkv_w=qkv_w,
+                qkv_b=qkv_b,
+                q_norm=t.take(a + "q_norm.weight", (d,)) if cfg.qk_norm else None,
+                k_norm=t.take(a + "k_norm.weight", (d,)) if cfg.qk_norm else None,
+                o_w=linear(a + "o_proj.weight", c, q),
+                o_b=t.take(a + "o_proj.bias", (c,)) if cfg.o_bias else None,
+                mlp_norm=t.take(p + "post_attention_layernorm.weight", (c,)),
+                gate_up_w=gate_up,
+                down_w=linear(p + "mlp.down_proj.weight", c, inter),
+            )
+        )
+    embed = t.take("embed_tokens.weight", (v, c))
+    lm_head = None
+    if not cfg.tie_word_embeddings:
+        head = Tensors(tensors, source)  # lm_head.weight has no "model." prefix
+        if "lm_head.weight" not in head:
+            raise MaskvizError(
+                f"{source}: missing tensor 'lm_head.weight', required because "
+                "tie_word_embeddings is false"
+            )
+        lm_head = head.take("lm_head.weight", (v, c))
+    return Weights(cfg, embed, layers, t.take("norm.weight", (c,)), lm_head)
+
+
+def random_weights(config: LlamaConfig, rng: np.random.Generator) -> Weights:
+    """Weights scaled so that activations stay of order one and attention is not uniform."""
+    c, d, inter = config.n_embd, config.head_dim, config.intermediate
+    q, kv = config.n_head * d, config.n_kv_head * d
+
+    def mat(rows: int, cols: int, gain: float = 1.0) -> FloatArray:
+        return gain * rng.standard_normal((rows, cols)) / math.sqrt(rows)
+
+    def vec(size: int, center: float = 0.0) -> FloatArray:
+        return center + 0.1 * rng.standard_normal(size)
+
+    layers = [
+        Layer(
+            attn_norm=vec(c, 1.0),
+            qkv_w=np.concatenate([mat(c, q, 2.0), mat(c, kv, 2.0), mat(c, kv)], axis=1),
+            qkv_b=vec(q + 2 * kv) if config.qkv_bias else None,
+            q_norm=vec(d, 1.0) if config.qk_norm else None,
+            k_norm=vec(d, 1.0) if config.qk_norm else None,
+            o_w=mat(q, c),
+            o_b=vec(c) if config.o_bias else None,
+            mlp_norm=vec(c, 1.0),
+            gate_up_w=mat(c, 2 * inter),
+            down_w=mat(inter, c),
+        )
+        for _ in range(config.n_layer)
+    ]
+    embed = rng.standard_normal((config.vocab_size, c)) * 0.5
+    head = None if config.tie_word_embeddings else rng.standard_normal((config.vocab_size, c)) * 0.5
+    return Weights(config, embed, layers, vec(c, 1.0), head)
