@@ -590,7 +590,9 @@ def trace_command(
         from maskviz.render.terminal import trace_view
 
         out = console(plain)
-        out.print(trace_view(gpt, result, labels, matrices, what, plain=_ramp_shading(out)))
+        out.print(
+            trace_view(gpt, result, labels, matrices, what, layer=layer, plain=_ramp_shading(out))
+        )
     if save is not None:
         _save_trace(save, result, labels, matrices, what, [h for h in (head_list or [head])], agg)
         if not as_json:

@@ -38,6 +38,7 @@ import numpy as np
 
 from maskviz.arch import Attend, FloatArray, IntArray
 from maskviz.arch._config import as_json, check_allowed, integers, unsupported
+from maskviz._text import plural
 from maskviz.arch._tensors import Tensors
 from maskviz.errors import MaskvizError, usage_error
 from maskviz.masks import Mask, causal, sliding_window
@@ -119,7 +120,7 @@ class LlamaConfig:
         return heads * self.vocab_size * c + self.n_layer * per_layer + c
 
     def describe(self) -> str:
-        kv = f" ({self.n_kv_head} KV heads)" if self.n_kv_head != self.n_head else ""
+        kv = f" ({plural(self.n_kv_head, 'KV head')})" if self.n_kv_head != self.n_head else ""
         return (
             f"{self.model_type}, {self.n_layer} layers, {self.n_head} heads{kv}, width "
             f"{self.n_embd}, context {self.n_ctx}, vocabulary {self.vocab_size}"

@@ -21,15 +21,17 @@ from maskviz._text import cell_width, display_label, fit, plural, safe_text
 from maskviz.masks import Mask
 
 if TYPE_CHECKING:  # annotations only: drawing a mask needs no engine
+    from maskviz.arch import Config
     from maskviz.bench import BenchResult
     from maskviz.compare import Comparison
     from maskviz.model import GPT
     from maskviz.similarity import Similarity
     from maskviz.trace import Trace
 
-ALLOWED, BLOCKED, PARTIAL = "●", "○", "◐"
+ALLOWED, BLOCKED, PARTIAL, EVICTED = "●", "○", "◐", "◌"
 STYLE_ALLOWED = Style(color="green", bold=True)
 STYLE_BLOCKED = Style(color="grey42")
+STYLE_EVICTED = Style(color="magenta")
 STYLE_PARTIAL = Style(color="yellow")
 STYLE_LABEL = Style(color="cyan")
 STYLE_HIGHLIGHT = Style(color="black", bgcolor="yellow", bold=True)
@@ -255,7 +257,7 @@ def weight_glyph(weight: float, plain: bool) -> tuple[str, Style | None]:
     return ALLOWED, _SHADE_STYLES[level]
 
 
-def attention_legend(plain: bool) -> Text:
+def attention_legend(plain: bool, evicted: bool = False) -> Text:
     text = Text("allowed cells by weight: ")
     if plain:
         levels = [(w, f"{edge}{bound:.0%}") for w, edge, bound in _RAMP_LEGEND]
@@ -268,6 +270,10 @@ def attention_legend(plain: bool) -> Text:
     text.append("   ")
     text.append(BLOCKED, STYLE_BLOCKED)
     text.append(" masked")
+    if evicted:
+        text.append("   ")
+        text.append(EVICTED, STYLE_EVICTED)
+        text.append(" evicted from the rolling cache")
     return text
 
 
@@ -292,6 +298,7 @@ class AttentionGrid:
     plain: bool = False
     separator: str = "decoding: one new query per step, attending to the KV cache (no mask)"
     index_base: int = 1
+    evicted: NDArray[np.bool_] | None = None  # [T, T] keys a ring-buffer cache had dropped
 
     def _masks(self) -> list[NDArray[np.bool_]]:
         if isinstance(self.mask, np.ndarray):
@@ -364,6 +371,8 @@ class AttentionGrid:
                     if mask[r, k]:
                         glyph, style = weight_glyph(float(matrix[r, k]), self.plain)
                         line.append(glyph + " ", style or "")
+                    elif self.evicted is not None and self.evicted[r, k]:
+                        line.append(EVICTED + " ", STYLE_EVICTED)
                     else:
                         line.append(BLOCKED + " ", STYLE_BLOCKED)
             if self.row_notes and r in self.row_notes:
@@ -394,12 +403,18 @@ def trace_view(
     matrices: Sequence[NDArray[np.floating]],
     what: str,
     *,
+    layer: int = 0,
     plain: bool = False,
     top_k: int = 3,
 ) -> Group:
-    """Header, attention grid with one row per decoding step, legend and footer."""
+    """Header, attention grid of ``layer`` with one row per decoding step, legend, footer.
+
+    A sliding-window layer in cached mode shows three states: keys its query may
+    attend, masked future keys, and keys evicted from its rolling cache.
+    """
     cfg = model.config
     p, n = trace.prompt_len, trace.n_tokens
+    window = trace.window(layer)
     shown = [display_label(lbl) for lbl in labels]
     header = Text()
     header.append(f"model {safe_text(model.name)}", STYLE_LABEL)
@@ -407,6 +422,7 @@ def trace_view(
         f": {cfg.describe()}, {cfg.n_params / 1e6:.2f}M parameters · {trace.dtype} · mode {trace.mode}"
         f" · {trace.decoding}\n"
     )
+    header.append(f"masks: {describe_layer_masks(cfg.windows)}\n")
     header.append(f"prompt, {p} token{'s' if p > 1 else ''}: ")
     for i in range(p):
         header.append(f"{i + 1}:", STYLE_DIM)
@@ -437,20 +453,30 @@ def trace_view(
             f"{_quoted(display_label(model.tokenizer.token_label(i)))} {q:.0%}" for i, q in top
         )
         if t >= p and trace.mode != "training":
-            details[t] = Text(f"step {t - p + 1}: {t} cached keys + itself; top: {alts}", STYLE_DIM)
+            held = (
+                f"{t} cached keys"
+                if window is None or t < window
+                else (f"a ring of {window - 1} cached keys ({t - window + 1} evicted)")
+            )
+            details[t] = Text(f"step {t - p + 1}: {held} + itself; top: {alts}", STYLE_DIM)
         elif t == p - 1:
             details[t] = Text(
                 f"prefill: {plural(p, 'query')} in one masked pass; top: {alts}", STYLE_DIM
             )
+    evicted = None
+    if window is not None and trace.mode == "cached":
+        evicted = trace.mask & ~trace.layer_mask(layer)
+        evicted[:p] = False  # the prefill pass masked them: they were never cached and dropped
     grid = AttentionGrid(
         matrices,
-        trace.mask,
+        trace.layer_mask(layer),
         labels,
         p,
         row_notes=notes,
         row_details=details,
         plain=plain,
         separator=separator,
+        evicted=evicted,
     )
     footer = Text()
     generated = model.tokenizer.decode(trace.generated_ids)
@@ -477,10 +503,70 @@ def trace_view(
         )
         footer.append(f"; prefill {1e3 * trace.prefill_seconds:.1f} ms{per_step}")
         footer.append(
-            f"\nKV cache: {trace.kv_cache_bytes:,} bytes ({cfg.n_layer} layers x 2 (keys, values) x "
-            f"{cfg.n_head} heads x {n} positions x {cfg.head_dim} dims x {np.dtype(trace.dtype).itemsize} bytes)"
+            f"\nKV cache: {trace.kv_cache_bytes:,} bytes = "
+            f"{kv_cache_formula(cfg, n, np.dtype(trace.dtype).itemsize)}"
         )
-    return Group(header, grid, attention_legend(plain), footer)
+        if trace.step_masks == 0 and n > p:
+            footer.append(
+                "\nno mask applied at any step: every layer's rule allowed every key its cache held",
+                STYLE_DIM,
+            )
+    return Group(header, grid, attention_legend(plain, evicted is not None), footer)
+
+
+def describe_layer_masks(windows: Sequence[int | None]) -> str:
+    """Each layer's mask, layers grouped (0-based, as ``--layer`` counts).
+
+    >>> describe_layer_masks([None, None])
+    'every layer causal'
+    >>> describe_layer_masks([32, None, 32, None])
+    'layers 0,2: causal & sliding window 32; 1,3: causal'
+    """
+    kinds: dict[int | None, list[int]] = {}
+    for i, w in enumerate(windows):
+        kinds.setdefault(w, []).append(i)
+    if len(kinds) == 1:
+        w = next(iter(kinds))
+        return "every layer causal" + ("" if w is None else f" & sliding window {w}")
+    parts = [
+        ",".join(map(str, layers)) + ": causal" + ("" if w is None else f" & sliding window {w}")
+        for w, layers in sorted(kinds.items(), key=lambda kv: kv[1][0])
+    ]
+    return "layers " + "; ".join(parts)
+
+
+def kv_cache_formula(cfg: Config, positions: int, itemsize: int) -> str:
+    """How the KV cache's bytes add up: layers x keys and values x KV heads x positions
+    (a sliding layer: its window) x head dims x bytes.
+
+    >>> from maskviz.arch.llama import LlamaConfig
+    >>> kv_cache_formula(LlamaConfig(4, 4, 2, 40, 160, 432, 256, 257, windows=(32, None) * 2), 48, 4)
+    '2 full layers x 2 (keys, values) x 2 KV heads x 48 positions x 40 dims x 4 bytes + 2 sliding layers x 2 x 2 x 32 slots x 40 x 4'
+    """
+    heads = ("KV " if cfg.n_kv_head != cfg.n_head else "") + (
+        "head" if cfg.n_kv_head == 1 else "heads"
+    )
+    groups: dict[int | None, int] = {}  # window -> layers, full layers first
+    for w in sorted(cfg.windows, key=lambda w: -1 if w is None else w):
+        groups[w] = groups.get(w, 0) + 1
+    parts = []
+    for w, count in groups.items():
+        if w is None:
+            kind = "layers" if count == len(cfg.windows) else "full layers"
+            slots = f"{positions} positions"
+        else:
+            kind, slots = "sliding layers", f"{min(w, positions)} slots"
+        kind = kind if count > 1 else kind[:-1]
+        if parts:  # the first term names every factor; later ones only what differs
+            parts.append(
+                f"{count} {kind} x 2 x {cfg.n_kv_head} x {slots} x {cfg.head_dim} x {itemsize}"
+            )
+        else:
+            parts.append(
+                f"{count} {kind} x 2 (keys, values) x {cfg.n_kv_head} {heads} x {slots} "
+                f"x {cfg.head_dim} dims x {itemsize} bytes"
+            )
+    return " + ".join(parts)
 
 
 _SIDE_TEXT = {
