@@ -37,8 +37,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from maskviz.errors import usage_error
 from maskviz.arch import Config
+from maskviz.errors import usage_error
 from maskviz.model import GPT, DType, GPTConfig, random_model
 
 SHAPES: dict[str, GPTConfig] = {

@@ -36,9 +36,9 @@ from typing import Any
 
 import numpy as np
 
+from maskviz._text import plural
 from maskviz.arch import Attend, FloatArray, IntArray
 from maskviz.arch._config import as_json, check_allowed, integers, unsupported
-from maskviz._text import plural
 from maskviz.arch._tensors import Tensors
 from maskviz.errors import MaskvizError, usage_error
 from maskviz.masks import Mask, causal, sliding_window

@@ -549,7 +549,7 @@ def kv_cache_formula(cfg: Config, positions: int, itemsize: int) -> str:
     groups: dict[int | None, int] = {}  # window -> layers, full layers first
     for w in sorted(cfg.windows, key=lambda w: -1 if w is None else w):
         groups[w] = groups.get(w, 0) + 1
-    parts = []
+    parts: list[str] = []
     for w, count in groups.items():
         if w is None:
             kind = "layers" if count == len(cfg.windows) else "full layers"
