@@ -615,7 +615,7 @@ def _save_trace(
     from maskviz.render import attention_figures as af
     from maskviz.render.figures import save_figure
 
-    title = f"{result.model_name} · {what} · {result.mode}"
+    title = f"{result.model_name} · {what} · {result.mode} · {result.decoding}"
     titles = [f"head {h}" for h in heads] if len(matrices) > 1 else [what]
     if suffix == ".gif":
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn

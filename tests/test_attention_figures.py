@@ -511,3 +511,18 @@ def test_writing_a_gif_of_many_frames_shows_progress_only_on_a_terminal(tmp_path
     few = run_cli(*args, "--steps", "2", env={"TTY_COMPATIBLE": "1"})
     assert few.exit_code == 0
     assert "writing GIF" not in few.stderr
+
+
+def test_figure_titles_carry_the_sampling_settings(tmp_path: Path) -> None:
+    titles: list[str] = []
+    real = figures.save_figure
+
+    def capture(fig: Figure, path: Path) -> None:
+        titles.append(fig.get_suptitle())
+        real(fig, path)
+
+    args = ["trace", "To be", "--steps", "2", "--temperature", "0.7", "--seed", "3", "--top-k", "9"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(figures, "save_figure", capture)
+        assert run_cli(*args, "--save", str(tmp_path / "t.png")).exit_code == 0
+    assert "sampled: temperature 0.7, top-k 9, seed 3" in titles[0]
