@@ -20,6 +20,7 @@ from maskviz.errors import MaskvizError
 from maskviz.masks import Mask
 
 if TYPE_CHECKING:
+    from maskviz.arch.llama import LlamaConfig
     from maskviz.loading import load_model
     from maskviz.model import GPT, GPTConfig, KVCache, random_model
     from maskviz.trace import Trace
@@ -32,6 +33,7 @@ _LAZY = {
     "GPT": "maskviz.model",
     "GPTConfig": "maskviz.model",
     "KVCache": "maskviz.model",
+    "LlamaConfig": "maskviz.arch.llama",
     "random_model": "maskviz.model",
     "load_model": "maskviz.loading",
     "Trace": "maskviz.trace",
@@ -55,6 +57,7 @@ __all__ = [
     "GPT",
     "GPTConfig",
     "KVCache",
+    "LlamaConfig",
     "Mask",
     "MaskvizError",
     "Trace",

@@ -38,12 +38,27 @@ import numpy as np
 from numpy.typing import NDArray
 
 from maskviz.arch import Config
+from maskviz.arch.llama import LlamaConfig
 from maskviz.errors import usage_error
 from maskviz.model import GPT, DType, GPTConfig, random_model
 
-SHAPES: dict[str, GPTConfig] = {
+SHAPES: dict[str, Config] = {
     "gpt2-small": GPTConfig(n_layer=12, n_head=12, n_embd=768, n_ctx=1024, vocab_size=50257),
     "gpt2-medium": GPTConfig(n_layer=24, n_head=16, n_embd=1024, n_ctx=1024, vocab_size=50257),
+    # SmolLM2-135M: a Llama with grouped-query attention (3 KV heads), tied head
+    "smollm2-135m": LlamaConfig(
+        n_layer=30,
+        n_head=9,
+        n_kv_head=3,
+        head_dim=64,
+        n_embd=576,
+        intermediate=1536,
+        n_ctx=2048,
+        vocab_size=49152,
+        rms_norm_eps=1e-5,
+        rope_theta=100000.0,
+        tie_word_embeddings=True,
+    ),  # fmt: skip
 }
 DEFAULT_TOKENS = 128
 MIN_TOKENS = 2
@@ -196,8 +211,11 @@ class BenchResult:
         return {
             "model": self.model,
             "config": {
+                "architecture": cfg.architecture,
                 "n_layer": cfg.n_layer,
                 "n_head": cfg.n_head,
+                "n_kv_head": cfg.n_kv_head,
+                "head_dim": cfg.head_dim,
                 "n_embd": cfg.n_embd,
                 "n_ctx": cfg.n_ctx,
                 "vocab_size": cfg.vocab_size,

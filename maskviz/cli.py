@@ -12,7 +12,8 @@ import itertools
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec
@@ -574,79 +575,69 @@ def trace_command(
         top_k=top_k,
         seed=seed,
     )
-    labels = [gpt.tokenizer.token_label(int(i)) for i in result.token_ids]
-    if head_list is not None:
-        matrices = [result.head_attention(layer, h) for h in head_list]
-        what = f"layer {layer}, heads {', '.join(map(str, head_list))}"
-    elif agg is not None:
-        matrices = [result.layer_attention(layer, agg.value)]
-        what = f"layer {layer}, {agg.value} over {cfg.n_head} heads"
-    else:
-        matrices = [result.head_attention(layer, head)]
-        what = f"layer {layer}, head {head}"
+    from maskviz.view import trace_view
+
+    view = trace_view(
+        result, layer=layer, head=None if agg or head_list else head, heads=head_list,
+        agg=agg.value if agg else None, config=cfg,
+    )  # fmt: skip
+    _show(view, result.to_dict(), plain=plain, as_json=as_json, save=save, trace=result)
+
+
+def _show(
+    view: Any, data: dict[str, Any], *, plain: bool, as_json: bool, save: Path | None,
+    trace: Any = None,
+) -> None:  # fmt: skip
+    """Print the view (or its JSON data) and save what ``--save`` asked for."""
+    from maskviz.render.grid import render_view
+
     if as_json:
-        print_json(result.to_dict())
+        print_json(data)
     else:
-        from maskviz.render.terminal import trace_view
-
         out = console(plain)
-        out.print(
-            trace_view(gpt, result, labels, matrices, what, layer=layer, plain=_ramp_shading(out))
-        )
-    if save is not None:
-        _save_trace(save, result, labels, matrices, what, [h for h in (head_list or [head])], agg)
-        if not as_json:
-            console(plain).print(f"saved {save}")
-
-
-def _save_trace(
-    path: Path,
-    result: Any,
-    labels: list[str],
-    matrices: list[Any],
-    what: str,
-    heads: list[int],
-    agg: Any,
-) -> None:
-    suffix = path.suffix.lower()
-    if suffix in (".npz", ".json"):
-        result.save(path)
+        out.print(render_view(view, plain=_ramp_shading(out)))
+    if save is None:
         return
-    from maskviz.render import attention_figures as af
-    from maskviz.render.figures import save_figure
+    if save.suffix.lower() in (".npz", ".json"):
+        trace.save(save)
+    elif save.suffix.lower() == ".gif":
+        from maskviz.render.save import gif_frames, save_view
 
-    title = f"{result.model_name} · {what} · {result.mode} · {result.decoding}"
-    titles = [f"head {h}" for h in heads] if len(matrices) > 1 else [what]
-    if suffix == ".gif":
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+        with _progress("writing GIF", "frames", gif_frames(view)) as update:
+            save_view(view, save, progress=update)
+    else:
+        from maskviz.render.save import save_view
 
-        frames = af.decode_frame_count(len(labels), result.prompt_len, result.mode)
-        err = Console(stderr=True, highlight=False)
-        with Progress(
-            TextColumn("writing GIF"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total} frames"),
-            TimeElapsedColumn(),
-            console=err,
-            transient=True,
-            disable=not err.is_terminal or frames <= 4,  # a few frames take no time
-        ) as bar:
-            task = bar.add_task("gif", total=frames)
-            af.save_decode_gif(
-                path,
-                matrices,
-                result.mask,
-                labels,
-                result.prompt_len,
-                title,
-                titles if len(matrices) > 1 else None,
-                mode=result.mode,
-                progress=lambda done, total: bar.update(task, completed=done, total=total),
-            )
-        return
-    save_figure(
-        af.attention_figure(matrices, result.mask, labels, result.prompt_len, titles, title), path
-    )
+        save_view(view, save)
+    if not as_json:
+        console(plain).print(f"saved {save}")
+
+
+@contextmanager
+def _progress(
+    what: str, unit: str, total: int | None = None
+) -> Iterator[Callable[[int, int | None], None]]:
+    """A transient progress bar on stderr, shown only on a terminal and for more than a
+    few units of work."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    err = Console(stderr=True, highlight=False)
+    with Progress(
+        TextColumn(what),
+        BarColumn(),
+        MofNCompleteColumn(),  # "0/?" until the total is known, never "0/None"
+        TextColumn(unit),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal or (total is not None and total <= 4),
+    ) as bar:
+        task = bar.add_task(what, total=total)
+
+        def update(done: int, total: int | None) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
 
 
 # ---------------------------------------------------------------- compare
@@ -723,33 +714,11 @@ def compare_command(
     check_ids(ids, gpt.config.vocab_size)
     _check_context(len(ids), steps, gpt.config.n_ctx)
     result = compare(gpt, pair.value, ids, steps, side=(side or PadSide.right).value)
+    from maskviz.view import comparison_view
+
     labels = [gpt.tokenizer.token_label(int(i)) for i in result.token_ids]
-    if as_json:
-        print_json(result.to_dict())
-    else:
-        from maskviz.render.terminal import compare_view
-
-        out = console(plain)
-        out.print(compare_view(gpt, result, labels, layer, head, plain=_ramp_shading(out)))
-    if save is not None:
-        from maskviz.render.attention_figures import comparison_figure
-        from maskviz.render.figures import save_figure
-
-        a, b = result.a, result.b
-        fig = comparison_figure(
-            a.attention[layer, head],
-            b.attention[layer, head],
-            a.mask[layer],
-            b.mask[layer],
-            labels,
-            result.prompt_len,
-            a.name,
-            b.name,
-            f"{pair.value} · {gpt.name} · layer {layer}, head {head}",
-        )
-        save_figure(fig, save)
-        if not as_json:
-            console(plain).print(f"saved {save}")
+    view = comparison_view(result, labels, layer=layer, head=head, model_name=gpt.name)
+    _show(view, result.to_dict(), plain=plain, as_json=as_json, save=save)
     if not result.agree:
         raise typer.Exit(code=1)
 
@@ -789,34 +758,14 @@ def similarity_command(
         save = check_output_path(save, FIGURE_ONLY)
     gpt = _load(model, dtype, layer, head)
     result = similarity(gpt, text1, text2, delimiter)
-    if as_json:
-        print_json(result.to_dict())
-    else:
-        from maskviz.render.terminal import similarity_view
+    from maskviz.view import similarity_view
 
-        out = console(plain)
-        out.print(similarity_view(gpt, result, layer, head, plain=_ramp_shading(out)))
-    if save is not None:
-        from maskviz.render.attention_figures import DelimitedPanel, similarity_figure
-        from maskviz.render.figures import save_figure
-
-        panels = [
-            DelimitedPanel(
-                order.attention[layer, head],
-                order.mask,
-                [gpt.tokenizer.token_label(int(i)) for i in order.token_ids],
-                order.segments[1],
-                name,
-            )
-            for name, order in (
-                ("[TEXT1; delim; TEXT2]", result.forward),
-                ("[TEXT2; delim; TEXT1]", result.backward),
-            )
-        ]
-        fig = similarity_figure(panels, f"similarity · {gpt.name} · layer {layer}, head {head}")
-        save_figure(fig, save)
-        if not as_json:
-            console(plain).print(f"saved {save}")
+    labels = [
+        [gpt.tokenizer.token_label(int(i)) for i in order.token_ids]
+        for order in (result.forward, result.backward)
+    ]
+    view = similarity_view(result, labels, layer=layer, head=head)
+    _show(view, result.to_dict(), plain=plain, as_json=as_json, save=save)
 
 
 # ---------------------------------------------------------------- doctor
@@ -864,9 +813,10 @@ if TYPE_CHECKING:
     from maskviz.model import GPT
 
 
-class ShapeChoice(StrEnum):
+class ShapeChoice(StrEnum):  # the names of `maskviz.bench.SHAPES`
     gpt2_small = "gpt2-small"
     gpt2_medium = "gpt2-medium"
+    smollm2_135m = "smollm2-135m"
 
 
 @app.command("bench")

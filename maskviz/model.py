@@ -50,6 +50,7 @@ DTYPES: tuple[DType, ...] = ("float32", "float64")
 # What `GPT.forward` takes as its mask; anything else is refused by name.
 MaskArg: TypeAlias = Mask | NDArray[np.bool_] | Literal["causal"] | None
 BoolArray = NDArray[np.bool_]
+LABELLED_NEXT = 5  # next-token candidates per row whose labels a trace records
 
 __all__ = [
     "DTYPES",
@@ -123,6 +124,13 @@ class KVCache:
         return keys[:, :filled], values[:, :filled], held[:filled]
 
     def _write(self, layer: int, k: FloatArray, v: FloatArray, idx: IntArray) -> None:
+        if idx.shape[0] == 1:
+            # a decoding step: one slot, a basic slice (fancy indexing costs 3x per layer)
+            s = int(idx[0]) % self.k[layer].shape[1]
+            self.k[layer][:, s : s + 1] = k
+            self.v[layer][:, s : s + 1] = v
+            self.index[layer][s] = idx[0]
+            return
         slot = idx % self.k[layer].shape[1]  # a full layer's slot is its position
         self.k[layer][:, slot] = k
         self.v[layer][:, slot] = v
@@ -454,6 +462,10 @@ class GPT:
         step_masks: int,
     ) -> Trace:
         n = ids.shape[0]
+        # labels of the sequence and of each row's likeliest next tokens: what drawing the
+        # trace needs, recorded so that it can be drawn again without the tokenizer
+        likely = np.argpartition(-logits, min(LABELLED_NEXT, logits.shape[1] - 1), axis=1)
+        label_ids = np.unique(np.concatenate([ids, likely[:, :LABELLED_NEXT].ravel()]))
         return Trace(
             token_ids=ids.astype(np.int64),
             prompt_len=prompt_len,
@@ -475,6 +487,17 @@ class GPT:
             windows=np.array([w or 0 for w in self.config.windows], np.int64),
             positions=np.arange(n, dtype=np.int64),
             step_masks=step_masks,
+            label_ids=label_ids.astype(np.int64),
+            label_texts=np.array(
+                [self.tokenizer.token_label(int(i)) for i in label_ids], dtype=str
+            ),
+            model_desc=f"{self.config.describe()}, {self.config.n_params / 1e6:.2f}M parameters",
+            # prompt and continuation decoded apart: a byte-level tokenizer's continuation
+            # may not complete the prompt's last character, which would garble both
+            text="".join(
+                self.tokenizer.decode([int(i) for i in part])
+                for part in (ids[:prompt_len], ids[prompt_len:])
+            ),
         )
 
     # -- helpers -------------------------------------------------------------------
@@ -613,6 +636,7 @@ class _IdTokenizer:
     def __init__(self, vocab_size: int) -> None:
         self.vocab_size = vocab_size
         self.eot_id: int | None = None
+        self.prefix_ids: tuple[int, ...] = ()
 
     def encode(self, text: str) -> list[int]:
         try:

@@ -5,6 +5,9 @@ For a symmetric task such as text similarity, GPT (Radford et al. 2018) feeds
 mask exactly as in training; no generation, no cache. The last position is the
 only one that sees the whole sequence, so its final hidden state (after ln_f) is
 read from each pass and the two are added to form the pair's representation.
+
+A tokenizer that prompts with a BOS (``tokenizer.prefix_ids``) gets it once, at the
+start of each ordering: never before the delimiter or the second text.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ class Ordering:
     """One pass: tokens, where each segment starts, attention [L, H, T, T], final state [C]."""
 
     token_ids: NDArray[np.int64]
-    segments: tuple[int, int, int]  # start of first text, delimiter position, start of second text
+    # start of first text (after any BOS), delimiter position, start of second text
+    segments: tuple[int, int, int]
     attention: FloatArray
     mask: NDArray[np.bool_]
     last_hidden: FloatArray
@@ -63,9 +67,15 @@ class Similarity:
         }
 
 
+def _body(model: GPT, text: str) -> list[int]:
+    """``text``'s tokens without the prefix (BOS) the tokenizer puts before every text."""
+    ids, prefix = model.tokenizer.encode(text), list(model.tokenizer.prefix_ids)
+    return ids[len(prefix) :] if ids[: len(prefix)] == prefix else ids
+
+
 def delimiter_id(model: GPT, delimiter: str) -> int:
     """The single token ``delimiter`` encodes to; refused when it is not one token."""
-    ids = model.tokenizer.encode(delimiter) if delimiter else []
+    ids = _body(model, delimiter) if delimiter else []
     if len(ids) != 1:
         raise usage_error(
             f"delimiter {delimiter!r} is not a single token of this tokenizer ({len(ids)} tokens)"
@@ -83,21 +93,26 @@ def similarity(model: GPT, text1: str, text2: str, delimiter: str = "$") -> Simi
     True
     """
     d = delimiter_id(model, delimiter)
-    a, b = model.tokenizer.encode(text1), model.tokenizer.encode(text2)
+    a, b = _body(model, text1), _body(model, text2)
+    prefix = list(model.tokenizer.prefix_ids)
     for name, ids in (("TEXT1", a), ("TEXT2", b)):
         if not ids:
             raise usage_error(f"{name} is empty")
-        check_ids(ids, model.config.vocab_size)
-    if len(a) + len(b) + 1 > model.config.n_ctx:
+        check_ids(prefix + ids, model.config.vocab_size)
+    n = len(prefix) + len(a) + len(b) + 1
+    if n > model.config.n_ctx:
         raise usage_error(
-            f"the two texts plus the delimiter are {len(a) + len(b) + 1} tokens, more than the "
+            f"the two texts plus the delimiter are {n} tokens, more than the "
             f"model's context of {model.config.n_ctx}"
         )
-    return Similarity(_ordering(model, a, d, b), _ordering(model, b, d, a))
+    return Similarity(_ordering(model, prefix, a, d, b), _ordering(model, prefix, b, d, a))
 
 
-def _ordering(model: GPT, first: list[int], delim: int, second: list[int]) -> Ordering:
-    ids = np.asarray([*first, delim, *second], np.int64)
+def _ordering(
+    model: GPT, prefix: list[int], first: list[int], delim: int, second: list[int]
+) -> Ordering:
+    ids = np.asarray([*prefix, *first, delim, *second], np.int64)
     hidden, attention = model.forward_hidden(ids)  # one causal pass, as in training
     mask = causal(ids.shape[0]).to_array()
-    return Ordering(ids, (0, len(first), len(first) + 1), attention, mask, hidden[-1])
+    d = len(prefix) + len(first)
+    return Ordering(ids, (len(prefix), d, d + 1), attention, mask, hidden[-1])

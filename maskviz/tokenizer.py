@@ -22,7 +22,14 @@ class Tokenizer(Protocol):
         """The end-of-text token, or None when the tokenizer has none."""
         ...
 
-    def encode(self, text: str) -> list[int]: ...
+    @property
+    def prefix_ids(self) -> tuple[int, ...]:
+        """The special tokens `encode` puts before every text (a BOS), () for none."""
+        ...
+
+    def encode(self, text: str) -> list[int]:
+        """The ids the model is prompted with, ``prefix_ids`` first."""
+        ...
 
     def decode(self, ids: list[int]) -> str: ...
 
@@ -45,6 +52,7 @@ class ByteTokenizer:
 
     vocab_size = 257
     eot_id = 256
+    prefix_ids: tuple[int, ...] = ()
 
     def encode(self, text: str) -> list[int]:
         return list(text.encode("utf-8"))
@@ -63,7 +71,11 @@ class ByteTokenizer:
 
 
 class HFTokenizer:
-    """A Hugging Face ``tokenizer.json``, read by the ``tokenizers`` package."""
+    """A Hugging Face ``tokenizer.json``, read by the ``tokenizers`` package.
+
+    `encode` applies the file's post-processor, as transformers does by default: Llama
+    3's adds ``<|begin_of_text|>`` before every text, GPT-2's adds nothing.
+    """
 
     def __init__(self, path: Path) -> None:
         try:
@@ -81,9 +93,18 @@ class HFTokenizer:
         self.vocab_size = int(self._tok.get_vocab_size(with_added_tokens=True))
         eot = self._tok.token_to_id(EOT_TEXT)
         self.eot_id = None if eot is None else int(eot)
+        # the post-processor's leading specials, read off a one-character probe: its
+        # special_tokens_mask marks only what the post-processor added
+        try:
+            probe = self._tok.encode("a")
+        except Exception as exc:  # e.g. a word-level vocabulary without an unknown token
+            raise MaskvizError(f"{path}: cannot encode text ({_first_line(exc)})") from None
+        mask = probe.special_tokens_mask
+        lead = next((i for i, m in enumerate(mask) if not m), len(mask))
+        self.prefix_ids: tuple[int, ...] = tuple(int(i) for i in probe.ids[:lead])
 
     def encode(self, text: str) -> list[int]:
-        return [int(i) for i in self._tok.encode(text, add_special_tokens=False).ids]
+        return [int(i) for i in self._tok.encode(text).ids]
 
     def decode(self, ids: list[int]) -> str:
         return str(self._tok.decode([int(i) for i in ids], skip_special_tokens=False))

@@ -20,6 +20,10 @@ top_k, seed               int or None             sampling settings (None: no to
 windows                   int64 [L]               each layer's sliding window W (0 = full attention)
 positions                 int64 [T]               the position id of each token
 step_masks                int                     (layer, step) pairs of cached decoding that needed a mask
+label_ids, label_texts    int64 [M], str [M]      printable labels of the tokens drawing needs
+                                                  (the sequence and each row's likeliest next tokens)
+model_desc                str                     the model's shape, e.g. "4 layers, 4 heads, ..."
+text                      str                     the sequence decoded by the model's tokenizer
 ========================  ======================  ===========================================
 
 In cached mode, rows 0..P-1 come from the prefill pass (causal mask applied to
@@ -28,8 +32,9 @@ query attends to the t+1 keys in the cache with no mask: ``mask[t]`` records the
 keys the cache held, which is the causal row. A layer with a sliding window W
 restricts that row to its W most recent keys (`Trace.layer_mask`): its ring-buffer
 cache held exactly those, the earlier ones evicted. Fields added after 0.1.0
-(sampling settings, windows, positions, step_masks) take their defaults when a
-file from 0.1.0 is read: greedy, full attention, positions 0..T-1, 0.
+(sampling settings, windows, positions, step_masks, labels, model_desc) take
+their defaults when a file from 0.1.0 is read: greedy, full attention, positions
+0..T-1, 0, no labels (the shipped byte-level model's are derived), "".
 """
 
 from __future__ import annotations
@@ -46,11 +51,12 @@ from numpy.typing import NDArray
 
 from maskviz._io import atomic_path, write_text
 from maskviz.errors import MaskvizError
+from maskviz.tokenizer import ByteTokenizer
 
 FloatArray = NDArray[np.floating[Any]]
 
 _ARRAYS = ("token_ids", "logits", "attention", "mask", "layers", "heads", "step_seconds")
-_NEWER_ARRAYS = ("windows", "positions")  # absent from 0.1.0 files
+_NEWER_ARRAYS = ("windows", "positions", "label_ids", "label_texts")  # absent from 0.1.0 files
 _SCALARS = {
     "prompt_len": int,
     "mode": str,
@@ -67,6 +73,8 @@ _OPTIONAL: dict[str, tuple[type, Any]] = {
     "top_k": (int, None),
     "seed": (int, None),
     "step_masks": (int, 0),
+    "model_desc": (str, ""),
+    "text": (str, ""),
 }
 MODES = ("cached", "training", "recompute")
 _FLOAT_DTYPES = ("float16", "float32", "float64")
@@ -96,12 +104,21 @@ class Trace:
     windows: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
     positions: NDArray[np.int64] | None = None  # None: 0..T-1
     step_masks: int = 0
+    label_ids: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    label_texts: NDArray[np.str_] = field(default_factory=lambda: np.zeros(0, "<U1"))
+    model_desc: str = ""
+    text: str = ""  # the sequence decoded by the model's tokenizer
 
     def __post_init__(self) -> None:
         if self.positions is None:
             n = self.token_ids.shape[0] if isinstance(self.token_ids, np.ndarray) else 0
             object.__setattr__(self, "positions", np.arange(n, dtype=np.int64))
         _validate(self)
+        if not self.text:  # a 0.1.0 file: the shipped model's bytes, else the labels
+            byte_level = self.logits.shape[1] == ByteTokenizer.vocab_size
+            ids = [int(i) for i in self.token_ids]
+            text = ByteTokenizer().decode(ids) if byte_level else "".join(self.labels)
+            object.__setattr__(self, "text", text)
 
     @property
     def n_tokens(self) -> int:
@@ -143,6 +160,21 @@ class Trace:
         else:
             raise MaskvizError(f"agg must be 'mean' or 'max', got {agg!r}", usage=True)
         return out
+
+    def token_label(self, token_id: int) -> str:
+        """A printable label of a token: recorded by the run, else derived for the shipped
+        byte-level model (traces from 0.1.0), else the id itself."""
+        hits = np.flatnonzero(self.label_ids == token_id)
+        if hits.size:
+            return str(self.label_texts[int(hits[0])])
+        if self.logits.shape[1] == ByteTokenizer.vocab_size:
+            return ByteTokenizer().token_label(token_id)
+        return f"#{token_id}"
+
+    @property
+    def labels(self) -> list[str]:
+        """The label of every position's token [T]."""
+        return [self.token_label(int(i)) for i in self.token_ids]
 
     def window(self, layer: int) -> int | None:
         """The sliding window W of a model layer, or None for full attention."""
@@ -252,6 +284,8 @@ _EXPECTED_DTYPE = {
     "step_seconds": ("f",),
     "windows": ("i",),
     "positions": ("i",),
+    "label_ids": ("i",),
+    "label_texts": ("U",),
 }
 
 
@@ -301,7 +335,7 @@ def _from_json(data: dict[str, Any], path: Path) -> dict[str, Any]:
     out["step_seconds"] = np.asarray(data["step_seconds"], dtype=np.float64)
     for name in _NEWER_ARRAYS:
         if name in data:
-            out[name] = np.asarray(data[name], dtype=np.int64)
+            out[name] = np.asarray(data[name], dtype=str if name == "label_texts" else np.int64)
     return out
 
 
@@ -331,6 +365,8 @@ def _validate(t: Trace) -> None:
         raise bad(f"'positions' must be {n} integers >= 0")
     if t.windows.ndim != 1 or (t.windows < 0).any():
         raise bad("'windows' must be a 1-D array of integers >= 0")
+    if t.label_ids.ndim != 1 or t.label_ids.shape != t.label_texts.shape:
+        raise bad("'label_ids' and 'label_texts' must be 1-D and of one length")
     if t.mode not in MODES:
         raise bad(f"mode must be one of {', '.join(MODES)}, got {t.mode!r}")
     if t.dtype not in _FLOAT_DTYPES:

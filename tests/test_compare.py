@@ -190,7 +190,8 @@ def test_cost_table_layout_does_not_depend_on_how_fast_the_machine_was() -> None
 
     from rich.console import Console
 
-    from maskviz.render.terminal import compare_view
+    from maskviz.render.grid import render_view
+    from maskviz.view import comparison_view
 
     model = random_model(GPTConfig(2, 2, 16, 32, 50), seed=0)
     result = compare(model, "padded-vs-cached", [1, 2, 3], 5)
@@ -206,7 +207,7 @@ def test_cost_table_layout_does_not_depend_on_how_fast_the_machine_was() -> None
         }
         console = Console(width=80, record=True, color_system=None, file=io.StringIO())
         labels = [str(i) for i in result.token_ids]
-        console.print(compare_view(model, replace(result, **sides), labels, 0, 0, plain=True))
+        console.print(render_view(comparison_view(replace(result, **sides), labels), plain=True))
         return console.export_text().splitlines()
 
     fast, slow = render(1e-3), render(1e4)  # microseconds against whole minutes

@@ -252,12 +252,16 @@ class Weights:
         return x
 
     def _rotation(self, positions: IntArray) -> tuple[FloatArray, FloatArray]:
-        """cos and sin [n, d/2] of each position's angles, computed once per pass (every
-        layer of a pass gets the same positions array)."""
+        """cos and sin of each position's angles as `_rotate` reads them, [n, 1, 2, d/2]
+        each: cos twice, (-sin, sin) along the pair axis. Computed once per pass: every
+        layer of a pass gets the same positions array."""
         if self._rope is None or self._rope[0] is not positions:
             angles = positions[:, None].astype(np.float64) * self.config.inv_freq()[None, :]
+            cos, sin = np.cos(angles), np.sin(angles)  # [n, d/2]
             dtype = self.norm.dtype
-            self._rope = (positions, np.cos(angles).astype(dtype), np.sin(angles).astype(dtype))
+            pair_cos = np.stack([cos, cos], axis=1)[:, None].astype(dtype)  # [n, 1, 2, d/2]
+            pair_sin = np.stack([-sin, sin], axis=1)[:, None].astype(dtype)
+            self._rope = (positions, pair_cos, pair_sin)
         return self._rope[1], self._rope[2]
 
     def _attention(self, i: int, x: FloatArray, positions: IntArray, attend: Attend) -> FloatArray:
@@ -266,16 +270,18 @@ class Weights:
         qkv = rms_norm(x, lay.attn_norm, cfg.rms_norm_eps) @ lay.qkv_w  # [n, (H + 2 H_kv) d]
         if lay.qkv_b is not None:
             qkv += lay.qkv_b
-        q: FloatArray = qkv[:, : h * d].reshape(n, h, d).transpose(1, 0, 2)  # [H, n, d]
-        k: FloatArray = qkv[:, h * d : (h + h_kv) * d].reshape(n, h_kv, d).transpose(1, 0, 2)
-        v = qkv[:, (h + h_kv) * d :].reshape(n, h_kv, d).transpose(1, 0, 2)
+        # q and k side by side [n, H + H_kv, d]: normed (Qwen3) and rotated together
+        qk: FloatArray = qkv[:, : (h + h_kv) * d].reshape(n, h + h_kv, d)
+        v = qkv[:, (h + h_kv) * d :].reshape(n, h_kv, d).transpose(1, 0, 2)  # [H_kv, n, d]
         if lay.q_norm is not None and lay.k_norm is not None:
-            q, k = (
-                rms_norm(q, lay.q_norm, cfg.rms_norm_eps),
-                rms_norm(k, lay.k_norm, cfg.rms_norm_eps),
+            eps = cfg.rms_norm_eps
+            qk = np.concatenate(
+                [rms_norm(qk[:, :h], lay.q_norm, eps), rms_norm(qk[:, h:], lay.k_norm, eps)],
+                axis=1,
             )
-        cos, sin = self._rotation(positions)
-        out = attend(i, _rotate(q, cos, sin), _rotate(k, cos, sin), v)  # [H, n, d]
+        qk = _rotate(qk, *self._rotation(positions))
+        q, k = qk[:, :h].transpose(1, 0, 2), qk[:, h:].transpose(1, 0, 2)  # [H | H_kv, n, d]
+        out = attend(i, q, k, v)  # [H, n, d]
         y: FloatArray = out.transpose(1, 0, 2).reshape(n, h * d) @ lay.o_w
         if lay.o_b is not None:
             y += lay.o_b
@@ -307,16 +313,18 @@ class Weights:
 
 
 def _rotate(x: FloatArray, cos: FloatArray, sin: FloatArray) -> FloatArray:
-    """RoPE on x [H, n, d]: each pair (i, i + d/2) rotated by its position's angle.
+    """RoPE on x [n, heads, d]: each pair (i, i + d/2) rotated by its position's angle,
+    (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin).
 
-    [H, n, d], cos/sin [n, d/2] -> [H, n, d]
+    x [n, heads, d], cos/sin [n, 1, 2, d/2] from `Weights._rotation` -> a new [n, heads, d]
+
+    Three NumPy calls for every head at once: the halves (x1, x2) become a pair axis,
+    reversed by a view (x2, x1) and multiplied by (-sin, sin); a + (-b) is exactly a - b.
     """
-    half = x.shape[-1] // 2
-    x1, x2 = x[..., :half], x[..., half:]
-    out = np.empty_like(x)
-    out[..., :half] = x1 * cos - x2 * sin
-    out[..., half:] = x2 * cos + x1 * sin
-    return out
+    pairs = x.reshape(*x.shape[:-1], 2, x.shape[-1] // 2)  # [n, heads, 2, d/2]
+    out = pairs * cos
+    out += pairs[..., ::-1, :] * sin
+    return out.reshape(x.shape)
 
 
 # ---------------------------------------------------------------- loading
@@ -365,22 +373,28 @@ def config_from_hf(data: dict[str, Any], source: str = "config.json") -> LlamaCo
         source,
         n_kv_head="num_key_value_heads",
     )
-    head_dim = data.get("head_dim") or f["n_embd"] // f["n_head"]
+    # Qwen3Config defaults head_dim to 128; the others (and a null) derive it
+    derived = (
+        128 if model_type == "qwen3" and "head_dim" not in data else f["n_embd"] // f["n_head"]
+    )
+    head_dim = integers({**data, "head_dim": data.get("head_dim") or derived}, source, d="head_dim")
     try:
         eps = float(data.get("rms_norm_eps", 1e-6))
     except (TypeError, ValueError):
         raise MaskvizError(f"{source}: rms_norm_eps must be a number") from None
-    bias = bool(data.get("attention_bias", False))
+    # transformers' biases: Llama and Qwen3 put attention_bias on q, k, v and o; Qwen2
+    # always biases q, k and v and never o; Mistral has none (it ignores the field)
+    bias = bool(data.get("attention_bias", False)) and model_type in ("llama", "qwen3")
     try:
         return LlamaConfig(
             **f,
             n_kv_head=more["n_kv_head"],
-            head_dim=int(head_dim),
+            head_dim=head_dim["d"],
             rms_norm_eps=eps,
             rope_theta=rope_theta,
             rope_scaling=scaling,
-            qkv_bias=bias or model_type == "qwen2",  # Qwen2 always biases q, k and v
-            o_bias=bias and model_type != "qwen2",
+            qkv_bias=bias or model_type == "qwen2",
+            o_bias=bias,
             qk_norm=model_type == "qwen3",
             tie_word_embeddings=bool(data.get("tie_word_embeddings", False)),
             windows=_windows(data, model_type, f["n_layer"], source),
@@ -396,6 +410,13 @@ def _rope(data: dict[str, Any], source: str) -> tuple[float, Llama3Scaling | Non
     params = data.get("rope_parameters") or data.get("rope_scaling") or {}
     if not isinstance(params, dict):
         raise MaskvizError(f"{source}: rope_parameters must be an object")
+    nested = [k for k, v in params.items() if isinstance(v, dict)]
+    if nested:  # one set per layer type: the engine rotates every layer alike
+        raise unsupported(
+            source, "rope_parameters", nested, "this engine implements one set for every layer"
+        )
+    # transformers 5 moves partial_rotary_factor inside rope_parameters
+    check_allowed(params, {"partial_rotary_factor": _ALLOWED["partial_rotary_factor"]}, source)
     kind = params.get("rope_type", params.get("type", "default"))
     if kind not in ("default", "llama3"):
         raise unsupported(source, "rope type", kind, 'this engine implements "default" or "llama3"')
@@ -422,20 +443,26 @@ def _windows(
     data: dict[str, Any], model_type: str, n_layer: int, source: str
 ) -> tuple[int | None, ...]:
     """Each layer's sliding window, as transformers decides it for this model type."""
-    window = data.get("sliding_window")
+    if model_type == "llama":
+        window = data.get("sliding_window")
+        if window is None:
+            return (None,) * n_layer
+        raise unsupported(source, "sliding_window", window, "llama layers attend to every key")
+    # an absent sliding_window is transformers' default of 4096 (null: none)
+    window = data.get("sliding_window", 4096)
     if model_type in ("qwen2", "qwen3") and not data.get("use_sliding_window", False):
         window = None  # Qwen ignores sliding_window unless use_sliding_window is set
     if window is None:
         return (None,) * n_layer
-    if model_type == "llama":
-        raise unsupported(source, "sliding_window", window, "llama layers attend to every key")
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise MaskvizError(f"{source}: sliding_window must be a positive integer")
+    if model_type == "mistral":
+        return (window,) * n_layer  # MistralModel slides every layer, whatever layer_types says
     types: Sequence[Any] | None = data.get("layer_types")
     if types is None:
-        if model_type == "mistral":
-            return (window,) * n_layer
-        first = data.get("max_window_layers", n_layer)  # Qwen: layers from this one slide
+        first = data.get("max_window_layers", 28)  # Qwen's default: layers from 28 on slide
+        if isinstance(first, bool) or not isinstance(first, int):
+            raise MaskvizError(f"{source}: max_window_layers must be an integer")
         return tuple(window if i >= first else None for i in range(n_layer))
     kinds = {"sliding_attention": window, "full_attention": None}
     if not isinstance(types, list) or len(types) != n_layer or any(t not in kinds for t in types):

@@ -1,0 +1,292 @@
+"""Attention views in the terminal: every key shown at any width, nothing cropped.
+
+`AttentionGrid` draws a `maskviz.view.AttentionView` in the densest faithful layout
+the width allows, tried in this order:
+
+1. full cells: a glyph and a space per key;
+2. compact cells: one character per key;
+3. pooled keys: each column stands for k consecutive keys, drawn allowed if any of
+   them is (shaded by the largest weight among them), evicted if none is allowed
+   and one was evicted, masked only if all are masked.
+
+Rows are never cropped: sequences longer than `ROW_LIMIT` pool rows the same way,
+and the header says how. Notes after a row move onto their own line when they
+would cost the grid its layout, and panels that share rows are stacked when side
+by side they would have to pool. Lines never exceed the width Rich offers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.measure import Measurement
+from rich.style import Style
+from rich.table import Table as RichTable
+from rich.text import Text
+
+from maskviz._text import cell_width, display_label, fit
+from maskviz.render.terminal import (
+    BLOCKED,
+    EVICTED,
+    STYLE_BLOCKED,
+    STYLE_DIM,
+    STYLE_EVICTED,
+    STYLE_LABEL,
+    attention_legend,
+    weight_glyph,
+)
+from maskviz.view import ALLOWED, MASKED, AttentionView, Panel
+
+ROW_LIMIT = 64  # rows drawn one per line up to this many; longer sequences pool rows
+LABEL_MAX = 10  # columns a token may take in a row label
+VERTICAL_MAX = 4  # lines of vertical key labels at most
+PANEL_GAP = " │ "
+STYLE_BAD = Style(color="red", bold=True)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a view is drawn at one width."""
+
+    cell: int  # characters per key column: 2 (glyph + space) or 1
+    key_block: int  # keys per column (1: none pooled)
+    row_block: int  # rows per line (1: none pooled)
+    stacked: bool  # panels one under another instead of side by side
+    notes_below: bool  # row notes on their own line
+
+
+@dataclass
+class AttentionGrid:
+    """The grid part of a view: key rulers, one line per query row (or row block)."""
+
+    view: AttentionView
+    plain: bool = False
+
+    # -- layout ------------------------------------------------------------------
+
+    def _n(self) -> int:
+        return max(p.n for p in self.view.panels)
+
+    def _label_width(self, row_block: int) -> tuple[int, int]:
+        """Columns of the position number and of the token label in a row's head."""
+        n = self._n()
+        pos_w = len(str(n - 1 + self.view.index_base))
+        if row_block > 1:
+            return 2 * pos_w + 1, 0  # "12–15": pooled rows carry no single token
+        tokens = [fit(display_label(lbl), LABEL_MAX) for p in self.view.panels for lbl in p.labels]
+        return pos_w, max([cell_width(t) for t in tokens] + [1])
+
+    def _note_width(self) -> int:
+        notes = [n for p in self.view.panels for n in p.notes.values()]
+        return max([cell_width(n) for n in notes] + [0])
+
+    def _fit(self, width: int, panels: int, notes_below: bool) -> Layout:
+        n = self._n()
+        row_block = math.ceil(n / ROW_LIMIT) if n > ROW_LIMIT else 1
+        pos_w, lab_w = self._label_width(row_block)
+        head = pos_w + 1 + (lab_w + 1 if lab_w else 0)
+        note = 0 if notes_below or not self._note_width() else self._note_width() + 1
+        per = (width - head - note - len(PANEL_GAP) * (panels - 1)) // panels
+        if 2 * n <= per:
+            return Layout(2, 1, row_block, panels == 1 and len(self.view.panels) > 1, notes_below)
+        if n <= per:
+            return Layout(1, 1, row_block, panels == 1 and len(self.view.panels) > 1, notes_below)
+        k = math.ceil(n / max(per, 1))
+        stacked = panels == 1 and len(self.view.panels) > 1
+        return Layout(1, k, max(row_block, k if row_block > 1 else 1), stacked, notes_below)
+
+    def layout(self, width: int) -> Layout:
+        """The densest layout that fits: fewest keys per column, panels side by side if
+        that costs no pooling, then the widest cells; notes move below only to gain."""
+        side = len(self.view.panels) if self.view.side_by_side else 1
+        options = [self._fit(width, side, below) for below in (False, True)]
+        if side > 1:  # stacking costs height, not detail: only when side by side must pool
+            options += [self._fit(width, 1, below) for below in (False, True)]
+        return min(options, key=lambda o: (o.key_block, o.stacked, -o.cell, o.notes_below))
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        widest = self.layout(10_000)
+        pos_w, lab_w = self._label_width(1)
+        side = len(self.view.panels) if self.view.side_by_side else 1
+        full = pos_w + lab_w + 2 + side * 2 * self._n() + len(PANEL_GAP) * (side - 1)
+        full += self._note_width() + 1 if not widest.notes_below else 0
+        return Measurement(min(24, options.max_width), min(full, options.max_width))
+
+    # -- drawing -------------------------------------------------------------------
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        width = options.max_width
+        lay = self.layout(width)
+        groups = (
+            [[p] for p in self.view.panels]
+            if lay.stacked or not self.view.side_by_side
+            else [list(self.view.panels)]
+        )
+        for i, panels in enumerate(groups):
+            if len(groups) > 1 or not self.view.side_by_side:
+                if i:
+                    yield Text()
+                yield _line(Text(panels[0].title, STYLE_LABEL), width)
+            yield from self._pooling_note(lay, width)
+            yield from self._key_header(panels, lay, width)
+            yield from self._rows(panels, lay, width)
+
+    def _pooling_note(self, lay: Layout, width: int) -> Iterator[Text]:
+        parts = []
+        if lay.key_block > 1:
+            parts.append(f"keys pooled {lay.key_block} per column")
+        if lay.row_block > 1:
+            parts.append(f"rows pooled {lay.row_block} per line")
+        if parts:
+            text = ", ".join(parts) + (
+                ": a cell is drawn allowed if any key in it is, shaded by the largest weight"
+            )
+            yield _line(Text(text, STYLE_DIM), width, wrap=True)
+
+    def _head_width(self, lay: Layout) -> int:
+        pos_w, lab_w = self._label_width(lay.row_block)
+        return pos_w + 1 + (lab_w + 1 if lab_w else 0)
+
+    def _columns(self, n: int, lay: Layout) -> list[range]:
+        return [range(s, min(s + lay.key_block, n)) for s in range(0, n, lay.key_block)]
+
+    def _key_header(self, panels: list[Panel], lay: Layout, width: int) -> Iterator[Text]:
+        head = self._head_width(lay)
+        base = self.view.index_base
+        ruler = Text(" " * head, STYLE_DIM)
+        for i, panel in enumerate(panels):
+            if i:
+                ruler.append(" " * len(PANEL_GAP))
+            cols = self._columns(panel.n, lay)
+            marks = [" "] * (lay.cell * len(cols))
+            step = 5 if lay.cell == 2 else 10
+            for c, keys in enumerate(cols):
+                first = keys[0] + base
+                if (
+                    c == 0
+                    or (lay.key_block == 1 and first % step == 0)
+                    or (lay.key_block > 1 and c % 10 == 0)
+                ):
+                    text, at = str(first), lay.cell * c
+                    if all(ch == " " for ch in marks[at : at + len(text) + 1]):
+                        marks[at : at + len(text)] = list(text)
+            ruler.append("".join(marks)[: lay.cell * len(cols)])
+        if cell_width(ruler.plain) + 6 <= width:
+            ruler.append(" key →", STYLE_DIM)
+        yield _line(ruler, width)
+        if lay.key_block > 1:
+            return  # pooled columns have no single token; the rows name them
+        yield from self._key_labels(panels, lay, width, head)
+
+    def _key_labels(
+        self, panels: list[Panel], lay: Layout, width: int, head: int
+    ) -> Iterator[Text]:
+        """Each key's token above its column: on one line when every token is one
+        character, else written downwards (longer ones cut with "…"), never a slice
+        that would pass for another token."""
+        shown = [[display_label(lbl) for lbl in p.labels] for p in panels]
+        tall = max(cell_width(lbl) for labels in shown for lbl in labels)
+        lines = min(tall, VERTICAL_MAX)
+        for r in range(lines):
+            line = Text(" " * head)
+            for i, labels in enumerate(shown):
+                if i:
+                    line.append(" " * len(PANEL_GAP))
+                for lbl in labels:
+                    chars = [ch for ch in lbl]
+                    if len(chars) > lines:
+                        chars = [*chars[: lines - 1], "…"]
+                    ch = chars[r] if r < len(chars) else " "
+                    if cell_width(ch) != 1:
+                        ch = "?"  # a wide character would shift every column after it
+                    line.append(ch + " " * (lay.cell - 1), STYLE_LABEL)
+            yield _line(line, width)
+
+    def _rows(self, panels: list[Panel], lay: Layout, width: int) -> Iterator[Text]:
+        n = max(p.n for p in panels)
+        base = self.view.index_base
+        pos_w, lab_w = self._label_width(lay.row_block)
+        marks = {m.index: m.text for p in panels for m in p.marks}
+        notes = {r: t for p in panels for r, t in p.notes.items()}
+        details = {r: t for p in panels for r, t in p.details.items()}
+        head = self._head_width(lay)
+        for start in range(0, n, lay.row_block):
+            rows = range(start, min(start + lay.row_block, n))
+            for index in sorted(marks):
+                if index in rows and index > 0:
+                    rule = Text(f"── {marks[index]} ", STYLE_DIM)
+                    rule.append("─" * max(0, width - cell_width(rule.plain)), STYLE_DIM)
+                    yield _line(rule, width, ellipsis=True)
+            if lay.row_block == 1:
+                label = fit(display_label(panels[-1].labels[start]), LABEL_MAX)
+                line = Text(f"{start + base:>{pos_w}} ", STYLE_LABEL)
+                line.append(label + " " * (lab_w - cell_width(label)) + " ", STYLE_LABEL)
+            else:
+                span = f"{start + base}–{rows[-1] + base}"
+                line = Text(f"{span:>{pos_w}} ", STYLE_LABEL)
+            for i, panel in enumerate(panels):
+                if i:
+                    line.append(PANEL_GAP, STYLE_DIM)
+                self._cells(line, panel, rows, lay)
+            note = notes.get(start) if lay.row_block == 1 else None
+            if note and not lay.notes_below:
+                line.append(" ")
+                line.append(note, STYLE_BAD if note.endswith("✗") else STYLE_LABEL)
+            yield _line(line, width)
+            if lay.row_block > 1:
+                continue
+            # a note that did not fit after the row leads the row's detail line
+            below = [t for t in (note if lay.notes_below else None, details.get(start)) if t]
+            if below:
+                yield _line(Text(" " * head + " · ".join(below), STYLE_DIM), width, ellipsis=True)
+
+    def _cells(self, line: Text, panel: Panel, rows: range, lay: Layout) -> None:
+        pad = " " * (lay.cell - 1)
+        states = panel.states[rows.start : rows.stop]
+        weights = panel.weights[rows.start : rows.stop]
+        for keys in self._columns(panel.n, lay):
+            block = states[:, keys.start : keys.stop]
+            allowed = block == ALLOWED
+            if allowed.any():
+                w = float(weights[:, keys.start : keys.stop][allowed].max())
+                glyph, style = weight_glyph(w, self.plain)
+                line.append(glyph + pad, style or "")
+            elif (block != MASKED).any():
+                line.append(EVICTED + pad, STYLE_EVICTED)
+            else:
+                line.append(BLOCKED + pad, STYLE_BLOCKED)
+
+
+def _line(text: Text, width: int, *, wrap: bool = False, ellipsis: bool = False) -> Text:
+    """A line that never exceeds ``width``: cropped (or wrapped when ``wrap``)."""
+    if not wrap:
+        text.no_wrap = True
+        text.overflow = "ellipsis" if ellipsis else "crop"
+        text.truncate(width, overflow=text.overflow)
+    return text
+
+
+def render_view(view: AttentionView, plain: bool) -> Group:
+    """The whole view for the terminal: header, grid, legend, footer, tables, verdict."""
+    parts: list[RenderableType] = [Text(line) for line in view.header]
+    parts.append(AttentionGrid(view, plain))
+    states = view.states_present
+    parts.append(attention_legend(plain, evicted=2 in states))
+    parts.extend(Text(line) for line in view.footer)
+    for table in view.tables:
+        rich = RichTable(title=table.title, title_justify="left", box=None, pad_edge=False)
+        for i, column in enumerate(table.columns):
+            rich.add_column(column, justify="left" if i == 0 else "right", no_wrap=True)
+        for row in table.rows:
+            rich.add_row(*row)
+        parts.extend([Text(), rich])
+    if view.verdict is not None:
+        text, good = view.verdict
+        parts.extend([Text(), Text(text, Style(color="green" if good else "red", bold=True))])
+    return Group(*parts)
+
+
+__all__ = ["ROW_LIMIT", "AttentionGrid", "Layout", "render_view"]

@@ -1,0 +1,474 @@
+"""Views: what a picture of attention shows, as plain data built once for every renderer.
+
+A view is built from a `Trace`, a `Comparison` or a `Similarity` plus the user's
+choices (layer, heads, aggregation). It holds everything drawing needs and nothing
+about how to draw: each panel's weights and the state of every cell, token labels,
+the lines that separate prompt from generated tokens, notes on rows, titles,
+tables and a verdict. The terminal (`maskviz.render.terminal`), the figures
+(`maskviz.render.attention_figures`) and the HTML page draw from the same view,
+so they cannot disagree about what is masked, evicted or numbered how.
+
+Cell states (`Panel.states`, int8 [n, n]):
+
+- ``ALLOWED``: the query may attend to the key; its weight is drawn;
+- ``MASKED``: the mask forbids the key (the future, another document, a pad, or
+  outside a sliding window in a single masked pass);
+- ``EVICTED``: a sliding-window layer's rolling KV cache had dropped the key when
+  this query was computed in cached decoding.
+
+Positions are numbered from ``index_base`` (1) in every title and note.
+
+>>> import maskviz
+>>> model = maskviz.random_model(maskviz.GPTConfig(1, 2, 8, 16, 300), seed=0)
+>>> view = trace_view(model.trace([72, 105], steps=2), layer=0)
+>>> [p.title for p in view.panels], view.panels[0].states.shape
+(['layer 0, head 0'], (4, 4))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from maskviz._text import display_label, plural, safe_text
+from maskviz.errors import usage_error
+
+if TYPE_CHECKING:
+    from maskviz.arch import Config
+    from maskviz.compare import Comparison, Side
+    from maskviz.similarity import Ordering, Similarity
+    from maskviz.trace import Trace
+
+FloatArray = NDArray[np.floating[Any]]
+StateArray = NDArray[np.int8]
+
+MASKED, ALLOWED, EVICTED = 0, 1, 2
+STATE_NAMES = {ALLOWED: "may attend", MASKED: "masked", EVICTED: "evicted from the rolling cache"}
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A line drawn before position ``index`` (between rows and between columns)."""
+
+    index: int
+    kind: str  # "prompt": where generated tokens begin; "delimiter": around it
+    text: str  # what the line separates, e.g. "decoding: one new query per step ..."
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One attention matrix as drawn: rows are queries, columns keys (one per position)."""
+
+    title: str
+    weights: FloatArray  # [n, n]; 0 where the state is not ALLOWED
+    states: StateArray  # [n, n]
+    labels: tuple[str, ...]  # each position's token, printable
+    marks: tuple[Mark, ...] = ()
+    notes: Mapping[int, str] = field(default_factory=dict)  # row -> short text after it
+    details: Mapping[int, str] = field(default_factory=dict)  # row -> line under it
+
+    @property
+    def n(self) -> int:
+        return int(self.states.shape[0])
+
+
+@dataclass(frozen=True)
+class Table:
+    """Rows of text under a title; the first column names the row."""
+
+    title: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+
+@dataclass(frozen=True)
+class AttentionView:
+    """Everything a picture of one or more attention matrices shows.
+
+    ``side_by_side``: the panels share their rows (heads of one sequence, the two sides
+    of a comparison); otherwise each is drawn on its own (two orderings). ``steps_from``:
+    the first row computed by a decoding step (cached traces; animations step there).
+    ``verdict``: a comparison's conclusion and whether it is good news.
+    """
+
+    title: str
+    header: tuple[str, ...]
+    panels: tuple[Panel, ...]
+    side_by_side: bool = True
+    footer: tuple[str, ...] = ()
+    tables: tuple[Table, ...] = ()
+    verdict: tuple[str, bool] | None = None
+    mode: str = "training"  # "cached" rows past steps_from were decoding steps
+    steps_from: int = 0
+    index_base: int = 1
+
+    @property
+    def states_present(self) -> set[int]:
+        return {int(s) for p in self.panels for s in np.unique(p.states)}
+
+
+# ---------------------------------------------------------------- traces
+
+
+def _states(allowed: NDArray[np.bool_], evicted: NDArray[np.bool_] | None = None) -> StateArray:
+    states = np.where(allowed, ALLOWED, MASKED).astype(np.int8)
+    if evicted is not None:
+        states[evicted & ~allowed] = EVICTED
+    return states
+
+
+def trace_states(trace: Trace, layer: int) -> StateArray:
+    """The state of every cell of ``layer`` [T, T]: in cached mode a sliding layer's keys
+    beyond its window were evicted from the ring buffer (decoding rows), not masked."""
+    allowed = trace.layer_mask(layer)
+    evicted = None
+    if trace.window(layer) is not None and trace.mode == "cached":
+        evicted = trace.mask & ~allowed
+        evicted[: trace.prompt_len] = False  # the prefill pass masked these: never cached
+    return _states(allowed, evicted)
+
+
+def describe_layer_masks(windows: Sequence[int | None]) -> str:
+    """Each layer's mask, layers grouped (0-based, as ``--layer`` counts).
+
+    >>> describe_layer_masks([None, None])
+    'every layer causal'
+    >>> describe_layer_masks([32, None, 32, None])
+    'layers 0,2: causal & sliding window 32; 1,3: causal'
+    """
+    kinds: dict[int | None, list[int]] = {}
+    for i, w in enumerate(windows):
+        kinds.setdefault(w, []).append(i)
+    if len(kinds) == 1:
+        w = next(iter(kinds))
+        return "every layer causal" + ("" if w is None else f" & sliding window {w}")
+    parts = [
+        ",".join(map(str, layers)) + ": causal" + ("" if w is None else f" & sliding window {w}")
+        for w, layers in sorted(kinds.items(), key=lambda kv: kv[1][0])
+    ]
+    return "layers " + "; ".join(parts)
+
+
+def kv_cache_formula(cfg: Config, positions: int, itemsize: int) -> str:
+    """How the KV cache's bytes add up: layers x keys and values x KV heads x positions
+    (a sliding layer: its window) x head dims x bytes.
+
+    >>> from maskviz.arch.llama import LlamaConfig
+    >>> kv_cache_formula(LlamaConfig(4, 4, 2, 40, 160, 432, 256, 257, windows=(32, None) * 2), 48, 4)
+    '2 full layers x 2 (keys, values) x 2 KV heads x 48 positions x 40 dims x 4 bytes + 2 sliding layers x 2 x 2 x 32 slots x 40 x 4'
+    """
+    heads = ("KV " if cfg.n_kv_head != cfg.n_head else "") + (
+        "head" if cfg.n_kv_head == 1 else "heads"
+    )
+    groups: dict[int | None, int] = {}  # window -> layers, full layers first
+    for w in sorted(cfg.windows, key=lambda w: -1 if w is None else w):
+        groups[w] = groups.get(w, 0) + 1
+    parts: list[str] = []
+    for w, count in groups.items():
+        if w is None:
+            kind = "layers" if count == len(cfg.windows) else "full layers"
+            slots = f"{positions} positions"
+        else:
+            kind, slots = "sliding layers", f"{min(w, positions)} slots"
+        kind = kind if count > 1 else kind[:-1]
+        if parts:  # the first term names every factor; later ones only what differs
+            parts.append(
+                f"{count} {kind} x 2 x {cfg.n_kv_head} x {slots} x {cfg.head_dim} x {itemsize}"
+            )
+        else:
+            parts.append(
+                f"{count} {kind} x 2 (keys, values) x {cfg.n_kv_head} {heads} x {slots} "
+                f"x {cfg.head_dim} dims x {itemsize} bytes"
+            )
+    return " + ".join(parts)
+
+
+def _matrices(
+    trace: Trace, layer: int, head: int | None, heads: Sequence[int] | None, agg: str | None
+) -> list[tuple[str, FloatArray]]:
+    if heads is not None:
+        return [(f"head {h}", trace.head_attention(layer, h)) for h in heads]
+    if agg is not None:
+        n_heads = trace.heads.shape[0]
+        return [(f"layer {layer}, {agg} over {n_heads} heads", trace.layer_attention(layer, agg))]
+    h = 0 if head is None else head
+    return [(f"layer {layer}, head {h}", trace.head_attention(layer, h))]
+
+
+def trace_view(
+    trace: Trace,
+    *,
+    layer: int = 0,
+    head: int | None = None,
+    heads: Sequence[int] | None = None,
+    agg: str | None = None,
+    config: Config | None = None,
+    top_k: int = 3,
+) -> AttentionView:
+    """A recorded run: the prefill rows, then one row per decoding step with the token it
+    chose; ``heads`` side by side, or ``agg`` ("mean"/"max") over the layer's heads, or
+    one ``head`` (default 0). With the model's ``config`` the footer spells out the KV
+    cache's size; without it (a saved trace) only its bytes."""
+    if head is not None and (heads is not None or agg is not None):
+        raise usage_error("choose one of head, heads or agg")
+    p, n = trace.prompt_len, trace.n_tokens
+    labels = tuple(trace.labels)
+    shown = [display_label(label) for label in labels]
+    states = trace_states(trace, layer)
+    window = trace.window(layer)
+    if trace.mode == "training":
+        rule = "generated tokens: the same single pass, the mask hides the future"
+    else:
+        rule = "decoding: one new query per step, attending to the KV cache (no mask)"
+    marks = (Mark(p, "prompt", rule),) if 0 < p < n else ()
+    notes: dict[int, str] = {}
+    details: dict[int, str] = {}
+    for t in range(p - 1, n):
+        # row t's output (logits[t]) predicts token t+1: the next step's query
+        top = trace.next_token_probs(t, top_k)
+        if t + 1 < n:
+            notes[t] = f"→ {shown[t + 1]} {trace.probabilities(t)[int(trace.token_ids[t + 1])]:.0%}"
+        else:
+            notes[t] = f"(next: {display_label(trace.token_label(top[0][0]))} {top[0][1]:.0%})"
+        alts = ", ".join(f"'{display_label(trace.token_label(i))}' {q:.0%}" for i, q in top)
+        if t >= p and trace.mode != "training":
+            held = f"{t} cached keys"
+            if window is not None and t >= window:
+                held = f"a ring of {window - 1} cached keys ({t - window + 1} evicted)"
+            details[t] = f"step {t - p + 1}: {held} + itself; top: {alts}"
+        elif t == p - 1:
+            details[t] = f"prefill: {plural(p, 'query')} in one masked pass; top: {alts}"
+    panels = []
+    for title, matrix in _matrices(trace, layer, head, heads, agg):
+        weights = np.where(states == ALLOWED, matrix, 0.0).astype(matrix.dtype)
+        panels.append(Panel(title, weights, states, labels, marks))
+    # the row notes belong to the sequence, not to a head: the last panel carries them
+    last = panels[-1]
+    panels[-1] = Panel(last.title, last.weights, last.states, labels, marks, notes, details)
+    what = (
+        panels[0].title
+        if len(panels) == 1
+        else f"layer {layer}, heads " + ", ".join(str(h) for h in (heads or []))
+    )
+    name = safe_text(trace.model_name) or "model"
+    model_line = f"model {name}"
+    if trace.model_desc:
+        model_line += f": {trace.model_desc}"
+    header = (
+        f"{model_line} · {trace.dtype} · mode {trace.mode} · {trace.decoding}",
+        f"masks: {describe_layer_masks([trace.window(i) for i in range(trace.windows.shape[0])] or [None])}",
+        f"prompt, {plural(p, 'token')}: " + " ".join(f"{i + 1}:{shown[i]}" for i in range(p)),
+        f"attention of {what}; rows = queries ↓ (position, token), columns = keys →",
+    )
+    return AttentionView(
+        title=f"{name} · {what} · {trace.mode} · {trace.decoding}",
+        header=header,
+        panels=tuple(panels),
+        footer=_trace_footer(trace, config),
+        mode=trace.mode,
+        steps_from=p if trace.mode == "cached" else n,
+    )
+
+
+def _trace_footer(trace: Trace, config: Config | None) -> tuple[str, ...]:
+    p, n = trace.prompt_len, trace.n_tokens
+    reason = {
+        "steps": f"after {n - p} steps",
+        "end_of_text": "at end-of-text",
+        "context": "at the context limit",
+    }.get(trace.stop_reason, trace.stop_reason)
+    lines = [f"text: {safe_text(trace.text)}"]
+    if trace.mode == "training":
+        lines.append(
+            f"stopped {reason}; one masked pass over {n} tokens took "
+            f"{1e3 * trace.prefill_seconds:.1f} ms"
+        )
+        return tuple(lines)
+    per_step = ""
+    if trace.step_seconds.size:
+        per_step = f", {1e3 * float(trace.step_seconds.mean()):.2f} ms per step"
+    lines.append(f"stopped {reason}; prefill {1e3 * trace.prefill_seconds:.1f} ms{per_step}")
+    if trace.kv_cache_bytes:
+        kv = f"KV cache: {trace.kv_cache_bytes:,} bytes"
+        if config is not None:
+            kv += f" = {kv_cache_formula(config, n, np.dtype(trace.dtype).itemsize)}"
+        lines.append(kv)
+    if trace.mode == "cached" and trace.step_masks == 0 and n > p:
+        lines.append(
+            "no mask applied at any step: every layer's rule allowed every key its cache held"
+        )
+    return tuple(lines)
+
+
+# ---------------------------------------------------------------- comparisons
+
+SIDE_TEXT = {
+    "cached": "cached: prefill, then one query per step against the KV cache",
+    "training": "training: one pass, each layer's mask",
+    "unmasked": "unmasked: one pass, no mask",
+    "recompute": "recompute: the whole prefix again at every step, no cache",
+    "padded": "padded: every step padded after its end to the final length, masked",
+    "left-padded": "left-padded: every step padded before its start, pads masked, "
+    "positions skip them",
+    "shifted": "shifted: left-padded, positions counted from the pads (the common bug)",
+}
+
+
+def _side_states(side: Side, layer: int, prompt_len: int) -> StateArray:
+    allowed = side.mask[layer]
+    evicted = None
+    if side.name == "cached":  # a sliding layer's ring buffer dropped what its window excludes
+        n = allowed.shape[0]
+        evicted = np.tril(np.ones((n, n), bool)) & ~allowed
+        evicted[:prompt_len] = False
+    return _states(allowed, evicted)
+
+
+def comparison_view(
+    result: Comparison,
+    labels: Sequence[str],
+    *,
+    layer: int = 0,
+    head: int = 0,
+    model_name: str = "",
+) -> AttentionView:
+    """Both sides' attention of one head side by side, each row's max |Δ| over every layer
+    and head, the per-layer and cost tables, and the verdict."""
+    a, b = result.a, result.b
+    p, n = result.prompt_len, result.token_ids.shape[0]
+    shown = tuple(labels)
+    marks = (Mark(p, "prompt", "generated tokens"),) if 0 < p < n else ()
+    row_diff, tol = result.row_diff, result.tolerance_attention
+    notes = {t: f"{row_diff[t]:.1e}" + ("" if row_diff[t] <= tol else " ✗") for t in range(n)}
+    panels = []
+    for side in (a, b):
+        states = _side_states(side, layer, p)
+        weights = np.where(states == ALLOWED, side.attention[layer, head], 0.0)
+        panels.append(Panel(side.name, weights, states, shown, marks))
+    panels[-1] = Panel(b.name, panels[-1].weights, panels[-1].states, shown, marks, notes)
+    name = f" · model {safe_text(model_name)}" if model_name else ""
+    header = (
+        f"compare {result.pair}{name} · {result.dtype} · {p} prompt tokens + {n - p} steps",
+        f"left  = {SIDE_TEXT.get(a.name, a.name)}",
+        f"right = {SIDE_TEXT.get(b.name, b.name)}",
+        f"attention of layer {layer}, head {head}; after each row: max |Δ| of that row over "
+        "all layers and heads",
+    )
+    per_layer: list[tuple[str, ...]] = [
+        (str(r["layer"]), f"{r['max_abs_diff_attention']:.2e}") for r in result.per_layer
+    ]
+    per_layer.append(("logits", f"{result.max_abs_diff_logits:.2e}"))
+    per_layer.append(
+        ("greedy next tokens equal", "yes, at every step" if result.tokens_agree else "NO")
+    )
+    ratio = a.seconds / max(b.seconds, 1e-12)
+    cost: list[tuple[str, ...]] = [
+        ("MACs", f"{a.macs:,}", f"{b.macs:,}", f"{a.macs / b.macs:.2f}x"),
+        ("time, ms", _ms(a.seconds, 1), _ms(b.seconds, 1), f"{ratio:7.2f}x"),
+    ]
+    for which, i in (("first", 0), ("last", -1)):
+        cost.append(
+            (
+                f"MACs per step, {which}",
+                *(f"{s.step_macs[i]:,}" if s.step_macs.size else "-" for s in (a, b)),
+                "",
+            )
+        )
+    for which, i in (("first", 0), ("last", -1)):
+        cost.append(
+            (
+                f"ms per step, {which}",
+                *(_ms(s.step_seconds[i], 2) if s.step_seconds.size else "-" for s in (a, b)),
+                "",
+            )
+        )
+    tables = (
+        Table("per layer", ("layer", "max |Δ| attention"), tuple(per_layer)),
+        # One column per side keeps the table narrow at any model size. Times are printed
+        # at a fixed width (up to 99,999 ms), so the layout never depends on the machine's
+        # speed: a slow run changes digits, not line breaks.
+        Table(
+            "cost (MACs = multiply-accumulates of the matrix products)",
+            ("", a.name, b.name, "left / right"),
+            tuple(cost),
+        ),
+    )
+    return AttentionView(
+        title=f"{result.pair}{name} · layer {layer}, head {head}",
+        header=header,
+        panels=tuple(panels),
+        tables=tables,
+        verdict=(verdict_text(result), result.agree),
+    )
+
+
+def _ms(seconds: float, decimals: int) -> str:
+    """Milliseconds in a fixed width for anything under 100 s (layout independent of speed)."""
+    return f"{1e3 * seconds:{6 + decimals}.{decimals}f}"
+
+
+def verdict_text(result: Comparison) -> str:
+    """The one-line answer: identical up to rounding, or where they differ."""
+    tol = f"tolerance {result.tolerance_attention:.1e} attention, {result.tolerance_logits:.1e} logits"
+    if result.agree:
+        return (
+            f"identical up to float rounding (max |Δ| = {result.max_abs_diff_attention:.1e} "
+            f"attention, {result.max_abs_diff_logits:.1e} logits, {result.dtype}; {tol})"
+        )
+    first = result.first_differing_row
+    where = f"first at row {first + 1}" if first is not None else "in the greedy tokens"
+    return (
+        f"DIFFERENT: {where}, max |Δ| = {result.max_abs_diff_attention:.2g} attention, "
+        f"{result.max_abs_diff_logits:.2g} logits ({result.dtype}; {tol})"
+    )
+
+
+# ---------------------------------------------------------------- similarity
+
+
+def similarity_view(
+    result: Similarity, labels: Sequence[Sequence[str]], *, layer: int = 0, head: int = 0
+) -> AttentionView:
+    """Both orderings' masked attention, each with its own tokens and its delimiter marked,
+    and the combined representation. ``labels``: the two orderings' token labels."""
+    panels = []
+    for title, order, names in zip(
+        ("[TEXT1; delim; TEXT2]", "[TEXT2; delim; TEXT1]"),
+        (result.forward, result.backward),
+        labels,
+        strict=True,
+    ):
+        panels.append(_ordering_panel(title, order, tuple(names), layer, head))
+    norm = float(np.linalg.norm(result.representation.astype(np.float64)))
+    footer = (
+        f"cosine similarity of the two last states: {result.cosine:.4f}",
+        f"pair representation = sum of both last states: norm {norm:.4f} "
+        f"(width {result.representation.shape[0]})",
+        "No contradiction: each ordering is fed once, whole, with the causal mask exactly as "
+        "in training, and only the last position's output is read; it is the one position "
+        "that attends to every token of both texts.",
+    )
+    return AttentionView(
+        title=f"similarity · layer {layer}, head {head}",
+        header=(),
+        panels=tuple(panels),
+        side_by_side=False,
+        footer=footer,
+    )
+
+
+def _ordering_panel(
+    title: str, order: Ordering, labels: tuple[str, ...], layer: int, head: int
+) -> Panel:
+    _, delim, second = order.segments
+    n = order.token_ids.shape[0]
+    states = _states(order.mask)
+    weights = np.where(states == ALLOWED, order.attention[layer, head], 0.0)
+    marks = (Mark(delim, "delimiter", "delimiter"), Mark(second, "delimiter", "second text"))
+    notes = {delim: "◀ delimiter", n - 1: "◀ last: sees every token; its state is read"}
+    heading = f"{title}: one pass, causal mask, {n} tokens; layer {layer}, head {head}"
+    return Panel(heading, weights, states, labels, marks, notes)

@@ -1,0 +1,191 @@
+"""The terminal grid tells the truth at every width: every key is drawn (full, compact or
+pooled), a row that may attend never looks fully masked, and no line is too wide."""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rich.cells import cell_len
+from rich.console import Console
+
+import maskviz
+from maskviz.compare import compare
+from maskviz.render.grid import ROW_LIMIT, AttentionGrid, render_view
+from maskviz.render.terminal import RAMP
+from maskviz.similarity import similarity
+from maskviz.view import (
+    ALLOWED,
+    EVICTED,
+    AttentionView,
+    comparison_view,
+    similarity_view,
+    trace_view,
+)
+from tests.conftest import run_cli
+
+WIDTHS = [40, 60, 80, 100, 120, 200]
+FIXTURE = str(Path(__file__).parent / "fixtures" / "gpt2-tiny")
+
+
+@pytest.fixture(scope="module")
+def views() -> dict[str, AttentionView]:
+    model = maskviz.load_model()
+    ids = model.tokenizer.encode("To be, or not to be")
+    trace = model.trace(ids, steps=16)
+    result = compare(model, "training-vs-cached", model.tokenizer.encode("To be, or not"), 30)
+    labels = [model.tokenizer.token_label(int(i)) for i in result.token_ids]
+    pair = similarity(model, "The king is dead", "Long live the king")
+    pair_labels = [
+        [model.tokenizer.token_label(int(i)) for i in o.token_ids]
+        for o in (pair.forward, pair.backward)
+    ]
+    return {
+        "trace": trace_view(trace, layer=1),
+        "heads": trace_view(trace, layer=1, heads=[0, 1, 2, 3]),
+        "compare": comparison_view(result, labels),
+        "similarity": similarity_view(pair, pair_labels),
+        "long": trace_view(model.trace(ids, steps=120), layer=0),
+    }
+
+
+def render(view: AttentionView, width: int) -> list[str]:
+    console = Console(width=width, file=io.StringIO(), color_system=None, record=True)
+    console.print(AttentionGrid(view, plain=True))
+    return console.export_text().splitlines()
+
+
+def grid_rows(view: AttentionView, width: int) -> list[tuple[int, str]]:
+    """(first row index, cells) of every grid line, panel by panel as drawn."""
+    grid = AttentionGrid(view, plain=True)
+    lay = grid.layout(width)
+    n = max(p.n for p in view.panels)
+    pos_w, lab_w = grid._label_width(lay.row_block)
+    head = pos_w + 1 + (lab_w + 1 if lab_w else 0)
+    cols = math.ceil(n / lay.key_block)
+    out = []
+    for line in render(view, width):
+        start = line[:pos_w].strip().split("–")[0]
+        if start.isdigit() and len(line) > head and line[pos_w] == " ":
+            out.append((int(start) - 1, line[head : head + lay.cell * cols : lay.cell]))
+    return out
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("name", ["trace", "heads", "compare", "similarity", "long"])
+def test_no_line_is_wider_than_the_console(
+    views: dict[str, AttentionView], name: str, width: int
+) -> None:
+    view = views[name]
+    for line in render(view, width):
+        assert cell_len(line) <= width, (name, width, line)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("name", ["trace", "compare", "similarity", "long"])
+def test_every_key_is_drawn_and_no_attending_row_looks_masked(
+    views: dict[str, AttentionView], name: str, width: int
+) -> None:
+    view = views[name]
+    lay = AttentionGrid(view, plain=True).layout(width)
+    n = view.panels[0].n
+    states = view.panels[0].states
+    rows = grid_rows(view, width)
+    assert rows, "no grid rows found"
+    for first, cells in rows:
+        # every key (or block of keys) has its own cell
+        assert len(cells) == math.ceil(n / lay.key_block)
+        block = states[first : first + lay.row_block]
+        may_attend = bool((block == ALLOWED).any())
+        assert any(c in RAMP for c in cells) == may_attend, (name, width, first, cells)
+
+
+def test_the_densest_faithful_layout_is_chosen(views: dict[str, AttentionView]) -> None:
+    view = views["trace"]  # 35 keys
+    assert AttentionGrid(view).layout(200).cell == 2
+    compact = AttentionGrid(view).layout(50)
+    assert (compact.cell, compact.key_block) == (1, 1)
+    pooled = AttentionGrid(view).layout(30)
+    assert pooled.key_block == 2
+
+
+def test_long_sequences_pool_rows_and_say_so(views: dict[str, AttentionView]) -> None:
+    view = views["long"]
+    assert view.panels[0].n > ROW_LIMIT
+    lines = render(view, 80)
+    assert any("rows pooled" in line for line in lines)
+    assert len(grid_rows(view, 80)) <= ROW_LIMIT
+
+
+def test_narrow_comparisons_stack_instead_of_pooling(views: dict[str, AttentionView]) -> None:
+    view = views["compare"]
+    assert not AttentionGrid(view).layout(200).stacked
+    narrow = AttentionGrid(view).layout(60)
+    assert narrow.stacked and narrow.key_block == 1
+
+
+def test_pooled_blocks_are_masked_only_when_every_key_is(views: dict[str, AttentionView]) -> None:
+    view = views["trace"]
+    # at 20 columns the 35 keys pool several per cell: row 1 sees key 1 only, yet its
+    # first block must be drawn allowed
+    first, cells = grid_rows(view, 24)[0]
+    assert first == 0 and cells[0] in RAMP and set(cells[1:]) == {"○"}
+
+
+def test_multi_character_tokens_are_never_sliced_into_the_key_header() -> None:
+    model = maskviz.load_model(FIXTURE)
+    view = trace_view(model.trace(model.tokenizer.encode("The cat sat on the mat."), steps=2))
+    header = render(view, 120)[:5]
+    # "␣cat" is written downwards (␣, c, a, t), never as a lone "␣" passing for a space token
+    assert any("␣" in line for line in header)
+    assert sum(1 for line in header if "c" in line or "a" in line) >= 2
+
+
+def test_sliding_layers_draw_evicted_keys_with_their_own_glyph() -> None:
+    cfg = maskviz.LlamaConfig(2, 2, 1, 8, 16, 32, 64, 300, windows=(4, None))
+    model = maskviz.random_model(cfg, seed=0)
+    trace = model.trace([1, 2, 3], steps=8)
+    view = trace_view(trace, layer=0)
+    states = view.panels[0].states
+    assert (states == EVICTED).any() and not (
+        trace_view(trace, layer=1).panels[0].states == EVICTED
+    ).any()
+    console = Console(width=80, file=io.StringIO(), color_system=None, record=True)
+    console.print(render_view(view, plain=True))
+    out = console.export_text()
+    assert "◌" in out and "evicted from the rolling cache" in out
+    training = trace_view(model.trace([1, 2, 3], steps=8, mode="training"), layer=0)
+    assert not (training.panels[0].states == EVICTED).any()  # one masked pass evicts nothing
+
+
+@pytest.mark.parametrize("width", [40, 80, 120])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["trace", "To be, or not to be", "--steps", "16"],
+        ["trace", "To be, or not to be", "--steps", "16", "--heads", "all"],
+        ["compare", "training-vs-cached"],
+        ["similarity", "The king is dead", "Long live the king"],
+    ],
+)
+def test_commands_fit_the_terminal_and_hide_no_key(args: list[str], width: int) -> None:
+    result = run_cli(*args, "--plain", env={"COLUMNS": str(width)})
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert max(cell_len(line) for line in lines) <= width
+    assert "not shown" not in result.stdout
+    # a row whose only key is itself: its one allowed cell is shaded
+    assert any(line.lstrip().startswith("1 ") and any(c in RAMP for c in line) for line in lines)
+    assert not any(
+        line.lstrip().startswith("2 ") and set(line.split(" ", 2)[-1].strip()) <= {"○", " "}
+        for line in lines
+    )
+
+
+def test_views_stay_plain_data(views: dict[str, AttentionView]) -> None:
+    view = views["trace"]
+    assert isinstance(view.panels[0].weights, np.ndarray)
+    assert all(isinstance(line, str) for line in (*view.header, *view.footer))
