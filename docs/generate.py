@@ -35,7 +35,7 @@ DOCS = ROOT / "docs"
 PAGES = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
 BLOCK = re.compile(r"<!-- maskviz: (?P<cmd>.*?) -->\n(?P<body>.*?)<!-- /maskviz -->\n", re.DOTALL)
 ENV = {"COLUMNS": "80", "NO_COLOR": "1", "TERM": "dumb"}
-COMMANDS = ["show-mask", "trace", "compare", "similarity", "bench", "doctor"]
+COMMANDS = ["show-mask", "trace", "view", "compare", "similarity", "bench", "doctor"]
 # Wall-clock figures vary between runs; everything else must match exactly.
 _TIMING = re.compile(
     r"\b\d+\.\d+(e[-+]?\d+)? ?(ms|s|µs|tok/s|tokens/s)\b"  # 1.2 ms, 31.0 tok/s

@@ -422,6 +422,20 @@ ModelOption = Annotated[
 DTypeOption = Annotated[DTypeChoice, typer.Option(help="Float type the engine computes in.")]
 LayerOption = Annotated[int, typer.Option(help="Layer whose attention is drawn (0-based).")]
 HeadOption = Annotated[int, typer.Option(help="Head whose attention is drawn (0-based).")]
+HeadChoiceOption = Annotated[
+    int | None,
+    typer.Option(help="Head whose attention is drawn (0-based; default 0).", show_default=False),
+]
+HeadsOption = Annotated[
+    str | None,
+    typer.Option(help="Several heads side by side: 'all' or a list like 0,2.", show_default=False),
+]
+AggOption = Annotated[
+    AggChoice | None,
+    typer.Option(
+        help="Combine the layer's heads: mean or max (instead of --head).", show_default=False
+    ),
+]
 PlainOption = Annotated[
     bool, typer.Option("--plain", help="No colour: shade weights with a character ramp.")
 ]
@@ -465,6 +479,13 @@ def _heads(spec: str | None, n_head: int) -> list[int] | None:
     return chosen
 
 
+def _check_head_choice(head: int | None, heads: str | None, agg: AggChoice | None) -> None:
+    if agg is not None and heads is not None:
+        raise usage_error("--agg and --heads cannot be combined")
+    if head is not None and (agg is not None or heads is not None):
+        raise usage_error(f"--head cannot be combined with --{'agg' if agg else 'heads'}")
+
+
 def _check_context(prompt_len: int, steps: int, n_ctx: int) -> None:
     """Refuse a run that would not fit the context, naming the largest --steps that does."""
     if prompt_len + steps > n_ctx:
@@ -499,24 +520,9 @@ def trace_command(
         ),
     ] = None,
     layer: LayerOption = 0,
-    head: Annotated[
-        int | None,
-        typer.Option(
-            help="Head whose attention is drawn (0-based; default 0).", show_default=False
-        ),
-    ] = None,
-    heads: Annotated[
-        str | None,
-        typer.Option(
-            help="Several heads side by side: 'all' or a list like 0,2.", show_default=False
-        ),
-    ] = None,
-    agg: Annotated[
-        AggChoice | None,
-        typer.Option(
-            help="Combine the layer's heads: mean or max (instead of --head).", show_default=False
-        ),
-    ] = None,
+    head: HeadChoiceOption = None,
+    heads: HeadsOption = None,
+    agg: AggOption = None,
     mode: Annotated[
         ModeChoice,
         typer.Option(
@@ -547,10 +553,7 @@ def trace_command(
     """
     if steps < 0:
         raise usage_error(f"--steps must be >= 0, got {steps}")
-    if agg is not None and heads is not None:
-        raise usage_error("--agg and --heads cannot be combined")
-    if head is not None and (agg is not None or heads is not None):
-        raise usage_error(f"--head cannot be combined with --{'agg' if agg else 'heads'}")
+    _check_head_choice(head, heads, agg)
     if temperature == 0 and (top_k is not None or seed is not None):
         given = "--top-k" if top_k is not None else "--seed"
         raise usage_error(f"{given} applies only when sampling: add --temperature > 0")
@@ -579,7 +582,7 @@ def trace_command(
 
     view = trace_view(
         result, layer=layer, head=None if agg or head_list else head, heads=head_list,
-        agg=agg.value if agg else None, config=cfg,
+        agg=agg.value if agg else None,
     )  # fmt: skip
     _show(view, result.to_dict(), plain=plain, as_json=as_json, save=save, trace=result)
 
@@ -638,6 +641,59 @@ def _progress(
             bar.update(task, completed=done, total=total)
 
         yield update
+
+
+# ---------------------------------------------------------------- view
+
+
+VIEW_SUFFIXES = TRACE_SUFFIXES  # a saved trace can be drawn, animated or converted
+
+
+@app.command("view")
+def view_command(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="A trace saved by `maskviz trace --save` (.npz or .json).", show_default=False
+        ),
+    ],
+    layer: LayerOption = 0,
+    head: HeadChoiceOption = None,
+    heads: HeadsOption = None,
+    agg: AggOption = None,
+    plain: PlainOption = False,
+    save: Annotated[
+        Path | None,
+        typer.Option(
+            help="Save it again: .png/.svg/.pdf heatmap, .gif animation, .npz or .json trace.",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Draw a saved trace again, in the terminal or as a picture, without loading the model.
+
+    Examples:
+
+      maskviz trace "To be" --save t.npz && maskviz view t.npz
+
+      maskviz view t.npz --layer 3 --heads all --save heads.png
+    """
+    from maskviz.trace import Trace
+    from maskviz.view import trace_view
+
+    _check_head_choice(head, heads, agg)
+    if save is not None:
+        save = check_output_path(save, VIEW_SUFFIXES)
+    trace = Trace.load(file)
+    if layer not in trace.layers:
+        raise usage_error(
+            f"--layer {layer} was not recorded in {file} (layers {trace.layers.tolist()})"
+        )
+    recorded = trace.heads.tolist()
+    chosen = recorded if heads == "all" else _heads(heads, max(recorded) + 1)
+    view = trace_view(trace, layer=layer, head=head, heads=chosen, agg=agg.value if agg else None)
+    _show(view, trace.to_dict(), plain=plain, as_json=as_json, save=save, trace=trace)
 
 
 # ---------------------------------------------------------------- compare

@@ -36,7 +36,7 @@ from typing import Any, Literal, TypeAlias
 import numpy as np
 from numpy.typing import NDArray
 
-from maskviz.arch import Architecture, Config, FloatArray, IntArray
+from maskviz.arch import Architecture, Config, FloatArray, IntArray, kv_cache_formula
 from maskviz.arch.gpt2 import Block, GPTConfig, Weights
 from maskviz.errors import MaskvizError, usage_error
 from maskviz.masks import Mask, causal
@@ -492,6 +492,9 @@ class GPT:
                 [self.tokenizer.token_label(int(i)) for i in label_ids], dtype=str
             ),
             model_desc=f"{self.config.describe()}, {self.config.n_params / 1e6:.2f}M parameters",
+            kv_formula=kv_cache_formula(self.config, n, np.dtype(self.dtype).itemsize)
+            if kv_bytes
+            else "",
             # prompt and continuation decoded apart: a byte-level tokenizer's continuation
             # may not complete the prompt's last character, which would garble both
             text="".join(

@@ -26,11 +26,9 @@ def layer_norm(x: FloatArray, w: FloatArray, b: FloatArray, eps: float) -> Float
     """
     inv_c = 1.0 / x.shape[-1]
     xc: FloatArray = x - np.add.reduce(x, axis=-1, keepdims=True) * inv_c
-    var = np.add.reduce(np.square(xc), axis=-1, keepdims=True)
-    var *= inv_c
-    var += eps
-    np.sqrt(var, out=var)
-    xc /= var
+    # std [n, 1] in new small arrays: in-place ops with a Python scalar cost more
+    std = np.sqrt(np.add.reduce(xc * xc, axis=-1, keepdims=True) * inv_c + eps)
+    xc /= std
     xc *= w
     xc += b
     return xc
@@ -44,11 +42,11 @@ def rms_norm(x: FloatArray, w: FloatArray, eps: float) -> FloatArray:
     >>> rms_norm(np.array([[3.0, 4.0]]), np.ones(2), 0.0).round(4)
     array([[0.8485, 1.1314]])
     """
-    ms = np.add.reduce(np.square(x), axis=-1, keepdims=True)
-    ms *= 1.0 / x.shape[-1]
-    ms += eps
-    np.sqrt(ms, out=ms)
-    out: FloatArray = x / ms
+    # [..., 1]; new small arrays rather than in-place ops: NumPy's in-place path with a
+    # Python scalar costs more, and a decoding step runs this twice per layer on one row
+    ms = np.add.reduce(x * x, axis=-1, keepdims=True)
+    rms = np.sqrt(ms * (1.0 / x.shape[-1]) + eps)
+    out: FloatArray = x / rms
     out *= w
     return out
 

@@ -24,6 +24,7 @@ label_ids, label_texts    int64 [M], str [M]      printable labels of the tokens
                                                   (the sequence and each row's likeliest next tokens)
 model_desc                str                     the model's shape, e.g. "4 layers, 4 heads, ..."
 text                      str                     the sequence decoded by the model's tokenizer
+kv_formula                str                     how kv_cache_bytes add up (layers x 2 x heads x ...)
 ========================  ======================  ===========================================
 
 In cached mode, rows 0..P-1 come from the prefill pass (causal mask applied to
@@ -75,6 +76,7 @@ _OPTIONAL: dict[str, tuple[type, Any]] = {
     "step_masks": (int, 0),
     "model_desc": (str, ""),
     "text": (str, ""),
+    "kv_formula": (str, ""),
 }
 MODES = ("cached", "training", "recompute")
 _FLOAT_DTYPES = ("float16", "float32", "float64")
@@ -108,6 +110,7 @@ class Trace:
     label_texts: NDArray[np.str_] = field(default_factory=lambda: np.zeros(0, "<U1"))
     model_desc: str = ""
     text: str = ""  # the sequence decoded by the model's tokenizer
+    kv_formula: str = ""  # how kv_cache_bytes add up, e.g. "4 layers x 2 (keys, values) x ..."
 
     def __post_init__(self) -> None:
         if self.positions is None:

@@ -38,7 +38,6 @@ from maskviz._text import display_label, plural, safe_text
 from maskviz.errors import usage_error
 
 if TYPE_CHECKING:
-    from maskviz.arch import Config
     from maskviz.compare import Comparison, Side
     from maskviz.similarity import Ordering, Similarity
     from maskviz.trace import Trace
@@ -153,40 +152,6 @@ def describe_layer_masks(windows: Sequence[int | None]) -> str:
     return "layers " + "; ".join(parts)
 
 
-def kv_cache_formula(cfg: Config, positions: int, itemsize: int) -> str:
-    """How the KV cache's bytes add up: layers x keys and values x KV heads x positions
-    (a sliding layer: its window) x head dims x bytes.
-
-    >>> from maskviz.arch.llama import LlamaConfig
-    >>> kv_cache_formula(LlamaConfig(4, 4, 2, 40, 160, 432, 256, 257, windows=(32, None) * 2), 48, 4)
-    '2 full layers x 2 (keys, values) x 2 KV heads x 48 positions x 40 dims x 4 bytes + 2 sliding layers x 2 x 2 x 32 slots x 40 x 4'
-    """
-    heads = ("KV " if cfg.n_kv_head != cfg.n_head else "") + (
-        "head" if cfg.n_kv_head == 1 else "heads"
-    )
-    groups: dict[int | None, int] = {}  # window -> layers, full layers first
-    for w in sorted(cfg.windows, key=lambda w: -1 if w is None else w):
-        groups[w] = groups.get(w, 0) + 1
-    parts: list[str] = []
-    for w, count in groups.items():
-        if w is None:
-            kind = "layers" if count == len(cfg.windows) else "full layers"
-            slots = f"{positions} positions"
-        else:
-            kind, slots = "sliding layers", f"{min(w, positions)} slots"
-        kind = kind if count > 1 else kind[:-1]
-        if parts:  # the first term names every factor; later ones only what differs
-            parts.append(
-                f"{count} {kind} x 2 x {cfg.n_kv_head} x {slots} x {cfg.head_dim} x {itemsize}"
-            )
-        else:
-            parts.append(
-                f"{count} {kind} x 2 (keys, values) x {cfg.n_kv_head} {heads} x {slots} "
-                f"x {cfg.head_dim} dims x {itemsize} bytes"
-            )
-    return " + ".join(parts)
-
-
 def _matrices(
     trace: Trace, layer: int, head: int | None, heads: Sequence[int] | None, agg: str | None
 ) -> list[tuple[str, FloatArray]]:
@@ -206,13 +171,11 @@ def trace_view(
     head: int | None = None,
     heads: Sequence[int] | None = None,
     agg: str | None = None,
-    config: Config | None = None,
     top_k: int = 3,
 ) -> AttentionView:
     """A recorded run: the prefill rows, then one row per decoding step with the token it
     chose; ``heads`` side by side, or ``agg`` ("mean"/"max") over the layer's heads, or
-    one ``head`` (default 0). With the model's ``config`` the footer spells out the KV
-    cache's size; without it (a saved trace) only its bytes."""
+    one ``head`` (default 0)."""
     if head is not None and (heads is not None or agg is not None):
         raise usage_error("choose one of head, heads or agg")
     p, n = trace.prompt_len, trace.n_tokens
@@ -268,13 +231,13 @@ def trace_view(
         title=f"{name} · {what} · {trace.mode} · {trace.decoding}",
         header=header,
         panels=tuple(panels),
-        footer=_trace_footer(trace, config),
+        footer=_trace_footer(trace),
         mode=trace.mode,
         steps_from=p if trace.mode == "cached" else n,
     )
 
 
-def _trace_footer(trace: Trace, config: Config | None) -> tuple[str, ...]:
+def _trace_footer(trace: Trace) -> tuple[str, ...]:
     p, n = trace.prompt_len, trace.n_tokens
     reason = {
         "steps": f"after {n - p} steps",
@@ -293,10 +256,8 @@ def _trace_footer(trace: Trace, config: Config | None) -> tuple[str, ...]:
         per_step = f", {1e3 * float(trace.step_seconds.mean()):.2f} ms per step"
     lines.append(f"stopped {reason}; prefill {1e3 * trace.prefill_seconds:.1f} ms{per_step}")
     if trace.kv_cache_bytes:
-        kv = f"KV cache: {trace.kv_cache_bytes:,} bytes"
-        if config is not None:
-            kv += f" = {kv_cache_formula(config, n, np.dtype(trace.dtype).itemsize)}"
-        lines.append(kv)
+        formula = f" = {trace.kv_formula}" if trace.kv_formula else ""
+        lines.append(f"KV cache: {trace.kv_cache_bytes:,} bytes{formula}")
     if trace.mode == "cached" and trace.step_masks == 0 and n > p:
         lines.append(
             "no mask applied at any step: every layer's rule allowed every key its cache held"

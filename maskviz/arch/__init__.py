@@ -131,6 +131,40 @@ class Architecture(Protocol):
         ...
 
 
+def kv_cache_formula(cfg: Config, positions: int, itemsize: int) -> str:
+    """How the KV cache's bytes add up: layers x keys and values x KV heads x positions
+    (a sliding layer: its window) x head dims x bytes.
+
+    >>> from maskviz.arch.llama import LlamaConfig
+    >>> kv_cache_formula(LlamaConfig(4, 4, 2, 40, 160, 432, 256, 257, windows=(32, None) * 2), 48, 4)
+    '2 full layers x 2 (keys, values) x 2 KV heads x 48 positions x 40 dims x 4 bytes + 2 sliding layers x 2 x 2 x 32 slots x 40 x 4'
+    """
+    heads = ("KV " if cfg.n_kv_head != cfg.n_head else "") + (
+        "head" if cfg.n_kv_head == 1 else "heads"
+    )
+    groups: dict[int | None, int] = {}  # window -> layers, full layers first
+    for w in sorted(cfg.windows, key=lambda w: -1 if w is None else w):
+        groups[w] = groups.get(w, 0) + 1
+    parts: list[str] = []
+    for w, count in groups.items():
+        if w is None:
+            kind = "layers" if count == len(cfg.windows) else "full layers"
+            slots = f"{positions} positions"
+        else:
+            kind, slots = "sliding layers", f"{min(w, positions)} slots"
+        kind = kind if count > 1 else kind[:-1]
+        if parts:  # the first term names every factor; later ones only what differs
+            parts.append(
+                f"{count} {kind} x 2 x {cfg.n_kv_head} x {slots} x {cfg.head_dim} x {itemsize}"
+            )
+        else:
+            parts.append(
+                f"{count} {kind} x 2 (keys, values) x {cfg.n_kv_head} {heads} x {slots} "
+                f"x {cfg.head_dim} dims x {itemsize} bytes"
+            )
+    return " + ".join(parts)
+
+
 def family(model_type: str) -> ModuleType | None:
     """The architecture module that reads Hugging Face ``model_type``, or None."""
     from maskviz.arch import gpt2, llama
