@@ -26,9 +26,9 @@ from typer.core import TyperGroup
 from maskviz import __version__
 from maskviz import masks as masks_lib
 from maskviz._io import check_output_path
-from maskviz._text import plural, safe_text
+from maskviz._text import safe_text
 from maskviz.errors import MaskvizError, usage_error
-from maskviz.render.terminal import MaskGrid, legend, mask_summary, step_sentence
+from maskviz.render.terminal import mask_report
 from maskviz.tokenizer import check_ids
 
 PROG = "maskviz"
@@ -203,7 +203,6 @@ class PadSide(StrEnum):
 
 
 MAX_SHOW_N = 10_000_000
-DENSE_JSON_N = 1024
 
 
 def _parse_lengths(value: str) -> list[int]:
@@ -344,18 +343,9 @@ def show_mask(
             )
     padded = None if not pad else masks_lib.padded_positions(n, pad, pad_side.value)
     if as_json:
-        print_json(_mask_json(mask, index_base, labels, padded))
+        print_json(mask.to_dict(index_base, labels, padded))
     else:
-        out = console(plain)
-        out.print(
-            f"{mask.description} mask, {plural(n, 'query')} x {plural(n, 'key')} "
-            f"(positions from {index_base})"
-        )
-        out.print(MaskGrid(mask, labels=labels, index_base=index_base, highlight_row=highlight))
-        out.print(legend())
-        if highlight is not None:
-            out.print(step_sentence(mask, highlight, index_base))
-        out.print(mask_summary(mask, index_base, padded))
+        console(plain).print(mask_report(mask, labels, index_base, highlight, padded))
     if save is not None:
         from maskviz.render.figures import mask_figure, save_figure
 
@@ -364,31 +354,6 @@ def show_mask(
         )
         if not as_json:
             console(plain).print(f"saved {save}")
-
-
-def _mask_json(
-    mask: masks_lib.Mask, index_base: int, labels: list[str] | None, padded: Any
-) -> dict[str, Any]:
-    s = mask.summary()
-    data: dict[str, Any] = {
-        "kind": mask.description,
-        "n_queries": mask.n_queries,
-        "n_keys": mask.n_keys,
-        "index_base": index_base,
-        "allowed": s.allowed,
-        "density": s.density,
-        "fully_masked_rows": [int(r) + index_base for r in s.fully_masked],
-        "padded_rows": [] if padded is None else [int(r) + index_base for r in padded],
-        "labels": labels,
-    }
-    if mask.n_keys <= DENSE_JSON_N:
-        data["mask"] = mask.to_array().astype(int).tolist()
-    else:
-        k = -(-mask.n_keys // 256)
-        data["cell_size"] = k
-        data["cells"] = mask.blocks(k, k).tolist()
-        data["cells_legend"] = {"0": "none allowed", "1": "some allowed", "2": "all allowed"}
-    return data
 
 
 # ---------------------------------------------------------------- trace
@@ -617,16 +582,14 @@ def _show(
 
 
 @contextmanager
-def _progress(
-    what: str, unit: str, total: int | None = None
-) -> Iterator[Callable[[int, int | None], None]]:
+def _progress(what: str, unit: str, total: int | None = None) -> Iterator[Callable[..., None]]:
     """A transient progress bar on stderr, shown only on a terminal and for more than a
-    few units of work."""
+    few units of work. It yields ``update(done, total, what=None)``."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     err = Console(stderr=True, highlight=False)
     with Progress(
-        TextColumn(what),
+        TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),  # "0/?" until the total is known, never "0/None"
         TextColumn(unit),
@@ -637,8 +600,8 @@ def _progress(
     ) as bar:
         task = bar.add_task(what, total=total)
 
-        def update(done: int, total: int | None) -> None:
-            bar.update(task, completed=done, total=total)
+        def update(done: int, total: int | None, doing: str | None = None) -> None:
+            bar.update(task, completed=done, total=total, description=doing or what)
 
         yield update
 
@@ -959,32 +922,15 @@ def bench_command(
 
 def _bench_with_progress(gpt: GPT, tokens: int, repeats: int) -> BenchResult:
     """Run the benchmark with a progress bar on stderr (only when stderr is a terminal)."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
     from maskviz.bench import run
 
-    err = Console(stderr=True, highlight=False)
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),  # "0/?" until the total is known, never "0/None"
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-        disable=not err.is_terminal,
-    ) as bar:
-        task = bar.add_task("bench", total=None)
-
-        def update(what: str, done: int, total: int) -> None:
-            bar.update(task, description=what, completed=done, total=total)
-
-        return run(gpt, tokens, repeats=repeats, progress=update)
+    with _progress("bench", "runs") as update:
+        return run(
+            gpt,
+            tokens,
+            repeats=repeats,
+            progress=lambda what, done, total: update(done, total, what),
+        )
 
 
 def main() -> None:

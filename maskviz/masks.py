@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -40,6 +40,8 @@ IntArray = NDArray[np.int64]
 
 # Dense matrices above this many cells are refused: draw them downsampled instead.
 MAX_DENSE_CELLS = 64 * 1024 * 1024
+# JSON holds the dense matrix up to this many keys, summary cells above.
+DENSE_JSON_KEYS = 1024
 # Sizes, windows, chunks and other counts are refused above this.
 _MAX_COUNT = 1 << 40
 # Rows are processed in chunks so that memory stays O(chunk), not O(n_queries).
@@ -188,6 +190,41 @@ class Mask:
         lo, hi = _intervals(self.node, pos)
         lo, hi = np.maximum(lo, 0), np.minimum(hi, self.n_keys - 1)
         return _merged(lo, hi)
+
+    def to_dict(
+        self,
+        index_base: int = 1,
+        labels: Sequence[str] | None = None,
+        padded_rows: IntArray | None = None,
+    ) -> dict[str, Any]:
+        """JSON-ready: kind, shape, counts, fully masked and padded rows (numbered from
+        ``index_base``), and the matrix, or above 1024 keys its summary cells.
+
+        >>> causal(2).to_dict()["mask"]
+        [[1, 0], [1, 1]]
+        """
+        s = self.summary()
+        data: dict[str, Any] = {
+            "kind": self.description,
+            "n_queries": self.n_queries,
+            "n_keys": self.n_keys,
+            "index_base": index_base,
+            "allowed": s.allowed,
+            "density": s.density,
+            "fully_masked_rows": [int(r) + index_base for r in s.fully_masked],
+            "padded_rows": []
+            if padded_rows is None
+            else [int(r) + index_base for r in padded_rows],
+            "labels": None if labels is None else list(labels),
+        }
+        if self.n_keys <= DENSE_JSON_KEYS:
+            data["mask"] = self.to_array().astype(int).tolist()
+        else:
+            k = -(-self.n_keys // 256)
+            data["cell_size"] = k
+            data["cells"] = self.blocks(k, k).tolist()
+            data["cells_legend"] = {"0": "none allowed", "1": "some allowed", "2": "all allowed"}
+        return data
 
     def allows(self, queries: IntArray, keys: IntArray) -> BoolArray:
         """Whether each query position may attend to each key position: bool [n_q, n_k].

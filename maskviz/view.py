@@ -39,6 +39,7 @@ from maskviz.errors import usage_error
 
 if TYPE_CHECKING:
     from maskviz.compare import Comparison, Side
+    from maskviz.masks import Mask
     from maskviz.similarity import Ordering, Similarity
     from maskviz.trace import Trace
 
@@ -47,6 +48,7 @@ StateArray = NDArray[np.int8]
 
 MASKED, ALLOWED, EVICTED = 0, 1, 2
 STATE_NAMES = {ALLOWED: "may attend", MASKED: "masked", EVICTED: "evicted from the rolling cache"}
+PAD_NOTE = "pad"  # a mask view's note on each padding position
 
 
 @dataclass(frozen=True)
@@ -225,7 +227,7 @@ def trace_view(
         f"{model_line} · {trace.dtype} · mode {trace.mode} · {trace.decoding}",
         f"masks: {describe_layer_masks([trace.window(i) for i in range(trace.windows.shape[0])] or [None])}",
         f"prompt, {plural(p, 'token')}: " + " ".join(f"{i + 1}:{shown[i]}" for i in range(p)),
-        f"attention of {what}; rows = queries ↓ (position, token), columns = keys →",
+        f"attention of {what}; rows = queries ↓, columns = keys →",
     )
     return AttentionView(
         title=f"{name} · {what} · {trace.mode} · {trace.decoding}",
@@ -433,3 +435,48 @@ def _ordering_panel(
     notes = {delim: "◀ delimiter", n - 1: "◀ last: sees every token; its state is read"}
     heading = f"{title}: one pass, causal mask, {n} tokens; layer {layer}, head {head}"
     return Panel(heading, weights, states, labels, marks, notes)
+
+
+# ---------------------------------------------------------------- masks
+
+
+def mask_view(
+    mask: Mask,
+    *,
+    labels: Sequence[str] | None = None,
+    index_base: int = 1,
+    highlight: int | None = None,
+    padded: Sequence[int] | None = None,
+) -> AttentionView:
+    """A square mask as a view with no weights: each cell ALLOWED or MASKED; padding
+    positions carry the note `PAD_NOTE`, ``highlight`` the row one cached step computes.
+
+    >>> from maskviz.masks import causal
+    >>> mask_view(causal(3)).panels[0].states.tolist()
+    [[1, 0, 0], [1, 1, 0], [1, 1, 1]]
+    """
+    n = mask.n_keys
+    if mask.n_queries != n:
+        raise usage_error(f"a mask view needs a square mask, got {mask.n_queries} x {n}")
+    names = tuple(labels) if labels is not None else ("",) * n
+    if len(names) != n:
+        raise usage_error(f"expected {n} labels, got {len(names)}")
+    states = _states(mask.to_array())
+    notes = {int(r): PAD_NOTE for r in padded or ()}
+    if highlight is not None:
+        notes[highlight] = "◀ one cached decoding step computes this row"
+    panel = Panel(mask.description, np.zeros((n, n), np.float32), states, names, (), notes)
+    s = mask.summary()
+    footer = [f"{s.allowed:,} of {s.cells:,} cells allowed ({s.density:.1%})"]
+    if s.fully_masked.size:
+        rows = ", ".join(str(int(r) + index_base) for r in s.fully_masked[:20])
+        footer.append(f"rows that may attend to nothing: {rows}" + (" …" if s.fully_masked.size > 20 else ""))
+    return AttentionView(
+        title=f"{mask.description} mask",
+        header=(f"{mask.description} mask, {plural(n, 'query')} x {plural(n, 'key')} "
+                f"(positions from {index_base})",),  # fmt: skip
+        panels=(panel,),
+        footer=tuple(footer),
+        steps_from=n,
+        index_base=index_base,
+    )

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
-from rich.console import Console, ConsoleOptions, Group, RenderResult
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.style import Style
 from rich.text import Text
 
-from maskviz._text import cell_width, fit, safe_text
+from maskviz._text import cell_width, fit, plural, safe_text
 from maskviz.masks import Mask
 
 if TYPE_CHECKING:  # annotations only: drawing a mask needs no engine
@@ -133,6 +133,30 @@ class MaskGrid:
             f"{ALLOWED} all allowed, {BLOCKED} none, {PARTIAL} some",
             STYLE_DIM,
         )
+
+
+def mask_report(
+    mask: Mask,
+    labels: Sequence[str] | None = None,
+    index_base: int = 1,
+    highlight_row: int | None = None,
+    padded_rows: NDArray[np.int64] | None = None,
+) -> Group:
+    """What show-mask prints: a title, the grid, the legend, the step's sentence, counts."""
+    n_q, n_k = mask.shape
+    title = (
+        f"{mask.description} mask, {plural(n_q, 'query')} x {plural(n_k, 'key')} "
+        f"(positions from {index_base})"
+    )
+    parts: list[RenderableType] = [
+        Text(title),
+        MaskGrid(mask, labels=labels, index_base=index_base, highlight_row=highlight_row),
+        legend(),
+    ]
+    if highlight_row is not None:
+        parts.append(Text(step_sentence(mask, highlight_row, index_base)))
+    parts.append(mask_summary(mask, index_base, padded_rows))
+    return Group(*parts)
 
 
 def key_ranges(intervals: Sequence[tuple[int, int]], index_base: int = 1) -> str:
