@@ -215,7 +215,7 @@ def load_checkpoint(folder: Path, *, dtype: DType = "float32", name: str | None 
         tok_path = folder / "tokenizer.json"
         if not tok_path.is_file():
             raise MaskvizError(f"{tok_path}: missing (a checkpoint folder needs tokenizer.json)")
-        tokenizer = HFTokenizer(tok_path)
+        tokenizer = HFTokenizer(tok_path, _eos_id(data))
     if tokenizer.vocab_size > config.vocab_size:
         raise MaskvizError(
             f"{folder}: the tokenizer has {tokenizer.vocab_size} tokens but the model only "
@@ -226,6 +226,14 @@ def load_checkpoint(folder: Path, *, dtype: DType = "float32", name: str | None 
     assert module is not None  # config_from_dict chose it
     weights = module.weights_from_tensors(tensors, config, source)
     return GPT(weights, tokenizer, name=name or str(data.get("name", folder.name)), dtype=dtype)
+
+
+def _eos_id(data: dict[str, Any]) -> int | None:
+    """config.json's end-of-sequence token: an id, or the first of a list of ids."""
+    eos = data.get("eos_token_id")
+    if isinstance(eos, list) and eos:
+        eos = eos[0]
+    return eos if isinstance(eos, int) and not isinstance(eos, bool) and eos >= 0 else None
 
 
 def _read_weights(folder: Path) -> tuple[dict[str, NDArray[Any]], str]:

@@ -77,7 +77,7 @@ class HFTokenizer:
     3's adds ``<|begin_of_text|>`` before every text, GPT-2's adds nothing.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, eos_id: int | None = None) -> None:
         try:
             from tokenizers import Tokenizer as _HF
         except ImportError:
@@ -91,7 +91,9 @@ class HFTokenizer:
                 f"{path}: not a loadable tokenizer.json ({_first_line(exc)})"
             ) from None
         self.vocab_size = int(self._tok.get_vocab_size(with_added_tokens=True))
-        eot = self._tok.token_to_id(EOT_TEXT)
+        # the model's end-of-sequence token (config.json's eos_token_id, e.g. Llama's
+        # <|end_of_text|>), else GPT-2's <|endoftext|> if the vocabulary has it
+        eot = eos_id if eos_id is not None else self._tok.token_to_id(EOT_TEXT)
         self.eot_id = None if eot is None else int(eot)
         # the post-processor's leading specials, read off a one-character probe: its
         # special_tokens_mask marks only what the post-processor added
@@ -110,9 +112,7 @@ class HFTokenizer:
         return str(self._tok.decode([int(i) for i in ids], skip_special_tokens=False))
 
     def token_label(self, token_id: int) -> str:
-        if token_id == self.eot_id:
-            return EOT_TEXT
-        return safe_text(self.decode([token_id]))
+        return safe_text(self.decode([token_id]))  # special tokens decode to their own text
 
 
 def _first_line(exc: BaseException) -> str:

@@ -460,3 +460,13 @@ def test_every_pair_but_unmasked_agrees_on_random_llama_models(
     if future > unmasked.tolerance_attention:
         assert not unmasked.agree
         assert unmasked.first_differing_row == 0
+
+
+def test_generation_stops_at_the_configs_end_of_sequence_token() -> None:
+    model = load_model(FIXTURES / "llama-tiny", dtype="float64")
+    eos = model.tokenizer.eot_id
+    assert eos == 1 and model.tokenizer.token_label(eos) == "<|end_of_text|>"
+    # force the end token: make it the most likely next token everywhere
+    model.weights.lm_head[eos] = 50 * model.weights.norm
+    trace = model.trace(model.tokenizer.encode("The dog"), steps=5)
+    assert trace.stop_reason == "end_of_text" and int(trace.token_ids[-1]) == eos
