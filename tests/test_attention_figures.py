@@ -1,9 +1,12 @@
-"""Attention heatmaps, comparisons and the decoding GIF, drawn from real traces."""
+"""Attention heatmaps, comparisons and the decoding GIF, drawn from the views of real traces."""
 
 from __future__ import annotations
 
+import io
 import json
+import math
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,17 +16,34 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from PIL import Image
+from rich.console import Console
 
 import maskviz
 from maskviz._text import display_label
+from maskviz.compare import compare
 from maskviz.render import attention_figures as af
 from maskviz.render import figures
 from maskviz.render.figures import save_figure
+from maskviz.render.grid import AttentionGrid
+from maskviz.render.save import save_view
+from maskviz.render.terminal import BLOCKED, RAMP
+from maskviz.render.terminal import EVICTED as EVICTED_GLYPH
 from maskviz.similarity import similarity
 from maskviz.trace import Trace
+from maskviz.view import (
+    ALLOWED,
+    EVICTED,
+    MASKED,
+    AttentionView,
+    Mark,
+    Panel,
+    comparison_view,
+    trace_view,
+)
 from tests.conftest import run_cli
 
 CONFIG = maskviz.GPTConfig(2, 2, 16, 128, 257)
+SLIDING = maskviz.LlamaConfig(2, 2, 1, 8, 16, 32, 64, 300, windows=(4, None))
 FIXTURE = str(Path(__file__).parent / "fixtures" / "gpt2-tiny")
 
 
@@ -37,8 +57,26 @@ def trace(model: maskviz.GPT) -> Trace:
     return model.trace(list(b"Hello"), steps=6)
 
 
-def labels_of(model: maskviz.GPT, trace: Trace) -> list[str]:
-    return [model.tokenizer.token_label(int(i)) for i in trace.token_ids]
+@pytest.fixture(scope="module")
+def sliding() -> maskviz.GPT:
+    return maskviz.random_model(SLIDING, seed=0)
+
+
+def labels_of(model: maskviz.GPT, ids: Any) -> list[str]:
+    return [model.tokenizer.token_label(int(i)) for i in ids]
+
+
+def causal_panel(labels: list[str], prompt_len: int, title: str = "") -> Panel:
+    """A hand-made panel: causal states, uniform weights over the allowed keys."""
+    n = len(labels)
+    allowed = np.tril(np.ones((n, n), dtype=bool))
+    states = np.where(allowed, ALLOWED, MASKED).astype(np.int8)
+    marks = (Mark(prompt_len, "prompt", "generated"),) if prompt_len < n else ()
+    return Panel(title, allowed / allowed.sum(axis=1, keepdims=True), states, tuple(labels), marks)
+
+
+def view_of(*panels: Panel, title: str = "") -> AttentionView:
+    return AttentionView(title=title, header=(), panels=panels)
 
 
 def heatmap_axes(fig: Figure) -> list[Any]:
@@ -58,57 +96,98 @@ def pixel(fig: Figure, image: np.ndarray[Any, Any], ax: Any, row: int, col: int)
     return image[image.shape[0] - 1 - round(y), round(x)]
 
 
+def pixel_states(image: np.ndarray[Any, Any], ax: Any, n: int, k: int = 1) -> np.ndarray[Any, Any]:
+    """The state each drawn cell of ``ax`` shows, read from its pixels: flat grey is masked,
+    the evicted pink and its magenta hatching (and their blends) evicted, anything else a
+    weight. Each cell is judged by the majority of its inner pixels (hatch lines cross it)."""
+    grey = np.array(to_rgb(af.COLOR_MASKED))
+    pink, magenta = np.array(to_rgb(af.COLOR_EVICTED)), np.array(to_rgb(af.COLOR_EVICTED_HATCH))
+    cells = math.ceil(n / k)
+    out = np.zeros((cells, cells), np.int8)
+    for r in range(cells):
+        for c in range(cells):
+            (x0, y0), (x1, y1) = ax.transData.transform(
+                [(c * k - 0.5 + 0.25 * k, r * k - 0.5 + 0.25 * k),
+                 (c * k - 0.5 + 0.75 * k, r * k - 0.5 + 0.75 * k)]
+            )  # fmt: skip
+            h = image.shape[0]
+            ys = slice(round(h - max(y0, y1)), round(h - min(y0, y1)))
+            block = image[ys, round(min(x0, x1)) : round(max(x0, x1))].reshape(-1, 3)
+            # distance to the pink-magenta segment: blends of fill and hatch stay on it
+            t = np.clip((block - pink) @ (magenta - pink) / np.sum((magenta - pink) ** 2), 0, 1)
+            off_segment = np.abs(block - (pink + t[:, None] * (magenta - pink))).max(axis=1)
+            kinds = np.where(
+                np.abs(block - grey).max(axis=1) < 0.04,
+                MASKED,
+                np.where(off_segment < 0.06, EVICTED, ALLOWED),
+            )
+            out[r, c] = np.bincount(kinds, minlength=3).argmax()
+    return out
+
+
+def terminal_states(view: AttentionView, width: int) -> np.ndarray[Any, Any]:
+    """The state of every cell of a one-panel view as the terminal draws it (plain glyphs)."""
+    grid = AttentionGrid(view, plain=True)
+    lay = grid.layout(width)
+    console = Console(width=width, file=io.StringIO(), color_system=None, record=True)
+    console.print(grid)
+    pos_w, lab_w = grid._label_width(lay.row_block)
+    head = pos_w + 1 + (lab_w + 1 if lab_w else 0)
+    cols = math.ceil(view.panels[0].n / lay.key_block)
+    glyph_state = {BLOCKED: MASKED, EVICTED_GLYPH: EVICTED, **{g: ALLOWED for g in RAMP}}
+    rows = [
+        [glyph_state[ch] for ch in line[head : head + lay.cell * cols : lay.cell]]
+        for line in console.export_text().splitlines()
+        if line[:pos_w].strip().split("–")[0].isdigit() and line[pos_w : pos_w + 1] == " "
+    ]
+    return np.array(rows, np.int8)
+
+
 def legend_texts(fig: Figure) -> set[str]:
     return {text.get_text() for legend in fig.legends for text in legend.get_texts()}
 
 
-def test_one_matrix_gives_one_heatmap(model: maskviz.GPT, trace: Trace) -> None:
-    fig = af.attention_figure(
-        [trace.head_attention(0, 1)], trace.mask, labels_of(model, trace), 5, ["L0 H1"], "one head"
-    )
+def test_one_head_gives_one_heatmap(trace: Trace) -> None:
+    fig = af.attention_figure(trace_view(trace, layer=0, head=1))
     (ax,) = heatmap_axes(fig)
     assert ax.get_xlabel() == "key position →"
     assert ax.get_ylabel() == "query position ↓"
-    assert ax.get_title() == "L0 H1"
+    assert ax.get_title() == "layer 0, head 1"
     assert [t.get_text() for t in ax.get_yticklabels()][:2] == ["1 H", "2 e"]
     assert any(cax.get_ylabel() == "attention weight" for cax in fig.axes)
     assert {"masked (not allowed)", "prompt | generated"} <= legend_texts(fig)
+    assert af.EVICTED_LABEL not in legend_texts(fig)  # full attention evicts nothing
     assert "downsampled" not in fig.get_suptitle()
 
 
 @pytest.mark.parametrize("n_panels", [2, 3, 4])
-def test_small_multiples_give_one_heatmap_per_matrix(
-    model: maskviz.GPT, trace: Trace, n_panels: int
-) -> None:
+def test_small_multiples_give_one_heatmap_per_panel(trace: Trace, n_panels: int) -> None:
     pairs = [(layer, head) for layer in range(2) for head in range(2)][:n_panels]
-    fig = af.attention_figure(
-        [trace.head_attention(*p) for p in pairs],
-        trace.mask,
-        labels_of(model, trace),
-        trace.prompt_len,
-        [f"L{layer} H{head}" for layer, head in pairs],
-        "heads",
-    )
-    panels = heatmap_axes(fig)
-    assert [ax.get_title() for ax in panels] == [f"L{a} H{b}" for a, b in pairs]
+    panels = [
+        replace(trace_view(trace, layer=layer, head=head).panels[0], title=f"L{layer} H{head}")
+        for layer, head in pairs
+    ]
+    fig = af.attention_figure(view_of(*panels, title="heads"))
+    axes = heatmap_axes(fig)
+    assert [ax.get_title() for ax in axes] == [f"L{a} H{b}" for a, b in pairs]
     # Only panels with nothing below them carry key labels.
-    assert sum(bool(ax.get_xlabel()) for ax in panels) == min(n_panels, 2)
+    assert sum(bool(ax.get_xlabel()) for ax in axes) == min(n_panels, 2)
 
 
-def test_all_heads_of_a_layer(model: maskviz.GPT, trace: Trace) -> None:
-    heads = [trace.head_attention(1, h) for h in range(CONFIG.n_head)]
-    titles = [f"head {h}" for h in range(CONFIG.n_head)]
-    fig = af.attention_figure(heads, trace.mask, labels_of(model, trace), 5, titles, "layer 1")
-    assert len(heatmap_axes(fig)) == CONFIG.n_head
+def test_all_heads_of_a_layer(trace: Trace) -> None:
+    fig = af.attention_figure(trace_view(trace, layer=1, heads=range(CONFIG.n_head)))
+    assert [ax.get_title() for ax in heatmap_axes(fig)] == ["head 0", "head 1"]
 
 
-def test_masked_cells_differ_from_zero_weight(model: maskviz.GPT, trace: Trace) -> None:
-    n = trace.n_tokens
-    matrix = trace.head_attention(0, 0).copy()
-    matrix[n - 1, 1] = 0.0  # an allowed cell with weight exactly zero
-    assert trace.mask[n - 1, 1]
-    assert not trace.mask[0, n - 1]
-    fig = af.attention_figure([matrix], trace.mask, labels_of(model, trace), 5, [""], "")
+def test_masked_cells_differ_from_zero_weight(trace: Trace) -> None:
+    view = trace_view(trace, layer=0)
+    panel = view.panels[0]
+    n = panel.n
+    weights = panel.weights.copy()
+    weights[n - 1, 1] = 0.0  # an allowed cell with weight exactly zero
+    assert panel.states[n - 1, 1] == ALLOWED
+    assert panel.states[0, n - 1] == MASKED
+    fig = af.attention_figure(replace(view, panels=(replace(panel, weights=weights),)))
     (ax,) = heatmap_axes(fig)
     cmap = ax.images[0].get_cmap()
     assert np.allclose(cmap.get_bad()[:3], to_rgb(af.COLOR_MASKED))
@@ -121,12 +200,9 @@ def test_masked_cells_differ_from_zero_weight(model: maskviz.GPT, trace: Trace) 
     assert np.abs(masked - zero).max() > 0.3
 
 
-def test_png_opens_with_a_sensible_size(model: maskviz.GPT, trace: Trace, tmp_path: Path) -> None:
-    fig = af.attention_figure(
-        [trace.head_attention(0, 0)], trace.mask, labels_of(model, trace), 5, ["h"], "title"
-    )
+def test_png_opens_with_a_sensible_size(trace: Trace, tmp_path: Path) -> None:
     path = tmp_path / "attention.png"
-    save_figure(fig, path)
+    save_view(trace_view(trace), path)
     with Image.open(path) as png:
         assert png.format == "PNG"
         assert 400 <= png.width <= 3000
@@ -135,11 +211,9 @@ def test_png_opens_with_a_sensible_size(model: maskviz.GPT, trace: Trace, tmp_pa
 
 
 def test_hostile_labels_are_escaped_and_draw_without_warnings(tmp_path: Path) -> None:
-    mask = np.tril(np.ones((4, 4), dtype=bool))
-    matrix = mask / mask.sum(axis=1, keepdims=True)
     labels = ["\x1b[31m", "猫", r"$\frac$", "→ $x$"]
     # Warnings are errors in this suite: a missing glyph or a mathtext parse error fails here.
-    fig = af.attention_figure([matrix], mask, labels, 2, ["猫 head"], "prompt 🐈")
+    fig = af.attention_figure(view_of(causal_panel(labels, 2, "猫 head"), title="prompt 🐈"))
     save_figure(fig, tmp_path / "hostile.svg")
     (ax,) = heatmap_axes(fig)
     ticks = [t.get_text() for t in ax.get_yticklabels()]
@@ -147,15 +221,14 @@ def test_hostile_labels_are_escaped_and_draw_without_warnings(tmp_path: Path) ->
     assert "\x1b" not in "".join(ticks)
     assert ticks[2] == r"3 $\frac$"
     assert ticks[3] == "4 → $x$"
+    assert "\\u732b" in ax.get_title()  # a glyph the font lacks, escaped
 
 
 def test_long_sequence_is_downsampled(model: maskviz.GPT) -> None:
     long = model.trace(list(b"Hello"), steps=70)
     n = long.n_tokens
     assert n == 75
-    fig = af.attention_figure(
-        [long.head_attention(0, 0)], long.mask, labels_of(model, long), 5, ["h"], "long"
-    )
+    fig = af.attention_figure(trace_view(long))
     assert "downsampled: one cell = 2 x 2 positions" in fig.get_suptitle()
     (ax,) = heatmap_axes(fig)
     shown = ax.images[0].get_array()
@@ -168,10 +241,10 @@ def test_long_sequence_is_downsampled(model: maskviz.GPT) -> None:
 
 
 def test_pooling_averages_the_allowed_cells() -> None:
-    mask = np.tril(np.ones((130, 130), dtype=bool))
-    matrix = np.where(mask, 0.5, 0.0)
-    matrix[0:3, 0:3] = np.where(mask[0:3, 0:3], 0.9, 0.0)
-    fig = af.attention_figure([matrix], mask, [str(i) for i in range(130)], 130, [""], "")
+    panel = causal_panel([str(i) for i in range(130)], 130)
+    weights = np.where(panel.states == ALLOWED, 0.5, 0.0)
+    weights[0:3, 0:3] = np.where(panel.states[0:3, 0:3] == ALLOWED, 0.9, 0.0)
+    fig = af.attention_figure(view_of(replace(panel, weights=weights)))
     (ax,) = heatmap_axes(fig)
     shown = ax.images[0].get_array()
     assert shown.shape == (44, 44)  # k = 3: 130 positions -> 44 cells, the last one partial
@@ -187,58 +260,54 @@ def diff_title(fig: Figure) -> str:
     return titles[2]
 
 
-def test_comparison_of_cached_and_training_reports_a_tiny_max(
-    model: maskviz.GPT, trace: Trace
+def comparison_of(model: maskviz.GPT, pair: str) -> AttentionView:
+    result = compare(model, pair, list(b"Hello"), 6)
+    return comparison_view(result, labels_of(model, result.token_ids))
+
+
+def test_comparison_of_cached_and_training_reports_a_tiny_max_and_the_verdict(
+    model: maskviz.GPT,
 ) -> None:
-    training = model.trace(list(b"Hello"), steps=6, mode="training")
-    left, right = trace.head_attention(0, 0), training.head_attention(0, 0)
-    fig = af.comparison_figure(
-        left,
-        right,
-        trace.mask,
-        training.mask,
-        labels_of(model, trace),
-        5,
-        "cached",
-        "training",
-        "s",
-    )
-    peak = float(np.abs(left.astype(np.float64) - right).max())
+    view = comparison_of(model, "training-vs-cached")
+    left, right = view.panels
+    fig = af.comparison_figure(view)
+    peak = float(np.abs(left.weights.astype(np.float64) - right.weights).max())
     assert peak < 1e-5
     title = diff_title(fig)
     assert f"max |Δ| = {peak:.2e}" in title or (peak == 0 and "max |Δ| = 0" in title)
     assert {"attention weight", "|left − right|"} <= {ax.get_ylabel() for ax in fig.axes}
+    assert [ax.get_title() for ax in heatmap_axes(fig)[:2]] == ["training", "cached"]
+    (legend,) = fig.legends
+    verdict = legend.get_title()
+    assert verdict.get_text().replace("\n", " ").startswith("identical up to float rounding")
+    assert np.allclose(to_rgb(verdict.get_color()), to_rgb(af.COLOR_GOOD))
 
 
-def test_comparison_with_an_unmasked_pass_reports_a_large_max(
-    model: maskviz.GPT, trace: Trace
-) -> None:
-    _, unmasked = model.forward(trace.token_ids, mask=None)
-    left, right = trace.head_attention(0, 0), unmasked[0, 0]
-    fig = af.comparison_figure(
-        left, right, trace.mask, None, labels_of(model, trace), 5, "masked", "unmasked", "s"
-    )
-    peak = float(np.abs(left.astype(np.float64) - right).max())
+def test_comparison_with_an_unmasked_pass_reports_a_large_max(model: maskviz.GPT) -> None:
+    view = comparison_of(model, "unmasked-vs-cached")
+    unmasked, masked = view.panels
+    fig = af.comparison_figure(view)
+    peak = float(np.abs(unmasked.weights.astype(np.float64) - masked.weights).max())
     assert peak > 0.05
     assert f"max |Δ| = {peak:.2e}" in diff_title(fig)
     # The unmasked panel has no grey cells; the masked one has.
-    masked_panel, unmasked_panel, _ = heatmap_axes(fig)
-    assert np.ma.getmaskarray(masked_panel.images[0].get_array()).any()
-    assert not np.ma.getmaskarray(unmasked_panel.images[0].get_array()).any()
+    unmasked_ax, masked_ax, _ = heatmap_axes(fig)
+    assert not np.ma.getmaskarray(unmasked_ax.images[0].get_array()).any()
+    assert np.ma.getmaskarray(masked_ax.images[0].get_array()).any()
+    verdict = fig.legends[0].get_title()
+    assert verdict.get_text().startswith("DIFFERENT")
+    assert np.allclose(to_rgb(verdict.get_color()), to_rgb(af.COLOR_BAD))
 
 
-def test_identical_matrices_report_zero(model: maskviz.GPT, trace: Trace) -> None:
-    m = trace.head_attention(1, 0)
-    fig = af.comparison_figure(
-        m, m, trace.mask, trace.mask, labels_of(model, trace), 5, "a", "b", ""
-    )
+def test_identical_panels_report_zero(trace: Trace) -> None:
+    panel = trace_view(trace, layer=1).panels[0]
+    fig = af.comparison_figure(view_of(panel, panel))
     assert "max |Δ| = 0 (identical)" in diff_title(fig)
 
 
-def test_gif_has_one_frame_per_step(model: maskviz.GPT, trace: Trace, tmp_path: Path) -> None:
+def test_gif_has_one_frame_per_step(trace: Trace, tmp_path: Path) -> None:
     path = tmp_path / "decode.gif"
-    labels = labels_of(model, trace)
-    frames = af.save_decode_gif(path, [trace.head_attention(0, 0)], trace.mask, labels, 5, "decode")
+    frames = af.save_decode_gif(path, trace_view(trace))
     assert frames == trace.n_tokens - trace.prompt_len == 6
     with Image.open(path) as gif:
         assert gif.format == "GIF"
@@ -249,18 +318,14 @@ def test_gif_has_one_frame_per_step(model: maskviz.GPT, trace: Trace, tmp_path: 
 
 
 def test_gif_of_a_prefill_only_trace_has_one_frame(model: maskviz.GPT, tmp_path: Path) -> None:
-    prefill = model.trace(list(b"Hello"), steps=0)
     path = tmp_path / "prefill.gif"
-    labels = labels_of(model, prefill)
-    assert (
-        af.save_decode_gif(path, [prefill.head_attention(0, 0)], prefill.mask, labels, 5, "") == 1
-    )
+    assert af.save_decode_gif(path, trace_view(model.trace(list(b"Hello"), steps=0))) == 1
     with Image.open(path) as gif:
         assert gif.n_frames == 1
 
 
 def test_failed_gif_write_keeps_the_old_file(
-    model: maskviz.GPT, trace: Trace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    trace: Trace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from matplotlib.animation import PillowWriter
 
@@ -278,23 +343,132 @@ def test_failed_gif_write_keeps_the_old_file(
 
     monkeypatch.setattr(PillowWriter, "grab_frame", grab_then_fail)
     with pytest.raises(RuntimeError, match="disk on fire"):
-        af.save_decode_gif(
-            path, [trace.head_attention(0, 0)], trace.mask, labels_of(model, trace), 5, "decode"
-        )
+        af.save_decode_gif(path, trace_view(trace))
     assert calls == 3
     assert path.read_bytes() == b"previous animation"
     assert sorted(tmp_path.iterdir()) == [path]
 
 
-@pytest.mark.parametrize(
-    ("labels", "prompt_len", "message"),
-    [(["a"] * 3, 2, "expected 11 labels"), (["a"] * 11, 0, "prompt_len 0")],
-)
-def test_inconsistent_inputs_are_refused(
-    trace: Trace, labels: list[str], prompt_len: int, message: str
+def test_inconsistent_panels_are_refused(trace: Trace) -> None:
+    panel = trace_view(trace).panels[0]
+    with pytest.raises(ValueError, match="expected 11 labels, got 3"):
+        af.attention_figure(view_of(replace(panel, labels=("a", "b", "c"))))
+    with pytest.raises(ValueError, match=r"must both be \(11, 11\)"):
+        af.attention_figure(view_of(panel, causal_panel(["a", "b"], 1)))
+    with pytest.raises(ValueError, match="at least one panel"):
+        af.attention_figure(view_of())
+    with pytest.raises(ValueError, match="a comparison has 2 panels"):
+        af.comparison_figure(view_of(panel))
+
+
+# -- evicted keys: a sliding layer's rolling cache ------------------------------------
+
+
+def test_evicted_keys_get_their_own_hatched_colour_and_legend_entry(
+    sliding: maskviz.GPT,
 ) -> None:
-    with pytest.raises(ValueError, match=message):
-        af.attention_figure([trace.head_attention(0, 0)], trace.mask, labels, prompt_len, [""], "")
+    trace = sliding.trace([1, 2, 3], steps=8)
+    view = trace_view(trace, layer=0)
+    states = view.panels[0].states
+    assert (states == EVICTED).any()
+    fig = af.attention_figure(view)
+    (ax,) = heatmap_axes(fig)
+    assert af.EVICTED_LABEL in legend_texts(fig)
+    assert af.EVICTED_LABEL == "evicted from the rolling cache"  # the terminal's words
+    image = rendered(fig)
+    row, key = np.argwhere(states == EVICTED)[0]
+    pink = np.array(to_rgb(af.COLOR_EVICTED))
+    cell = pixel_states(image, ax, states.shape[0])
+    assert cell[row, key] == EVICTED
+    # the evicted colour is neither the masked grey nor any weight's colour
+    assert np.abs(pink - to_rgb(af.COLOR_MASKED)).max() > 0.1
+    viridis = ax.images[0].get_cmap()(np.linspace(0, 1, 256))[:, :3]
+    assert np.abs(viridis - pink).max(axis=1).min() > 0.2
+    # the full layer of the same trace evicts nothing and says nothing about eviction
+    full = af.attention_figure(trace_view(trace, layer=1))
+    assert af.EVICTED_LABEL not in legend_texts(full)
+    (full_ax,) = heatmap_axes(full)
+    assert EVICTED not in pixel_states(rendered(full), full_ax, states.shape[0])
+
+
+def test_a_training_pass_evicts_nothing(sliding: maskviz.GPT) -> None:
+    view = trace_view(sliding.trace([1, 2, 3], steps=8, mode="training"), layer=0)
+    fig = af.attention_figure(view)
+    (ax,) = heatmap_axes(fig)
+    assert af.EVICTED_LABEL not in legend_texts(fig)
+    shown = pixel_states(rendered(fig), ax, view.panels[0].n)
+    assert (shown == MASKED).sum() > (view.panels[0].n * (view.panels[0].n - 1)) // 2  # window
+    assert EVICTED not in shown
+
+
+@pytest.mark.parametrize(("mode", "layer"), [("cached", 0), ("cached", 1), ("training", 0)])
+def test_figure_and_terminal_agree_on_every_cells_state(
+    sliding: maskviz.GPT, mode: str, layer: int
+) -> None:
+    view = trace_view(sliding.trace([1, 2, 3], steps=8, mode=mode), layer=layer)
+    (panel,) = view.panels
+    fig = af.attention_figure(view)
+    (ax,) = heatmap_axes(fig)
+    shown = pixel_states(rendered(fig), ax, panel.n)
+    np.testing.assert_array_equal(shown, panel.states)
+    np.testing.assert_array_equal(shown, terminal_states(view, 120))
+
+
+def test_pooled_cells_follow_the_terminals_rule(tmp_path: Path) -> None:
+    config = maskviz.LlamaConfig(2, 2, 1, 8, 16, 32, 256, 300, windows=(32, None))
+    view = trace_view(maskviz.random_model(config, seed=0).trace([1, 2, 3], steps=150), layer=0)
+    states = view.panels[0].states
+    n, k = states.shape[0], 3
+    assert n == 153
+    blocks = states.reshape(n // k, k, n // k, k).transpose(0, 2, 1, 3).reshape(n // k, n // k, -1)
+    expected = np.where(
+        (blocks == ALLOWED).any(-1), ALLOWED, np.where((blocks == EVICTED).any(-1), EVICTED, MASKED)
+    )
+    # evicted blocks that hold an allowed key are drawn allowed, not evicted
+    assert ((blocks == EVICTED).any(-1) & (expected == ALLOWED)).any()
+    fig = af.attention_figure(view)
+    assert "one cell = 3 x 3 positions" in fig.get_suptitle()
+    (ax,) = heatmap_axes(fig)
+    shown = pixel_states(rendered(fig), ax, n, k)
+    np.testing.assert_array_equal(shown, expected)
+    # the terminal pools 3 keys per column and 3 rows per line at this width: same cells
+    assert AttentionGrid(view, plain=True).layout(70).key_block == k
+    np.testing.assert_array_equal(terminal_states(view, 70), expected)
+
+
+def test_gif_of_a_sliding_layer_hatches_evicted_keys_and_counts_them(
+    sliding: maskviz.GPT, tmp_path: Path, gif_frames: list[dict[str, Any]]
+) -> None:
+    view = trace_view(sliding.trace([1, 2, 3], steps=8), layer=0)
+    path = tmp_path / "sliding.gif"
+    assert af.save_decode_gif(path, view) == 8
+    captions = [t for frame in gif_frames for t in frame["texts"] if t.startswith("step ")]
+    # step 5 computes row 8: a ring of 3 cached keys + itself, keys 1-4 evicted (as the terminal)
+    assert "at position 8 attends to 3 cached keys + itself (4 evicted)" in captions[4]
+    assert "evicted" not in captions[0]
+    assert af.EVICTED_LABEL in gif_frames[0]["texts"]
+    with Image.open(path) as gif:
+        gif.seek(7)
+        last = np.asarray(gif.convert("RGB")).astype(float) / 255
+    pink = np.array(to_rgb(af.COLOR_EVICTED))
+    assert (np.abs(last - pink).max(axis=-1) < 0.03).sum() > 500  # evicted cells are drawn
+
+
+def test_layers_figure_puts_a_sliding_layer_next_to_a_full_one(sliding: maskviz.GPT) -> None:
+    trace = sliding.trace([1, 2, 3], steps=8)
+    fig = af.layers_figure(trace, (0, 1))
+    sliding_ax, full_ax = heatmap_axes(fig)
+    assert sliding_ax.get_title() == "layer 0: causal & sliding window 4"
+    assert full_ax.get_title() == "layer 1: causal"
+    assert af.EVICTED_LABEL in legend_texts(fig)
+    image = rendered(fig)
+    for ax, layer in ((sliding_ax, 0), (full_ax, 1)):
+        want = trace_view(trace, layer=layer).panels[0].states
+        np.testing.assert_array_equal(pixel_states(image, ax, trace.n_tokens), want)
+    assert "head 0" in fig.get_suptitle()
+    # a training pass: the window masks instead, and nothing is said about eviction
+    training = af.layers_figure(sliding.trace([1, 2, 3], steps=8, mode="training"))
+    assert af.EVICTED_LABEL not in legend_texts(training)
 
 
 # -- figures say what the terminal says ------------------------------------------------
@@ -379,7 +553,10 @@ def test_similarity_panels_carry_their_own_tokens_and_delimiter(
     assert len(pair.forward.token_ids) == len(pair.backward.token_ids)
     assert pair.forward.segments[1] != pair.backward.segments[1]  # the texts differ in length
     panels = heatmap_axes(fig)
-    assert [ax.get_title() for ax in panels] == ["[TEXT1; delim; TEXT2]", "[TEXT2; delim; TEXT1]"]
+    # each panel's title is the view's, wrapped to the panel's width
+    titles = [ax.get_title().replace("\n", " ") for ax in panels]
+    assert [t.split(":")[0] for t in titles] == ["[TEXT1; delim; TEXT2]", "[TEXT2; delim; TEXT1]"]
+    assert all("one pass, causal mask" in t for t in titles)
     for ax, order in zip(panels, (pair.forward, pair.backward), strict=True):
         tokens = [display_label(model.tokenizer.token_label(int(i))) for i in order.token_ids]
         for axis_labels in (ax.get_xticklabels(), ax.get_yticklabels()):
@@ -422,9 +599,7 @@ def test_compare_and_similarity_report_the_saved_file_unless_json(
 
 def test_numeric_ticks_count_positions_from_one_like_the_terminal(model: maskviz.GPT) -> None:
     long = model.trace(list(b"Hello"), steps=70)
-    fig = af.attention_figure(
-        [long.head_attention(0, 0)], long.mask, labels_of(model, long), 5, ["h"], "long"
-    )
+    fig = af.attention_figure(trace_view(long))
     fig.draw_without_rendering()
     (ax,) = heatmap_axes(fig)
     for ticks, texts in (
@@ -441,9 +616,7 @@ def test_gif_ticks_and_captions_number_positions_alike(
     model: maskviz.GPT, tmp_path: Path, gif_frames: list[dict[str, Any]]
 ) -> None:
     long = model.trace(list(b"Hello"), steps=70)
-    af.save_decode_gif(
-        tmp_path / "long.gif", [long.head_attention(0, 0)], long.mask, labels_of(model, long), 5, ""
-    )
+    af.save_decode_gif(tmp_path / "long.gif", trace_view(long))
     assert len(gif_frames) == 70
     last = gif_frames[-1]
     assert any("at position 75 attends to 74 cached keys" in text for text in last["texts"])

@@ -1,31 +1,40 @@
-"""matplotlib figures of recorded attention: heatmaps, side-by-side comparisons, a decoding GIF.
+"""matplotlib figures of attention views: heatmaps, comparisons, layers, a decoding GIF.
 
-Every figure draws rows as queries (top to bottom) and columns as keys, with
-positions numbered from 1 in ticks, titles and captions, as in the terminal.
-Attention weights use viridis on a fixed 0..1 scale so figures can be compared
-with each other; cells the mask forbids are drawn in a flat grey that no weight
-maps to, so "not allowed" never looks like "weight 0". A dashed line marks where
-the prompt ends and generated tokens begin; in a similarity figure two dashed
-lines enclose the delimiter's row and column instead.
+Every figure draws a `maskviz.view.AttentionView`, the plain data the terminal draws
+too, so both show every cell in the same state and number positions alike: rows are
+queries (top to bottom), columns keys, positions counted from 1 in ticks, titles and
+captions. Each panel uses its own cell states, token labels and marks.
 
-Matrices wider than 64 positions are average-pooled into at most 64 x 64 cells
-(the title says so). Figures are built on `matplotlib.figure.Figure` directly (no
+Attention weights use viridis on a fixed 0..1 scale so figures can be compared with
+each other. A cell the mask forbids is flat grey, which no weight maps to, so "not
+allowed" never looks like "weight 0". A key that a sliding-window layer's rolling KV
+cache had evicted is light pink with dark magenta hatching: the hatching tells it
+apart from grey and from every weight without relying on colour vision. Dashed lines
+are a panel's marks: where the prompt ends and generated tokens begin, or the two
+lines that enclose a delimiter's row and column.
+
+Matrices wider than 64 positions are pooled into at most 64 x 64 cells (the title
+says so) by the terminal's rule: a cell is allowed if any position in it is (drawn
+with the mean of its allowed weights), evicted if none is allowed and one was
+evicted, else masked. Figures are built on `matplotlib.figure.Figure` directly (no
 pyplot state); only `save_decode_gif` writes a file, atomically.
 """
 
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib as mpl
 import numpy as np
 from matplotlib.artist import Artist
 from matplotlib.axes import Axes
+from matplotlib.collections import PatchCollection
 from matplotlib.colors import Colormap, LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
@@ -35,24 +44,34 @@ from numpy.typing import NDArray
 
 from maskviz._io import atomic_path
 from maskviz._text import display_label, fit, safe_text
+from maskviz.view import ALLOWED, EVICTED, MASKED, STATE_NAMES, AttentionView, Panel
+
+if TYPE_CHECKING:
+    from maskviz.trace import Trace
 
 FloatArray = NDArray[np.floating[Any]]
 BoolArray = NDArray[np.bool_]
+StateArray = NDArray[np.int8]
 
-MAX_CELLS = 64  # displayed cells per side; above this the matrix is average-pooled
+MAX_CELLS = 64  # displayed cells per side; above this the matrix is pooled
 COLOR_MASKED = "#d4d4d4"  # light grey: lighter than viridis' dark end, greyer than its yellow end
+COLOR_EVICTED = "#fde0ef"  # light pink: a hue viridis never takes
+COLOR_EVICTED_HATCH = "#c51b7d"  # dark magenta lines: the pattern survives any colour vision
+EVICTED_HATCH = "///"
 COLOR_BOUNDARY = "#e8590c"  # orange: visible on both the viridis and the grey cells
 COLOR_HIGHLIGHT = "#e7298a"  # magenta: the newest query row in the decoding GIF
 COLOR_PENDING = "white"  # rows the decoding GIF has not reached yet
+COLOR_GOOD, COLOR_BAD = "#1b7837", "#b2182b"  # a comparison's verdict
 WEIGHTS_CMAP = "viridis"
 DIFF_CMAP = "inferno"
 DIFF_FLOOR = 1e-12  # |Δ| at or below this shares the darkest colour (float64 noise lives here)
 LABEL_WIDTH = 12  # terminal cells of a token label before it is cut with '…'
 GIF_DPI = 100
 MASKED_LABEL = "masked (not allowed)"
+EVICTED_LABEL = STATE_NAMES[EVICTED]
 BOUNDARY_LABEL = "prompt | generated"
 DELIMITER_LABEL = "delimiter (between the dashed lines)"
-DECODE_MODES = ("cached", "training")
+MARK_LABELS = {"prompt": BOUNDARY_LABEL, "delimiter": DELIMITER_LABEL}
 
 ProgressCallback = Callable[[int, int], None]  # (frames written, total frames)
 
@@ -97,33 +116,42 @@ def _text(text: str, width: int | None = None) -> str:
     return _drawable(safe)
 
 
+def _wrapped(text: str, inches: float, fontsize: float) -> str:
+    """``text`` made drawable and broken into lines that fit ``inches`` at ``fontsize``;
+    a long "name: details" title breaks after the name first."""
+    chars = max(16, int(inches * 72 / (0.55 * fontsize)))  # ~0.55 em per character
+    drawable = _text(text)
+    parts = [drawable] if len(drawable) <= chars else drawable.split(": ", 1)
+    parts[:-1] = [part + ":" for part in parts[:-1]]
+    return "\n".join(
+        textwrap.fill(part, chars, break_long_words=False, break_on_hyphens=False) for part in parts
+    )
+
+
 # -- checks -------------------------------------------------------------------------
 
 
-def _square(array: NDArray[Any], name: str) -> int:
-    if array.ndim != 2 or array.shape[0] != array.shape[1] or array.shape[0] < 1:
-        raise ValueError(f"{name} must be a non-empty square [T, T] array, got {array.shape}")
-    return int(array.shape[0])
-
-
-def _check_inputs(
-    matrices: Sequence[FloatArray],
-    masks: Sequence[BoolArray | None],
-    labels: Sequence[str],
-    prompt_len: int,
-) -> int:
-    """Check shapes agree; return T."""
-    n = _square(np.asarray(matrices[0]), "matrix")
-    for i, matrix in enumerate(matrices):
-        if np.asarray(matrix).shape != (n, n):
-            raise ValueError(f"matrix {i} is {np.asarray(matrix).shape}, expected ({n}, {n})")
-    for mask in masks:
-        if mask is not None and np.asarray(mask).shape != (n, n):
-            raise ValueError(f"mask is {np.asarray(mask).shape}, expected ({n}, {n})")
-    if len(labels) != n:
-        raise ValueError(f"expected {n} labels, got {len(labels)}")
-    if not 1 <= prompt_len <= n:
-        raise ValueError(f"prompt_len {prompt_len} is outside 1..{n}")
+def _check(view: AttentionView) -> int:
+    """Check the panels agree with themselves and each other; return T (positions)."""
+    if not view.panels:
+        raise ValueError("a view needs at least one panel")
+    n = view.panels[0].n
+    for i, panel in enumerate(view.panels):
+        weights = np.asarray(panel.weights)
+        if weights.ndim != 2 or weights.shape[0] != weights.shape[1] or weights.shape[0] < 1:
+            raise ValueError(
+                f"panel {i}: weights must be a non-empty [T, T] array, got {weights.shape}"
+            )
+        if weights.shape != (n, n) or panel.states.shape != (n, n):
+            raise ValueError(
+                f"panel {i}: weights {weights.shape} and states {panel.states.shape} "
+                f"must both be ({n}, {n})"
+            )
+        if len(panel.labels) != n:
+            raise ValueError(f"panel {i}: expected {n} labels, got {len(panel.labels)}")
+        for mark in panel.marks:
+            if not 0 <= mark.index <= n:
+                raise ValueError(f"panel {i}: mark at {mark.index} is outside 0..{n}")
     return n
 
 
@@ -157,11 +185,20 @@ class _Grid:
         out: NDArray[Any] = ufunc.reduceat(ufunc.reduceat(values, starts, axis=0), starts, axis=1)
         return out
 
+    def states(self, states: StateArray) -> StateArray:
+        """Each cell's state by the terminal's rule: allowed if any position in it is,
+        evicted if none is and one was evicted, else masked."""
+        if self.k == 1:
+            return states
+        allowed = self._reduce(np.add, (states == ALLOWED).astype(np.int64)) > 0
+        evicted = self._reduce(np.add, (states == EVICTED).astype(np.int64)) > 0
+        return np.where(allowed, ALLOWED, np.where(evicted, EVICTED, MASKED)).astype(np.int8)
+
     def mean(self, values: FloatArray, allowed: BoolArray) -> np.ma.MaskedArray[Any, Any]:
         """Mean weight over each block's allowed cells; a block with none is masked.
 
-        Masked cells hold no weight (they are drawn grey instead), so they are left
-        out of the mean rather than counted as zeros.
+        Cells that are not allowed hold no weight (they are drawn grey or hatched
+        instead), so they are left out of the mean rather than counted as zeros.
         """
         values = np.asarray(values, dtype=np.float64)
         if self.k == 1:
@@ -231,9 +268,53 @@ def _heatmap(
     return image
 
 
-def _boundaries(prompt_len: int, n: int) -> tuple[float, ...]:
-    """Where the prompt/generated line goes: none when nothing was generated."""
-    return (prompt_len - 0.5,) if prompt_len < n else ()
+def _hatch_evicted(ax: Axes, cells: StateArray, grid: _Grid) -> None:
+    """Cover the EVICTED ``cells`` (pooled states) with hatched patches, one per run in a row.
+
+    The image under them holds no weight there (drawn grey), so a hidden patch
+    could never pass for a weight; one patch per run keeps the hatching continuous.
+    """
+    boxes = []
+    for r, row in enumerate(cells == EVICTED):
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], row.astype(np.int8), [0]))))
+        for start, stop in zip(edges[::2], edges[1::2], strict=True):
+            corner = (int(start) * grid.k - 0.5, r * grid.k - 0.5)
+            boxes.append(Rectangle(corner, int(stop - start) * grid.k, grid.k))
+    if boxes:
+        # zorder 1: above the image, under the cell grid, the dashed marks and the GIF's blanks
+        patches = PatchCollection(
+            boxes,
+            facecolor=COLOR_EVICTED,
+            edgecolor=COLOR_EVICTED_HATCH,
+            linewidth=0,
+            hatch=EVICTED_HATCH,
+            zorder=1,
+        )
+        ax.add_collection(patches, autolim=False)
+
+
+def _draw_panel(
+    ax: Axes, panel: Panel, grid: _Grid, cmap: Colormap, norm: Normalize
+) -> tuple[AxesImage, set[int]]:
+    """The panel's weights and its evicted cells; return the image and the states drawn."""
+    cells = grid.states(panel.states)
+    image = _heatmap(ax, grid.mean(panel.weights, panel.states == ALLOWED), grid, cmap, norm)
+    _hatch_evicted(ax, cells, grid)
+    return image, {int(s) for s in np.unique(cells)}
+
+
+def _mark_lines(panel: Panel) -> tuple[float, ...]:
+    """Dashed-line edges: before each mark's position (none on the panel's border)."""
+    return tuple(m.index - 0.5 for m in panel.marks if 0 < m.index < panel.n)
+
+
+def _mark_kinds(panels: Sequence[Panel]) -> list[str]:
+    kinds: list[str] = []
+    for panel in panels:
+        for mark in panel.marks:
+            if 0 < mark.index < panel.n and mark.kind not in kinds:
+                kinds.append(mark.kind)
+    return kinds
 
 
 def _position_ticks(ax: Axes, n: int) -> None:
@@ -254,14 +335,13 @@ def _position_ticks(ax: Axes, n: int) -> None:
 def _decorate(
     ax: Axes,
     grid: _Grid,
-    labels: Sequence[str],
+    panel: Panel,
     ticks: _Ticks,
-    lines: Sequence[float],
     *,
     show_x: bool = True,
     show_y: bool = True,
 ) -> None:
-    """Tick labels, axis labels, cell grid and dashed lines at the ``lines`` edges.
+    """Tick labels, axis labels, cell grid and the panel's dashed mark lines.
 
     Up to 64 positions get token labels; beyond that, numeric position ticks.
     Either way positions are numbered from 1, as in the terminal.
@@ -270,7 +350,7 @@ def _decorate(
     if n <= MAX_CELLS:
         positions = list(range(0, n, ticks.stride))
         # 1-based positions and visible edge spaces, as in the terminal
-        names = [f"{i + 1} {_text(display_label(labels[i]), LABEL_WIDTH)}" for i in positions]
+        names = [f"{i + 1} {_text(display_label(panel.labels[i]), LABEL_WIDTH)}" for i in positions]
         # parse_math=False: a token such as "$x$" is text, not a formula to typeset.
         ax.set_xticks(positions, names, rotation=90, fontsize=ticks.fontsize, parse_math=False)
         ax.set_yticks(positions, names, fontsize=ticks.fontsize, parse_math=False)
@@ -286,22 +366,65 @@ def _decorate(
         ax.set_xlabel("key position →")
     if show_y:
         ax.set_ylabel("query position ↓")
-    for edge in lines:
+    for edge in _mark_lines(panel):
         ax.axhline(edge, color=COLOR_BOUNDARY, linestyle="--", linewidth=1.4)
         ax.axvline(edge, color=COLOR_BOUNDARY, linestyle="--", linewidth=1.4)
 
 
-def _legend(fig: Figure, boundary: str | None, extra: Sequence[Artist] = ()) -> None:
-    """Legend under the panels; ``boundary`` says what the dashed lines mean (None: no lines)."""
+def _legend(
+    fig: Figure,
+    drawn: set[int],
+    mark_kinds: Sequence[str],
+    extra: Sequence[Artist] = (),
+    *,
+    verdict: tuple[str, bool] | None = None,
+) -> None:
+    """Legend under the panels: masked, evicted (only if drawn), what the dashed lines
+    mean; a comparison's ``verdict`` heads it (a separate text would collide with it)."""
     handles: list[Artist] = [Patch(facecolor=COLOR_MASKED, edgecolor="0.6", label=MASKED_LABEL)]
-    if boundary is not None:
+    if EVICTED in drawn:
         handles.append(
-            Line2D([], [], color=COLOR_BOUNDARY, linestyle="--", linewidth=1.4, label=boundary)
+            Patch(
+                facecolor=COLOR_EVICTED,
+                edgecolor=COLOR_EVICTED_HATCH,
+                hatch=EVICTED_HATCH,
+                label=EVICTED_LABEL,
+            )
+        )
+    for kind in mark_kinds:
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color=COLOR_BOUNDARY,
+                linestyle="--",
+                linewidth=1.4,
+                label=MARK_LABELS.get(kind, kind),
+            )
         )
     handles.extend(extra)
-    # Two rows beat a legend wider than a small figure.
-    ncols = len(handles) if len(handles) <= 3 else math.ceil(len(handles) / 2)
-    fig.legend(handles=handles, loc="outside lower center", ncols=ncols, frameon=False)
+    width = float(fig.get_figwidth())
+    legend = fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncols=_legend_columns([str(h.get_label()) for h in handles], width),
+        frameon=False,
+        title=None if verdict is None else _wrapped(verdict[0], width - 0.4, 11),
+        title_fontproperties={"size": 11, "weight": "bold"},
+    )
+    if verdict is not None:
+        legend.get_title().set_color(COLOR_GOOD if verdict[1] else COLOR_BAD)
+
+
+def _legend_columns(labels: Sequence[str], inches: float) -> int:
+    """The most legend columns whose labels fit in ``inches`` (entries fill columns first)."""
+    # ~0.6 em per character at the legend's 10 pt, plus handle, padding and column gap
+    widths = [(0.6 * len(label) + 5.0) * 10 / 72 for label in labels]
+    for ncols in range(len(labels), 1, -1):
+        rows = math.ceil(len(labels) / ncols)
+        if sum(max(widths[c : c + rows]) for c in range(0, len(labels), rows)) <= inches:
+            return ncols
+    return 1
 
 
 def _suptitle(fig: Figure, text: str, grid: _Grid) -> None:
@@ -316,24 +439,16 @@ def _suptitle(fig: Figure, text: str, grid: _Grid) -> None:
 # -- public figures -----------------------------------------------------------------
 
 
-def _heatmap_grid(
-    matrices: Sequence[FloatArray],
-    masks: Sequence[BoolArray],
-    labels: Sequence[Sequence[str]],
-    lines: Sequence[Sequence[float]],
-    titles: Sequence[str],
-    suptitle: str,
-    boundary: str | None,
-    *,
-    shared_axes: bool,
+def _panels_figure(
+    panels: Sequence[Panel], titles: Sequence[str], suptitle: str, *, shared_axes: bool
 ) -> Figure:
-    """Panels in a near-square grid, one colour bar, legend below; inputs are checked.
+    """Panels in a near-square grid, one colour bar, legend below (panels already checked).
 
     With ``shared_axes`` the panels have the same tokens, so inner panels leave
     their tick labels to the outer ones; otherwise every panel is labelled.
     """
-    grid = _Grid.for_size(int(np.asarray(matrices[0]).shape[0]))
-    count = len(matrices)
+    grid = _Grid.for_size(panels[0].n)
+    count = len(panels)
     ncols = math.ceil(math.sqrt(count))
     nrows = math.ceil(count / ncols)
     side = _panel_side(grid.cells, count)
@@ -346,145 +461,76 @@ def _heatmap_grid(
     axes = list(grid_axes[:count])
     ticks = _ticks(side, grid)
     cmap, norm = _cmap(WEIGHTS_CMAP), Normalize(0.0, 1.0)
+    drawn: set[int] = set()
     image: AxesImage | None = None
-    for i, ax in enumerate(axes):
-        image = _heatmap(ax, grid.mean(matrices[i], masks[i]), grid, cmap, norm)
+    for i, (ax, panel) in enumerate(zip(axes, panels, strict=True)):
+        image, states = _draw_panel(ax, panel, grid, cmap, norm)
+        drawn |= states
         # Inner panels share the outer panels' tick labels; a panel with an empty
         # slot below it (last grid row partly filled) keeps its own.
         _decorate(
             ax,
             grid,
-            labels[i],
+            panel,
             ticks,
-            lines[i],
             show_x=not shared_axes or i + ncols >= count,
             show_y=not shared_axes or i % ncols == 0,
         )
         if titles[i]:
-            ax.set_title(_text(titles[i]), fontsize=11 if count == 1 else 9, parse_math=False)
+            size = 11 if count == 1 else 9
+            ax.set_title(_wrapped(titles[i], side, size), fontsize=size, parse_math=False)
     assert image is not None
     fig.colorbar(image, ax=axes, label="attention weight", shrink=0.9 if count == 1 else 0.6)
     _suptitle(fig, suptitle, grid)
-    _legend(fig, boundary)
+    _legend(fig, drawn, _mark_kinds(panels))
     return fig
 
 
-def attention_figure(
-    matrices: Sequence[FloatArray],
-    mask: BoolArray,
-    labels: Sequence[str],
-    prompt_len: int,
-    titles: Sequence[str],
-    suptitle: str,
-) -> Figure:
-    """Heatmaps of attention weights: one panel per matrix, in a near-square grid.
+def attention_figure(view: AttentionView) -> Figure:
+    """Every panel of ``view`` as a heatmap, in a near-square grid.
 
-    ``matrices`` are T x T (row = query, column = key), e.g. one head, a mean over
-    heads, or every head as small multiples; ``mask`` [T, T] marks allowed cells
-    (False cells are drawn grey). ``labels`` are the T token labels, ``titles`` one
-    per panel. Rows and columns after ``prompt_len`` are generated tokens.
-    ``suptitle`` is drawn as given (only escaped).
+    Panels that share their rows (``view.side_by_side``: heads of one trace) leave
+    inner tick labels to the outer panels; others (the two orderings of a text pair)
+    each carry their own tokens and marks. ``view.title`` is drawn as given (only
+    escaped). A comparison's |Δ| map is `comparison_figure`.
     """
-    if not matrices:
-        raise ValueError("attention_figure needs at least one matrix")
-    if len(titles) != len(matrices):
-        raise ValueError(f"expected {len(matrices)} titles, got {len(titles)}")
-    allowed = np.asarray(mask, dtype=bool)
-    n = _check_inputs(matrices, [allowed], labels, prompt_len)
-    count = len(matrices)
-    return _heatmap_grid(
-        matrices,
-        [allowed] * count,
-        [labels] * count,
-        [_boundaries(prompt_len, n)] * count,
-        titles,
-        suptitle,
-        BOUNDARY_LABEL if prompt_len < n else None,
-        shared_axes=True,
+    _check(view)
+    return _panels_figure(
+        view.panels, [p.title for p in view.panels], view.title, shared_axes=view.side_by_side
     )
 
 
-@dataclass(frozen=True)
-class DelimitedPanel:
-    """One ordering of a text pair: its attention [T, T], mask, own token labels, delimiter.
+def comparison_figure(view: AttentionView) -> Figure:
+    """A comparison's two sides, their absolute difference and the verdict.
 
-    ``delimiter`` is the 0-based position of the delimiter token in this ordering.
+    The difference panel uses a fixed log scale from 1e-12 to 1, so float rounding
+    (~1e-8) looks dark and a real change (~0.1-1) looks bright in every figure; its
+    title gives the largest |Δ| and where it occurs. Cells neither side may attend
+    to are grey there. The verdict heads the legend under the panels, green when it is
+    good news (red otherwise).
     """
-
-    matrix: FloatArray
-    mask: BoolArray
-    labels: Sequence[str]
-    delimiter: int
-    title: str
-
-
-def similarity_figure(panels: Sequence[DelimitedPanel], suptitle: str) -> Figure:
-    """Each ordering of a text pair side by side, each labelled with its own tokens.
-
-    Two dashed lines enclose the delimiter's row and column in every panel, at that
-    panel's own delimiter position (the orderings put it in different places when
-    the texts differ in length). All panels must have the same length.
-    """
-    if not panels:
-        raise ValueError("similarity_figure needs at least one panel")
-    n = _square(np.asarray(panels[0].matrix), "matrix")
-    masks = []
-    for i, panel in enumerate(panels):
-        _check_inputs([panel.matrix], [panel.mask], panel.labels, 1)
-        if np.asarray(panel.matrix).shape != (n, n):
-            raise ValueError(f"panel {i} is {np.asarray(panel.matrix).shape}, expected ({n}, {n})")
-        if not 0 <= panel.delimiter < n:
-            raise ValueError(f"panel {i}: delimiter {panel.delimiter} is outside 0..{n - 1}")
-        masks.append(np.asarray(panel.mask, dtype=bool))
-    return _heatmap_grid(
-        [p.matrix for p in panels],
-        masks,
-        [p.labels for p in panels],
-        [(p.delimiter - 0.5, p.delimiter + 0.5) for p in panels],
-        [p.title for p in panels],
-        suptitle,
-        DELIMITER_LABEL,
-        shared_axes=False,
-    )
-
-
-def comparison_figure(
-    left: FloatArray,
-    right: FloatArray,
-    mask_left: BoolArray | None,
-    mask_right: BoolArray | None,
-    labels: Sequence[str],
-    prompt_len: int,
-    left_title: str,
-    right_title: str,
-    suptitle: str,
-) -> Figure:
-    """Two attention matrices side by side and their absolute difference.
-
-    A mask of None means every cell was allowed (an unmasked pass). The difference
-    panel uses a fixed log scale from 1e-12 to 1, so float rounding (~1e-8) looks
-    dark and a real change (~0.1-1) looks bright in every figure; its title gives
-    the largest |Δ| and where it occurs. Cells masked on both sides are grey.
-    """
-    n = _check_inputs([left, right], [mask_left, mask_right], labels, prompt_len)
-    everything = np.ones((n, n), dtype=bool)
-    allowed_left = everything if mask_left is None else np.asarray(mask_left, dtype=bool)
-    allowed_right = everything if mask_right is None else np.asarray(mask_right, dtype=bool)
+    n = _check(view)
+    if len(view.panels) != 2:
+        raise ValueError(f"a comparison has 2 panels, got {len(view.panels)}")
+    left, right = view.panels
     grid = _Grid.for_size(n)
     side = float(np.clip(0.08 * grid.cells + 3.0, 3.2, 5.5))
-    fig = Figure(figsize=(3 * side + 3.2, side + 1.6), layout="constrained")
+    fig = Figure(figsize=(3 * side + 3.2, side + 2.0), layout="constrained")
     ax_left, ax_right, ax_diff = fig.subplots(1, 3)
     ticks = _ticks(side, grid)
     cmap, norm = _cmap(WEIGHTS_CMAP), Normalize(0.0, 1.0)
 
-    image = _heatmap(ax_left, grid.mean(left, allowed_left), grid, cmap, norm)
-    _heatmap(ax_right, grid.mean(right, allowed_right), grid, cmap, norm)
+    image, drawn = _draw_panel(ax_left, left, grid, cmap, norm)
+    drawn |= _draw_panel(ax_right, right, grid, cmap, norm)[1]
     fig.colorbar(image, ax=[ax_left, ax_right], label="attention weight", shrink=0.85)
 
-    delta = np.abs(np.asarray(left, dtype=np.float64) - np.asarray(right, dtype=np.float64))
+    a = np.where(left.states == ALLOWED, np.asarray(left.weights, dtype=np.float64), 0.0)
+    b = np.where(right.states == ALLOWED, np.asarray(right.weights, dtype=np.float64), 0.0)
+    delta = np.abs(a - b)
     query, key = np.unravel_index(int(np.argmax(delta)), delta.shape)
     peak = float(delta[query, key])
-    shown = np.ma.clip(grid.max(delta, allowed_left | allowed_right), DIFF_FLOOR, 1.0)
+    either = (left.states == ALLOWED) | (right.states == ALLOWED)
+    shown = np.ma.clip(grid.max(delta, either), DIFF_FLOOR, 1.0)
     diff_image = _heatmap(ax_diff, shown, grid, _cmap(DIFF_CMAP), LogNorm(DIFF_FLOOR, 1.0))
     fig.colorbar(diff_image, ax=ax_diff, label="|left − right|", shrink=0.85, extend="min")
 
@@ -492,14 +538,39 @@ def comparison_figure(
         summary = "max |Δ| = 0 (identical)"
     else:
         summary = f"max |Δ| = {peak:.2e} (query {query + 1}, key {key + 1})"
-    for ax, title in ((ax_left, _text(left_title)), (ax_right, _text(right_title))):
-        ax.set_title(title, fontsize=10, parse_math=False)
+    for ax, panel in ((ax_left, left), (ax_right, right)):
+        ax.set_title(_wrapped(panel.title, side, 10), fontsize=10, parse_math=False)
     ax_diff.set_title(f"|left − right|\n{summary}", fontsize=10)
-    for ax in (ax_left, ax_right, ax_diff):
-        _decorate(ax, grid, labels, ticks, _boundaries(prompt_len, n), show_y=ax is ax_left)
-    _suptitle(fig, suptitle, grid)
-    _legend(fig, BOUNDARY_LABEL if prompt_len < n else None)
+    _decorate(ax_left, grid, left, ticks)
+    _decorate(ax_right, grid, right, ticks, show_y=False)
+    _decorate(ax_diff, grid, right, ticks, show_y=False)
+    _suptitle(fig, view.title, grid)
+    _legend(fig, drawn, _mark_kinds(view.panels), verdict=view.verdict)
     return fig
+
+
+def layer_mask_text(trace: Trace, layer: int) -> str:
+    """``layer``'s mask in words, e.g. "causal & sliding window 32"."""
+    window = trace.window(layer)
+    return "causal" if window is None else f"causal & sliding window {window}"
+
+
+def layers_figure(trace: Trace, layers: Sequence[int] = (0, 1), *, head: int = 0) -> Figure:
+    """The same head in several layers of one trace side by side, each titled with its
+    layer's mask: a sliding-window layer next to a full one shows which keys its rolling
+    cache evicted (cached traces) or its mask hid (training traces)."""
+    from maskviz.view import trace_view
+
+    if not layers:
+        raise ValueError("layers_figure needs at least one layer")
+    panels = [trace_view(trace, layer=layer, head=head).panels[0] for layer in layers]
+    titles = [f"layer {layer}: {layer_mask_text(trace, layer)}" for layer in layers]
+    name = safe_text(trace.model_name) or "model"
+    title = f"{name} · head {head} · {trace.mode} · {trace.decoding}"
+    return _panels_figure(panels, titles, title, shared_axes=True)
+
+
+# -- the decoding GIF ---------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -510,95 +581,88 @@ class _Frame:
     caption: str
 
 
-def _decode_frames(labels: Sequence[str], prompt_len: int, mode: str) -> list[_Frame]:
+def decode_frame_count(view: AttentionView) -> int:
+    """Frames `save_decode_gif` writes for ``view``: one per decoding step of a cached
+    trace (one for a prefill alone), else one per row."""
+    n = view.panels[0].n
+    if view.mode == "cached":
+        return max(n - view.steps_from, 1)
+    return n
+
+
+def _decode_frames(view: AttentionView) -> list[_Frame]:
     """What each frame of the decoding GIF shows and says.
 
     cached: one frame per generated token; the rows appear as decoding computes
-    them (prompt rows at once, in the prefill). training: every row comes from one
+    them (prompt rows at once, in the prefill). Otherwise every row comes from one
     masked pass, so all rows are drawn from the first frame and the frames walk
-    through them, one row each.
+    through them, one row each. Captions count the keys each row's states allow.
     """
-    n = len(labels)
-    if mode == "training":
+    panel = view.panels[-1]
+    n, states = panel.n, panel.states
+
+    def token(t: int) -> str:
+        return _text(display_label(panel.labels[t]), LABEL_WIDTH)
+
+    def earlier(t: int) -> int:
+        return int((states[t, :t] == ALLOWED).sum())
+
+    if view.mode != "cached":
         frames = []
         for t in range(n):
-            token = _text(display_label(labels[t]), LABEL_WIDTH)
-            sees = "only to itself" if t == 0 else f"to itself + {t} earlier keys"
-            frames.append(
-                _Frame(
-                    n,
-                    t,
-                    t,
-                    f"row {t + 1} of {n} in the single masked pass: query '{token}' attends {sees}",
-                )
+            sees = "only to itself" if earlier(t) == 0 else f"to itself + {earlier(t)} earlier keys"
+            caption = (
+                f"row {t + 1} of {n} in the single masked pass: query '{token(t)}' attends {sees}"
             )
+            frames.append(_Frame(n, t, t, caption))
         return frames
-    if prompt_len == n:
-        caption = (
-            f"prefill: {prompt_len} prompt positions, each attends to itself and earlier positions"
-        )
+    p = view.steps_from
+    if p >= n:
+        caption = f"prefill: {n} prompt positions, each attends to itself and earlier positions"
         return [_Frame(n, 0, n - 1, caption)]
     frames = []
-    for t in range(prompt_len, n):
-        token = _text(display_label(labels[t]), LABEL_WIDTH)
+    for t in range(p, n):
+        evicted = int((states[t] == EVICTED).sum())
+        gone = f" ({evicted} evicted)" if evicted else ""
         caption = (
-            f"step {t - prompt_len + 1}: query '{token}' at position {t + 1} attends to "
-            f"{t} cached keys + itself"
+            f"step {t - p + 1}: query '{token(t)}' at position {t + 1} attends to "
+            f"{earlier(t)} cached keys + itself{gone}"
         )
         frames.append(_Frame(t + 1, t, t, caption))
     return frames
 
 
-def decode_frame_count(n: int, prompt_len: int, mode: str = "cached") -> int:
-    """Frames `save_decode_gif` writes for ``n`` positions of which ``prompt_len`` are the prompt."""
-    if mode == "training":
-        return n
-    return max(n - prompt_len, 1)
-
-
 def save_decode_gif(
     path: str | Path,
-    matrices: Sequence[FloatArray],
-    mask: BoolArray,
-    labels: Sequence[str],
-    prompt_len: int,
-    title: str,
-    panel_titles: Sequence[str] | None = None,
+    view: AttentionView,
     *,
-    mode: str = "cached",
     fps: float = 2.0,
     progress: ProgressCallback | None = None,
 ) -> int:
-    """Animate a trace row by row; return the frame count.
+    """Animate ``view`` row by row; return the frame count.
 
-    One panel per matrix (e.g. one per head), side by side, all stepping together.
-    ``mode`` "cached": one frame per generated token; frame k shows the prompt rows
-    and the rows of steps 1..k+1, later rows blank (not computed yet), and outlines
-    the newest query row; with no generated tokens one frame shows the prefill.
-    ``mode`` "training": every row is drawn from the start (one masked pass) and
-    each frame outlines and describes one row. ``title`` is drawn as given (only
-    escaped); ``progress(done, total)`` is called as frames are written. The file
-    is written atomically.
+    Every panel (e.g. one per head) side by side, all stepping together. A cached
+    trace (``view.mode`` "cached"): one frame per generated token; frame k shows the
+    prompt rows and the rows of steps 1..k+1, later rows blank (not computed yet),
+    and outlines the newest query row; with no generated tokens one frame shows the
+    prefill. Otherwise (one masked pass) every row is drawn from the start and each
+    frame outlines and describes one row. ``view.title`` is drawn as given (only
+    escaped); ``progress(done, total)`` is called as frames are written. The file is
+    written atomically.
     """
     from matplotlib.animation import FuncAnimation, PillowWriter
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     if not (math.isfinite(fps) and fps > 0):
         raise ValueError(f"fps must be a positive number, got {fps}")
-    if mode not in DECODE_MODES:
-        raise ValueError(f"mode must be one of {', '.join(DECODE_MODES)}, got {mode!r}")
-    if not matrices:
-        raise ValueError("save_decode_gif needs at least one matrix")
-    if panel_titles is not None and len(panel_titles) != len(matrices):
-        raise ValueError(f"expected {len(matrices)} panel titles, got {len(panel_titles)}")
-    allowed = np.asarray(mask, dtype=bool)
-    n = _check_inputs(matrices, [allowed], labels, prompt_len)
-    frames = _decode_frames(labels, prompt_len, mode)
-    assert len(frames) == decode_frame_count(n, prompt_len, mode)
+    n = _check(view)
+    frames = _decode_frames(view)
+    assert len(frames) == decode_frame_count(view)
     # The GIF is not pooled: rows appear one at a time, and a pooled block would
     # mix a revealed row with rows that are still blank.
     grid = _Grid(n, 1)
-    count = len(matrices)
+    panels = view.panels
+    count = len(panels)
     ncols = math.ceil(math.sqrt(count))
     nrows = math.ceil(count / ncols)
     if count == 1:
@@ -607,8 +671,8 @@ def save_decode_gif(
         side = min(_panel_side(n, count), 16.0 / ncols, 12.0 / nrows)
     fig = Figure(figsize=(ncols * side + 1.8, nrows * side + 1.9), layout="constrained")
     FigureCanvasAgg(fig)  # the animation writer renders through the figure's canvas
-    if title:
-        fig.suptitle(_text(title), fontsize=12, parse_math=False)
+    if view.title:
+        fig.suptitle(_text(view.title), fontsize=12, parse_math=False)
     # The caption changes every frame; a subfigure's title sits under the figure's.
     body = fig.add_subfigure(fig.add_gridspec(1, 1)[0, 0])
     grid_axes = body.subplots(nrows, ncols, squeeze=False).ravel()
@@ -619,20 +683,14 @@ def save_decode_gif(
     cmap, norm = _cmap(WEIGHTS_CMAP), Normalize(0.0, 1.0)
     pending: list[Rectangle] = []
     newest: list[Rectangle] = []
+    drawn: set[int] = set()
     image: AxesImage | None = None
-    for i, ax in enumerate(axes):
-        image = _heatmap(ax, grid.mean(matrices[i], allowed), grid, cmap, norm)
-        _decorate(
-            ax,
-            grid,
-            labels,
-            ticks,
-            _boundaries(prompt_len, n),
-            show_x=i + ncols >= count,
-            show_y=i % ncols == 0,
-        )
-        if panel_titles is not None and panel_titles[i]:
-            ax.set_title(_text(panel_titles[i]), fontsize=10, parse_math=False)
+    for i, (ax, panel) in enumerate(zip(axes, panels, strict=True)):
+        image, states = _draw_panel(ax, panel, grid, cmap, norm)
+        drawn |= states
+        _decorate(ax, grid, panel, ticks, show_x=i + ncols >= count, show_y=i % ncols == 0)
+        if count > 1 and panel.title:
+            ax.set_title(_wrapped(panel.title, side, 10), fontsize=10, parse_math=False)
         # Drawn above the heatmap and its grid lines (zorder), moved every frame.
         pending.append(
             ax.add_patch(
@@ -657,9 +715,9 @@ def save_decode_gif(
     assert image is not None
     body.colorbar(image, ax=axes, label="attention weight", shrink=0.85 if count == 1 else 0.6)
 
-    if mode == "training":
+    if view.mode != "cached":
         outline_label = "row in the caption"
-    elif prompt_len < n:
+    elif view.steps_from < n:
         outline_label = "newest query"
     else:
         outline_label = "prefill queries"
@@ -668,7 +726,7 @@ def save_decode_gif(
     ]
     if any(frame.filled < n for frame in frames):
         extra.insert(0, Patch(facecolor=COLOR_PENDING, edgecolor="0.6", label="not computed yet"))
-    _legend(fig, BOUNDARY_LABEL if prompt_len < n else None, extra=extra)
+    _legend(fig, drawn, _mark_kinds(panels), extra=extra)
     caption = body.suptitle("", fontsize=10, parse_math=False)
 
     def draw(index: int) -> list[Artist]:
