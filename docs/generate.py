@@ -11,7 +11,8 @@ A block in a Markdown file looks like this (the fence is written by this script)
 
 ``python docs/generate.py`` runs each command (80 columns, no colour) and rewrites
 the block; commands with ``--save docs/images/...`` also redraw their pictures.
-``docs/cli.md`` is rebuilt from every command's ``--help``.
+``docs/cli.md`` is rebuilt from every command's ``--help``, and `draw_pictures`
+draws the pictures no single command draws.
 ``python docs/generate.py --check`` changes nothing and exits 1 when a checked-in
 transcript differs from what the tool prints now. It ignores what differs from
 run to run or machine to machine: measured times (ms, ratios of seconds) and the
@@ -102,6 +103,17 @@ def normalise(text: str) -> str:
     return _ROUNDING.sub(_coarse, " ".join(text.split()))
 
 
+def draw_pictures() -> None:
+    """Pictures no single command draws: a sliding layer next to a full one."""
+    from maskviz import load_model
+    from maskviz.render.attention_figures import layers_figure
+    from maskviz.render.figures import save_figure
+
+    model = load_model("tiny-swa")
+    trace = model.trace(model.tokenizer.encode("To be"), steps=48)
+    save_figure(layers_figure(trace, (0, 1), head=1), DOCS / "images" / "layers-sliding-full.png")
+
+
 def main(check: bool) -> int:
     os.chdir(ROOT)  # --save paths in the docs are relative to the repository
     stale: list[str] = []
@@ -121,6 +133,8 @@ def main(check: bool) -> int:
             updated = BLOCK.sub(replace, text)
             if not check and updated != text:
                 page.write_text(updated, encoding="utf-8")
+        if not check:
+            draw_pictures()
         reference = cli_reference()
         cli_md = DOCS / "cli.md"
         if not cli_md.exists() or cli_md.read_text(encoding="utf-8") != reference:
