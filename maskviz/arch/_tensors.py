@@ -11,6 +11,13 @@ from numpy.typing import NDArray
 from maskviz.errors import MaskvizError
 
 
+def cast(a: NDArray[Any], dtype: str) -> NDArray[Any]:
+    """``a`` in ``dtype``, keeping a column-major matrix column-major (a decoding layout)."""
+    if a.ndim == 2 and a.flags.f_contiguous and not a.flags.c_contiguous:
+        return np.asfortranarray(a, dtype=dtype)
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
 class Tensors:
     """The tensors of a checkpoint, with ``prefix`` stripped from every name.
 

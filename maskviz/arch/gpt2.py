@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from maskviz.arch import Attend, FloatArray, IntArray
-from maskviz.arch._tensors import Tensors
+from maskviz.arch._tensors import Tensors, cast
 from maskviz.errors import MaskvizError, usage_error
 from maskviz.masks import Mask, causal
 from maskviz.nn import gelu_, layer_norm
@@ -120,12 +120,6 @@ class Block:
     mlp_c_proj_b: FloatArray  # [C]
 
 
-def _cast(a: FloatArray, dtype: str) -> FloatArray:
-    if a.ndim == 2 and a.flags.f_contiguous and not a.flags.c_contiguous:
-        return np.asfortranarray(a, dtype=dtype)  # keep a decoding layout
-    return np.ascontiguousarray(a, dtype=dtype)
-
-
 @dataclass
 class Weights:
     """A GPT-2's weights and its math: `embed`, `layer`, `final_norm`, `logits`."""
@@ -139,15 +133,15 @@ class Weights:
     lm_head: FloatArray | None = None  # [vocab, C]; None = tied to wte
 
     def astype(self, dtype: str) -> Weights:
-        blocks = [Block(**{k: _cast(v, dtype) for k, v in vars(b).items()}) for b in self.blocks]
-        head = None if self.lm_head is None else _cast(self.lm_head, dtype)
+        blocks = [Block(**{k: cast(v, dtype) for k, v in vars(b).items()}) for b in self.blocks]
+        head = None if self.lm_head is None else cast(self.lm_head, dtype)
         return Weights(
             self.config,
-            _cast(self.wte, dtype),
-            _cast(self.wpe, dtype),
+            cast(self.wte, dtype),
+            cast(self.wpe, dtype),
             blocks,
-            _cast(self.ln_f_w, dtype),
-            _cast(self.ln_f_b, dtype),
+            cast(self.ln_f_w, dtype),
+            cast(self.ln_f_b, dtype),
             head,
         )
 

@@ -39,7 +39,7 @@ import numpy as np
 from maskviz._text import plural
 from maskviz.arch import Attend, FloatArray, IntArray
 from maskviz.arch._config import as_json, check_allowed, integers, unsupported
-from maskviz.arch._tensors import Tensors
+from maskviz.arch._tensors import Tensors, cast
 from maskviz.errors import MaskvizError, usage_error
 from maskviz.masks import Mask, causal, sliding_window
 from maskviz.nn import rms_norm, silu_
@@ -189,11 +189,7 @@ class Layer:
 
 
 def _cast(a: FloatArray | None, dtype: str) -> Any:
-    if a is None:
-        return None
-    if a.ndim == 2 and a.flags.f_contiguous and not a.flags.c_contiguous:
-        return np.asfortranarray(a, dtype=dtype)  # keep a decoding layout
-    return np.ascontiguousarray(a, dtype=dtype)
+    return None if a is None else cast(a, dtype)
 
 
 @dataclass
