@@ -293,7 +293,8 @@ def show_mask(
     save: Annotated[
         Path | None,
         typer.Option(
-            help="Also save a heatmap: .png, .svg or .pdf (written atomically).", show_default=False
+            help="Also save a heatmap (.png, .svg, .pdf) or an interactive page (.html); written atomically.",
+            show_default=False,
         ),
     ] = None,
 ) -> None:
@@ -323,7 +324,11 @@ def show_mask(
     if save is not None:
         from maskviz.render.figures import FIGURE_SUFFIXES
 
-        save = check_output_path(save, FIGURE_SUFFIXES)
+        save = check_output_path(save, (*FIGURE_SUFFIXES, ".html"))
+        if save.suffix.lower() == ".html":
+            from maskviz.render.html import check_positions
+
+            check_positions(n)
     mask = masks_lib.build(
         n,
         kind.value,
@@ -346,14 +351,23 @@ def show_mask(
         print_json(mask.to_dict(index_base, labels, padded))
     else:
         console(plain).print(mask_report(mask, labels, index_base, highlight, padded))
-    if save is not None:
+    if save is not None and save.suffix.lower() == ".html":
+        from maskviz.render.html import mask_page, write_page
+        from maskviz.view import mask_view
+
+        pads = None if padded is None else [int(r) for r in padded]
+        view = mask_view(
+            mask, labels=labels, index_base=index_base, highlight=highlight, padded=pads
+        )
+        write_page(mask_page(view, highlight=highlight), save)
+    elif save is not None:
         from maskviz.render.figures import mask_figure, save_figure
 
         save_figure(
             mask_figure(mask, labels=labels, index_base=index_base, highlight_row=highlight), save
         )
-        if not as_json:
-            console(plain).print(f"saved {save}")
+    if save is not None and not as_json:
+        console(plain).print(f"saved {save}")
 
 
 # ---------------------------------------------------------------- trace
@@ -374,7 +388,7 @@ class AggChoice(StrEnum):
     max = "max"
 
 
-TRACE_SUFFIXES = (".png", ".svg", ".pdf", ".gif", ".npz", ".json")
+TRACE_SUFFIXES = (".png", ".svg", ".pdf", ".gif", ".html", ".npz", ".json")
 ModelOption = Annotated[
     str | None,
     typer.Option(
@@ -498,7 +512,7 @@ def trace_command(
     save: Annotated[
         Path | None,
         typer.Option(
-            help="Save: .png/.svg/.pdf heatmap, .gif animation, .npz or .json trace.",
+            help="Save: .png/.svg/.pdf heatmap, .gif animation, .html interactive page of every layer and head, .npz or .json trace.",
             show_default=False,
         ),
     ] = None,
@@ -531,7 +545,7 @@ def trace_command(
     ids = gpt.tokenizer.encode(prompt)
     check_ids(ids, cfg.vocab_size)
     _check_context(len(ids), steps, cfg.n_ctx)
-    full = as_json or (save is not None and save.suffix.lower() in (".npz", ".json"))
+    full = as_json or (save is not None and save.suffix.lower() in (".npz", ".json", ".html"))
     rec_heads = None if (full or agg or head_list) else [head]
     result = gpt.trace(
         ids,
@@ -549,14 +563,19 @@ def trace_command(
         result, layer=layer, head=None if agg or head_list else head, heads=head_list,
         agg=agg.value if agg else None,
     )  # fmt: skip
-    _show(view, result.to_dict(), plain=plain, as_json=as_json, save=save, trace=result)
+    first = "all" if agg or head_list else head
+    _show(
+        view, result.to_dict(), plain=plain, as_json=as_json, save=save, trace=result,
+        page=lambda: _html().trace_page(result, layer=layer, head=first),
+    )  # fmt: skip
 
 
 def _show(
     view: Any, data: dict[str, Any], *, plain: bool, as_json: bool, save: Path | None,
-    trace: Any = None,
+    trace: Any = None, page: Callable[[], Any] | None = None,
 ) -> None:  # fmt: skip
-    """Print the view (or its JSON data) and save what ``--save`` asked for."""
+    """Print the view (or its JSON data) and save what ``--save`` asked for; ``page``
+    builds the .html page (every layer and head), else it shows ``view`` alone."""
     from maskviz.render.grid import render_view
 
     if as_json:
@@ -568,6 +587,8 @@ def _show(
         return
     if save.suffix.lower() in (".npz", ".json"):
         trace.save(save)
+    elif save.suffix.lower() == ".html" and page is not None:
+        _html().write_page(page(), save)
     elif save.suffix.lower() == ".gif":
         from maskviz.render.save import gif_frames, save_view
 
@@ -579,6 +600,12 @@ def _show(
         save_view(view, save)
     if not as_json:
         console(plain).print(f"saved {save}")
+
+
+def _html() -> Any:
+    from maskviz.render import html
+
+    return html
 
 
 @contextmanager
@@ -628,7 +655,7 @@ def view_command(
     save: Annotated[
         Path | None,
         typer.Option(
-            help="Save it again: .png/.svg/.pdf heatmap, .gif animation, .npz or .json trace.",
+            help="Save it again: .png/.svg/.pdf heatmap, .gif animation, .html interactive page, .npz or .json trace.",
             show_default=False,
         ),
     ] = None,
@@ -656,7 +683,11 @@ def view_command(
     recorded = trace.heads.tolist()
     chosen = recorded if heads == "all" else _heads(heads, max(recorded) + 1)
     view = trace_view(trace, layer=layer, head=head, heads=chosen, agg=agg.value if agg else None)
-    _show(view, trace.to_dict(), plain=plain, as_json=as_json, save=save, trace=trace)
+    first = "all" if agg or heads else head
+    _show(
+        view, trace.to_dict(), plain=plain, as_json=as_json, save=save, trace=trace,
+        page=lambda: _html().trace_page(trace, layer=layer, head=first),
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------- compare
@@ -671,6 +702,7 @@ class PairChoice(StrEnum):
 
 
 FIGURE_ONLY = (".png", ".svg", ".pdf")
+FIGURE_OR_PAGE = (*FIGURE_ONLY, ".html")
 DEFAULT_PROMPT = "To be, or not to be, that is the question:"
 
 
@@ -698,7 +730,7 @@ def compare_command(
     save: Annotated[
         Path | None,
         typer.Option(
-            help="Save a side-by-side figure (.png/.svg/.pdf): left, right, difference.",
+            help="Save a side-by-side figure (.png/.svg/.pdf): left, right, difference; or an interactive page of every layer and head (.html).",
             show_default=False,
         ),
     ] = None,
@@ -727,7 +759,7 @@ def compare_command(
     if steps < 1:
         raise usage_error(f"--steps must be >= 1, got {steps}")
     if save is not None:
-        save = check_output_path(save, FIGURE_ONLY)
+        save = check_output_path(save, FIGURE_OR_PAGE)
     gpt = _load(model, dtype, layer, head)
     ids = gpt.tokenizer.encode(prompt)
     check_ids(ids, gpt.config.vocab_size)
@@ -737,7 +769,10 @@ def compare_command(
 
     labels = [gpt.tokenizer.token_label(int(i)) for i in result.token_ids]
     view = comparison_view(result, labels, layer=layer, head=head, model_name=gpt.name)
-    _show(view, result.to_dict(), plain=plain, as_json=as_json, save=save)
+    page = functools.partial(
+        _html().comparison_page, result, labels, layer=layer, head=head, model_name=gpt.name
+    )
+    _show(view, result.to_dict(), plain=plain, as_json=as_json, save=save, page=page)
     if not result.agree:
         raise typer.Exit(code=1)
 
@@ -759,7 +794,10 @@ def similarity_command(
     plain: PlainOption = False,
     save: Annotated[
         Path | None,
-        typer.Option(help="Save both orderings' attention (.png/.svg/.pdf).", show_default=False),
+        typer.Option(
+            help="Save both orderings' attention (.png/.svg/.pdf), or an interactive page (.html).",
+            show_default=False,
+        ),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -774,7 +812,7 @@ def similarity_command(
     from maskviz.similarity import similarity
 
     if save is not None:
-        save = check_output_path(save, FIGURE_ONLY)
+        save = check_output_path(save, FIGURE_OR_PAGE)
     gpt = _load(model, dtype, layer, head)
     result = similarity(gpt, text1, text2, delimiter)
     from maskviz.view import similarity_view
@@ -784,7 +822,8 @@ def similarity_command(
         for order in (result.forward, result.backward)
     ]
     view = similarity_view(result, labels, layer=layer, head=head)
-    _show(view, result.to_dict(), plain=plain, as_json=as_json, save=save)
+    page = functools.partial(_html().similarity_page, result, labels, layer=layer, head=head)
+    _show(view, result.to_dict(), plain=plain, as_json=as_json, save=save, page=page)
 
 
 # ---------------------------------------------------------------- doctor

@@ -138,6 +138,14 @@ class Comparison:
             and self.tokens_agree
         )
 
+    def _repr_html_(self) -> str | None:
+        """A notebook shows both sides, their |Δ| and the verdict, interactively (token
+        labels are bytes for a byte-level model, else ids: the tokenizer is not kept)."""
+        from maskviz.render.html import comparison_page, default_labels, repr_html
+
+        labels = default_labels(self.token_ids, int(self.a.logits.shape[1]))
+        return repr_html(lambda: comparison_page(self, labels))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "pair": self.pair,

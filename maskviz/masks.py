@@ -271,6 +271,16 @@ class Mask:
         inside = (keys >= lo[:, :, None]) & (keys <= hi[:, :, None])  # [n_q, m, n_k]
         return np.asarray(inside.any(axis=1), dtype=np.bool_)
 
+    def _repr_html_(self) -> str | None:
+        """A notebook shows the mask as an interactive page (square masks up to
+        `maskviz.render.html.MAX_POSITIONS` positions; others keep the plain repr)."""
+        from maskviz.render.html import MAX_POSITIONS, mask_page, repr_html
+        from maskviz.view import mask_view
+
+        if self.n_queries != self.n_keys or self.n_keys > MAX_POSITIONS:
+            return None
+        return repr_html(lambda: mask_page(mask_view(self)))
+
     def summary(self) -> MaskSummary:
         """Allowed cells and fully masked rows, computed without the dense matrix."""
         allowed = 0

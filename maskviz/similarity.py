@@ -55,6 +55,14 @@ class Similarity:
         norms = float(np.linalg.norm(a) * np.linalg.norm(b))
         return float(a @ b) / max(norms, 1e-300)
 
+    def _repr_html_(self) -> str | None:
+        """A notebook shows both orderings interactively (tokens labelled by id: the
+        tokenizer is not kept)."""
+        from maskviz.render.html import default_labels, repr_html, similarity_page
+
+        labels = [default_labels(o.token_ids, 0) for o in (self.forward, self.backward)]
+        return repr_html(lambda: similarity_page(self, labels))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "forward_ids": self.forward.token_ids.tolist(),

@@ -221,6 +221,12 @@ class Trace:
         top = np.argsort(-p, kind="stable")[:k]
         return [(int(i), float(p[i])) for i in top]
 
+    def _repr_html_(self) -> str | None:
+        """A notebook shows the interactive viewer: every recorded layer and head."""
+        from maskviz.render.html import repr_html, trace_page
+
+        return repr_html(lambda: trace_page(self))
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready content: the same keys as the .npz file, arrays as lists."""
         out: dict[str, Any] = {

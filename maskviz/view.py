@@ -470,11 +470,15 @@ def mask_view(
     footer = [f"{s.allowed:,} of {s.cells:,} cells allowed ({s.density:.1%})"]
     if s.fully_masked.size:
         rows = ", ".join(str(int(r) + index_base) for r in s.fully_masked[:20])
-        footer.append(f"rows that may attend to nothing: {rows}" + (" …" if s.fully_masked.size > 20 else ""))
+        footer.append(
+            f"rows that may attend to nothing: {rows}" + (" …" if s.fully_masked.size > 20 else "")
+        )
     return AttentionView(
         title=f"{mask.description} mask",
-        header=(f"{mask.description} mask, {plural(n, 'query')} x {plural(n, 'key')} "
-                f"(positions from {index_base})",),  # fmt: skip
+        header=(
+            f"{mask.description} mask, {plural(n, 'query')} x {plural(n, 'key')} "
+            f"(positions from {index_base})",
+        ),
         panels=(panel,),
         footer=tuple(footer),
         steps_from=n,

@@ -1,0 +1,529 @@
+function (root) {
+  // maskviz viewer: draws the page data in the <script class="maskviz-data"> inside
+  // `root`. Everything lives in this closure (no globals), so several viewers can
+  // share a notebook page. No network: all data and code are in the page.
+  "use strict";
+  const ALLOWED = 1, EVICTED = 2;
+  const data = JSON.parse(root.querySelector("script.maskviz-data").textContent);
+  const pool = data.pool, C = data.colors, base = data.indexBase;
+  const stepping = data.mode === "cached" && data.steps > 0;
+  const st = { layer: data.initial.layer, head: data.initial.head, step: data.initial.step,
+               focusRow: null, timer: null };
+  const memo = new Map();
+
+  // ---------------------------------------------------------------- data
+  function bytes(b64) {
+    const bin = atob(b64), out = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+    return out;
+  }
+  function once(key, make) {
+    if (!memo.has(key)) memo.set(key, make());
+    return memo.get(key);
+  }
+  function statesOf(panel) {
+    return once("s" + panel.states, () => new Int8Array(bytes(pool[panel.states]).buffer));
+  }
+  function weightsOf(panel) {
+    // only ALLOWED cells are stored, row by row, as integers 0..q
+    return once(panel, () => {
+      const s = statesOf(panel), raw = bytes(panel.w), n = panel.n, q = data.q;
+      const out = new Float32Array(n * n);
+      let j = 0;
+      for (let i = 0; i < n * n; i++) {
+        if (s[i] !== ALLOWED) continue;
+        out[i] = (q > 255 ? raw[2 * j] | (raw[2 * j + 1] << 8) : raw[j]) / q;
+        j++;
+      }
+      return out;
+    });
+  }
+  function deltaOf(view) {
+    // stored for the cells either side may attend to, row by row, as float32
+    return once(view, () => {
+      const raw = bytes(view.delta), dv = new DataView(raw.buffer);
+      const sa = statesOf(view.panels[0]), sb = statesOf(view.panels[1]);
+      const out = new Float32Array(sa.length);
+      let j = 0;
+      for (let i = 0; i < out.length; i++) {
+        if (sa[i] === ALLOWED || sb[i] === ALLOWED) out[i] = dv.getFloat32(4 * j++, true);
+      }
+      return out;
+    });
+  }
+  function lut(hex) {
+    return once(hex, () => {
+      const out = new Uint8Array(hex.length / 2);
+      for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.substr(2 * i, 2), 16);
+      return out;
+    });
+  }
+  function rgb(hex) {
+    return [1, 3, 5].map((i) => parseInt(hex.substr(i, 2), 16));
+  }
+  const rowsMap = (ref) => once("m" + ref, () => new Map(pool[ref]));
+
+  // ---------------------------------------------------------------- DOM helpers
+  function el(tag, cls, text, parent) {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined && text !== null) e.textContent = text;
+    if (parent) parent.appendChild(e);
+    return e;
+  }
+  const body = el("div", "mv-body", null, root);
+  el("h2", "mv-title", data.title, body);
+  const header = el("div", "mv-header", null, body);
+  const controls = el("div", "mv-controls", null, body);
+  controls.setAttribute("role", "toolbar");
+  controls.setAttribute("aria-label", "view controls");
+  const figures = el("div", "mv-figures", null, body);
+  const stepBox = el("div", "mv-step", null, body);
+  stepBox.setAttribute("aria-live", "polite");
+  const verdict = el("p", "mv-verdict", null, body);
+  const tables = el("div", "mv-tables", null, body);
+  const legend = el("div", "mv-legend", null, body);
+  const footer = el("div", "mv-footer", null, body);
+  const tip = el("div", "mv-tip", null, body);
+  tip.setAttribute("role", "status");
+  tip.hidden = true;
+  const cursorBox = el("div", "mv-cursor", null, body); // outlines the cell the tooltip reads
+  cursorBox.hidden = true;
+
+  function select(label, options, value, onChange) {
+    const wrap = el("label", "mv-control", label + " ", controls);
+    const sel = el("select", null, null, wrap);
+    for (const [v, text] of options) {
+      const o = el("option", null, text, sel);
+      o.value = String(v);
+    }
+    sel.value = String(value);
+    sel.addEventListener("change", () => onChange(sel.value));
+    return sel;
+  }
+  const many = data.layers.length > 1 || data.heads.length > 1 || data.allHeads;
+  let layerSel = null, headSel = null, slider = null, play = null, stepOut = null;
+  if (many) {
+    layerSel = select("layer", data.layers.map((l) => [l, String(l)]), st.layer, (v) => {
+      st.layer = Number(v); update();
+    });
+    const heads = data.heads.map((h) => [h, String(h)]);
+    if (data.allHeads) heads.push(["all", "all heads"]);
+    headSel = select("head", heads, st.head, (v) => {
+      st.head = v === "all" ? "all" : Number(v); update();
+    });
+  }
+  if (stepping) {
+    const wrap = el("span", "mv-control mv-stepper", null, controls);
+    play = el("button", "mv-play", "▶ play", wrap);
+    play.type = "button";
+    play.setAttribute("aria-pressed", "false");
+    play.addEventListener("click", togglePlay);
+    const lab = el("label", null, "step ", wrap);
+    slider = el("input", "mv-slider", null, lab);
+    Object.assign(slider, { type: "range", min: "0", max: String(data.steps), step: "1" });
+    slider.setAttribute("aria-label", "decoding step (0 = the prefill pass)");
+    slider.addEventListener("input", () => { st.step = Number(slider.value); update(); });
+    stepOut = el("output", "mv-step-out", null, wrap);
+  }
+
+  // ---------------------------------------------------------------- selection
+  function current() {
+    const key = st.layer + "/" + st.head;
+    const hit = data.select[key] || data.select[Object.keys(data.select)[0]];
+    const view = data.views[hit[0]];
+    return { view, panels: hit[1].map((i) => view.panels[i]) };
+  }
+  function clampState() {
+    if (!data.layers.includes(st.layer)) st.layer = data.layers[0];
+    if (st.head !== "all" && !data.heads.includes(st.head)) st.head = data.heads[0];
+    if (st.head === "all" && !data.allHeads) st.head = data.heads[0];
+    st.step = Math.max(0, Math.min(data.steps, Math.round(st.step) || 0));
+  }
+  function readHash() {
+    if (!data.standalone) return;
+    const h = new URLSearchParams(location.hash.replace(/^#/, ""));
+    if (h.has("layer")) st.layer = Number(h.get("layer"));
+    if (h.has("head")) st.head = h.get("head") === "all" ? "all" : Number(h.get("head"));
+    if (h.has("step")) st.step = Number(h.get("step"));
+  }
+  function writeHash() {
+    if (!data.standalone) return;
+    const h = "#layer=" + st.layer + "&head=" + st.head + (stepping ? "&step=" + st.step : "");
+    if (location.hash !== h) history.replaceState(null, "", h);
+  }
+  const lastRow = (n) => (stepping ? Math.min(n - 1, data.stepsFrom - 1 + st.step) : n - 1);
+
+  // ---------------------------------------------------------------- drawing
+  const FONT = "11px ui-monospace, Menlo, Consolas, monospace";
+  const measure = document.createElement("canvas").getContext("2d");
+  measure.font = FONT;
+  const textWidth = (s) => Math.ceil(measure.measureText(s).width);
+  const label = (panel, i) => {
+    const l = pool[panel.labels][i];
+    return l ? String(i + base) + " " + l : String(i + base);
+  };
+
+  function cellColor(kind, panel, view, i, s, w, d, pending) {
+    if (pending) return rgb(C.pending);
+    if (kind === "delta") {
+      if (s[i] !== ALLOWED && statesOf(view.panels[0])[i] !== ALLOWED) return rgb(C.masked);
+      const t = (Math.log10(Math.max(d[i], C.diffFloor)) - Math.log10(C.diffFloor)) /
+        -Math.log10(C.diffFloor);
+      const k = 3 * Math.max(0, Math.min(255, Math.round(255 * t)));
+      const L = lut(C.inferno);
+      return [L[k], L[k + 1], L[k + 2]];
+    }
+    if (s[i] === EVICTED) return rgb(C.evicted);
+    if (s[i] !== ALLOWED) return rgb(C.masked);
+    if (kind === "mask") return rgb(data.allowedColor);
+    const k = 3 * Math.round(255 * w[i]);
+    const L = lut(C.viridis);
+    return [L[k], L[k + 1], L[k + 2]];
+  }
+
+  function drawPanel(fig, panel, view, kind, cell, withLabels) {
+    const n = panel.n, s = statesOf(panel);
+    const w = kind === "weights" ? weightsOf(panel) : null;
+    const d = kind === "delta" ? deltaOf(view) : null;
+    const last = lastRow(n);
+    const notes = rowsMap(panel.notes);
+    const labelW = withLabels ? Math.max(...pool[panel.labels].map((_, i) => textWidth(label(panel, i)))) + 6 : 0;
+    const notesW = withLabels && kind !== "delta" && notes.size
+      ? Math.max(...[...notes.values()].map(textWidth)) + 8 : 0;
+    const left = labelW, top = labelW, side = n * cell;
+    const cssW = left + side + notesW + 2, cssH = top + side + 2;
+    const canvas = el("canvas", "mv-canvas", null, fig);
+    const dpr = window.devicePixelRatio || 1;
+    canvas.width = Math.ceil(cssW * dpr);
+    canvas.height = Math.ceil(cssH * dpr);
+    canvas.style.width = cssW + "px";
+    canvas.style.height = cssH + "px";
+    canvas.tabIndex = 0;
+    canvas.setAttribute("role", "img");
+    canvas.setAttribute("aria-label", panel.title + ": focus and use the arrow keys to read cells");
+    Object.assign(canvas.dataset, { n: String(n), cell: String(cell), left: String(left), top: String(top) });
+    const ctx = canvas.getContext("2d");
+    ctx.scale(dpr, dpr);
+    // one pixel per cell, scaled up without smoothing: fast at any size
+    const img = new ImageData(n, n);
+    for (let r = 0; r < n; r++) {
+      for (let c = 0; c < n; c++) {
+        const i = r * n + c;
+        const col = cellColor(kind, panel, view, i, s, w, d, r > last || c > last);
+        img.data.set(col, 4 * i);
+        img.data[4 * i + 3] = 255;
+      }
+    }
+    const off = document.createElement("canvas");
+    off.width = n; off.height = n;
+    off.getContext("2d").putImageData(img, 0, 0);
+    ctx.imageSmoothingEnabled = false;
+    ctx.drawImage(off, left, top, side, side);
+    ctx.strokeStyle = "#b0b0b0"; // a frame: keys not reached yet are white like the page
+    ctx.lineWidth = 1;
+    ctx.strokeRect(left - 0.5, top - 0.5, side + 1, side + 1);
+    if (cell >= 4) { // evicted keys are hatched: told apart from masked without colour
+      ctx.strokeStyle = C.evictedHatch;
+      ctx.lineWidth = 1;
+      ctx.beginPath();
+      for (let r = 0; r <= last; r++) {
+        for (let c = 0; c <= last; c++) {
+          if (s[r * n + c] !== EVICTED) continue;
+          ctx.moveTo(left + c * cell, top + (r + 1) * cell);
+          ctx.lineTo(left + (c + 1) * cell, top + r * cell);
+        }
+      }
+      ctx.stroke();
+    }
+    for (const [index, mk] of panel.marks) {
+      if (index <= 0 || index >= n) continue;
+      ctx.strokeStyle = mk === "prompt" ? C.boundary : "#333333";
+      ctx.setLineDash([4, 3]);
+      ctx.lineWidth = 1.5;
+      ctx.beginPath();
+      ctx.moveTo(left, top + index * cell); ctx.lineTo(left + side, top + index * cell);
+      ctx.moveTo(left + index * cell, top); ctx.lineTo(left + index * cell, top + side);
+      ctx.stroke();
+    }
+    ctx.setLineDash([]);
+    const hl = stepping ? last : panel.highlight;
+    if (hl !== null && hl !== undefined) {
+      ctx.strokeStyle = C.highlight;
+      ctx.lineWidth = 2;
+      ctx.strokeRect(left - 1, top + hl * cell, side + 2, cell);
+    }
+    ctx.fillStyle = "#222222";
+    ctx.font = FONT;
+    if (withLabels) {
+      ctx.textBaseline = "middle";
+      const every = Math.max(1, Math.ceil(12 / cell));
+      for (let i = 0; i < n; i += every) {
+        const t = cell >= 10 ? label(panel, i) : String(i + base);
+        ctx.textAlign = "right";
+        ctx.fillText(t, left - 4, top + (i + 0.5) * cell);
+        ctx.save();
+        ctx.translate(left + (i + 0.5) * cell, top - 4);
+        ctx.rotate(-Math.PI / 2);
+        ctx.textAlign = "left";
+        ctx.fillText(t, 0, 0);
+        ctx.restore();
+      }
+      if (notesW && cell >= 10) {
+        ctx.textAlign = "left";
+        for (const [r, note] of notes) {
+          if (r <= last) ctx.fillText(note, left + side + 6, top + (r + 0.5) * cell);
+        }
+      }
+    }
+    const cursor = { r: hl ?? n - 1, c: 0 };
+    const cellAt = (x, y) => {
+      const r = Math.floor((y - top) / cell), c = Math.floor((x - left) / cell);
+      return r >= 0 && c >= 0 && r < n && c < n ? { r, c } : null;
+    };
+    canvas.addEventListener("mousemove", (e) => {
+      const hit = cellAt(e.offsetX, e.offsetY);
+      if (hit) showTip(canvas, panel, view, kind, hit.r, hit.c); else hideTip();
+    });
+    canvas.addEventListener("mouseleave", hideTip);
+    canvas.addEventListener("focus", () => showTip(canvas, panel, view, kind, cursor.r, cursor.c));
+    canvas.addEventListener("blur", hideTip);
+    canvas.addEventListener("keydown", (e) => {
+      const move = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1] }[e.key];
+      if (!move) return;
+      e.preventDefault();
+      e.stopPropagation();
+      cursor.r = Math.max(0, Math.min(n - 1, cursor.r + move[0]));
+      cursor.c = Math.max(0, Math.min(n - 1, cursor.c + move[1]));
+      showTip(canvas, panel, view, kind, cursor.r, cursor.c);
+    });
+    return canvas;
+  }
+
+  // ---------------------------------------------------------------- tooltip
+  function stateText(panel, view, r, c, s) {
+    const last = lastRow(panel.n);
+    if (r > last) return "not computed yet at step " + st.step;
+    if (c > last) return "not in the KV cache yet at step " + st.step;
+    const v = s[r * panel.n + c];
+    if (v === ALLOWED) return stepping && r >= data.stepsFrom ? "allowed (in the KV cache)" : "allowed";
+    if (v === EVICTED) return "evicted from the rolling KV cache (sliding window " + view.window + ")";
+    if (c > r) return "masked: future (key after query)";
+    const pads = view.pads || [];
+    if (pads.includes(c) || pads.includes(r)) return "masked: padding";
+    if (view.window && c <= r - view.window) return "masked: outside the sliding window " + view.window;
+    return "masked";
+  }
+  function fmtWeight(x) {
+    // below what the stored precision can tell from zero, say so rather than print 0
+    if (data.q > 255) return x >= 0.00005 ? x.toFixed(4) : "< 0.0001";
+    return x >= 0.002 ? "≈" + x.toFixed(3) : "< 0.002";
+  }
+  function tipText(panel, view, kind, r, c) {
+    const lines = ["query " + label(panel, r), "key " + label(panel, c)];
+    const s = statesOf(panel);
+    const i = r * panel.n + c;
+    if (kind === "delta") {
+      const [a, b] = view.panels;
+      const sa = statesOf(a), sb = statesOf(b);
+      const tol = view.tolerance ? " (tolerance " + view.tolerance.toExponential(1) + ")" : "";
+      lines.push("|Δ| " + deltaOf(view)[i].toExponential(2) + tol);
+      lines.push(a.title + ": " + (sa[i] === ALLOWED ? fmtWeight(weightsOf(a)[i]) : stateText(a, view, r, c, sa)));
+      lines.push(b.title + ": " + (sb[i] === ALLOWED ? fmtWeight(weightsOf(b)[i]) : stateText(b, view, r, c, sb)));
+      return lines.join("\n");
+    }
+    const state = stateText(panel, view, r, c, s);
+    if (kind === "weights" && s[i] === ALLOWED && !state.startsWith("not")) {
+      lines.push("weight " + fmtWeight(weightsOf(panel)[i]));
+    }
+    lines.push(state);
+    return lines.join("\n");
+  }
+  function showTip(canvas, panel, view, kind, r, c) {
+    tip.textContent = tipText(panel, view, kind, r, c);
+    tip.hidden = false;
+    const cell = Number(canvas.dataset.cell);
+    const box = canvas.getBoundingClientRect(), rb = root.getBoundingClientRect();
+    const x = box.left - rb.left + Number(canvas.dataset.left) + (c + 1) * cell + 8;
+    const y = box.top - rb.top + Number(canvas.dataset.top) + (r + 1) * cell + 8;
+    tip.style.left = Math.max(0, Math.min(x, root.clientWidth - tip.offsetWidth - 4)) + "px";
+    tip.style.top = y + "px";
+    Object.assign(cursorBox.style, { left: x - cell - 9 + "px", top: y - cell - 9 + "px",
+                                     width: cell + 2 + "px", height: cell + 2 + "px" });
+    cursorBox.hidden = false;
+    tip.dataset.row = String(r + base);
+    tip.dataset.key = String(c + base);
+    if (data.rows && !stepping && st.focusRow !== r) { st.focusRow = r; drawStepBox(current().view); }
+  }
+  function hideTip() { tip.hidden = true; cursorBox.hidden = true; }
+
+  // ---------------------------------------------------------------- text parts
+  function drawStepBox(view) {
+    stepBox.textContent = "";
+    if (!data.rows) { stepBox.hidden = true; return; }
+    stepBox.hidden = false;
+    const panel = view.panels[view.panels.length - 1];
+    const n = panel.n;
+    const r = stepping ? lastRow(n) : (st.focusRow ?? n - 1);
+    const details = rowsMap(panel.details);
+    const head = stepping
+      ? (st.step === 0 ? "prefill" : "step " + st.step + " of " + data.steps)
+      : "row " + (r + base);
+    el("p", "mv-step-head", head, stepBox);
+    if (details.has(r)) el("p", null, details.get(r), stepBox);
+    const row = data.rows[r];
+    const chose = row.next ? "→ " + row.next[0] + " " + pct(row.next[1]) : "(the run stopped here)";
+    el("p", null, "query " + label(panel, r) + " " + chose, stepBox);
+    const list = el("ol", "mv-topk", null, stepBox);
+    list.setAttribute("aria-label", "likeliest next tokens");
+    for (const [tok, pr] of row.top) {
+      const li = el("li", null, null, list);
+      const bar = el("span", "mv-bar", null, li);
+      bar.style.width = Math.max(1, Math.round(80 * pr)) + "px";
+      el("span", null, " " + tok + " " + pct(pr), li);
+    }
+  }
+  const pct = (x) => (x >= 0.995 ? (100 * x).toFixed(0) : x >= 0.001 ? (100 * x).toFixed(1) : "<0.1") + "%";
+
+  function drawText(view) {
+    header.textContent = "";
+    for (const line of view.header) el("p", null, line, header);
+    footer.textContent = "";
+    for (const line of view.footer) el("p", null, line, footer);
+    verdict.textContent = "";
+    verdict.hidden = !view.verdict;
+    if (view.verdict) {
+      verdict.textContent = (view.verdict[1] ? "✓ " : "✗ ") + view.verdict[0];
+      verdict.className = "mv-verdict " + (view.verdict[1] ? "mv-good" : "mv-bad");
+    }
+    tables.textContent = "";
+    for (const t of view.tables) {
+      const table = el("table", "mv-table", null, tables);
+      el("caption", null, t.title, table);
+      const hr = el("tr", null, null, el("thead", null, null, table));
+      for (const c of t.columns) el("th", null, c, hr);
+      const tb = el("tbody", null, null, table);
+      for (const row of t.rows) {
+        const tr = el("tr", null, null, tb);
+        row.forEach((v, i) => el(i ? "td" : "th", null, v, tr));
+      }
+    }
+  }
+
+  function swatch(parent, color, text, hatched) {
+    const item = el("span", "mv-key", null, parent);
+    const sw = el("span", "mv-swatch" + (hatched ? " mv-hatched" : ""), null, item);
+    sw.style.background = hatched
+      ? "repeating-linear-gradient(135deg, " + color + " 0 3px, " + C.evictedHatch + " 3px 4px)"
+      : color;
+    el("span", null, " " + text, item);
+  }
+  function ramp(parent, hex, from, to, text) {
+    const item = el("span", "mv-key", null, parent);
+    el("span", null, from + " ", item);
+    const c = el("canvas", "mv-ramp", null, item);
+    c.width = 128; c.height = 1;
+    const ctx = c.getContext("2d"), L = lut(hex);
+    for (let i = 0; i < 128; i++) {
+      ctx.fillStyle = "rgb(" + L[6 * i] + "," + L[6 * i + 1] + "," + L[6 * i + 2] + ")";
+      ctx.fillRect(i, 0, 1, 1);
+    }
+    el("span", null, " " + to + " " + text, item);
+  }
+  function drawLegend(view, panels) {
+    legend.textContent = "";
+    if (data.kind === "mask") swatch(legend, data.allowedColor, "may attend");
+    else ramp(legend, C.viridis, "0", "1", "attention weight");
+    if (view.delta) ramp(legend, C.inferno, "≤1e-12", "1", "|left − right|");
+    swatch(legend, C.masked, "masked (not allowed)");
+    const present = new Set();
+    for (const p of panels) for (const v of statesOf(p)) present.add(v);
+    if (present.has(EVICTED)) swatch(legend, C.evicted, "evicted from the rolling KV cache", true);
+    if (stepping) swatch(legend, C.pending, "not reached yet at this step");
+    const kinds = new Set(panels.flatMap((p) => p.marks.map((m) => m[1])));
+    if (kinds.has("prompt")) swatch(legend, C.boundary, "prompt | generated (dashed line)");
+    if (stepping) swatch(legend, C.highlight, "the query row this step computes");
+    else if (panels.some((p) => p.highlight !== null)) swatch(legend, C.highlight, data.highlightText || "highlighted query row");
+  }
+
+  // ---------------------------------------------------------------- update
+  function update() {
+    clampState();
+    const { view, panels } = current();
+    figures.textContent = "";
+    hideTip();
+    const all = st.head === "all";
+    const kind = data.kind === "mask" ? "mask" : "weights";
+    const n = Math.max(...panels.map((p) => p.n));
+    const perRow = all ? Math.min(panels.length, 4) : view.delta ? 3 : view.sideBySide ? panels.length : 1;
+    const target = all ? 200 : perRow >= 3 ? 300 : perRow === 2 ? 420 : 560;
+    const cell = Math.max(1, Math.min(18, Math.floor(target / n)));
+    figures.style.gridTemplateColumns = "repeat(" + perRow + ", max-content)";
+    const figure = (title) => {
+      const f = el("figure", "mv-figure", null, figures);
+      el("figcaption", null, title, f);
+      return f;
+    };
+    panels.forEach((p) => {
+      const f = figure(all ? p.title : data.kind === "trace" ? "layer " + st.layer + " · " + p.title : p.title);
+      const canvas = drawPanel(f, p, view, kind, cell, !all || cell >= 10);
+      if (all) {
+        canvas.title = "open " + p.title;
+        canvas.addEventListener("click", () => { st.head = Number(p.title.replace(/^head /, "")); update(); });
+      }
+    });
+    if (view.delta) {
+      const f = figure("|left − right|");
+      drawPanel(f, view.panels[1], view, "delta", cell, true);
+    }
+    drawText(view);
+    drawStepBox(view);
+    drawLegend(view, panels);
+    if (layerSel) layerSel.value = String(st.layer);
+    if (headSel) headSel.value = String(st.head);
+    if (slider) {
+      slider.value = String(st.step);
+      stepOut.textContent = st.step === 0 ? "prefill" : st.step + " / " + data.steps;
+    }
+    root.dataset.layer = String(st.layer);
+    root.dataset.head = String(st.head);
+    root.dataset.step = String(st.step);
+    writeHash();
+    root.dataset.maskvizReady = "1";
+  }
+
+  function togglePlay() {
+    if (st.timer) {
+      clearInterval(st.timer);
+      st.timer = null;
+    } else {
+      if (st.step >= data.steps) st.step = 0;
+      st.timer = setInterval(() => {
+        if (st.step >= data.steps) { togglePlay(); return; }
+        st.step += 1;
+        update();
+      }, 700);
+      update();
+    }
+    play.textContent = st.timer ? "❚❚ pause" : "▶ play";
+    play.setAttribute("aria-pressed", st.timer ? "true" : "false");
+  }
+
+  // arrow keys move the step anywhere in the viewer except where they already mean
+  // something: a select, the slider (native), a focused heatmap (moves the cell)
+  root.addEventListener("keydown", (e) => {
+    if (!stepping || e.defaultPrevented) return;
+    const t = e.target;
+    if (t === slider || t.tagName === "SELECT" || t.tagName === "CANVAS") return;
+    const delta = { ArrowLeft: -1, ArrowDown: -1, ArrowRight: 1, ArrowUp: 1 }[e.key];
+    if (delta !== undefined) st.step += delta;
+    else if (e.key === "Home") st.step = 0;
+    else if (e.key === "End") st.step = data.steps;
+    else return;
+    e.preventDefault();
+    update();
+  });
+  if (data.standalone) window.addEventListener("hashchange", () => { readHash(); update(); });
+  readHash();
+  update();
+}

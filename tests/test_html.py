@@ -1,0 +1,436 @@
+"""The interactive HTML page: self-contained files written by every command, and the
+real pages driven in headless Chromium (one browser for the module).
+
+Without Chromium the browser tests fail; set MASKVIZ_NO_BROWSER=1 to skip them on a
+machine without it (never in CI).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import maskviz
+from maskviz._text import display_label
+from maskviz.render import html as mvhtml
+from maskviz.trace import Trace
+from maskviz.view import ALLOWED, EVICTED, trace_states
+from tests import chromium
+from tests.conftest import run_cli
+
+ROOT = Path(__file__).resolve().parent.parent
+HEADLINE = "To be, or not to be"
+SWA_MODEL = str(ROOT / "tests" / "fixtures" / "mistral-tiny")  # sliding window 6
+
+
+# ---------------------------------------------------------------- pages
+
+
+@pytest.fixture(scope="module")
+def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Every command's --save NAME.html, written once for the module."""
+    d = tmp_path_factory.mktemp("pages")
+    commands = {
+        "trace": ["trace", HEADLINE, "--save", str(d / "trace.html")],
+        "trace_npz": ["trace", HEADLINE, "--save", str(d / "trace.npz")],
+        "view": ["view", str(d / "trace.npz"), "--layer", "1", "--save", str(d / "view.html")],
+        "compare": ["compare", "training-vs-cached", "--steps", "6", "--save", str(d / "compare.html")],
+        "similarity": ["similarity", "a cat sat", "a dog sat", "--save", str(d / "similarity.html")],
+        "mask": ["show-mask", "64", "--window", "8", "--save", str(d / "mask.html")],
+        "padded": ["show-mask", "12", "--pad", "3", "--save", str(d / "padded.html")],
+        "swa": ["trace", HEADLINE, "--model", SWA_MODEL, "--steps", "12", "--save", str(d / "swa.html")],
+    }  # fmt: skip
+    out = {}
+    for name, args in commands.items():
+        result = run_cli(*args)
+        assert result.exit_code == 0, (name, result.stderr)
+        assert f"saved {args[-1]}" in result.stdout, name
+        out[name] = Path(args[-1])
+    return out
+
+
+@pytest.fixture(scope="module")
+def headline(pages: dict[str, Path]) -> Trace:
+    """The same run as the headline page (greedy decoding is deterministic)."""
+    return Trace.load(pages["trace_npz"])
+
+
+def page_data(path: Path) -> dict[str, Any]:
+    text = path.read_text(encoding="utf-8")
+    found = re.search(r'<script type="application/json" class="maskviz-data">(.*?)</script>', text)
+    assert found is not None
+    data: dict[str, Any] = json.loads(found.group(1))
+    return data
+
+
+def decoded_states(data: dict[str, Any], panel: dict[str, Any]) -> np.ndarray:
+    raw = base64.b64decode(data["pool"][panel["states"]])
+    n = panel["n"]
+    return np.frombuffer(raw, np.int8).reshape(n, n)
+
+
+# ---------------------------------------------------------------- files, no browser
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.urls += [v or "" for k, v in attrs if k in ("src", "href", "action", "srcset")]
+
+
+@pytest.mark.parametrize("name", ["trace", "view", "compare", "similarity", "mask", "swa"])
+def test_saved_page_references_nothing_outside_itself(pages: dict[str, Path], name: str) -> None:
+    text = pages[name].read_text(encoding="utf-8")
+    links = _Links()
+    links.feed(text)
+    assert all(u.startswith("data:") for u in links.urls), links.urls
+    for needle in ("http://", "https://", "fetch(", "XMLHttpRequest", "WebSocket", "import(",
+                   "@import", "url(", "<iframe", "<img", "<link rel=\"stylesheet\""):  # fmt: skip
+        assert needle not in text, needle
+    assert "default-src 'none'" in text  # the page forbids itself any request
+
+
+def test_headline_trace_page_embeds_every_layer_and_head_under_the_size_limit(
+    pages: dict[str, Path], headline: Trace
+) -> None:
+    data = page_data(pages["trace"])
+    assert data["layers"] == [0, 1, 2, 3] and data["heads"] == [0, 1, 2, 3]
+    assert headline.n_tokens == 35
+    assert pages["trace"].stat().st_size < 1_500_000
+
+
+def test_page_states_are_the_views_states_for_every_layer(pages: dict[str, Path]) -> None:
+    swa = Trace.load(pages["trace_npz"])  # causal layers
+    data = page_data(pages["trace"])
+    for i, layer in enumerate(data["layers"]):
+        for panel in data["views"][i]["panels"]:
+            assert np.array_equal(decoded_states(data, panel), trace_states(swa, layer))
+
+
+def test_sliding_window_page_stores_evicted_keys_as_evicted(pages: dict[str, Path]) -> None:
+    data = page_data(pages["swa"])
+    states = decoded_states(data, data["views"][0]["panels"][0])
+    p = data["stepsFrom"]
+    assert (states[p:] == EVICTED).any()  # decoding rows: the ring buffer dropped them
+    assert not (states[:p] == EVICTED).any()  # the prefill pass masked them instead
+
+
+def test_page_weights_round_trip_within_the_16_bit_step(
+    pages: dict[str, Path], headline: Trace
+) -> None:
+    data = page_data(pages["trace"])
+    assert data["q"] == 65535
+    panel = data["views"][2]["panels"][1]  # layer 2, head 1
+    states = decoded_states(data, panel)
+    stored = np.frombuffer(base64.b64decode(panel["w"]), "<u2") / 65535
+    expected = headline.head_attention(2, 1)[states == ALLOWED]
+    assert np.abs(stored - expected).max() <= 0.5 / 65535 + 1e-7
+
+
+def test_weights_drop_to_8_bits_beyond_the_budget(
+    headline: Trace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mvhtml, "WEIGHT_BUDGET", 1000)
+    page = mvhtml.trace_page(headline)
+    assert page.data["q"] == 255
+    panel = page.data["views"][0]["panels"][0]
+    stored = np.frombuffer(base64.b64decode(panel["w"]), np.uint8)
+    assert stored.size == int((trace_states(headline, 0) == ALLOWED).sum())
+
+
+def test_html_is_refused_beyond_the_position_limit(tmp_path: Path) -> None:
+    result = run_cli("show-mask", "2000", "--save", str(tmp_path / "big.html"))
+    assert result.exit_code == 2
+    assert "at most 1024 positions" in result.stderr
+    assert not (tmp_path / "big.html").exists()
+
+
+def test_token_text_cannot_close_the_script_element(headline: Trace) -> None:
+    page = mvhtml.trace_page(headline)
+    evil = "</script><script>alert(1)</script>"
+    pool = page.data["pool"]
+    pool[page.data["views"][0]["panels"][0]["labels"]] = [evil] * headline.n_tokens
+    document = mvhtml.render_document(page)
+    assert evil not in document
+    assert document.count("</script>") == 2  # the data's and the viewer's own
+
+
+def test_each_repr_html_is_a_fragment_with_its_own_id(headline: Trace) -> None:
+    first, second = headline._repr_html_(), headline._repr_html_()
+    assert first is not None and second is not None
+    ids = [re.search(r'id="(maskviz-[0-9a-f]+)"', f) for f in (first, second)]
+    assert ids[0] and ids[1] and ids[0].group(1) != ids[1].group(1)
+    assert "<html" not in first  # a fragment for a notebook cell, not a document
+
+
+def test_mask_repr_falls_back_to_plain_text_when_too_large() -> None:
+    assert maskviz.masks.causal(5000)._repr_html_() is None
+    assert maskviz.masks.causal(8)._repr_html_() is not None
+
+
+def test_viewer_assets_ship_with_the_package() -> None:
+    from importlib import resources
+
+    for name in ("viewer.js", "viewer.css"):
+        assert resources.files("maskviz.render").joinpath(name).is_file()
+
+
+# ---------------------------------------------------------------- in the browser
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[chromium.Browser]:
+    if os.environ.get("MASKVIZ_NO_BROWSER") == "1" and not os.environ.get("CI"):
+        pytest.skip("MASKVIZ_NO_BROWSER=1: browser tests skipped on this machine")
+    if chromium.chromium_path() is None and not os.environ.get("MASKVIZ_CHROMIUM"):
+        pytest.fail(
+            "headless Chromium is needed for the HTML tests: apt-get install chromium "
+            "(or set MASKVIZ_NO_BROWSER=1 to skip them locally)"
+        )
+    with chromium.browser(width=1200, height=1400) as b:
+        yield b
+
+
+@pytest.fixture(scope="module")
+def tab(browser: chromium.Browser) -> chromium.Tab:
+    return browser.tab()
+
+
+def url(path: Path, fragment: str = "") -> str:
+    return path.resolve().as_uri() + (f"#{fragment}" if fragment else "")
+
+
+ROOT_JS = "document.querySelector('.maskviz')"
+
+
+def root_state(tab: chromium.Tab) -> dict[str, str]:
+    state: dict[str, str] = tab.eval(
+        f"(() => {{ const d = {ROOT_JS}.dataset;"
+        " return {layer: d.layer, head: d.head, step: d.step, ready: d.maskvizReady}; })()"
+    )
+    return state
+
+
+def tooltip_at(tab: chromium.Tab, row: int, key: int, canvas: int = 0) -> str:
+    """Move the mouse over cell (row, key) (0-based) of a heatmap; the tooltip's text."""
+    x, y = tab.eval(
+        f"(() => {{ const c = document.querySelectorAll('.maskviz .mv-canvas')[{canvas}];"
+        " c.scrollIntoView({block: 'center'}); const b = c.getBoundingClientRect();"
+        " const s = Number(c.dataset.cell);"
+        f" return [b.left + Number(c.dataset.left) + ({key} + 0.5) * s,"
+        f"         b.top + Number(c.dataset.top) + ({row} + 0.5) * s]; }})()"
+    )
+    tab.mouse_move(x, y)
+    text: str = tab.eval("document.querySelector('.maskviz .mv-tip').textContent")
+    return text
+
+
+@pytest.mark.parametrize("name", ["trace", "view", "compare", "similarity", "mask", "swa"])
+def test_page_loads_from_file_with_no_console_errors_and_no_request_but_itself(
+    tab: chromium.Tab, pages: dict[str, Path], name: str
+) -> None:
+    tab.open(url(pages[name]))
+    assert tab.errors() == []
+    requested = [u for u in tab.requests() if not u.startswith("about:")]
+    assert requested == [url(pages[name])]
+    assert tab.eval("performance.getEntriesByType('resource').length") == 0
+    assert root_state(tab)["ready"] == "1"
+
+
+def test_trace_page_opens_on_the_last_step_of_layer_0_head_0(
+    tab: chromium.Tab, pages: dict[str, Path], headline: Trace
+) -> None:
+    tab.open(url(pages["trace"]))
+    steps = headline.n_tokens - headline.prompt_len
+    assert root_state(tab) == {"layer": "0", "head": "0", "step": str(steps), "ready": "1"}
+
+
+def test_deep_link_selects_layer_head_and_step(tab: chromium.Tab, pages: dict[str, Path]) -> None:
+    tab.open(url(pages["trace"], "layer=2&head=1&step=5"))
+    assert root_state(tab) == {"layer": "2", "head": "1", "step": "5", "ready": "1"}
+    assert tab.eval("document.querySelector('.maskviz .mv-step-out').textContent") == "5 / 16"
+    # out-of-range values are clamped, not obeyed
+    tab.open(url(pages["trace"], "layer=9&head=all&step=99"))
+    assert root_state(tab) == {"layer": "0", "head": "all", "step": "16", "ready": "1"}
+
+
+def test_choosing_a_layer_updates_the_fragment(tab: chromium.Tab, pages: dict[str, Path]) -> None:
+    tab.open(url(pages["trace"], "layer=0&head=0&step=3"))
+    tab.eval(
+        "(() => { const s = document.querySelector('.maskviz select');"
+        " s.value = '3'; s.dispatchEvent(new Event('change')); })()"
+    )
+    assert tab.eval("location.hash") == "#layer=3&head=0&step=3"
+
+
+def test_arrow_keys_move_the_step(tab: chromium.Tab, pages: dict[str, Path]) -> None:
+    tab.open(url(pages["trace"], "layer=1&head=2&step=5"))
+    tab.eval("document.querySelector('.maskviz .mv-slider').focus()")
+    tab.key("ArrowRight")
+    tab.key("ArrowRight")
+    assert root_state(tab)["step"] == "7"
+    tab.eval("document.querySelector('.maskviz .mv-play').focus()")  # any control but a select
+    tab.key("ArrowLeft")
+    assert root_state(tab)["step"] == "6"
+    tab.key("Home")
+    assert root_state(tab)["step"] == "0"
+    assert "prefill" in tab.eval("document.querySelector('.maskviz .mv-step').textContent")
+
+
+def test_tab_reaches_the_controls_first(tab: chromium.Tab, pages: dict[str, Path]) -> None:
+    tab.open(url(pages["trace"]))
+    order = []
+    for _ in range(4):
+        tab.key("Tab")
+        order.append(tab.eval("document.activeElement.className || document.activeElement.tagName"))
+    assert order == ["SELECT", "SELECT", "mv-play", "mv-slider"]
+
+
+def test_hovering_a_cell_shows_query_key_weight_and_state(
+    tab: chromium.Tab, pages: dict[str, Path], headline: Trace
+) -> None:
+    tab.open(url(pages["trace"], "layer=2&head=1"))
+    row, key = 30, 6
+    text = tooltip_at(tab, row, key)
+    labels = [display_label(label) for label in headline.labels]
+    lines = text.split("\n")
+    assert lines[0] == f"query {row + 1} {labels[row]}"
+    assert lines[1] == f"key {key + 1} {labels[key]}"
+    weight = float(lines[2].removeprefix("weight "))
+    assert weight == pytest.approx(float(headline.head_attention(2, 1)[row, key]), abs=1e-4)
+    assert lines[3] == "allowed (in the KV cache)"
+
+
+def test_future_keys_say_masked_and_unreached_ones_say_so(
+    tab: chromium.Tab, pages: dict[str, Path]
+) -> None:
+    tab.open(url(pages["trace"], "layer=0&head=0&step=2"))  # rows 1..21 computed
+    assert tooltip_at(tab, 10, 12).endswith("masked: future (key after query)")
+    assert "weight" not in tooltip_at(tab, 10, 12)
+    assert tooltip_at(tab, 25, 3).endswith("not computed yet at step 2")
+    assert tooltip_at(tab, 19, 20).endswith("masked: future (key after query)")
+    assert tooltip_at(tab, 19, 25).endswith("not in the KV cache yet at step 2")
+
+
+def test_a_focused_heatmap_reads_cells_with_the_arrow_keys(
+    tab: chromium.Tab, pages: dict[str, Path]
+) -> None:
+    tab.open(url(pages["trace"], "layer=0&head=0&step=4"))
+    tab.eval("document.querySelector('.maskviz .mv-canvas').focus()")
+    tip = "document.querySelector('.maskviz .mv-tip')"
+    assert tab.eval(f"{tip}.dataset.row + ',' + {tip}.dataset.key") == "23,1"  # this step's row
+    tab.key("ArrowRight")
+    tab.key("ArrowUp")
+    assert tab.eval(f"{tip}.dataset.row + ',' + {tip}.dataset.key") == "22,2"
+    assert root_state(tab)["step"] == "4"  # on a heatmap the arrows move the cell, not the step
+
+
+def test_evicted_keys_of_a_sliding_window_layer_say_evicted(
+    tab: chromium.Tab, pages: dict[str, Path]
+) -> None:
+    data = page_data(pages["swa"])
+    p = data["stepsFrom"]
+    tab.open(url(pages["swa"], "layer=0&head=0"))
+    assert tooltip_at(tab, p + 5, 0).endswith(
+        "evicted from the rolling KV cache (sliding window 6)"
+    )
+    assert tooltip_at(tab, p - 1, 0).endswith("masked: outside the sliding window 6")  # prefill
+    assert "evicted from the rolling KV cache" in tab.eval(
+        "document.querySelector('.maskviz .mv-legend').textContent"
+    )
+
+
+def test_all_heads_mode_draws_one_heatmap_per_head(
+    tab: chromium.Tab, pages: dict[str, Path]
+) -> None:
+    tab.open(url(pages["trace"], "layer=3&head=all&step=4"))
+    captions = tab.eval(
+        "[...document.querySelectorAll('.maskviz figcaption')].map(f => f.textContent)"
+    )
+    assert captions == ["head 0", "head 1", "head 2", "head 3"]
+    tab.eval("document.querySelectorAll('.maskviz .mv-canvas')[2].click()")
+    assert root_state(tab) == {"layer": "3", "head": "2", "step": "4", "ready": "1"}
+
+
+def test_step_panel_shows_the_chosen_token_and_the_top_k(
+    tab: chromium.Tab, pages: dict[str, Path], headline: Trace
+) -> None:
+    tab.open(url(pages["trace"], "step=3"))
+    row = headline.prompt_len - 1 + 3
+    text = tab.eval("document.querySelector('.maskviz .mv-step').innerText")
+    chosen = display_label(headline.labels[row + 1])
+    assert f"step 3 of {headline.n_tokens - headline.prompt_len}" in text
+    assert f"query {row + 1} {display_label(headline.labels[row])} → {chosen}" in text
+    items = tab.eval("document.querySelectorAll('.maskviz .mv-topk li').length")
+    assert items == 5
+
+
+def test_compare_page_shows_both_sides_the_delta_and_the_verdict(
+    tab: chromium.Tab, pages: dict[str, Path]
+) -> None:
+    tab.open(url(pages["compare"], "layer=1&head=3"))
+    captions = tab.eval(
+        "[...document.querySelectorAll('.maskviz figcaption')].map(f => f.textContent)"
+    )
+    assert captions == ["training", "cached", "|left − right|"]
+    verdict = tab.eval("document.querySelector('.maskviz .mv-verdict').textContent")
+    assert verdict.startswith("✓ identical up to float rounding") and "tolerance" in verdict
+    delta_tip = tooltip_at(tab, 20, 3, canvas=2)
+    assert "|Δ| " in delta_tip and "(tolerance " in delta_tip
+    assert "training: " in delta_tip and "cached: " in delta_tip
+
+
+def test_similarity_page_highlights_the_read_out_row(
+    tab: chromium.Tab, pages: dict[str, Path]
+) -> None:
+    tab.open(url(pages["similarity"]))
+    assert tab.eval("document.querySelectorAll('.maskviz .mv-canvas').length") == 2
+    legend = tab.eval("document.querySelector('.maskviz .mv-legend').textContent")
+    assert "the last position: its state is read out" in legend
+    assert "cosine similarity" in tab.eval(
+        "document.querySelector('.maskviz .mv-footer').textContent"
+    )
+
+
+def test_mask_page_names_padding_in_the_tooltip(tab: chromium.Tab, pages: dict[str, Path]) -> None:
+    tab.open(url(pages["padded"]))
+    assert tooltip_at(tab, 5, 1).endswith("masked: padding")
+    assert tooltip_at(tab, 5, 4) == "query 6\nkey 5\nallowed"
+
+
+def test_two_notebook_outputs_on_one_page_render_and_stay_independent(
+    tab: chromium.Tab, headline: Trace, tmp_path: Path
+) -> None:
+    parts = [headline._repr_html_(), maskviz.masks.build(10, window=3)._repr_html_()]
+    assert all(parts)
+    page = tmp_path / "notebook.html"
+    body = "<p>cell 1</p>" + parts[0] + "<p>cell 2</p>" + parts[1]  # type: ignore[operator]
+    page.write_text(
+        f"<!doctype html><html><head><meta charset='utf-8'></head><body>{body}</body></html>"
+    )
+    tab.open(url(page, "layer=2"))
+    assert tab.errors() == []
+    assert tab.eval("document.querySelectorAll('.maskviz[data-maskviz-ready=\"1\"]').length") == 2
+    assert root_state(tab)["layer"] == "0"  # a notebook's fragment is not the viewer's
+    tab.eval(
+        "(() => { const s = document.querySelectorAll('.maskviz')[0].querySelectorAll('select')[1];"
+        " s.value = 'all'; s.dispatchEvent(new Event('change')); })()"
+    )
+    heads = tab.eval("[...document.querySelectorAll('.maskviz')].map(r => r.dataset.head)")
+    assert heads == ["all", "0"]
+    figures = tab.eval(
+        "[...document.querySelectorAll('.maskviz')].map(r => r.querySelectorAll('canvas.mv-canvas').length)"
+    )
+    assert figures == [4, 1]
