@@ -415,6 +415,14 @@ AggOption = Annotated[
         help="Combine the layer's heads: mean or max (instead of --head).", show_default=False
     ),
 ]
+TraceSaveOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="Save: .png/.svg/.pdf heatmap, .gif animation, .html interactive page (every "
+        "recorded layer and head), .npz or .json trace.",
+        show_default=False,
+    ),
+]
 PlainOption = Annotated[
     bool, typer.Option("--plain", help="No colour: shade weights with a character ramp.")
 ]
@@ -509,13 +517,7 @@ def trace_command(
         ),
     ] = ModeChoice.cached,
     plain: PlainOption = False,
-    save: Annotated[
-        Path | None,
-        typer.Option(
-            help="Save: .png/.svg/.pdf heatmap, .gif animation, .html interactive page of every layer and head, .npz or .json trace.",
-            show_default=False,
-        ),
-    ] = None,
+    save: TraceSaveOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Watch a GPT decode: the prompt in one masked pass, then one cached query per step.
@@ -652,13 +654,7 @@ def view_command(
     heads: HeadsOption = None,
     agg: AggOption = None,
     plain: PlainOption = False,
-    save: Annotated[
-        Path | None,
-        typer.Option(
-            help="Save it again: .png/.svg/.pdf heatmap, .gif animation, .html interactive page, .npz or .json trace.",
-            show_default=False,
-        ),
-    ] = None,
+    save: TraceSaveOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Draw a saved trace again, in the terminal or as a picture, without loading the model.
