@@ -325,9 +325,6 @@ def comparison_view(
         (str(r["layer"]), f"{r['max_abs_diff_attention']:.2e}") for r in result.per_layer
     ]
     per_layer.append(("logits", f"{result.max_abs_diff_logits:.2e}"))
-    per_layer.append(
-        ("greedy next tokens equal", "yes, at every step" if result.tokens_agree else "NO")
-    )
     ratio = a.seconds / max(b.seconds, 1e-12)
     cost: list[tuple[str, ...]] = [
         ("MACs", f"{a.macs:,}", f"{b.macs:,}", f"{a.macs / b.macs:.2f}x"),
@@ -365,6 +362,10 @@ def comparison_view(
         header=header,
         panels=tuple(panels),
         tables=tables,
+        footer=(
+            "greedy next tokens equal: "
+            + ("yes, at every step" if result.tokens_agree else "NO"),
+        ),
         verdict=(verdict_text(result), result.agree),
     )
 

@@ -189,3 +189,17 @@ def test_views_stay_plain_data(views: dict[str, AttentionView]) -> None:
     view = views["trace"]
     assert isinstance(view.panels[0].weights, np.ndarray)
     assert all(isinstance(line, str) for line in (*view.header, *view.footer))
+
+
+@pytest.mark.parametrize("width", [40, 80])
+def test_tables_never_cut_a_number_short(width: int) -> None:
+    model = maskviz.random_model(maskviz.GPTConfig(2, 2, 16, 64, 50), seed=0)
+    result = compare(model, "recompute-vs-cached", [1, 2, 3], 6)
+    console = Console(width=width, file=io.StringIO(), color_system=None, record=True)
+    console.print(
+        render_view(comparison_view(result, [str(i) for i in result.token_ids]), plain=True)
+    )
+    out = " ".join(console.export_text().split())
+    for side in (result.a, result.b):
+        assert f"{side.macs:,}" in out and f"{side.step_macs[-1]:,}" in out
+    assert "greedy next tokens equal: yes, at every step" in out

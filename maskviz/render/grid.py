@@ -38,7 +38,7 @@ from maskviz.render.terminal import (
     attention_legend,
     weight_glyph,
 )
-from maskviz.view import ALLOWED, MASKED, AttentionView, Panel
+from maskviz.view import ALLOWED, MASKED, AttentionView, Panel, Table
 
 ROW_LIMIT = 64  # rows drawn one per line up to this many; longer sequences pool rows
 LABEL_MAX = 10  # columns a token may take in a row label
@@ -269,20 +269,52 @@ def _line(text: Text, width: int, *, wrap: bool = False, ellipsis: bool = False)
     return text
 
 
+@dataclass
+class TableView:
+    """A view's table: columns when they fit the width, else one line per row naming each
+    value's column, so that no number is ever cut short."""
+
+    table: Table
+
+    def _widths(self) -> list[int]:
+        cells = [self.table.columns, *self.table.rows]
+        return [max(cell_width(row[i]) for row in cells) for i in range(len(self.table.columns))]
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        natural = sum(self._widths()) + len(self.table.columns) - 1
+        return Measurement(min(natural, options.max_width), min(natural, options.max_width))
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        t = self.table
+        if sum(self._widths()) + len(t.columns) - 1 <= options.max_width:
+            rich = RichTable(title=t.title, title_justify="left", box=None, pad_edge=False)
+            for i, column in enumerate(t.columns):
+                rich.add_column(column, justify="left" if i == 0 else "right", no_wrap=True)
+            for row in t.rows:
+                rich.add_row(*row)
+            yield rich
+            return
+        yield Text(t.title, style="italic")
+        for row in t.rows:
+            values = [
+                f"{name} {value.strip()}" if name else value.strip()
+                for name, value in zip(t.columns[1:], row[1:], strict=True)
+                if value.strip()
+            ]
+            yield Text(f"{row[0]}: " + ", ".join(values))
+
+
 def render_view(view: AttentionView, plain: bool) -> Group:
-    """The whole view for the terminal: header, grid, legend, footer, tables, verdict."""
+    """The whole view for the terminal: header, grid, legend, tables, footer, verdict."""
     parts: list[RenderableType] = [Text(line) for line in view.header]
     parts.append(AttentionGrid(view, plain))
     states = view.states_present
     parts.append(attention_legend(plain, evicted=2 in states))
-    parts.extend(Text(line) for line in view.footer)
     for table in view.tables:
-        rich = RichTable(title=table.title, title_justify="left", box=None, pad_edge=False)
-        for i, column in enumerate(table.columns):
-            rich.add_column(column, justify="left" if i == 0 else "right", no_wrap=True)
-        for row in table.rows:
-            rich.add_row(*row)
-        parts.extend([Text(), rich])
+        parts.extend([Text(), TableView(table)])
+    if view.tables and view.footer:
+        parts.append(Text())
+    parts.extend(Text(line) for line in view.footer)
     if view.verdict is not None:
         text, good = view.verdict
         parts.extend([Text(), Text(text, Style(color="green" if good else "red", bold=True))])
