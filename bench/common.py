@@ -67,17 +67,19 @@ def worker(
     *,
     attempts: int = 3,
     tolerance: float = 0.10,
+    quiet_wait: float = 300.0,
 ) -> Any:
     """Run ``python script args`` and parse the JSON it prints on its last stdout line.
 
     A run during which other processes used more than ``tolerance`` of a core (other
     people's test runs, a busy host) is thrown away and repeated, up to ``attempts``
-    times; the last one is kept either way and says how disturbed it was.
+    times; the last one is kept either way and says how disturbed it was. Each try
+    first waits up to ``quiet_wait`` seconds for idle CPUs.
     """
     full_env = {**os.environ, **(env or {})}
     data: Any = None
     for attempt in range(1, attempts + 1):
-        wait_quiet()
+        wait_quiet(quiet_wait)
         busy0, ours0, t0 = _busy_seconds(), _children_seconds(), time.monotonic()
         proc = subprocess.run(
             [python, str(script), *args],
@@ -99,7 +101,8 @@ def worker(
             data["attempt"] = attempt
         if others <= tolerance:
             break
-        print(f"  disturbed (other processes used {others:.2f} cores); again", flush=True)
+        again = "; again" if attempt < attempts else "; kept"
+        print(f"  disturbed (other processes used {others:.2f} cores){again}", flush=True)
     return data
 
 

@@ -1,30 +1,37 @@
-"""Decode speed: maskviz's NumPy engine against transformers' GPT-2, same weights, same machine.
+"""Decode speed: maskviz's NumPy engine against transformers, same weights, same machine.
 
     python bench/decode.py                      # GPT-2-small shape, 256 tokens
+    python bench/decode.py --shape smollm2-135m --tokens 128   # a Llama (GQA, RoPE)
     python bench/decode.py --hf-python /path/to/venv-with-torch/bin/python
     python bench/decode.py --baseline REV       # also time the engine of a git revision
 
 Runs, in separate processes that take turns (``--rounds``):
 
 - maskviz cached decode, recording off, and a bandwidth probe;
-- transformers' GPT2LMHeadModel (eager attention, use_cache=True, torch threads =
-  cores) decoding greedily with the same random weights, if torch and transformers
-  import in ``--hf-python`` (default: this interpreter); skipped otherwise;
-- optionally the engine file of another git revision (``--baseline``);
+- transformers' model of the shape's architecture (GPT2LMHeadModel or
+  LlamaForCausalLM; eager attention, float32, torch threads = ``--threads``) holding
+  the same random weights, decoding greedily with its cache two ways: a loop of
+  cached forward calls, and its own ``generate``; both must choose exactly the
+  tokens maskviz chose. Needs torch and transformers in ``--hf-python`` (default:
+  this interpreter); skipped otherwise;
+- optionally the engine (the whole ``maskviz`` package) of another git revision
+  (``--baseline``);
 
 then once: `maskviz.bench.run` (cached, recording, recompute, training-mode pass),
 recording variants (float16, one head) and a cached decode to the full context.
-Writes bench/results/decode.json; ``python bench/report.py`` turns it into
-docs/performance.md.
+Writes bench/results/decode-<shape>.json; ``python bench/report.py`` turns the results
+into docs/performance.md. On a machine that is never idle, ``--quiet-wait 0`` starts
+each worker at once (the JSON records how busy the machine was, ``others_cpu``).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import inspect
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,35 +43,51 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import ROOT, median, per_position_median, save, worker
 
+from maskviz.bench import SHAPES
+
 HERE = Path(__file__).resolve()
 PROBE_BYTES = 768 * 50257 * 4
+PROMPT = [464]  # "The" in GPT-2's vocabulary; any id of the shapes' vocabularies
+# each architecture's matrices, in the order a decoding step multiplies them
+PRODUCTS = {
+    "gpt2": ("blocks", ["c_attn_w", "attn_c_proj_w", "c_fc_w", "mlp_c_proj_w"]),
+    "llama": ("layers", ["qkv_w", "o_w", "gate_up_w", "down_w"]),
+}
 
 
 # ---------------------------------------------------------------- workers
 
 
-def _model(shape: str, engine_file: str | None) -> Any:
-    """The random model of ``shape``, built with this checkout's engine or another file's."""
+def _model(shape: str, engine_root: str | None) -> Any:
+    """The random model of ``shape``, built with this checkout's engine or with the
+    ``maskviz`` package found in ``engine_root`` (another revision's, for --baseline)."""
+    import dataclasses
+
     from maskviz.bench import SHAPES
 
-    if engine_file is None:
+    config = SHAPES[shape]
+    if engine_root is None:
         from maskviz.model import random_model
-    else:
-        spec = importlib.util.spec_from_file_location("baseline_model", engine_file)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["baseline_model"] = module
-        spec.loader.exec_module(module)
-        random_model = module.random_model
-    return random_model(SHAPES[shape], seed=0)
+
+        return random_model(config, seed=0)
+    # this checkout named the shape; the other revision builds and runs it
+    fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    family = type(config).__module__
+    for name in [m for m in sys.modules if m == "maskviz" or m.startswith("maskviz.")]:
+        del sys.modules[name]
+    sys.path.insert(0, engine_root)
+    other = importlib.import_module(family)
+    model = importlib.import_module("maskviz.model")
+    assert model.__file__ is not None and model.__file__.startswith(engine_root)
+    return model.random_model(getattr(other, type(config).__name__)(**fields), seed=0)
 
 
 def worker_maskviz(args: argparse.Namespace) -> dict[str, Any]:
     from maskviz.bench import BandwidthProbe, machine, weight_bytes_per_token
 
-    model = _model(args.shape, args.engine_file)
-    prompt = [464]  # "The" in GPT-2's vocabulary
-    steps = args.tokens - 1
+    model = _model(args.shape, args.engine_root)
+    prompt = PROMPT
+    steps = args.tokens - len(PROMPT)
     wbytes = weight_bytes_per_token(model)
     probe = BandwidthProbe()
     model.trace(prompt, steps=8, record=False)  # warm up
@@ -98,13 +121,15 @@ def _product_bandwidth(model: Any, probe: Any, sweeps: int = 15) -> dict[str, An
     import numpy as np
 
     w = model.weights
-    names = ["c_attn_w", "attn_c_proj_w", "c_fc_w", "mlp_c_proj_w"]
-    x = np.random.default_rng(0).standard_normal((1, 4 * model.config.n_embd), dtype=np.float32)
+    field, names = PRODUCTS[model.config.architecture]
+    blocks = getattr(w, field)
+    widest = max(getattr(blocks[0], n).shape[0] for n in names)
+    x = np.random.default_rng(0).standard_normal((1, widest), dtype=np.float32)
     seconds: dict[str, list[float]] = {n: [] for n in [*names, "head"]}
-    head = w.wte if w.lm_head is None else w.lm_head
+    head = _head(w)
     for _ in range(sweeps):
         spent = dict.fromkeys(seconds, 0.0)
-        for block in w.blocks:
+        for block in blocks:
             for name in names:
                 matrix = getattr(block, name)
                 t0 = time.perf_counter()
@@ -115,7 +140,7 @@ def _product_bandwidth(model: Any, probe: Any, sweeps: int = 15) -> dict[str, An
         spent["head"] += time.perf_counter() - t0
         for name, value in spent.items():
             seconds[name].append(value)
-    nbytes = {n: sum(getattr(b, n).nbytes for b in w.blocks) for n in names}
+    nbytes = {n: sum(getattr(b, n).nbytes for b in blocks) for n in names}
     nbytes["head"] = head.nbytes
     probe_now = probe.measure(9)
     return {
@@ -124,20 +149,43 @@ def _product_bandwidth(model: Any, probe: Any, sweeps: int = 15) -> dict[str, An
             "seconds": median(times),
             "gb_per_second": nbytes[name] / median(times) / 1e9,
             "column_major": bool(
-                np.isfortran(getattr(w.blocks[0], name) if name != "head" else head)
+                np.isfortran(getattr(blocks[0], name) if name != "head" else head)
             ),
         }
         for name, times in seconds.items()
     } | {"probe_gb_per_second": PROBE_BYTES / probe_now / 1e9}
 
 
+def _head(weights: Any) -> Any:
+    """The output head [V, C] of either architecture (tied: the token embedding)."""
+    if weights.lm_head is not None:
+        return weights.lm_head
+    return weights.wte if hasattr(weights, "wte") else weights.embed_tokens
+
+
 def _hf_model(shape: str) -> tuple[Any, Any]:
-    """transformers' GPT2LMHeadModel holding the maskviz random model's weights."""
+    """transformers' model of the shape's architecture holding the maskviz random model's
+    weights (eager attention, float32), and that maskviz model."""
+    mv = _model(shape, None)
+    build = {"gpt2": _hf_gpt2, "llama": _hf_llama}[mv.config.architecture]
+    model, state = build(mv)
     import numpy as np
     import torch
+
+    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    assert not unexpected, unexpected
+    assert all(name in ("lm_head.weight",) or "attn.bias" in name for name in missing), missing
+    model.tie_weights()
+    model.generation_config.eos_token_id = mv.tokenizer.eot_id  # stop where maskviz stops
+    model.generation_config.pad_token_id = mv.tokenizer.eot_id
+    return model, mv
+
+
+def _hf_gpt2(mv: Any) -> tuple[Any, dict[str, Any]]:
+    """GPT2LMHeadModel and the state dict (Conv1D weights are (in, out), as maskviz's)."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    mv = _model(shape, None)
     cfg = mv.config
     hf_cfg = GPT2Config(
         n_layer=cfg.n_layer,
@@ -178,22 +226,85 @@ def _hf_model(shape: str) -> tuple[Any, Any]:
     for i, block in enumerate(w.blocks):
         for hf_name, mv_name in names.items():
             state[f"transformer.h.{i}.{hf_name}"] = getattr(block, mv_name)
-    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}
-    missing, unexpected = model.load_state_dict(tensors, strict=False)
-    assert not unexpected, unexpected
-    assert all(name in ("lm_head.weight",) or "attn.bias" in name for name in missing), missing
-    model.tie_weights()
-    return model, mv
+    return model, state
+
+
+def _hf_llama(mv: Any) -> tuple[Any, dict[str, Any]]:
+    """LlamaForCausalLM and the state dict: maskviz's fused (in, out) q|k|v and gate|up
+    split into transformers' (out, in) Linear weights."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = mv.config
+    plain = not (cfg.qkv_bias or cfg.o_bias or cfg.qk_norm or cfg.rope_scaling)
+    assert plain and set(cfg.windows) == {None}, "the comparison covers plain Llama shapes"
+    hf_cfg = LlamaConfig(
+        vocab_size=cfg.vocab_size,
+        hidden_size=cfg.n_embd,
+        intermediate_size=cfg.intermediate,
+        num_hidden_layers=cfg.n_layer,
+        num_attention_heads=cfg.n_head,
+        num_key_value_heads=cfg.n_kv_head,
+        head_dim=cfg.head_dim,
+        max_position_embeddings=cfg.n_ctx,
+        rms_norm_eps=cfg.rms_norm_eps,
+        rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
+        tie_word_embeddings=cfg.tie_word_embeddings,
+        bos_token_id=None,
+        eos_token_id=None,
+    )
+    hf_cfg._attn_implementation = "eager"
+    model = LlamaForCausalLM(hf_cfg).eval()
+    w = mv.weights
+    q, kv, inter = cfg.n_head * cfg.head_dim, cfg.n_kv_head * cfg.head_dim, cfg.intermediate
+    state = {"model.embed_tokens.weight": w.embed_tokens, "model.norm.weight": w.norm}
+    if w.lm_head is not None:
+        state["lm_head.weight"] = w.lm_head
+    for i, layer in enumerate(w.layers):
+        p = f"model.layers.{i}."
+        state |= {
+            p + "input_layernorm.weight": layer.attn_norm,
+            p + "self_attn.q_proj.weight": layer.qkv_w[:, :q].T,
+            p + "self_attn.k_proj.weight": layer.qkv_w[:, q : q + kv].T,
+            p + "self_attn.v_proj.weight": layer.qkv_w[:, q + kv :].T,
+            p + "self_attn.o_proj.weight": layer.o_w.T,
+            p + "post_attention_layernorm.weight": layer.mlp_norm,
+            p + "mlp.gate_proj.weight": layer.gate_up_w[:, :inter].T,
+            p + "mlp.up_proj.weight": layer.gate_up_w[:, inter:].T,
+            p + "mlp.down_proj.weight": layer.down_w.T,
+        }
+    return model, state
+
+
+class _StepClock:
+    """A `generate` streamer that notes when each token arrives: the first call brings
+    the prompt, the second the token chosen after prefill, each later one a cached step."""
+
+    def __init__(self) -> None:
+        self.stamps: list[float] = []
+        self.tokens: list[int] = []
+
+    def put(self, value: Any) -> None:
+        self.stamps.append(time.perf_counter())
+        if len(self.stamps) > 1:
+            self.tokens.append(int(value.reshape(-1)[0]))
+
+    def end(self) -> None:
+        pass
+
+    def step_seconds(self) -> list[float]:
+        return [b - a for a, b in zip(self.stamps[1:], self.stamps[2:], strict=False)]
 
 
 def worker_hf(args: argparse.Namespace) -> dict[str, Any]:
+    """transformers decoding the same sequence two ways: its own `generate` (greedy,
+    with its cache) and a plain loop of cached forward calls, each step timed."""
+    import numpy as np
     import torch
     import transformers
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(args.threads)
     model, mv = _hf_model(args.shape)
-    prompt = [464]
-    steps = args.tokens - 1
+    steps = args.tokens - len(PROMPT)
 
     # transformers 5.x names the cache argument and output `cache` (`past_key_values` before)
     new_api = "cache" in inspect.signature(model.forward).parameters
@@ -204,7 +315,7 @@ def worker_hf(args: argparse.Namespace) -> dict[str, Any]:
         chosen: list[int] = []
         rows: list[Any] = []
         with torch.inference_mode():
-            out = model(input_ids=torch.tensor([prompt]), use_cache=True)
+            out = model(input_ids=torch.tensor([PROMPT]), use_cache=True)
             past, logits = getattr(out, key), out.logits[:, -1]
             for _ in range(n):
                 t0 = time.perf_counter()
@@ -216,24 +327,41 @@ def worker_hf(args: argparse.Namespace) -> dict[str, Any]:
                 rows.append(logits[0].numpy().copy())
         return times, chosen, rows
 
-    decode(8)  # warm up
-    runs = [decode(steps)[0] for _ in range(args.repeats)]
-    # Same weights, same greedy tokens: the two engines compute the same function.
-    _, hf_tokens, hf_rows = decode(16)
-    trace = mv.trace(prompt, steps=16, record=False)
-    import numpy as np
+    def generate(n: int) -> _StepClock:
+        clock = _StepClock()
+        with torch.inference_mode():
+            model.generate(
+                torch.tensor([PROMPT]), max_new_tokens=n + 1, do_sample=False, use_cache=True,
+                streamer=clock,
+            )  # fmt: skip  # n + 1 new tokens: the first comes from prefill, then n steps
+        return clock
 
-    diff = float(np.abs(np.stack(hf_rows) - trace.logits[1:]).max())
+    decode(8)  # warm up
+    generate(8)
+    runs, generated = [], []
+    for _ in range(args.repeats):  # interleaved, so a slow moment hits both alike
+        times, loop_tokens, rows = decode(steps)
+        runs.append(times)
+        clock = generate(steps)
+        generated.append(clock.step_seconds())
+    # Same weights, same greedy tokens over the whole run: the engines compute one function.
+    trace = mv.trace(PROMPT, steps=steps, record=False)
+    ours = trace.token_ids[len(PROMPT) :].tolist()
+    n = len(ours)
+    diff = float(np.abs(np.stack(rows[:n]) - trace.logits[len(PROMPT) :]).max())
     return {
         "runs": runs,
+        "generate_runs": generated,
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "torch_threads": torch.get_num_threads(),
         "attn_implementation": model.config._attn_implementation,
         "parity": {
-            "tokens_agree": hf_tokens == trace.token_ids[1:].tolist(),
+            "tokens_agree": loop_tokens[:n] == ours and clock.tokens[:n] == ours,
+            "generate_tokens_agree": clock.tokens[:n] == ours,
+            "loop_tokens_agree": loop_tokens[:n] == ours,
             "max_abs_diff_logits": diff,
-            "steps": 16,
+            "steps": n,
         },
     }
 
@@ -245,9 +373,9 @@ def worker_full(args: argparse.Namespace) -> dict[str, Any]:
     from maskviz.bench import run
 
     model = _model(args.shape, None)
-    prompt = [464]
+    prompt = PROMPT
     result = run(model, tokens=args.tokens, repeats=args.repeats, prompt=prompt)
-    steps = args.tokens - 1
+    steps = args.tokens - len(PROMPT)
     variants: dict[str, Any] = {}
     for name, kwargs in {
         "off": {"record": False},
@@ -265,14 +393,14 @@ def worker_full(args: argparse.Namespace) -> dict[str, Any]:
     long_runs = [
         model.trace(prompt, steps=long_steps, record=False).step_seconds.tolist() for _ in range(2)
     ]
-    kv = model.trace(prompt, steps=4, record=False).kv_cache_bytes // 5
+    kv = model.config.kv_bytes_per_token(4)
     return {
         "bench": result.to_dict(),
         "recording": variants,
         "long": {"positions": list(range(1, long_steps + 1)), "runs": long_runs},
         "kv_cache_bytes_per_token": int(kv),
         "weights_bytes": int(model.weights.nbytes),
-        "head_is_column_major": bool(np.isfortran(model.weights.wte)),
+        "head_is_column_major": bool(np.isfortran(_head(model.weights))),
     }
 
 
@@ -291,17 +419,27 @@ def main() -> int:
     parser.add_argument(
         "role", nargs="?", default="driver", choices=["driver", "maskviz", "hf", "full"]
     )
-    parser.add_argument("--shape", default="gpt2-small", choices=["gpt2-small", "gpt2-medium"])
+    parser.add_argument("--shape", default="gpt2-small", choices=list(SHAPES))
     parser.add_argument("--tokens", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--hf-python", default=sys.executable)
     parser.add_argument("--baseline", default=None, help="git revision whose engine to time too")
-    parser.add_argument("--engine-file", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--engine-root", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--skip-full", action="store_true", help="only the engine comparison")
     parser.add_argument(
         "--long-tokens", type=int, default=0, help="length of the full-context curve (0: n_ctx)"
     )
+    parser.add_argument(
+        "--quiet-wait", type=float, default=300.0,
+        help="seconds each worker waits for idle CPUs (0: start at once, on a machine that "
+        "is never idle; the JSON records how busy it was)",
+    )  # fmt: skip
+    parser.add_argument("--attempts", type=int, default=3, help="tries of a disturbed worker")
+    parser.add_argument(
+        "--threads", type=int, default=os.cpu_count() or 1,
+        help="BLAS threads of maskviz and torch threads of transformers (default: cores)",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.role != "driver":
         role = {"maskviz": worker_maskviz, "hf": worker_hf, "full": worker_full}[args.role]
@@ -309,28 +447,35 @@ def main() -> int:
         return 0
 
     common = ["--shape", args.shape, "--tokens", str(args.tokens), "--repeats", str(args.repeats)]
-    common += ["--long-tokens", str(args.long_tokens)]
+    common += ["--long-tokens", str(args.long_tokens), "--threads", str(args.threads)]
+    threads = {"OPENBLAS_NUM_THREADS": str(args.threads)}  # NumPy's BLAS in every worker
     hf = _hf_available(args.hf_python)
     if not hf:
         print(f"transformers/torch not importable in {args.hf_python}: skipping the comparison")
-    baseline_file = None
+    baseline_root = None
     if args.baseline:
-        source = subprocess.run(
-            ["git", "show", f"{args.baseline}:maskviz/model.py"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
+        # the revision's whole package, so that its architecture modules run too
+        baseline_root = tempfile.mkdtemp(prefix="maskviz-baseline-")
+        archive = subprocess.run(
+            ["git", "archive", args.baseline, "maskviz"], cwd=ROOT, capture_output=True,
             check=True,
-        ).stdout
-        handle = tempfile.NamedTemporaryFile("w", suffix=".py", delete=False)  # noqa: SIM115
-        handle.write(source)
-        handle.close()
-        baseline_file = handle.name
-    runs: dict[str, list[list[float]]] = {"maskviz": [], "hf": [], "baseline": []}
-    extra: dict[str, Any] = {}
+        ).stdout  # fmt: skip
+        subprocess.run(["tar", "-x", "-C", baseline_root], input=archive, check=True)
+    runs: dict[str, list[list[float]]] = {
+        "maskviz": [], "hf": [], "hf_generate": [], "baseline": []
+    }  # fmt: skip
+    extra: dict[str, Any] = {"others_cpu": {name: [] for name in runs}}
+
+    def run_worker(name: str, python: str, role: list[str]) -> Any:
+        out = worker(
+            python, HERE, role, threads, quiet_wait=args.quiet_wait, attempts=args.attempts
+        )
+        extra["others_cpu"][name].append(out["others_cpu"])
+        return out
+
     for r in range(args.rounds):
         print(f"round {r + 1}/{args.rounds}: maskviz", flush=True)
-        out = worker(sys.executable, HERE, ["maskviz", *common])
+        out = run_worker("maskviz", sys.executable, ["maskviz", *common])
         runs["maskviz"] += out["runs"]
         extra.setdefault("probe_samples", []).extend(out["probe_samples"])
         extra.setdefault("products", []).append(out["products"])
@@ -339,15 +484,18 @@ def main() -> int:
         extra["machine"] = out["machine"]
         if hf:
             print(f"round {r + 1}/{args.rounds}: transformers", flush=True)
-            out = worker(args.hf_python, HERE, ["hf", *common])
+            out = run_worker("hf", args.hf_python, ["hf", *common])
             runs["hf"] += out["runs"]
-            extra["hf"] = {k: v for k, v in out.items() if k != "runs"}
-        if baseline_file:
+            runs["hf_generate"] += out["generate_runs"]
+            extra["hf"] = {k: v for k, v in out.items() if k not in ("runs", "generate_runs")}
+            extra.setdefault("parity", []).append(out["parity"])
+        if baseline_root:
             print(f"round {r + 1}/{args.rounds}: baseline {args.baseline}", flush=True)
-            out = worker(sys.executable, HERE, ["maskviz", *common, "--engine-file", baseline_file])
+            role = ["maskviz", *common, "--engine-root", baseline_root]
+            out = run_worker("baseline", sys.executable, role)
             runs["baseline"] += out["runs"]
-    if baseline_file:
-        os.unlink(baseline_file)
+    if baseline_root:
+        shutil.rmtree(baseline_root)
 
     def summary(name: str) -> dict[str, Any] | None:
         if not runs[name]:
@@ -358,11 +506,16 @@ def main() -> int:
             "step_seconds": steps,
             "tokens_per_second": len(steps) / sum(steps),
             "median_step_seconds": median(steps),
+            # the spread: tokens/s of each run on its own, in the order they ran
+            "run_tokens_per_second": [len(run) / sum(run) for run in runs[name]],
         }
 
     results: dict[str, Any] = {
         "shape": args.shape,
         "tokens": args.tokens,
+        "threads": args.threads,
+        "rounds": args.rounds,
+        "repeats": args.repeats,
         "engines": {name: summary(name) for name in runs},
         "baseline_revision": args.baseline,
         "probe_seconds": median(extra["probe_samples"]),
@@ -372,16 +525,36 @@ def main() -> int:
         "weight_bytes_per_token": extra["weight_bytes_per_token"],
         "machine": extra["machine"],
         "hf": extra.get("hf"),
+        "others_cpu": extra["others_cpu"],
     }
+    if "parity" in extra:
+        # every transformers worker decoded the very tokens maskviz decoded
+        parity = extra["parity"]
+        results["hf"]["parity"]["tokens_agree"] = all(p["tokens_agree"] for p in parity)
+        results["hf"]["parity"]["max_abs_diff_logits"] = max(
+            p["max_abs_diff_logits"] for p in parity
+        )
+        if not results["hf"]["parity"]["tokens_agree"]:
+            save(_results_name(args), results)
+            raise SystemExit("transformers and maskviz chose different greedy tokens")
     if not args.skip_full:
         print(
             "maskviz bench: cached, recording, recompute, training pass, full context", flush=True
         )
-        results["full"] = worker(sys.executable, HERE, ["full", *common])
-    path = save(f"decode-{args.shape}", results)
+        results["full"] = worker(
+            sys.executable, HERE, ["full", *common], threads, quiet_wait=args.quiet_wait,
+            attempts=args.attempts,
+        )  # fmt: skip
+    path = save(_results_name(args), results)
     _print(results)
     print(f"wrote {path.relative_to(ROOT)}")
     return 0
+
+
+def _results_name(args: argparse.Namespace) -> str:
+    """decode-<shape>, with -<N>thread when not every core was used."""
+    cores = os.cpu_count() or 1
+    return f"decode-{args.shape}" + ("" if args.threads == cores else f"-{args.threads}thread")
 
 
 def _print(results: dict[str, Any]) -> None:
@@ -398,9 +571,19 @@ def _print(results: dict[str, Any]) -> None:
             continue
         tps = data["tokens_per_second"]
         print(f"{name:<14}{tps:>10.2f}{1e3 / tps:>10.2f}{tps / bound:>10.0%}")
-    hf = results["engines"]["hf"]
-    if hf:
-        print(f"maskviz / transformers: {mv['tokens_per_second'] / hf['tokens_per_second']:.2f}x")
+    for name in ("hf", "hf_generate"):
+        hf = results["engines"][name]
+        if hf:
+            ratio = mv["tokens_per_second"] / hf["tokens_per_second"]
+            runs = mv["run_tokens_per_second"]
+            print(
+                f"maskviz / {name}: {ratio:.2f}x (maskviz runs {min(runs):.1f} to "
+                f"{max(runs):.1f} tokens/s; {name} runs {min(hf['run_tokens_per_second']):.1f} "
+                f"to {max(hf['run_tokens_per_second']):.1f})"
+            )
+    if results.get("hf"):
+        p = results["hf"]["parity"]
+        print(f"greedy tokens agree: {p['tokens_agree']} ({p['steps']} steps)")
 
 
 if __name__ == "__main__":

@@ -84,7 +84,158 @@ def picture(decode: dict[str, Any]) -> None:
     save_figure(fig, PICTURE, dpi=110)
 
 
-def page(decode: dict[str, Any], startup: dict[str, Any] | None) -> str:
+def _engine_names(decode: dict[str, Any]) -> dict[str, str]:
+    return {
+        "maskviz": "maskviz (this version)",
+        "hf": "transformers, eager, KV cache (a loop of forward calls)",
+        "hf_generate": "transformers `generate`, eager, KV cache",
+        "baseline": f"maskviz before (`{decode.get('baseline_revision')}`)",
+    }
+
+
+def _spread(values: list[float]) -> str:
+    return f"{min(values):.1f}–{max(values):.1f}"
+
+
+def _round_ratios(decode: dict[str, Any], name: str) -> list[float]:
+    """maskviz over ``name`` round by round (median tokens/s of each round's runs)."""
+    engines, per = decode["engines"], decode.get("repeats") or 1
+    ours, theirs = (
+        engines["maskviz"]["run_tokens_per_second"],
+        engines[name]["run_tokens_per_second"],
+    )
+    rounds = min(len(ours), len(theirs)) // per
+    return [
+        median(ours[r * per : (r + 1) * per]) / median(theirs[r * per : (r + 1) * per])
+        for r in range(rounds)
+    ]
+
+
+def llama_target(llama: dict[str, Any]) -> str | None:
+    """The Targets row of the Llama-shape comparison (None without transformers)."""
+    engines = llama["engines"]
+    mv, gen = engines["maskviz"], engines.get("hf_generate")
+    if not gen:
+        return None
+    ratio = mv["tokens_per_second"] / gen["tokens_per_second"]
+    agree = llama["hf"]["parity"]["tokens_agree"]
+    return (
+        f"| cached decode, SmolLM2-135M shape (Llama, GQA), float32, random weights: >= 1.5x "
+        f"transformers' eager `generate` with its cache, same greedy tokens | "
+        f"{mv['tokens_per_second']:.1f} vs {gen['tokens_per_second']:.1f} tokens/s = "
+        f"**{ratio:.2f}x**; tokens {'identical' if agree else 'DIFFER'} | "
+        f"{_met(ratio >= 1.5 and agree)} |"
+    )
+
+
+def llama_section(llama: dict[str, Any]) -> list[str]:
+    """The SmolLM2-135M-shape comparison: both transformers timings, spread, load, bound."""
+    from maskviz.bench import SHAPES, describe_machine
+
+    cfg = SHAPES[llama["shape"]]
+    engines = llama["engines"]
+    mv = engines["maskviz"]
+    t, m = llama["tokens"], llama["machine"]
+    probe_gbps = PROBE_BYTES / llama["probe_seconds"] / 1e9
+    wbytes = llama["weight_bytes_per_token"]
+    bound = probe_gbps * 1e9 / wbytes
+    lines = ["## A Llama: the SmolLM2-135M shape\n"]
+    threads = llama.get("threads", m["cores"])
+    intro = (
+        f"A Llama of SmolLM2-135M's shape: {cfg.n_layer} layers of width {cfg.n_embd}, {cfg.n_head} query "
+        f"heads sharing {cfg.n_kv_head} key/value heads of {cfg.head_dim}, SwiGLU MLP of "
+        f"{cfg.intermediate}, RoPE, RMSNorm, the head tied to the embedding "
+        f"({cfg.n_params / 1e6:.1f}M parameters, {_mb(wbytes)} of float32 weights read per "
+        f"step). Random weights, a 1-token prompt and {t - 1} greedy steps; per-step medians "
+        f"over {mv['runs']} runs of each engine in {llama.get('rounds', '?')} rounds of "
+        f"separate processes that took turns, {threads} thread{'s' if threads != 1 else ''} "
+        "each. transformers ran LlamaForCausalLM (eager attention, float32) holding the "
+        "same weights, timed two ways in the same process: its own `generate` (greedy, "
+        "with its cache; each step timed by a streamer) and a plain loop of cached forward "
+        "calls."
+    )
+    hf = llama.get("hf")
+    if hf:
+        p = hf["parity"]
+        intro += (
+            f" In every transformers process both ways chose the same {p['steps']} greedy "
+            f"tokens as maskviz ({'identical' if p['tokens_agree'] else 'they DIFFER'}), "
+            f"with logits within {p['max_abs_diff_logits']:.1e}."
+        )
+    else:
+        intro += " transformers was not installed: no comparison."
+    lines.append(intro + "\n")
+    lines.append(
+        "| engine | tokens/s | ms per step | runs (tokens/s) | of the bound | maskviz is |\n"
+        "|---|---:|---:|---:|---:|---:|"
+    )
+    names = _engine_names(llama)
+    for key, data in engines.items():
+        if not data:
+            continue
+        tps = data["tokens_per_second"]
+        versus = "" if key == "maskviz" else f"{mv['tokens_per_second'] / tps:.2f}x"
+        lines.append(
+            f"| {names[key]} | {tps:.1f} | {1e3 / tps:.1f} | "
+            f"{_spread(data['run_tokens_per_second'])} | {tps / bound:.0%} | {versus} |"
+        )
+    lines.append("")
+    notes = []
+    for key, label in (("hf_generate", "`generate`"), ("hf", "the forward loop")):
+        ratios = _round_ratios(llama, key) if engines.get(key) else []
+        if ratios:
+            notes.append(f"{_spread(ratios)}x {label}'s")
+    text = f"Round by round, maskviz's speed was {' and '.join(notes)}." if notes else ""
+    busy = llama.get("others_cpu") or {}
+    load = [v for values in busy.values() for v in values]
+    if load:
+        text += (
+            f" Other processes used {min(load):.2f}–{max(load):.2f} cores (median "
+            f"{median(load):.2f}) of the {m['cores']} while the workers ran: the figures "
+            "are from a shared machine, which is why the engines took turns."
+        )
+    text += (
+        f" The bound: {_mb(wbytes)} of weights per step at the probe's {probe_gbps:.1f} GB/s "
+        f"(median of {len(llama['probe_samples'])} products) is {bound:.1f} tokens/s."
+    )
+    lines.append(text.strip() + "\n")
+    rounds = llama.get("products") or []
+    if rounds:
+        labels = {
+            "qkv_w": "q\\|k\\|v projection [C, (H + 2 H_kv) d]",
+            "o_w": "attention output [H d, C]",
+            "gate_up_w": "MLP gate\\|up [C, 2 I]",
+            "down_w": "MLP down [I, C]",
+            "head": "output head [V, C]",
+        }
+        lines.append(
+            "| product (all layers) | layout | MB per step | ms per step | GB/s | of the probe |\n"
+            "|---|---|---:|---:|---:|---:|"
+        )
+        total = 0.0
+        for key, label in labels.items():
+            secs = median([r[key]["seconds"] for r in rounds])
+            gbps = median([r[key]["gb_per_second"] for r in rounds])
+            probe_now = median([r["probe_gb_per_second"] for r in rounds])
+            layout = "column-major" if rounds[0][key]["column_major"] else "row-major"
+            total += secs * 1e3
+            lines.append(
+                f"| {label} | {layout} | {rounds[0][key]['bytes'] / 1e6:,.1f} | "
+                f"{secs * 1e3:.2f} | {gbps:.1f} | {gbps / probe_now:.0%} |"
+            )
+        step_ms = 1e3 / mv["tokens_per_second"]
+        lines.append(
+            f"\nThe products take {total:.1f} ms of a {step_ms:.1f} ms step; the rest "
+            f"({step_ms - total:.1f} ms) is attention over the cache, RoPE, the norms, SwiGLU, "
+            "choosing the token and Python, over 30 layers.\n"
+        )
+    lines.append(f"Measured on {describe_machine(m)}, {m['date']}.\n")
+    return lines
+
+
+def page(
+    decode: dict[str, Any], startup: dict[str, Any] | None, llama: dict[str, Any] | None = None
+) -> str:
     from maskviz.bench import describe_machine
 
     m = decode["machine"]
@@ -150,6 +301,9 @@ def page(decode: dict[str, Any], startup: dict[str, Any] | None) -> str:
         )
     else:
         add("| >= 1.5x transformers' tokens/s | transformers not installed | not measured |")
+    row = llama_target(llama) if llama else None
+    if row:
+        add(row)
     paired = sorted(decode.get("paired_fraction_of_bound") or [frac])
     pmed = median(paired)
     add(
@@ -217,11 +371,7 @@ def page(decode: dict[str, Any], startup: dict[str, Any] | None) -> str:
             f"{p['max_abs_diff_logits']:.1e}.\n"
         )
     add("| engine | tokens/s | ms per step | of the bound |\n|---|---:|---:|---:|")
-    names = {
-        "maskviz": "maskviz (this version)",
-        "hf": "transformers, eager, KV cache",
-        "baseline": f"maskviz before (`{decode.get('baseline_revision')}`)",
-    }
+    names = _engine_names(decode)
     for key, data in engines.items():
         if data:
             tps = data["tokens_per_second"]
@@ -301,6 +451,9 @@ def page(decode: dict[str, Any], startup: dict[str, Any] | None) -> str:
         f"cache: {full['kv_cache_bytes_per_token']:,} bytes per token) starting to matter "
         "next to the fixed 12 C² per layer plus the head.\n"
     )
+
+    if llama:
+        lines.extend(llama_section(llama))
 
     add("## What a token costs\n")
     add(
@@ -431,6 +584,21 @@ Results are unchanged beyond float rounding: cached, training and recompute mode
 still agree to the tolerances the tests check, and the transformers parity tests
 still pass.
 
+The Llama family decodes through the same driver, so a step of the SmolLM2 shape is
+30 layers of small NumPy calls around its matrix-vector products. Profiling it showed
+the products first again, then NumPy call overhead per layer: the norms, RoPE, the
+softmax, the cache write. Changed, each with its results bit for bit what they were:
+
+- **q and k are rotated together, in three NumPy calls.** They lie side by side in
+  the fused projection [n, H + H_kv, d]; the halves (x1, x2) of each head become a
+  pair axis, reversed by a view, so RoPE is `x cos + reversed(x) (-sin, sin)`
+  instead of two rotations of eight calls each. The cos and sin tables are laid out
+  for that once per pass, not per layer.
+- **Norms build their [n, 1] statistics in new small arrays** (NumPy's in-place
+  path with a Python scalar costs more on one row), for RMSNorm and LayerNorm alike.
+- **A decoding step writes its one key and value with a slice** instead of fancy
+  indexing, and a pass that records nothing makes no recording call per layer.
+
 """
 
 
@@ -440,7 +608,7 @@ def main() -> int:
         raise SystemExit("run python bench/decode.py first")
     startup = load("startup")
     picture(decode)
-    DOC.write_text(page(decode, startup), encoding="utf-8")
+    DOC.write_text(page(decode, startup, load("decode-smollm2-135m")), encoding="utf-8")
     print(f"wrote {DOC.relative_to(ROOT)} and {PICTURE.relative_to(ROOT)}")
     return 0
 

@@ -58,7 +58,7 @@ SHAPES: dict[str, Config] = {
         rms_norm_eps=1e-5,
         rope_theta=100000.0,
         tie_word_embeddings=True,
-    ),  # fmt: skip
+    ),
 }
 DEFAULT_TOKENS = 128
 MIN_TOKENS = 2

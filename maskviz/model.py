@@ -210,13 +210,16 @@ class GPT:
         """
         idx = np.arange(start, start + ids.shape[0], dtype=np.int64)
         planned: dict[int | None, BoolArray | None] = {}  # one mask per kind of layer
+        windows = self.config.windows  # read once per pass: GPTConfig computes it
+        if record is not None and not record.slots:
+            record = None  # no layer to record: no call per layer
 
         def attend(layer: int, q: FloatArray, k: FloatArray, v: FloatArray) -> FloatArray:
             key_idx = idx
             if cache is not None:
                 k, v, key_idx = cache.update(layer, k, v, idx)
             if isinstance(mask, str):
-                window = self.config.windows[layer]
+                window = windows[layer]
                 if window not in planned:
                     planned[window] = self._rule_mask(layer, idx, key_idx, padded)
                 layer_mask = planned[window]

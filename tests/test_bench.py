@@ -9,7 +9,9 @@ import pytest
 from PIL import Image
 
 from maskviz import GPTConfig, random_model
-from maskviz.bench import MAX_TOKENS, run
+from maskviz.arch.llama import LlamaConfig
+from maskviz.bench import MAX_TOKENS, SHAPES, run
+from maskviz.cli import ShapeChoice
 from tests.conftest import run_cli
 
 FIXTURE = str(Path(__file__).parent / "fixtures" / "gpt2-tiny")
@@ -106,6 +108,31 @@ def test_library_run_without_probe_has_no_bound() -> None:
     assert result.bandwidth is None and result.fraction_of_bound is None
     assert result.cached.positions == [2, 3, 4]
     assert result.to_dict()["bandwidth"] is None
+
+
+def test_a_llama_runs_with_its_own_costs_and_cache_size() -> None:
+    # grouped-query attention (2 KV heads for 4 query heads) and a sliding layer
+    cfg = LlamaConfig(
+        n_layer=2, n_head=4, n_kv_head=2, head_dim=8, n_embd=32, intermediate=48, n_ctx=32,
+        vocab_size=300, tie_word_embeddings=True, windows=(3, None), model_type="qwen3",
+    )  # fmt: skip
+    result = run(random_model(cfg, seed=0), tokens=7, repeats=1, prompt=[5, 6], probe=False)
+    data = result.to_dict()
+    assert data["config"]["architecture"] == "llama"
+    assert (data["config"]["n_head"], data["config"]["n_kv_head"]) == (4, 2)
+    assert result.cached.positions == [2, 3, 4, 5, 6]
+    assert result.cached.macs == sum(cfg.pass_macs(1, t + 1, 1, cached=True) for t in range(2, 7))
+    assert result.recompute.macs == sum(cfg.pass_macs(t + 1, t + 1, 1) for t in range(2, 7))
+    assert result.training_macs == cfg.pass_macs(7, 7, 7)
+    assert data["memory"]["kv_cache_bytes_per_token"] == 2 * 2 * 2 * 8 * 4  # K and V, H_kv d
+    assert data["memory"]["record_bytes_per_token"] == 2 * 4 * 7 * 4  # every query head
+
+
+def test_every_named_shape_can_be_chosen_on_the_command_line() -> None:
+    assert [c.value for c in ShapeChoice] == list(SHAPES)
+    smol = SHAPES["smollm2-135m"]
+    assert isinstance(smol, LlamaConfig)
+    assert 134e6 < smol.n_params < 135e6  # SmolLM2-135M, its head tied to the embedding
 
 
 def test_progress_is_reported_for_every_run_and_at_the_end() -> None:

@@ -129,7 +129,7 @@ class AttentionGrid:
             if len(groups) > 1 or not self.view.side_by_side:
                 if i:
                     yield Text()
-                yield _line(Text(panels[0].title, STYLE_LABEL), width)
+                yield _line(Text(panels[0].title, STYLE_LABEL), width, wrap=True)
             yield from self._pooling_note(lay, width)
             yield from self._key_header(panels, lay, width)
             yield from self._rows(panels, lay, width)
