@@ -58,14 +58,24 @@ PRODUCTS = {
 # ---------------------------------------------------------------- workers
 
 
-def _model(shape: str, engine_root: str | None) -> Any:
-    """The random model of ``shape``, built with this checkout's engine or with the
-    ``maskviz`` package found in ``engine_root`` (another revision's, for --baseline)."""
+def _tiny(config: Any) -> Any:
+    """``config`` with its layers and heads but matrices too small to take time: a step
+    of it costs what a step costs besides streaming the weights (calls, Python)."""
     import dataclasses
 
-    from maskviz.bench import SHAPES
+    if config.architecture == "llama":
+        return dataclasses.replace(config, head_dim=8, n_embd=72, intermediate=96, vocab_size=512)
+    return dataclasses.replace(config, n_embd=8 * config.n_head, vocab_size=512)
 
-    config = SHAPES[shape]
+
+def _model(shape: str, engine_root: str | None, *, tiny: bool = False) -> Any:
+    """The random model of ``shape`` (``tiny``: of `_tiny` of it), built with this
+    checkout's engine or with the ``maskviz`` package found in ``engine_root`` (another
+    revision's, for --baseline)."""
+    import dataclasses
+
+    # SHAPES of this checkout, imported with the module: the baseline may not name the shape
+    config = _tiny(SHAPES[shape]) if tiny else SHAPES[shape]
     if engine_root is None:
         from maskviz.model import random_model
 
@@ -97,6 +107,12 @@ def worker_maskviz(args: argparse.Namespace) -> dict[str, Any]:
         runs.append(model.trace(prompt, steps=steps, record=False).step_seconds.tolist())
         around.append(probe.measure(5))
     products = _product_bandwidth(model, probe)
+    small = _model(args.shape, args.engine_root, tiny=True)
+    small.trace(prompt, steps=8, record=False)
+    overhead = [
+        median(small.trace(prompt, steps=steps, record=False).step_seconds.tolist())
+        for _ in range(5)
+    ]
     # each run against the mean bandwidth measured just before and just after it
     paired = [
         (len(run) / sum(run)) / (PROBE_BYTES / ((before + after) / 2) / wbytes)
@@ -106,6 +122,7 @@ def worker_maskviz(args: argparse.Namespace) -> dict[str, Any]:
         "runs": runs,
         "paired_fraction_of_bound": paired,
         "products": products,
+        "call_overhead_seconds": median(overhead),
         "probe_samples": probe.samples,
         "weight_bytes_per_token": wbytes,
         "machine": machine(),
@@ -163,10 +180,10 @@ def _head(weights: Any) -> Any:
     return weights.wte if hasattr(weights, "wte") else weights.embed_tokens
 
 
-def _hf_model(shape: str) -> tuple[Any, Any]:
+def _hf_model(shape: str, *, tiny: bool = False) -> tuple[Any, Any]:
     """transformers' model of the shape's architecture holding the maskviz random model's
     weights (eager attention, float32), and that maskviz model."""
-    mv = _model(shape, None)
+    mv = _model(shape, None, tiny=tiny)
     build = {"gpt2": _hf_gpt2, "llama": _hf_llama}[mv.config.architecture]
     model, state = build(mv)
     import numpy as np
@@ -344,6 +361,16 @@ def worker_hf(args: argparse.Namespace) -> dict[str, Any]:
         runs.append(times)
         clock = generate(steps)
         generated.append(clock.step_seconds())
+    small, _ = _hf_model(args.shape, tiny=True)
+    with torch.inference_mode():
+        overhead = []
+        for _ in range(6):  # the first warms up
+            ticks = _StepClock()
+            small.generate(
+                torch.tensor([PROMPT]), max_new_tokens=steps + 1, min_new_tokens=steps + 1,
+                do_sample=False, streamer=ticks,
+            )  # fmt: skip
+            overhead.append(median(ticks.step_seconds()))
     # Same weights, same greedy tokens over the whole run: the engines compute one function.
     trace = mv.trace(PROMPT, steps=steps, record=False)
     ours = trace.token_ids[len(PROMPT) :].tolist()
@@ -352,6 +379,7 @@ def worker_hf(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "runs": runs,
         "generate_runs": generated,
+        "call_overhead_seconds": median(overhead[1:]),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "torch_threads": torch.get_num_threads(),
@@ -465,12 +493,15 @@ def main() -> int:
         "maskviz": [], "hf": [], "hf_generate": [], "baseline": []
     }  # fmt: skip
     extra: dict[str, Any] = {"others_cpu": {name: [] for name in runs}}
+    overhead: dict[str, list[float]] = {name: [] for name in runs}
 
     def run_worker(name: str, python: str, role: list[str]) -> Any:
         out = worker(
             python, HERE, role, threads, quiet_wait=args.quiet_wait, attempts=args.attempts
         )
         extra["others_cpu"][name].append(out["others_cpu"])
+        if "call_overhead_seconds" in out:
+            overhead[name].append(out["call_overhead_seconds"])
         return out
 
     for r in range(args.rounds):
@@ -526,6 +557,8 @@ def main() -> int:
         "machine": extra["machine"],
         "hf": extra.get("hf"),
         "others_cpu": extra["others_cpu"],
+        # a step of the same layers and heads with tiny matrices: calls and Python
+        "call_overhead_seconds": {name: median(v) for name, v in overhead.items() if v},
     }
     if "parity" in extra:
         # every transformers worker decoded the very tokens maskviz decoded

@@ -363,8 +363,7 @@ def comparison_view(
         panels=tuple(panels),
         tables=tables,
         footer=(
-            "greedy next tokens equal: "
-            + ("yes, at every step" if result.tokens_agree else "NO"),
+            "greedy next tokens equal: " + ("yes, at every step" if result.tokens_agree else "NO"),
         ),
         verdict=(verdict_text(result), result.agree),
     )
