@@ -351,23 +351,14 @@ def show_mask(
         print_json(mask.to_dict(index_base, labels, padded))
     else:
         console(plain).print(mask_report(mask, labels, index_base, highlight, padded))
-    if save is not None and save.suffix.lower() == ".html":
-        from maskviz.render.html import mask_page, write_page
-        from maskviz.view import mask_view
+    if save is not None:
+        from maskviz.render.save import save_mask
 
-        pads = None if padded is None else [int(r) for r in padded]
-        view = mask_view(
-            mask, labels=labels, index_base=index_base, highlight=highlight, padded=pads
+        save_mask(
+            mask, save, labels=labels, index_base=index_base, highlight=highlight, padded=padded
         )
-        write_page(mask_page(view, highlight=highlight), save)
-    elif save is not None:
-        from maskviz.render.figures import mask_figure, save_figure
-
-        save_figure(
-            mask_figure(mask, labels=labels, index_base=index_base, highlight_row=highlight), save
-        )
-    if save is not None and not as_json:
-        console(plain).print(f"saved {save}")
+        if not as_json:
+            console(plain).print(f"saved {save}")
 
 
 # ---------------------------------------------------------------- trace

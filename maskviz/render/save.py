@@ -7,10 +7,14 @@ per frame. Every file is written atomically.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
+from numpy.typing import NDArray
+
 from maskviz.errors import usage_error
+from maskviz.masks import Mask
 from maskviz.view import AttentionView
 
 FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
@@ -45,3 +49,30 @@ def save_view(view: AttentionView, path: Path, *, progress: ProgressCallback | N
 
 
 __all__ = ["FIGURE_SUFFIXES", "gif_frames", "save_view"]
+
+
+def save_mask(
+    mask: Mask,
+    path: Path,
+    *,
+    labels: Sequence[str] | None = None,
+    index_base: int = 1,
+    highlight: int | None = None,
+    padded: Sequence[int] | NDArray[np.int64] | None = None,
+) -> None:
+    """Draw a mask into ``path``: an ``.html`` page, or a ``.png``/``.svg``/``.pdf`` heatmap."""
+    if path.suffix.lower() == ".html":
+        from maskviz.render.html import mask_page, write_page
+        from maskviz.view import mask_view
+
+        pads = None if padded is None else [int(r) for r in padded]
+        view = mask_view(
+            mask, labels=labels, index_base=index_base, highlight=highlight, padded=pads
+        )
+        write_page(mask_page(view, highlight=highlight), path)
+        return
+    from maskviz.render.figures import mask_figure, save_figure
+
+    save_figure(
+        mask_figure(mask, labels=labels, index_base=index_base, highlight_row=highlight), path
+    )
