@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -185,3 +186,13 @@ def test_a_change_that_rounds_to_zero_is_not_negative() -> None:
     assert _signed_percent(-0.001, 0) == "+0%"
     assert _signed_percent(-0.0004, 1) == "+0.0%"
     assert _signed_percent(-0.02, 0) == "-2%"
+
+
+def test_the_progress_bar_never_shows_an_unknown_total_as_none() -> None:
+    result = run_cli(
+        "bench", "--model", FIXTURE, "--repeats", "1", "--tokens", "6", env={"TTY_COMPATIBLE": "1"}
+    )
+    assert result.exit_code == 0, result.stderr
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", result.stderr)  # colours and cursor moves
+    assert "bench" in shown or "/" in shown  # the bar was drawn on the (forced) terminal
+    assert "None" not in shown
