@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -98,11 +99,20 @@ class Comparison:
     def tolerance_logits(self) -> float:
         return tolerance(self.dtype, float(np.abs(self.b.logits).max()))
 
+    @cached_property
+    def _layer_row_diff(self) -> NDArray[np.float64]:
+        """Max |Δ| of attention per layer and query row [L, T], over heads and keys.
+
+        Computed once: views of every layer and head of a comparison all read it.
+        """
+        diff = np.abs(self.a.attention.astype(np.float64) - self.b.attention)
+        out: NDArray[np.float64] = diff.max(axis=(1, 3))
+        return out
+
     @property
     def row_diff(self) -> NDArray[np.float64]:
         """Max |Δ| of attention per query row over all layers and heads [T]."""
-        diff = np.abs(self.a.attention.astype(np.float64) - self.b.attention)
-        out: NDArray[np.float64] = diff.max(axis=(0, 1, 3))
+        out: NDArray[np.float64] = self._layer_row_diff.max(axis=0)
         return out
 
     @property
@@ -115,10 +125,9 @@ class Comparison:
 
     @property
     def per_layer(self) -> list[dict[str, float]]:
-        diff = np.abs(self.a.attention.astype(np.float64) - self.b.attention)
         return [
-            {"layer": layer, "max_abs_diff_attention": float(diff[layer].max())}
-            for layer in range(diff.shape[0])
+            {"layer": layer, "max_abs_diff_attention": float(row.max())}
+            for layer, row in enumerate(self._layer_row_diff)
         ]
 
     @property

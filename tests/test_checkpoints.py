@@ -242,6 +242,17 @@ def test_a_file_mixing_bfloat16_float16_and_float32_reads_each_tensor_exactly(
     assert tensors["c"].dtype == np.float32 and tensors["c"].tobytes() == values.tobytes()
 
 
+def _damage(path: Path, action: str, position: float, bit: int) -> None:
+    """Flip one bit of ``path`` at ``position`` (0..1 of its length), or cut it there."""
+    data = bytearray(path.read_bytes())
+    at = int(position * len(data))
+    if action == "flip":
+        data[at] ^= 1 << bit
+    else:
+        del data[at:]
+    path.write_bytes(bytes(data))
+
+
 @pytest.fixture(scope="module")
 def bfloat16_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _bfloat16_copy(tmp_path_factory.mktemp("bf16"))[0]
@@ -264,13 +275,7 @@ def test_bfloat16_files_load_and_their_damaged_copies_load_correctly_or_fail_nam
     folder = tmp_path_factory.mktemp("fuzz")
     shutil.copytree(bfloat16_folder, folder, dirs_exist_ok=True)
     path = folder / "model.safetensors"
-    data = bytearray(path.read_bytes())
-    at = int(position * len(data))
-    if action == "flip":
-        data[at] ^= 1 << bit
-    else:
-        del data[at:]
-    path.write_bytes(bytes(data))
+    _damage(path, action, position, bit)
     try:
         model = load_model(folder, dtype="float64")
     except MaskvizError as exc:
@@ -352,13 +357,7 @@ def test_flipped_or_truncated_bytes_load_correctly_or_fail_cleanly(
 ) -> None:
     folder = _copy(tmp_path_factory.mktemp("fuzz"))
     path = folder / filename
-    data = bytearray(path.read_bytes())
-    at = int(position * len(data))
-    if action == "flip":
-        data[at] ^= 1 << bit
-    else:
-        del data[at:]
-    path.write_bytes(bytes(data))
+    _damage(path, action, position, bit)
     try:
         model = load_model(folder, dtype="float64")
     except MaskvizError:

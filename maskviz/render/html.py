@@ -34,7 +34,7 @@ import base64
 import html
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
@@ -310,6 +310,23 @@ def trace_page(
     )
 
 
+def _every_layer_and_head(
+    n_layer: int, n_head: int, n: int, draw: Callable[[_Pool, int, int, int], dict[str, Any]]
+) -> tuple[_Pool, list[dict[str, Any]], dict[str, list[Any]], int]:
+    """Two-panel views of every (layer, head), as ``draw(pool, q, layer, head)`` makes
+    them; with the shared pool, the selector table and the quantisation levels."""
+    check_positions(n)
+    q = _levels(2 * n_layer * n_head * n * n)
+    pool = _Pool()
+    views: list[dict[str, Any]] = []
+    select: dict[str, list[Any]] = {}
+    for lay in range(n_layer):
+        for h in range(n_head):
+            select[f"{lay}/{h}"] = [len(views), [0, 1]]
+            views.append(draw(pool, q, lay, h))
+    return pool, views, select, q
+
+
 def comparison_page(
     result: Comparison,
     labels: Sequence[str],
@@ -320,20 +337,15 @@ def comparison_page(
 ) -> Page:
     """Both sides and their |Δ| for every layer and head, the verdict and tolerance."""
     n_layer, n_head = result.a.attention.shape[:2]
+
+    def draw(pool: _Pool, q: int, lay: int, h: int) -> dict[str, Any]:
+        view = comparison_view(result, labels, layer=lay, head=h, model_name=model_name)
+        a, b = view.panels
+        panels = [_panel(pool, a, q), _panel(pool, b, q)]
+        return _view(view, panels, delta=_delta(a, b), tolerance=result.tolerance_attention)
+
     n = int(result.token_ids.shape[0])
-    check_positions(n)
-    q = _levels(2 * n_layer * n_head * n * n)
-    pool = _Pool()
-    views: list[dict[str, Any]] = []
-    select: dict[str, list[Any]] = {}
-    for lay in range(n_layer):
-        for h in range(n_head):
-            view = comparison_view(result, labels, layer=lay, head=h, model_name=model_name)
-            a, b = view.panels
-            panels = [_panel(pool, a, q), _panel(pool, b, q)]
-            tol = result.tolerance_attention
-            select[f"{lay}/{h}"] = [len(views), [0, 1]]
-            views.append(_view(view, panels, delta=_delta(a, b), tolerance=tol))
+    pool, views, select, q = _every_layer_and_head(n_layer, n_head, n, draw)
     return _page(
         "compare",
         f"maskviz · compare {result.pair}",
@@ -352,18 +364,13 @@ def similarity_page(
 ) -> Page:
     """Both orderings for every layer and head, the read-out (last) row highlighted."""
     n_layer, n_head = result.forward.attention.shape[:2]
+
+    def draw(pool: _Pool, q: int, lay: int, h: int) -> dict[str, Any]:
+        view = similarity_view(result, labels, layer=lay, head=h)
+        return _view(view, [_panel(pool, pan, q, highlight=pan.n - 1) for pan in view.panels])
+
     n = int(result.forward.token_ids.shape[0])
-    check_positions(n)
-    q = _levels(2 * n_layer * n_head * n * n)
-    pool = _Pool()
-    views: list[dict[str, Any]] = []
-    select: dict[str, list[Any]] = {}
-    for lay in range(n_layer):
-        for h in range(n_head):
-            view = similarity_view(result, labels, layer=lay, head=h)
-            panels = [_panel(pool, pan, q, highlight=pan.n - 1) for pan in view.panels]
-            select[f"{lay}/{h}"] = [len(views), [0, 1]]
-            views.append(_view(view, panels))
+    pool, views, select, q = _every_layer_and_head(n_layer, n_head, n, draw)
     return _page(
         "similarity",
         "maskviz · similarity",
