@@ -18,7 +18,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec
 
-import click
 import typer
 from rich.console import Console
 from typer.core import TyperGroup
@@ -45,14 +44,10 @@ def _fail(message: str, code: int) -> NoReturn:
 def _did_you_mean(exc: Exception, args: list[str]) -> str:
     """A hint such as "did you mean 'causal'?" for a near miss of a closed choice, else ""."""
     param = getattr(exc, "param", None)
-    # click keeps the choices on the parameter's type; newer Typer keeps the Enum itself
-    enum = getattr(getattr(param, "type_descriptor", None), "annotation", None)
-    if isinstance(enum, type) and issubclass(enum, StrEnum):
-        choices = [member.value for member in enum]
-    else:
-        choices = [str(c) for c in getattr(getattr(param, "type", None), "choices", None) or ()]
-    if not choices:
+    enum = getattr(getattr(param, "type_descriptor", None), "annotation", None)  # Typer's
+    if not (isinstance(enum, type) and issubclass(enum, StrEnum)):
         return ""
+    choices = [member.value for member in enum]
     opts = set(getattr(param, "opts", ()))
     given = [value for flag, value in itertools.pairwise(args) if flag in opts]
     given += [a.partition("=")[2] for a in args if a.partition("=")[0] in opts]
@@ -82,7 +77,7 @@ def _exits_like_cmp(command: Callable[P, None]) -> Callable[P, None]:
         except MaskvizError as exc:
             exc.exit_code = 2
             raise
-        except (click.exceptions.ClickException, click.exceptions.Exit, typer.Exit, typer.Abort):
+        except (typer.TyperException, typer.Exit, typer.Abort):
             raise  # parsing errors exit 2 already; Exit carries the verdict
         except Exception as exc:
             if os.environ.get("MASKVIZ_DEBUG"):
