@@ -44,10 +44,14 @@ def _fail(message: str, code: int) -> NoReturn:
 def _did_you_mean(exc: Exception, args: list[str]) -> str:
     """A hint such as "did you mean 'causal'?" for a near miss of a closed choice, else ""."""
     param = getattr(exc, "param", None)
-    enum = getattr(getattr(param, "type_descriptor", None), "annotation", None)  # Typer's
-    if not (isinstance(enum, type) and issubclass(enum, StrEnum)):
+    # Typer 0.29 keeps the Enum itself; earlier versions keep the choices on the type
+    enum = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    if isinstance(enum, type) and issubclass(enum, StrEnum):
+        choices = [member.value for member in enum]
+    else:
+        choices = [str(c) for c in getattr(getattr(param, "type", None), "choices", None) or ()]
+    if not choices:
         return ""
-    choices = [member.value for member in enum]
     opts = set(getattr(param, "opts", ()))
     given = [value for flag, value in itertools.pairwise(args) if flag in opts]
     given += [a.partition("=")[2] for a in args if a.partition("=")[0] in opts]
@@ -603,6 +607,10 @@ def _progress(what: str, unit: str, total: int | None = None) -> Iterator[Callab
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     err = Console(stderr=True, highlight=False)
+    if not err.is_terminal or (total is not None and total <= 4):
+        # no Progress at all: a disabled one still writes a newline in Rich before 14.3
+        yield lambda done, total, doing=None: None
+        return
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -611,7 +619,6 @@ def _progress(what: str, unit: str, total: int | None = None) -> Iterator[Callab
         TimeElapsedColumn(),
         console=err,
         transient=True,
-        disable=not err.is_terminal or (total is not None and total <= 4),
     ) as bar:
         task = bar.add_task(what, total=total)
 
