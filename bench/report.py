@@ -253,10 +253,10 @@ def llama_section(llama: dict[str, Any]) -> list[str]:
             f"choosing the token and Python, over {cfg.n_layer} layers. The attention output "
             f"streams at {rate['o_w']:.0f} GB/s where the other products reach "
             f"{min(others):.0f}–{max(others):.0f}: OpenBLAS runs a matrix-vector product on "
-            "one thread below a size threshold, and a 576 x 576 matrix is below it (it is "
-            "as fast with one BLAS thread as with two, in either layout, and as a 2-row "
-            f"product); at the others' rate it would take {o_fast:.1f} ms instead of "
-            f"{o_ms:.1f}.\n"
+            "one thread when rows x columns < 460,800, and a 576 x 576 matrix is below it "
+            "(it is as fast with one BLAS thread as with two, in either layout, and as a "
+            "2-row product; 576 x 799 takes twice as long as 576 x 800); at the others' "
+            f"rate it would take {o_fast:.1f} ms instead of {o_ms:.1f}.\n"
         )
         generate = engines.get("hf_generate")
         if generate:
