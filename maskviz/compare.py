@@ -29,6 +29,7 @@ are left out.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal
@@ -36,7 +37,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from maskviz.errors import usage_error
+from maskviz.errors import as_integer, as_integers, usage_error
 from maskviz.model import GPT
 from maskviz.trace import FloatArray, Trace
 
@@ -276,7 +277,12 @@ def _padded(
 
 
 def compare(
-    model: GPT, pair: str, prompt: list[int], steps: int, *, side: PadSide = "right"
+    model: GPT,
+    pair: str,
+    prompt: Sequence[int] | NDArray[np.integer[Any]],
+    steps: int,
+    *,
+    side: PadSide = "right",
 ) -> Comparison:
     """Run ``pair`` (one of `PAIRS`) on ``prompt`` + ``steps`` greedy tokens.
 
@@ -299,8 +305,9 @@ def compare(
         raise usage_error(f"unknown comparison {pair!r}; choose from {', '.join(PAIRS)}")
     if side not in ("left", "right"):
         raise usage_error(f"side must be 'left' or 'right', got {side!r}")
-    if steps < 1:
+    if as_integer(steps, "steps") < 1:
         raise usage_error(f"steps must be >= 1, got {steps}")
+    prompt = as_integers(prompt, "prompt token ids")
     if len(prompt) + steps > model.config.n_ctx:
         raise usage_error(
             f"the prompt ({len(prompt)} tokens) plus {steps} steps exceeds the model's context of "

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
 
 class MaskvizError(Exception):
     """Something the user asked for cannot be done; the message says what and why.
@@ -23,3 +29,28 @@ class MaskvizError(Exception):
 def usage_error(message: str) -> MaskvizError:
     """A `MaskvizError` for invalid arguments (exit code 2)."""
     return MaskvizError(message, usage=True)
+
+
+def as_integers(values: Iterable[Any], what: str) -> list[int]:
+    """``values`` as Python ints; a float such as 1.5 is refused, not truncated.
+
+    >>> as_integers([1, 2.5], "positions")
+    Traceback (most recent call last):
+    ...
+    maskviz.errors.MaskvizError: positions: 2.5 is not an integer
+    """
+    try:
+        given = list(values)
+    except TypeError:
+        raise usage_error(f"{what} must be integers, got {values!r}") from None
+    return [as_integer(v, what) for v in given]
+
+
+def as_integer(value: object, what: str) -> int:
+    """``value`` as a Python int: an int or NumPy integer, never a bool or a float."""
+    try:
+        if not isinstance(value, bool | np.bool_):
+            return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        pass
+    raise usage_error(f"{what}: {value!r} is not an integer")

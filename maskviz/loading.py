@@ -64,6 +64,8 @@ def load_model(spec: str | Path | None = None, *, dtype: DType = "float32") -> G
     """
     if dtype not in DTYPES:
         raise usage_error(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if spec is not None and not isinstance(spec, str | os.PathLike):
+        raise usage_error(f"model must be a name, a folder or a hub id, got {spec!r}")
     text = DEFAULT_MODEL if spec is None else str(spec)
     shipped = {name.lower(): name for name in shipped_models()}
     name = shipped.get(text.lower())
@@ -215,7 +217,7 @@ def load_checkpoint(folder: Path, *, dtype: DType = "float32", name: str | None 
         tok_path = folder / "tokenizer.json"
         if not tok_path.is_file():
             raise MaskvizError(f"{tok_path}: missing (a checkpoint folder needs tokenizer.json)")
-        tokenizer = HFTokenizer(tok_path, _eos_id(data))
+        tokenizer = HFTokenizer(tok_path, _eos_ids(data))
     if tokenizer.vocab_size > config.vocab_size:
         raise MaskvizError(
             f"{folder}: the tokenizer has {tokenizer.vocab_size} tokens but the model only "
@@ -228,12 +230,12 @@ def load_checkpoint(folder: Path, *, dtype: DType = "float32", name: str | None 
     return GPT(weights, tokenizer, name=name or str(data.get("name", folder.name)), dtype=dtype)
 
 
-def _eos_id(data: dict[str, Any]) -> int | None:
-    """config.json's end-of-sequence token: an id, or the first of a list of ids."""
+def _eos_ids(data: dict[str, Any]) -> tuple[int, ...]:
+    """config.json's end-of-sequence tokens: an id or a list of ids (any of them stops
+    generation, as in transformers)."""
     eos = data.get("eos_token_id")
-    if isinstance(eos, list) and eos:
-        eos = eos[0]
-    return eos if isinstance(eos, int) and not isinstance(eos, bool) and eos >= 0 else None
+    ids = eos if isinstance(eos, list) else [eos]
+    return tuple(i for i in ids if isinstance(i, int) and not isinstance(i, bool) and i >= 0)
 
 
 def _read_weights(folder: Path) -> tuple[dict[str, NDArray[Any]], str]:

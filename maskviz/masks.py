@@ -163,6 +163,8 @@ class Mask:
         return (self.n_queries, self.n_keys)
 
     def __and__(self, other: Mask) -> Mask:
+        if not isinstance(other, Mask):
+            return NotImplemented
         self._check_same_shape(other)
         return Mask(
             self.n_queries,
@@ -172,6 +174,8 @@ class Mask:
         )
 
     def __or__(self, other: Mask) -> Mask:
+        if not isinstance(other, Mask):
+            return NotImplemented
         self._check_same_shape(other)
         return Mask(
             self.n_queries,
@@ -235,8 +239,16 @@ class Mask:
         >>> (causal(8) & sliding_window(8, 3)).allows(np.array([5]), np.array([5, 2, 3, 4]))
         array([[ True, False,  True,  True]])
         """
-        lo, hi = _intervals(self.node, np.asarray(queries, dtype=np.int64))
-        k = np.asarray(keys, dtype=np.int64)[None, None, :]
+        q, k = np.asarray(queries), np.asarray(keys)
+        for name, pos, first in (("query", q, self.query_offset), ("key", k, 0)):
+            if pos.ndim != 1 or pos.dtype.kind not in "iu":
+                raise usage_error(f"{name} positions must be a 1-D integer array")
+            if pos.size and (pos.min() < first or pos.max() >= self.n_keys):
+                raise usage_error(
+                    f"{name} positions must lie in {first}..{self.n_keys - 1} for this mask"
+                )
+        lo, hi = _intervals(self.node, q.astype(np.int64))
+        k = k.astype(np.int64)[None, None, :]
         inside = (k >= lo[:, :, None]) & (k <= hi[:, :, None])  # [n_q, m, n_k]
         return np.asarray(inside.any(axis=1), dtype=np.bool_)
 
@@ -248,7 +260,7 @@ class Mask:
         >>> strict_causal(4).allowed_keys(0)
         []
         """
-        if not 0 <= row < self.n_queries:
+        if not 0 <= _count("row", row, minimum=0) < self.n_queries:
             raise usage_error(f"row {row} is outside 0..{self.n_queries - 1}")
         lo, hi = self._row_intervals(row, row + 1)
         return [(int(a), int(b)) for a, b in zip(lo[0], hi[0], strict=True) if a <= b]
@@ -304,8 +316,7 @@ class Mask:
         array([[1, 0],
                [2, 1]], dtype=int8)
         """
-        if cell_rows < 1 or cell_cols < 1:
-            raise usage_error("cell sizes must be >= 1")
+        cell_rows, cell_cols = _count("cell_rows", cell_rows), _count("cell_cols", cell_cols)
         n_rb = -(-self.n_queries // cell_rows)
         n_cb = -(-self.n_keys // cell_cols)
         width = n_cb + 1
@@ -418,7 +429,7 @@ def prefix_lm(n: int, prefix: int, *, queries: int | None = None) -> Mask:
            [1, 1, 1, 0],
            [1, 1, 1, 1]])
     """
-    p_len = _count("prefix", prefix, minimum=0)
+    n, p_len = _count("N", n), _count("prefix", prefix, minimum=0)
     if p_len > n:
         raise usage_error(f"prefix ({p_len}) cannot exceed n ({n})")
     return _mask(
@@ -452,6 +463,8 @@ def documents(lengths: Sequence[int], *, queries: int | None = None) -> Mask:
            [1, 1, 0],
            [0, 0, 1]])
     """
+    if isinstance(lengths, str | bytes) or not isinstance(lengths, Sequence | np.ndarray):
+        raise usage_error(f"document lengths must be a sequence of integers, got {lengths!r}")
     if len(lengths) == 0:
         raise usage_error("documents need at least one length")
     sizes = [_count("document length", length) for length in lengths]
@@ -507,11 +520,7 @@ def padding(n: int, pad: int, side: PadSide = "left", *, queries: int | None = N
            [0, 1, 1, 1],
            [0, 1, 1, 1]])
     """
-    k = _count("pad", pad, minimum=0)
-    if side not in ("left", "right"):
-        raise usage_error(f"padding side must be 'left' or 'right', got {side!r}")
-    if k > n:
-        raise usage_error(f"pad ({k}) cannot exceed n ({n})")
+    n, k = _pad_count(n, pad, side)
     real_lo, real_hi = (k, n - 1) if side == "left" else (0, n - 1 - k)
 
     def rule(p: IntArray) -> tuple[IntArray, IntArray]:
@@ -527,9 +536,17 @@ def padded_positions(n: int, pad: int, side: PadSide = "left") -> IntArray:
     >>> padded_positions(5, 2, "right")
     array([3, 4])
     """
-    return (
-        np.arange(pad, dtype=np.int64) if side == "left" else np.arange(n - pad, n, dtype=np.int64)
-    )
+    n, k = _pad_count(n, pad, side)
+    return np.arange(k, dtype=np.int64) if side == "left" else np.arange(n - k, n, dtype=np.int64)
+
+
+def _pad_count(n: int, pad: int, side: str) -> tuple[int, int]:
+    n, k = _count("N", n), _count("pad", pad, minimum=0)
+    if side not in ("left", "right"):
+        raise usage_error(f"padding side must be 'left' or 'right', got {side!r}")
+    if k > n:
+        raise usage_error(f"pad ({k}) cannot exceed n ({n})")
+    return n, k
 
 
 def cached_step(past_len: int) -> Mask:
@@ -589,14 +606,15 @@ def build(
     if window is not None:
         mask = mask & sliding_window(n, window)
     if document_lengths is not None:
-        total = sum(int(x) for x in document_lengths)
-        if total != n:
-            raise usage_error(f"document lengths sum to {total}, not n = {n}")
-        mask = mask & documents(document_lengths)
+        docs = documents(document_lengths)
+        if docs.n_keys != n:
+            raise usage_error(f"document lengths sum to {docs.n_keys}, not n = {n}")
+        mask = mask & docs
+    pads = None if pad is None else padding(n, pad, pad_side)  # checks pad before chunks use it
     if chunk is not None:
         # with left padding, chunks start at the first real token (see `chunked`)
         first = pad if pad and pad_side == "left" and pad < n else 0
         mask = mask & chunked(n, chunk, start=first)
-    if pad is not None:
-        mask = mask & padding(n, pad, pad_side)
+    if pads is not None:
+        mask = mask & pads
     return mask

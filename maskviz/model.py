@@ -38,7 +38,7 @@ from numpy.typing import NDArray
 
 from maskviz.arch import Architecture, Config, FloatArray, IntArray, kv_cache_formula
 from maskviz.arch.gpt2 import Block, GPTConfig, Weights
-from maskviz.errors import MaskvizError, usage_error
+from maskviz.errors import MaskvizError, as_integer, as_integers, usage_error
 from maskviz.masks import Mask, causal
 from maskviz.nn import attention, gelu, layer_norm, masked_softmax
 from maskviz.tokenizer import ByteTokenizer, Tokenizer, check_ids
@@ -360,10 +360,16 @@ class GPT:
             raise usage_error(f"steps must be an integer >= 0, got {steps!r}")
         if mode not in ("cached", "training", "recompute"):
             raise usage_error(f"mode must be 'cached', 'training' or 'recompute', got {mode!r}")
-        if temperature < 0 or not math.isfinite(temperature):
-            raise usage_error(f"temperature must be >= 0, got {temperature}")
-        if top_k is not None and top_k < 1:
+        if (
+            isinstance(temperature, bool)
+            or not isinstance(temperature, int | float | np.integer | np.floating)
+            or not (math.isfinite(temperature) and temperature >= 0)
+        ):
+            raise usage_error(f"temperature must be a number >= 0, got {temperature!r}")
+        if top_k is not None and as_integer(top_k, "top_k") < 1:
             raise usage_error(f"top_k must be >= 1, got {top_k}")
+        if seed is not None and as_integer(seed, "seed") < 0:
+            raise usage_error(f"seed must be >= 0, got {seed}")
         if temperature == 0 and (top_k is not None or seed is not None):
             raise usage_error("top_k and seed apply only when sampling (temperature > 0)")
         if temperature > 0 and seed is None:
@@ -392,7 +398,7 @@ class GPT:
         prefill_seconds = time.perf_counter() - t0
         step_seconds: list[float] = []
         t, stop = p, "steps"
-        eot = self.tokenizer.eot_id
+        stop_ids = self.tokenizer.stop_ids
         while t < p + steps:
             if t >= self.config.n_ctx:
                 stop = "context"
@@ -417,7 +423,7 @@ class GPT:
             logits_out[t] = self.weights.logits(hidden)[0]
             step_seconds.append(time.perf_counter() - t0)
             t += 1
-            if eot is not None and int(all_ids[t - 1]) == eot:
+            if int(all_ids[t - 1]) in stop_ids:
                 stop = "end_of_text"
                 break
         return self._trace(
@@ -509,10 +515,7 @@ class GPT:
     # -- helpers -------------------------------------------------------------------
 
     def _ids(self, token_ids: Sequence[int] | NDArray[np.integer[Any]]) -> IntArray:
-        try:
-            ids = [int(i) for i in token_ids]
-        except (TypeError, ValueError):
-            raise usage_error("token ids must be integers") from None
+        ids = as_integers(token_ids, "token ids")
         check_ids(ids, self.config.vocab_size)
         if len(ids) > self.config.n_ctx:
             raise usage_error(
@@ -525,10 +528,7 @@ class GPT:
     ) -> IntArray:
         if positions is None:
             return np.arange(n, dtype=np.int64)
-        try:
-            pos = np.asarray([int(p) for p in positions], dtype=np.int64)
-        except (TypeError, ValueError):
-            raise usage_error("positions must be integers") from None
+        pos = np.asarray(as_integers(positions, "positions"), dtype=np.int64)
         if pos.shape != (n,) or (pos < 0).any() or (pos >= self.config.n_ctx).any():
             raise usage_error(f"positions must be {n} integers from 0 to {self.config.n_ctx - 1}")
         return pos
@@ -581,7 +581,7 @@ def _dense_mask(mask: object, n: int) -> BoolArray | Literal["rules"] | None:
 def _select(what: str, chosen: Sequence[int] | None, count: int) -> IntArray:
     if chosen is None:
         return np.arange(count, dtype=np.int64)
-    out = np.asarray([int(c) for c in chosen], dtype=np.int64)
+    out = np.asarray(as_integers(chosen, f"{what}s"), dtype=np.int64)
     bad = out[(out < 0) | (out >= count)]
     if bad.size:
         raise usage_error(
@@ -602,7 +602,10 @@ class _Chooser:
     def __call__(self, logits: FloatArray) -> int:
         if self.temperature == 0:
             return int(np.argmax(logits))
-        z = logits.astype(np.float64) / self.temperature
+        # the largest logit becomes 0 before dividing: a tiny temperature then sends the
+        # others to -inf (probability 0), never the largest to inf (NaN)
+        with np.errstate(over="ignore"):
+            z = (logits.astype(np.float64) - float(logits.max())) / self.temperature
         if self.top_k is not None and self.top_k < z.size:
             cut = np.partition(z, -self.top_k)[-self.top_k]
             z = np.where(z >= cut, z, -np.inf)
@@ -629,6 +632,8 @@ def random_model(
     module = family(config.architecture)
     if module is None:
         raise usage_error(f"no architecture {config.architecture!r}")
+    if as_integer(seed, "seed") < 0:
+        raise usage_error(f"seed must be >= 0, got {seed}")
     weights = module.random_weights(config, np.random.default_rng(seed))
     tokenizer: Tokenizer = (
         ByteTokenizer() if config.vocab_size >= 257 else _IdTokenizer(config.vocab_size)
@@ -642,6 +647,7 @@ class _IdTokenizer:
     def __init__(self, vocab_size: int) -> None:
         self.vocab_size = vocab_size
         self.eot_id: int | None = None
+        self.stop_ids: frozenset[int] = frozenset()
         self.prefix_ids: tuple[int, ...] = ()
 
     def encode(self, text: str) -> list[int]:

@@ -23,6 +23,12 @@ class Tokenizer(Protocol):
         ...
 
     @property
+    def stop_ids(self) -> frozenset[int]:
+        """Every token that ends generation: ``eot_id`` and any other end-of-sequence
+        token the model's config lists (Llama 3 instruct ends a turn with its third)."""
+        ...
+
+    @property
     def prefix_ids(self) -> tuple[int, ...]:
         """The special tokens `encode` puts before every text (a BOS), () for none."""
         ...
@@ -52,6 +58,7 @@ class ByteTokenizer:
 
     vocab_size = 257
     eot_id = 256
+    stop_ids = frozenset({256})
     prefix_ids: tuple[int, ...] = ()
 
     def encode(self, text: str) -> list[int]:
@@ -77,7 +84,7 @@ class HFTokenizer:
     3's adds ``<|begin_of_text|>`` before every text, GPT-2's adds nothing.
     """
 
-    def __init__(self, path: Path, eos_id: int | None = None) -> None:
+    def __init__(self, path: Path, eos_ids: tuple[int, ...] = ()) -> None:
         try:
             from tokenizers import Tokenizer as _HF
         except ImportError:
@@ -91,10 +98,11 @@ class HFTokenizer:
                 f"{path}: not a loadable tokenizer.json ({_first_line(exc)})"
             ) from None
         self.vocab_size = int(self._tok.get_vocab_size(with_added_tokens=True))
-        # the model's end-of-sequence token (config.json's eos_token_id, e.g. Llama's
+        # the model's end-of-sequence tokens (config.json's eos_token_id, e.g. Llama's
         # <|end_of_text|>), else GPT-2's <|endoftext|> if the vocabulary has it
-        eot = eos_id if eos_id is not None else self._tok.token_to_id(EOT_TEXT)
+        eot = eos_ids[0] if eos_ids else self._tok.token_to_id(EOT_TEXT)
         self.eot_id = None if eot is None else int(eot)
+        self.stop_ids = frozenset(eos_ids) | (frozenset() if eot is None else {int(eot)})
         # the post-processor's leading specials, read off a one-character probe: its
         # special_tokens_mask marks only what the post-processor added
         try:

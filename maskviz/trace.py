@@ -10,7 +10,7 @@ attention                 float [L', H', T, T]    row t = attention of query t; 
 mask                      bool [T, T]             keys each query could see (True = allowed)
 mode                      str                     "cached", "training" or "recompute"
 layers, heads             int64 [L'], [H']        which layers/heads ``attention`` holds
-step_seconds              float64 [T - P]         wall time of each decoding step
+step_seconds              float64 [T - P]         wall time of each decoding step (empty: training)
 prefill_seconds           float                   wall time of the prompt pass (training: the whole pass)
 kv_cache_bytes            int                     bytes the KV cache held (0 without a cache)
 model_name, dtype         str                     the model and its float dtype
@@ -233,13 +233,23 @@ class Trace:
             name: getattr(self, name).tolist() for name in (*_ARRAYS, *_NEWER_ARRAYS)
         }
         out.update({name: getattr(self, name) for name in (*_SCALARS, *_OPTIONAL)})
+        # the recording's own dtype (it may differ from the model's), so that a file
+        # read back holds the very same values
+        out["attention_dtype"] = str(self.attention.dtype)
         return out
 
     def save(self, path: str | Path) -> None:
         """Write the trace atomically: ``.npz`` (no pickle) or ``.json``."""
         p = Path(path)
         if p.suffix.lower() == ".json":
-            write_text(p, json.dumps(self.to_dict(), allow_nan=False))
+            try:
+                text = json.dumps(self.to_dict(), allow_nan=False)
+            except ValueError:
+                raise MaskvizError(
+                    f"{p}: this trace holds NaN or infinite values, which JSON cannot "
+                    "store; save it as .npz"
+                ) from None
+            write_text(p, text)
             return
         arrays = {name: getattr(self, name) for name in (*_ARRAYS, *_NEWER_ARRAYS)}
         arrays.update({name: np.array(getattr(self, name)) for name in _SCALARS})
@@ -337,7 +347,14 @@ def _from_json(data: dict[str, Any], path: Path) -> dict[str, Any]:
     out: dict[str, Any] = dict(data)
     out["token_ids"] = np.asarray(data["token_ids"], dtype=np.int64)
     out["logits"] = np.asarray(data["logits"], dtype=dtype)
-    out["attention"] = np.asarray(data["attention"], dtype=dtype)
+    recorded = str(data.get("attention_dtype", dtype))  # absent before 0.2.1: the model's
+    if recorded not in _FLOAT_DTYPES:
+        raise MaskvizError(f"{path}: unknown attention_dtype {recorded!r}")
+    attention = np.asarray(data["attention"], dtype=recorded)
+    if attention.size == 0:  # nothing recorded: JSON's [] has lost the shape
+        n = len(data["token_ids"])
+        attention = attention.reshape(len(data["layers"]), len(data["heads"]), n, n)
+    out["attention"] = attention
     out["mask"] = np.asarray(data["mask"], dtype=bool)
     out["layers"] = np.asarray(data["layers"], dtype=np.int64)
     out["heads"] = np.asarray(data["heads"], dtype=np.int64)

@@ -317,6 +317,9 @@ def test_missing_folder_and_unknown_names_are_usage_errors(tmp_path: Path) -> No
     (tmp_path / "file.bin").write_bytes(b"x")
     with pytest.raises(MaskvizError, match="is a file"):
         load_model(tmp_path / "file.bin")
+    with pytest.raises(MaskvizError, match="a name, a folder or a hub id, got 123") as info:
+        load_model(123)  # type: ignore[arg-type]
+    assert info.value.exit_code == 2
 
 
 def test_hub_id_offline_and_not_cached_says_how_to_get_it(

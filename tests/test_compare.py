@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from maskviz import GPTConfig, random_model
+from maskviz import GPTConfig, MaskvizError, random_model
 from maskviz.compare import PAIRS, compare
 from maskviz.similarity import similarity
 from tests.conftest import run_cli
@@ -248,3 +248,26 @@ def test_shifted_positions_break_learned_positions_but_not_rotary_ones(
         "compare", "padded-vs-cached", "--side", "left", "--model", model, "--steps", "4"
     )
     assert left.exit_code == 0, left.stderr
+
+
+@pytest.mark.parametrize(
+    ("steps", "prompt", "message"),
+    [
+        (0, [1, 2], "steps must be >= 1"),
+        (2.5, [1, 2], "steps: 2.5 is not an integer"),
+        ("3", [1, 2], "steps: '3' is not an integer"),
+        (2, [1.5, 2], "prompt token ids: 1.5 is not an integer"),
+    ],
+)
+def test_compare_refuses_steps_and_prompts_that_are_not_integers(
+    steps: object, prompt: list[object], message: str
+) -> None:
+    model = random_model(GPTConfig(2, 2, 16, 32, 50), seed=0)
+    with pytest.raises(MaskvizError, match=message) as info:
+        compare(model, "training-vs-cached", prompt, steps)  # type: ignore[arg-type]
+    assert info.value.exit_code == 2
+
+
+def test_compare_takes_a_numpy_prompt_like_trace() -> None:
+    model = random_model(GPTConfig(2, 2, 16, 32, 50), seed=0)
+    assert compare(model, "training-vs-cached", np.array([1, 2, 3]), 3).agree

@@ -188,12 +188,40 @@ def test_generation_stops_after_end_of_text() -> None:
         ({"token_ids": [1], "heads": [-1]}, "head -1 is out of range"),
         ({"token_ids": [1], "temperature": -1.0}, "temperature"),
         ({"token_ids": [1], "top_k": 0}, "top_k"),
+        # never truncated to an integer, never a raw TypeError from NumPy
+        ({"token_ids": [1.5]}, "token ids: 1.5 is not an integer"),
+        ({"token_ids": [True]}, "token ids: True is not an integer"),
+        ({"token_ids": 5}, "token ids must be integers"),
+        ({"token_ids": [1], "layers": [0.7]}, "layers: 0.7 is not an integer"),
+        ({"token_ids": [1], "temperature": "hot"}, "temperature must be a number"),
+        ({"token_ids": [1], "temperature": 1, "top_k": 2.5}, "top_k: 2.5 is not an integer"),
+        ({"token_ids": [1], "temperature": 1, "seed": -1}, "seed must be >= 0"),
+        ({"token_ids": [1], "temperature": 1, "seed": 1.5}, "seed: 1.5 is not an integer"),
     ],
 )
 def test_bad_input_raises_the_library_error(kwargs: dict[str, object], message: str) -> None:
     model = random_model(GPTConfig(2, 2, 8, 8, 10))
     with pytest.raises(MaskvizError, match=message):
         model.trace(**kwargs)  # type: ignore[arg-type]
+
+
+def test_positions_that_are_not_integers_are_refused_not_truncated() -> None:
+    model = random_model(GPTConfig(2, 2, 8, 16, 20), seed=4)
+    with pytest.raises(MaskvizError, match=r"positions: 0\.5 is not an integer"):
+        model.forward([1, 2], positions=[0.5, 1.5])  # type: ignore[list-item]
+
+
+def test_a_vanishing_temperature_samples_the_greedy_token_without_nan() -> None:
+    model = random_model(GPTConfig(2, 2, 8, 16, 20), seed=4)
+    greedy = model.trace([1, 2], steps=6).token_ids
+    # logits / 1e-310 overflows to inf for any positive logit: the largest must not
+    sampled = model.trace([1, 2], steps=6, temperature=1e-310, seed=0).token_ids
+    np.testing.assert_array_equal(sampled, greedy)
+
+
+def test_a_negative_seed_is_refused_by_random_model() -> None:
+    with pytest.raises(MaskvizError, match="seed must be >= 0"):
+        random_model(GPTConfig(1, 2, 16, 32, 50), seed=-1)
 
 
 def test_forward_accepts_mask_objects_bool_arrays_causal_and_none() -> None:

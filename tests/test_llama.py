@@ -351,8 +351,11 @@ def test_unimplemented_config_fields_are_refused_by_name(
     config = json.loads((copy / "config.json").read_text())
     config.update(change)
     (copy / "config.json").write_text(json.dumps(config))
-    with pytest.raises(MaskvizError, match=rf"config.json: {named}\b.*(not supported|must be)"):
+    with pytest.raises(
+        MaskvizError, match=rf"config.json: {named}\b.*(not supported|must be)"
+    ) as info:
         load_model(copy)
+    assert str(info.value).count("config.json") == 1  # the file is named once
 
 
 # ---------------------------------------------------------------- random models
@@ -460,6 +463,19 @@ def test_every_pair_but_unmasked_agrees_on_random_llama_models(
     if future > unmasked.tolerance_attention:
         assert not unmasked.agree
         assert unmasked.first_differing_row == 0
+
+
+def test_generation_stops_at_any_of_the_configs_end_of_sequence_tokens(tmp_path: Path) -> None:
+    copy = tmp_path / "ckpt"
+    shutil.copytree(folder("llama"), copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["eos_token_id"] = [7, 1]  # as Llama 3 instruct lists its end-of-turn token second
+    (copy / "config.json").write_text(json.dumps(config))
+    model = load_model(copy, dtype="float64")
+    assert model.tokenizer.eot_id == 7 and model.tokenizer.stop_ids == {7, 1}
+    model.weights.lm_head[1] = 50 * model.weights.norm  # the second id wins everywhere
+    trace = model.trace(model.tokenizer.encode("The dog"), steps=5)
+    assert trace.stop_reason == "end_of_text" and int(trace.token_ids[-1]) == 1
 
 
 def test_generation_stops_at_the_configs_end_of_sequence_token() -> None:

@@ -98,12 +98,30 @@ def test_strict_first_row_is_reported_fully_masked() -> None:
         (lambda: masks.build(5, document_lengths=[2, 2]), "sum to 4"),
         (lambda: masks.build(5, "prefix-lm"), "needs a prefix"),
         (lambda: masks.build(5, "diagonal"), "unknown mask kind"),  # type: ignore[arg-type]
+        # checked before use: none of these reaches a raw TypeError or a wrong name
+        (lambda: masks.prefix_lm("5", 2), "N must be an integer"),  # type: ignore[arg-type]
+        (lambda: masks.padding("5", 1), "N must be an integer"),  # type: ignore[arg-type]
+        (lambda: masks.build(5, chunk=2, pad=-1), "pad must be >= 0"),
+        (lambda: masks.build(5, chunk=2, pad="1"), "pad must be an integer"),  # type: ignore[arg-type]
+        (lambda: masks.build(5, document_lengths=["a"]), "document length must be an integer"),  # type: ignore[list-item]
+        (lambda: masks.documents(5), "sequence of integers"),  # type: ignore[arg-type]
+        (lambda: masks.causal(3).blocks(1.5, 1), "cell_rows must be an integer"),  # type: ignore[arg-type]
+        (lambda: masks.causal(3).allowed_keys(1.5), "row must be an integer"),  # type: ignore[arg-type]
+        (lambda: masks.padded_positions(5, 7, "right"), "cannot exceed"),
+        (lambda: masks.padded_positions(5, 1, "middle"), "left"),  # type: ignore[arg-type]
+        (lambda: masks.causal(4).allows(np.array([10]), np.array([3])), "query positions"),
+        (lambda: masks.sliding_window(4, 2).allows(np.array([1]), np.array([-1])), "key positions"),
     ],
 )
 def test_invalid_parameters_raise_usage_errors(call: object, message: str) -> None:
     with pytest.raises(MaskvizError, match=message) as info:
         call()  # type: ignore[operator]
     assert info.value.exit_code == 2
+
+
+def test_a_mask_combined_with_a_non_mask_is_pythons_type_error() -> None:
+    with pytest.raises(TypeError, match="unsupported operand"):
+        masks.causal(3) & 5  # type: ignore[operator]
 
 
 def _reference_blocks(dense: np.ndarray, k: int) -> np.ndarray:

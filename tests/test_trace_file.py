@@ -35,6 +35,31 @@ def assert_same(a: Trace, b: Trace) -> None:
 
 
 @pytest.mark.parametrize("suffix", [".npz", ".json"])
+@pytest.mark.parametrize(
+    ("dtype", "recording"),
+    [("float32", {"record_dtype": "float16"}), ("float32", {"record_dtype": "float64"}),
+     ("float64", {"record_dtype": "float32"}), ("float32", {"layers": []}),
+     ("float32", {"record": False})],
+)  # fmt: skip
+def test_every_recording_round_trips_with_its_dtype_and_shape(
+    tmp_path: Path, suffix: str, dtype: str, recording: dict[str, object]
+) -> None:
+    model = random_model(GPTConfig(2, 2, 8, 16, 20), seed=4, dtype=dtype)  # type: ignore[arg-type]
+    saved = model.trace([1, 2, 3], steps=3, **recording)  # type: ignore[arg-type]
+    saved.save(tmp_path / f"t{suffix}")
+    assert_same(saved, Trace.load(tmp_path / f"t{suffix}"))
+
+
+def test_a_trace_json_cannot_hold_is_refused_naming_the_way_out(
+    trace: Trace, tmp_path: Path
+) -> None:
+    trace.logits[0, 0] = np.inf
+    with pytest.raises(MaskvizError, match=r"NaN or infinite values.*save it as \.npz"):
+        trace.save(tmp_path / "t.json")
+    assert not (tmp_path / "t.json").exists()
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".json"])
 def test_round_trip_is_exact(trace: Trace, tmp_path: Path, suffix: str) -> None:
     path = tmp_path / f"t{suffix}"
     trace.save(path)

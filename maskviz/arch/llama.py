@@ -381,6 +381,7 @@ def config_from_hf(data: dict[str, Any], source: str = "config.json") -> LlamaCo
     # transformers' biases: Llama and Qwen3 put attention_bias on q, k, v and o; Qwen2
     # always biases q, k and v and never o; Mistral has none (it ignores the field)
     bias = bool(data.get("attention_bias", False)) and model_type in ("llama", "qwen3")
+    windows = _windows(data, model_type, f["n_layer"], source)  # its errors name the source
     try:
         return LlamaConfig(
             **f,
@@ -393,7 +394,7 @@ def config_from_hf(data: dict[str, Any], source: str = "config.json") -> LlamaCo
             o_bias=bias,
             qk_norm=model_type == "qwen3",
             tie_word_embeddings=bool(data.get("tie_word_embeddings", False)),
-            windows=_windows(data, model_type, f["n_layer"], source),
+            windows=windows,
             model_type=str(model_type),
         )
     except MaskvizError as exc:
