@@ -354,8 +354,9 @@ def show_mask(
         from maskviz.render.save import save_mask
 
         save_mask(
-            mask, save, labels=labels, index_base=index_base, highlight=highlight, padded=padded
-        )
+            mask, save, labels=labels, index_base=index_base, highlight=highlight, padded=padded,
+            window=window,
+        )  # fmt: skip
         if not as_json:
             console(plain).print(f"saved {save}")
 

@@ -701,3 +701,33 @@ def test_figure_titles_carry_the_sampling_settings(tmp_path: Path) -> None:
         mp.setattr(figures, "save_figure", capture)
         assert run_cli(*args, "--save", str(tmp_path / "t.png")).exit_code == 0
     assert "sampled: temperature 0.7, top-k 9, seed 3" in titles[0]
+
+
+@pytest.mark.parametrize(("n", "cell"), [(100, 1), (2000, 4)])
+@pytest.mark.parametrize("base", [0, 1])
+def test_mask_figure_ticks_are_positions_wherever_they_are_drawn(
+    n: int, cell: int, base: int
+) -> None:
+    from maskviz import masks
+
+    fig = figures.mask_figure(masks.causal(n), index_base=base, highlight_row=n // 2)
+    ax = fig.axes[0]
+    FigureCanvasAgg(fig).draw()
+    for axis in (ax.xaxis, ax.yaxis):
+        ticks = [(t.get_loc(), int(t.label1.get_text())) for t in axis.get_major_ticks()]
+        assert len(ticks) >= 3
+        for loc, position in ticks:
+            # cell c holds positions c k .. c k + k - 1 (numbered from base)
+            assert base <= position < n + base
+            assert loc == pytest.approx((position - base + 0.5) / cell - 0.5)
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert f"row {n // 2 + base}" in legend
+
+
+def test_pdf_figures_embed_truetype_fonts_not_type_3(tmp_path: Path) -> None:
+    from maskviz import masks
+
+    figures.save_figure(figures.mask_figure(masks.causal(6)), tmp_path / "m.pdf")
+    pdf = (tmp_path / "m.pdf").read_bytes()
+    assert b"/Subtype /CIDFontType2" in pdf or b"/Subtype /TrueType" in pdf  # Type 42
+    assert b"/Subtype /Type3" not in pdf

@@ -261,9 +261,11 @@ def test_deep_link_selects_layer_head_and_step(tab: chromium.Tab, pages: dict[st
     tab.open(url(pages["trace"], "layer=2&head=1&step=5"))
     assert root_state(tab) == {"layer": "2", "head": "1", "step": "5", "ready": "1"}
     assert tab.eval("document.querySelector('.maskviz .mv-step-out').textContent") == "5 / 16"
-    # out-of-range values are clamped, not obeyed
+    # out-of-range values are clamped to the nearest that exists, not obeyed
     tab.open(url(pages["trace"], "layer=9&head=all&step=99"))
-    assert root_state(tab) == {"layer": "0", "head": "all", "step": "16", "ready": "1"}
+    assert root_state(tab) == {"layer": "3", "head": "all", "step": "16", "ready": "1"}
+    tab.open(url(pages["trace"], "layer=1.4&head=-1&step=abc"))
+    assert root_state(tab) == {"layer": "1", "head": "0", "step": "0", "ready": "1"}
 
 
 def test_choosing_a_layer_updates_the_fragment(tab: chromium.Tab, pages: dict[str, Path]) -> None:
@@ -310,7 +312,8 @@ def test_hovering_a_cell_shows_query_key_weight_and_state(
     assert lines[1] == f"key {key + 1} {labels[key]}"
     weight = float(lines[2].removeprefix("weight "))
     assert weight == pytest.approx(float(headline.head_attention(2, 1)[row, key]), abs=1e-4)
-    assert lines[3] == "allowed (in the KV cache)"
+    assert lines[3].startswith("→ ")  # the row's note: the token this row chose
+    assert lines[4] == "allowed (in the KV cache)"
 
 
 def test_future_keys_say_masked_and_unreached_ones_say_so(
@@ -390,6 +393,10 @@ def test_compare_page_shows_both_sides_the_delta_and_the_verdict(
     delta_tip = tooltip_at(tab, 20, 3, canvas=2)
     assert "|Δ| " in delta_tip and "(tolerance " in delta_tip
     assert "training: " in delta_tip and "cached: " in delta_tip
+    # each row's max |Δ|, promised by the header, is in the row's tooltip at any cell size
+    assert re.search(r"row's max \|Δ\|, all layers and heads: \d", tooltip_at(tab, 20, 3, 1))
+    masked = tooltip_at(tab, 3, 20, canvas=2)  # a future key: neither side attends there
+    assert "|Δ| none: neither side attends here" in masked and "e+" not in masked
 
 
 def test_similarity_page_highlights_the_read_out_row(
@@ -408,6 +415,37 @@ def test_mask_page_names_padding_in_the_tooltip(tab: chromium.Tab, pages: dict[s
     tab.open(url(pages["padded"]))
     assert tooltip_at(tab, 5, 1).endswith("masked: padding")
     assert tooltip_at(tab, 5, 4) == "query 6\nkey 5\nallowed"
+
+
+def test_mask_page_names_the_sliding_window_in_the_tooltip(
+    tab: chromium.Tab, pages: dict[str, Path]
+) -> None:
+    tab.open(url(pages["mask"]))
+    assert tooltip_at(tab, 20, 5).endswith("masked: outside the sliding window 8")
+    assert tooltip_at(tab, 20, 25).endswith("masked: future (key after query)")
+
+
+def test_the_tooltip_stays_by_its_cell_when_a_narrow_page_scrolls(
+    browser: chromium.Browser, pages: dict[str, Path]
+) -> None:
+    narrow = browser.tab()
+    metrics = {"width": 420, "height": 800, "deviceScaleFactor": 1, "mobile": False}
+    narrow.send("Emulation.setDeviceMetricsOverride", metrics)
+    narrow.open(url(pages["compare"]))
+    tooltip_at(narrow, 10, 10, canvas=1)  # scrolls the viewer to the second panel
+    assert narrow.eval(f"{ROOT_JS}.scrollLeft") > 0
+    tip, corner, root = narrow.eval(
+        "(() => { const c = document.querySelectorAll('.maskviz .mv-canvas')[1];"
+        " const b = c.getBoundingClientRect(), s = Number(c.dataset.cell);"
+        " const t = document.querySelector('.maskviz .mv-tip').getBoundingClientRect();"
+        f" const r = {ROOT_JS}.getBoundingClientRect();"
+        " return [[t.left, t.top, t.right],"
+        "         [b.left + Number(c.dataset.left) + 11 * s, b.top + Number(c.dataset.top) + 11 * s],"
+        "         [r.left, r.right]]; })()"
+    )
+    # just below the hovered cell, not displaced by the scroll, and wholly on screen
+    assert tip[1] == pytest.approx(corner[1] + 8, abs=2)
+    assert root[0] <= tip[0] <= corner[0] + 8 and tip[2] <= root[1]
 
 
 def test_two_notebook_outputs_on_one_page_render_and_stay_independent(

@@ -44,6 +44,7 @@ from numpy.typing import NDArray
 
 from maskviz._io import atomic_path
 from maskviz._text import display_label, fit, safe_text
+from maskviz.render.figures import COLOR_HIGHLIGHT
 from maskviz.view import ALLOWED, EVICTED, MASKED, STATE_NAMES, AttentionView, Panel
 
 if TYPE_CHECKING:
@@ -59,7 +60,6 @@ COLOR_EVICTED = "#fde0ef"  # light pink: a hue viridis never takes
 COLOR_EVICTED_HATCH = "#c51b7d"  # dark magenta lines: the pattern survives any colour vision
 EVICTED_HATCH = "///"
 COLOR_BOUNDARY = "#e8590c"  # orange: visible on both the viridis and the grey cells
-COLOR_HIGHLIGHT = "#e7298a"  # magenta: the newest query row in the decoding GIF
 COLOR_PENDING = "white"  # rows the decoding GIF has not reached yet
 COLOR_GOOD, COLOR_BAD = "#1b7837", "#b2182b"  # a comparison's verdict
 WEIGHTS_CMAP = "viridis"

@@ -21,6 +21,7 @@ from maskviz.masks import Mask
 FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
 MAX_FIGURE_CELLS = 512  # cells per side before a figure is downsampled
 COLOR_ALLOWED, COLOR_PARTIAL, COLOR_BLOCKED = "#1b7837", "#a6dba0", "#f2f2f2"
+COLOR_HIGHLIGHT = "#e7298a"  # magenta: the row a step computes, in every figure and page
 
 mpl.rcParams["svg.hashsalt"] = "maskviz"  # reproducible SVG ids
 
@@ -64,18 +65,35 @@ def mask_figure(
         ax.set_yticks(np.arange(-0.5, n_rows), minor=True)
         ax.grid(which="minor", color="white", linewidth=1.0)
         ax.tick_params(which="minor", length=0)
-    if highlight_row is not None:
-        r = highlight_row // k
-        ax.axhline(r - 0.5, color="#d95f02", linewidth=2)
-        ax.axhline(r + 0.5, color="#d95f02", linewidth=2)
+    else:  # round positions, placed where they fall: cell c holds positions c k .. c k + k - 1
+        from matplotlib.ticker import MaxNLocator
+
+        for set_ticks, count, offset in (
+            (ax.set_xticks, mask.n_keys, 0),
+            (ax.set_yticks, mask.n_queries, mask.query_offset),
+        ):
+            first = offset + index_base
+            shown = [
+                int(p)
+                for p in MaxNLocator(nbins=8, integer=True).tick_values(first, first + count - 1)
+                if first <= p < first + count
+            ]
+            set_ticks([(p - first + 0.5) / k - 0.5 for p in shown], [str(p) for p in shown])
+    from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    handles = [
+    handles: list[Patch | Line2D] = [
         Patch(color=COLOR_ALLOWED, label="may attend"),
-        Patch(color=COLOR_BLOCKED, label="may not"),
+        Patch(facecolor=COLOR_BLOCKED, edgecolor="#999999", label="may not"),
     ]
     if k > 1:
         handles.insert(1, Patch(color=COLOR_PARTIAL, label="partly"))
+    if highlight_row is not None:
+        r = highlight_row // k
+        ax.axhline(r - 0.5, color=COLOR_HIGHLIGHT, linewidth=2)
+        ax.axhline(r + 0.5, color=COLOR_HIGHLIGHT, linewidth=2)
+        position = highlight_row + mask.query_offset + index_base
+        handles.append(Line2D([], [], color=COLOR_HIGHLIGHT, linewidth=2, label=f"row {position}"))
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
     return fig
 
@@ -83,7 +101,8 @@ def mask_figure(
 def save_figure(fig: Figure, path: str | Path, *, dpi: int = 150) -> None:
     """Save ``fig`` atomically; the format comes from the suffix."""
     target = Path(path)
-    with atomic_path(target) as tmp:
+    # TrueType (Type 42) fonts in PDF and PostScript: journals' checks refuse Type 3
+    with atomic_path(target) as tmp, mpl.rc_context({"pdf.fonttype": 42, "ps.fonttype": 42}):
         fig.savefig(
             tmp, format=target.suffix.lower().lstrip("."), dpi=dpi, metadata=_metadata(target)
         )

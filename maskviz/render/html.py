@@ -113,6 +113,9 @@ def _quantised(weights: NDArray[Any], states: NDArray[np.int8], q: int) -> str:
     return _b64(values.astype("<u2" if q > 255 else "u1"))
 
 
+ROW_DELTA_LABEL = "row's max |Δ|, all layers and heads: "  # what a comparison's row notes are
+
+
 def _delta(a: Panel, b: Panel) -> str:
     """|a - b| as float32 (rounding differences live near 1e-8) for the cells either side
     may attend to, as the figures' difference map; the rest is masked on both sides."""
@@ -184,6 +187,7 @@ def _page(
     **extra: Any,
 ) -> Page:
     from maskviz.render import attention_figures as af
+    from maskviz.render.figures import COLOR_HIGHLIGHT
 
     data = {
         "v": 1,
@@ -210,7 +214,7 @@ def _page(
             "evictedHatch": af.COLOR_EVICTED_HATCH,
             "pending": COLOR_PENDING,
             "boundary": af.COLOR_BOUNDARY,
-            "highlight": af.COLOR_HIGHLIGHT,
+            "highlight": COLOR_HIGHLIGHT,
         },
         **extra,
     }
@@ -342,7 +346,10 @@ def comparison_page(
         view = comparison_view(result, labels, layer=lay, head=h, model_name=model_name)
         a, b = view.panels
         panels = [_panel(pool, a, q), _panel(pool, b, q)]
-        return _view(view, panels, delta=_delta(a, b), tolerance=result.tolerance_attention)
+        return _view(
+            view, panels, delta=_delta(a, b), tolerance=result.tolerance_attention,
+            notesLabel=ROW_DELTA_LABEL,
+        )  # fmt: skip
 
     n = int(result.token_ids.shape[0])
     pool, views, select, q = _every_layer_and_head(n_layer, n_head, n, draw)
@@ -385,9 +392,16 @@ def similarity_page(
     )
 
 
-def view_page(view: AttentionView, *, kind: str = "view", highlight: int | None = None) -> Page:
+def view_page(
+    view: AttentionView,
+    *,
+    kind: str = "view",
+    highlight: int | None = None,
+    window: int | None = None,
+) -> Page:
     """One view as it is (what `save_view` writes for ``.html``); ``kind="mask"`` draws
-    allowed cells in the mask figures' green instead of by weight."""
+    allowed cells in the mask figures' green instead of by weight. ``window``: the
+    sliding window the tooltips name for keys too far back."""
     n = max(p.n for p in view.panels)
     q = _levels(len(view.panels) * n * n)
     pool = _Pool()
@@ -395,6 +409,7 @@ def view_page(view: AttentionView, *, kind: str = "view", highlight: int | None 
     extra: dict[str, Any] = {}
     if view.verdict is not None and len(view.panels) == 2:
         extra["delta"] = _delta(*view.panels)
+        extra["notesLabel"] = ROW_DELTA_LABEL
     pads = sorted({int(r) for p in view.panels for r, note in p.notes.items() if note == PAD_NOTE})
     select = {"0/0": [0, list(range(len(panels)))]}
     from maskviz.render.figures import COLOR_ALLOWED
@@ -403,7 +418,7 @@ def view_page(view: AttentionView, *, kind: str = "view", highlight: int | None 
         kind,
         f"maskviz · {view.title}",
         pool,
-        [_view(view, panels, pads=pads, **extra)],
+        [_view(view, panels, pads=pads, window=window, **extra)],
         select,
         q=q,
         index_base=view.index_base,
@@ -414,12 +429,14 @@ def view_page(view: AttentionView, *, kind: str = "view", highlight: int | None 
     )
 
 
-def mask_page(view: AttentionView, *, highlight: int | None = None) -> Page:
+def mask_page(
+    view: AttentionView, *, highlight: int | None = None, window: int | None = None
+) -> Page:
     """A mask (`maskviz.view.mask_view`): allowed or not, no weights, in the mask
     figures' colours."""
     from maskviz.render.figures import COLOR_BLOCKED
 
-    page = view_page(view, kind="mask", highlight=highlight)
+    page = view_page(view, kind="mask", highlight=highlight, window=window)
     colors = dict(page.data["colors"], masked=COLOR_BLOCKED)
     return replace(
         page, data=dict(page.data, colors=colors, highlightText="the row one cached step computes")

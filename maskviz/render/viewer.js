@@ -134,9 +134,12 @@ function (root) {
     const view = data.views[hit[0]];
     return { view, panels: hit[1].map((i) => view.panels[i]) };
   }
+  // the value of ``list`` nearest to ``v`` (the first when v is not a number)
+  const nearest = (list, v) => (Number.isFinite(v)
+    ? list.reduce((a, b) => (Math.abs(b - v) < Math.abs(a - v) ? b : a)) : list[0]);
   function clampState() {
-    if (!data.layers.includes(st.layer)) st.layer = data.layers[0];
-    if (st.head !== "all" && !data.heads.includes(st.head)) st.head = data.heads[0];
+    if (!data.layers.includes(st.layer)) st.layer = nearest(data.layers, st.layer);
+    if (st.head !== "all" && !data.heads.includes(st.head)) st.head = nearest(data.heads, st.head);
     if (st.head === "all" && !data.allHeads) st.head = data.heads[0];
     st.step = Math.max(0, Math.min(data.steps, Math.round(st.step) || 0));
   }
@@ -189,7 +192,9 @@ function (root) {
     const last = lastRow(n);
     const notes = rowsMap(panel.notes);
     const labelW = withLabels ? Math.max(...pool[panel.labels].map((_, i) => textWidth(label(panel, i)))) + 6 : 0;
-    const notesW = withLabels && kind !== "delta" && notes.size
+    // notes beside their rows only where a row is tall enough to read; the tooltip
+    // gives them at any size
+    const notesW = withLabels && kind !== "delta" && notes.size && cell >= 10
       ? Math.max(...[...notes.values()].map(textWidth)) + 8 : 0;
     const left = labelW, top = labelW, side = n * cell;
     const cssW = left + side + notesW + 2, cssH = top + side + 2;
@@ -249,9 +254,11 @@ function (root) {
     ctx.setLineDash([]);
     const hl = stepping ? last : panel.highlight;
     if (hl !== null && hl !== undefined) {
+      // the prefill computes every prompt row at once; a decoding step one row
+      const from = stepping && st.step === 0 ? 0 : hl;
       ctx.strokeStyle = C.highlight;
       ctx.lineWidth = 2;
-      ctx.strokeRect(left - 1, top + hl * cell, side + 2, cell);
+      ctx.strokeRect(left - 1, top + from * cell, side + 2, (hl - from + 1) * cell);
     }
     ctx.fillStyle = "#222222";
     ctx.font = FONT;
@@ -269,7 +276,7 @@ function (root) {
         ctx.fillText(t, 0, 0);
         ctx.restore();
       }
-      if (notesW && cell >= 10) {
+      if (notesW) {
         ctx.textAlign = "left";
         for (const [r, note] of notes) {
           if (r <= last) ctx.fillText(note, left + side + 6, top + (r + 0.5) * cell);
@@ -327,7 +334,9 @@ function (root) {
       const [a, b] = view.panels;
       const sa = statesOf(a), sb = statesOf(b);
       const tol = view.tolerance ? " (tolerance " + view.tolerance.toExponential(1) + ")" : "";
-      lines.push("|Δ| " + deltaOf(view)[i].toExponential(2) + tol);
+      const computed = sa[i] === ALLOWED || sb[i] === ALLOWED;
+      lines.push(computed ? "|Δ| " + deltaOf(view)[i].toExponential(2) + tol
+        : "|Δ| none: neither side attends here");
       lines.push(a.title + ": " + (sa[i] === ALLOWED ? fmtWeight(weightsOf(a)[i]) : stateText(a, view, r, c, sa)));
       lines.push(b.title + ": " + (sb[i] === ALLOWED ? fmtWeight(weightsOf(b)[i]) : stateText(b, view, r, c, sb)));
       return lines.join("\n");
@@ -336,6 +345,10 @@ function (root) {
     if (kind === "weights" && s[i] === ALLOWED && !state.startsWith("not")) {
       lines.push("weight " + fmtWeight(weightsOf(panel)[i]));
     }
+    // the row's note (next token, its max |Δ|, ...): beside the row only when rows are
+    // tall enough, so here at any size
+    const note = rowsMap(panel.notes).get(r);
+    if (note && r <= lastRow(panel.n)) lines.push((view.notesLabel || "") + note);
     lines.push(state);
     return lines.join("\n");
   }
@@ -343,10 +356,12 @@ function (root) {
     tip.textContent = tipText(panel, view, kind, r, c);
     tip.hidden = false;
     const cell = Number(canvas.dataset.cell);
+    // in the root's content coordinates: the root scrolls when the page is narrow
     const box = canvas.getBoundingClientRect(), rb = root.getBoundingClientRect();
-    const x = box.left - rb.left + Number(canvas.dataset.left) + (c + 1) * cell + 8;
-    const y = box.top - rb.top + Number(canvas.dataset.top) + (r + 1) * cell + 8;
-    tip.style.left = Math.max(0, Math.min(x, root.clientWidth - tip.offsetWidth - 4)) + "px";
+    const x = box.left - rb.left + root.scrollLeft + Number(canvas.dataset.left) + (c + 1) * cell + 8;
+    const y = box.top - rb.top + root.scrollTop + Number(canvas.dataset.top) + (r + 1) * cell + 8;
+    const right = root.scrollLeft + root.clientWidth - tip.offsetWidth - 4;
+    tip.style.left = Math.max(root.scrollLeft, Math.min(x, right)) + "px";
     tip.style.top = y + "px";
     Object.assign(cursorBox.style, { left: x - cell - 9 + "px", top: y - cell - 9 + "px",
                                      width: cell + 2 + "px", height: cell + 2 + "px" });
@@ -442,7 +457,7 @@ function (root) {
     if (stepping) swatch(legend, C.pending, "not reached yet at this step");
     const kinds = new Set(panels.flatMap((p) => p.marks.map((m) => m[1])));
     if (kinds.has("prompt")) swatch(legend, C.boundary, "prompt | generated (dashed line)");
-    if (stepping) swatch(legend, C.highlight, "the query row this step computes");
+    if (stepping) swatch(legend, C.highlight, "the rows this step computes (the prefill: the prompt)");
     else if (panels.some((p) => p.highlight !== null)) swatch(legend, C.highlight, data.highlightText || "highlighted query row");
   }
 
