@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -22,11 +23,14 @@ def check_output_path(path: str | Path, suffixes: Sequence[str]) -> Path:
     if suffix not in suffixes:
         what = f"extension {p.suffix!r}" if p.suffix else "no extension"
         raise usage_error(f"cannot save to {str(p)!r}: {what}; use one of {', '.join(suffixes)}")
-    if p.is_dir():
-        raise usage_error(f"cannot save to {str(p)!r}: it is a directory")
     parent = p.parent if str(p.parent) else Path(".")
-    if not parent.is_dir():
-        raise usage_error(f"cannot save to {str(p)!r}: folder {str(parent)!r} does not exist")
+    try:
+        if p.is_dir():
+            raise usage_error(f"cannot save to {str(p)!r}: it is a directory")
+        if not parent.is_dir():
+            raise usage_error(f"cannot save to {str(p)!r}: folder {str(parent)!r} does not exist")
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        raise usage_error(f"cannot save to {str(p)!r}: {exc.strerror or exc}") from None
     if not os.access(parent, os.W_OK):
         raise usage_error(f"cannot save to {str(p)!r}: folder {str(parent)!r} is not writable")
     return p
@@ -37,9 +41,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it over ``path``.
 
     The temporary file keeps ``path``'s suffix (writers pick formats from it). On
-    any error it is removed and the original file, if any, is untouched.
+    any error it is removed and the original file, if any, is untouched. A symbolic
+    link is followed (its target is replaced, the link stays), and a replaced file
+    keeps its permissions.
     """
-    target = Path(path)
+    shown, target = str(path), Path(os.path.realpath(path))
     try:
         fd, tmp_name = tempfile.mkstemp(
             dir=target.parent if str(target.parent) else ".",
@@ -47,19 +53,23 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             suffix=f".tmp{target.suffix}",
         )
     except OSError as exc:
-        raise MaskvizError(f"cannot write {str(target)!r}: {exc.strerror}") from None
+        raise MaskvizError(f"cannot write {shown!r}: {exc.strerror}") from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        try:
+            mode = stat.S_IMODE(os.stat(target).st_mode)
+        except FileNotFoundError:  # a new file: what open() would have given it
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.chmod(tmp, mode)
         os.replace(tmp, target)
     except OSError as exc:
-        raise MaskvizError(f"cannot write {str(target)!r}: {exc.strerror or exc}") from None
+        raise MaskvizError(f"cannot write {shown!r}: {exc.strerror or exc}") from None
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -80,3 +80,14 @@ def plural(count: int, noun: str) -> str:
     if count == 1:
         return f"1 {noun}"
     return f"{count:,} {noun[:-1] + 'ies' if noun.endswith('y') and noun[-2] not in 'aeiou' else noun + 's'}"
+
+
+def times(ratio: float, more: str, less: str) -> str:
+    """A ratio as "N.Nx more", or "N.Nx less" when it is below 1.
+
+    >>> times(3.0, "slower", "faster"), times(0.8, "slower", "faster")
+    ('3.0x slower', '1.2x faster')
+    """
+    if ratio >= 1 or ratio <= 0:
+        return f"{ratio:.1f}x {more}"
+    return f"{1 / ratio:.1f}x {less}"

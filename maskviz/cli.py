@@ -115,6 +115,8 @@ class _Group(TyperGroup):
         except typer.TyperException as exc:  # argument parsing: usage errors exit 2
             given = sys.argv[1:] if args is None else list(args)
             message = exc.format_message().replace(": Value error, ", ": ")  # Typer's wording
+            if not message:  # bare `maskviz`: the help is printed, nothing is wrong to say
+                sys.exit(exc.exit_code)
             hint = _did_you_mean(exc, given)
             _fail(f"{message.rstrip('.')}; {hint}" if hint else message, exc.exit_code)
         except (KeyboardInterrupt, typer.Abort):
@@ -585,7 +587,7 @@ def _show(
     elif save.suffix.lower() == ".gif":
         from maskviz.render.save import gif_frames, save_view
 
-        with _progress("writing GIF", "frames", gif_frames(view)) as update:
+        with _progress("writing GIF", "frames", gif_frames(view), plain=plain) as update:
             save_view(view, save, progress=update)
     else:
         from maskviz.render.save import save_view
@@ -602,12 +604,14 @@ def _html() -> Any:
 
 
 @contextmanager
-def _progress(what: str, unit: str, total: int | None = None) -> Iterator[Callable[..., None]]:
+def _progress(
+    what: str, unit: str, total: int | None = None, *, plain: bool = False
+) -> Iterator[Callable[..., None]]:
     """A transient progress bar on stderr, shown only on a terminal and for more than a
     few units of work. It yields ``update(done, total, what=None)``."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    err = Console(stderr=True, highlight=False)
+    err = Console(stderr=True, highlight=False, no_color=plain or None)  # --plain: no colour
     if not err.is_terminal or (total is not None and total <= 4):
         # no Progress at all: a disabled one still writes a newline in Rich before 14.3
         yield lambda done, total, doing=None: None
@@ -933,7 +937,7 @@ def bench_command(
     if tokens is None:
         tokens = min(bench_lib.DEFAULT_TOKENS, gpt.config.n_ctx)
     bench_lib.check_tokens(tokens, gpt.config.n_ctx)
-    result = _bench_with_progress(gpt, tokens, repeats)
+    result = _bench_with_progress(gpt, tokens, repeats, plain=plain)
     if as_json:
         print_json(result.to_dict())
     else:
@@ -949,11 +953,11 @@ def bench_command(
             console(plain).print(f"saved {save}")
 
 
-def _bench_with_progress(gpt: GPT, tokens: int, repeats: int) -> BenchResult:
+def _bench_with_progress(gpt: GPT, tokens: int, repeats: int, *, plain: bool) -> BenchResult:
     """Run the benchmark with a progress bar on stderr (only when stderr is a terminal)."""
     from maskviz.bench import run
 
-    with _progress("bench", "runs") as update:
+    with _progress("bench", "runs", plain=plain) as update:
         return run(
             gpt,
             tokens,

@@ -72,7 +72,11 @@ def load_model(spec: str | Path | None = None, *, dtype: DType = "float32") -> G
     if name is not None:
         return load_checkpoint(shipped_model_dir(name), dtype=dtype, name=name)
     path = Path(text).expanduser()
-    if path.exists():
+    try:
+        exists = path.exists()
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        raise usage_error(f"--model {text!r}: {exc.strerror or exc}") from None
+    if exists:
         if not path.is_dir():
             raise usage_error(f"--model {text!r} is a file; give the checkpoint's folder")
         return load_checkpoint(path, dtype=dtype)

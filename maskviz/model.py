@@ -42,7 +42,7 @@ from maskviz.errors import MaskvizError, as_integer, as_integers, usage_error
 from maskviz.masks import Mask, causal
 from maskviz.nn import attention, gelu, layer_norm, masked_softmax
 from maskviz.tokenizer import ByteTokenizer, Tokenizer, check_ids
-from maskviz.trace import Trace
+from maskviz.trace import MAX_SEED, Trace
 
 DType = Literal["float32", "float64"]
 Mode = Literal["cached", "training", "recompute"]
@@ -232,12 +232,19 @@ class GPT:
                 record.report(layer, weights, idx, key_idx)
             return out
 
-        x = self.weights.embed(ids, positions)
-        for layer in range(self.config.n_layer):
-            x = self.weights.layer(layer, x, positions, attend)
+        # an overflow is reported once, below, as an error: not as NumPy warnings
+        with np.errstate(over="ignore", invalid="ignore"):
+            x = self.weights.embed(ids, positions)
+            for layer in range(self.config.n_layer):
+                x = self.weights.layer(layer, x, positions, attend)
+            hidden: FloatArray = self.weights.final_norm(x)
+        if not np.isfinite(hidden).all():
+            raise MaskvizError(
+                f"the model's activations overflowed {self.dtype} (position {start} on): "
+                "its weights are too large for this dtype"
+            )
         if cache is not None:
             cache.length = start + ids.shape[0]
-        hidden: FloatArray = self.weights.final_norm(x)
         return hidden
 
     def _rule_mask(
@@ -368,8 +375,8 @@ class GPT:
             raise usage_error(f"temperature must be a number >= 0, got {temperature!r}")
         if top_k is not None and as_integer(top_k, "top_k") < 1:
             raise usage_error(f"top_k must be >= 1, got {top_k}")
-        if seed is not None and as_integer(seed, "seed") < 0:
-            raise usage_error(f"seed must be >= 0, got {seed}")
+        if seed is not None and not 0 <= as_integer(seed, "seed") <= MAX_SEED:
+            raise usage_error(f"seed must be from 0 to {MAX_SEED}, got {seed}")
         if temperature == 0 and (top_k is not None or seed is not None):
             raise usage_error("top_k and seed apply only when sampling (temperature > 0)")
         if temperature > 0 and seed is None:

@@ -80,6 +80,7 @@ _OPTIONAL: dict[str, tuple[type, Any]] = {
 }
 MODES = ("cached", "training", "recompute")
 _FLOAT_DTYPES = ("float16", "float32", "float64")
+MAX_SEED = 2**63 - 1  # saved as int64
 
 
 @dataclass(frozen=True, eq=False)
@@ -286,7 +287,10 @@ class Trace:
             raise MaskvizError(
                 f"{p}: cannot read trace: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
             ) from None
-        return cls(**kwargs)
+        try:
+            return cls(**kwargs)
+        except MaskvizError as exc:
+            raise MaskvizError(f"{p}: {exc}") from None
 
 
 def _item(value: Any) -> Any:
@@ -310,6 +314,8 @@ _EXPECTED_DTYPE = {
 
 def _read_npz(path: Path) -> dict[str, Any]:
     """Read the .npz members after checking every header's dtype and size."""
+    if path.is_dir():
+        raise MaskvizError(f"{path}: is a folder, not a trace file")
     if not path.is_file():
         raise MaskvizError(f"{path}: no such file")
     out: dict[str, Any] = {}
@@ -346,11 +352,12 @@ def _from_json(data: dict[str, Any], path: Path) -> dict[str, Any]:
         raise MaskvizError(f"{path}: unknown dtype {dtype!r}")
     out: dict[str, Any] = dict(data)
     out["token_ids"] = np.asarray(data["token_ids"], dtype=np.int64)
-    out["logits"] = np.asarray(data["logits"], dtype=dtype)
     recorded = str(data.get("attention_dtype", dtype))  # absent before 0.2.1: the model's
     if recorded not in _FLOAT_DTYPES:
         raise MaskvizError(f"{path}: unknown attention_dtype {recorded!r}")
-    attention = np.asarray(data["attention"], dtype=recorded)
+    with np.errstate(over="ignore"):  # out-of-range numbers become inf, refused by _validate
+        attention = np.asarray(data["attention"], dtype=recorded)
+        out["logits"] = np.asarray(data["logits"], dtype=dtype)
     if attention.size == 0:  # nothing recorded: JSON's [] has lost the shape
         n = len(data["token_ids"])
         attention = attention.reshape(len(data["layers"]), len(data["heads"]), n, n)
@@ -382,9 +389,18 @@ def _validate(t: Trace) -> None:
         raise bad(f"prompt_len {t.prompt_len} is outside 1..{n}")
     if t.logits.ndim != 2 or t.logits.shape[0] != n:
         raise bad(f"'logits' must be [T={n}, vocab], got {t.logits.shape}")
+    vocab = t.logits.shape[1]
+    for name in ("token_ids", "label_ids"):
+        ids = getattr(t, name)
+        if ids.size and (ids.min() < 0 or ids.max() >= vocab):
+            raise bad(f"'{name}' must lie in 0..{vocab - 1} (the logits' vocabulary)")
+    if not np.isfinite(t.logits).all():
+        raise bad("'logits' must be finite (no NaN or inf)")
     expected = (t.layers.shape[0], t.heads.shape[0], n, n)
     if t.attention.shape != expected:
         raise bad(f"'attention' must be {list(expected)}, got {list(t.attention.shape)}")
+    if t.attention.size and not (t.attention.min() >= 0 and t.attention.max() <= 1):
+        raise bad("'attention' weights must lie in 0..1 (no NaN or inf)")
     if t.mask.shape != (n, n):
         raise bad(f"'mask' must be [{n}, {n}], got {list(t.mask.shape)}")
     if t.positions is None or t.positions.shape != (n,) or (t.positions < 0).any():
@@ -403,5 +419,7 @@ def _validate(t: Trace) -> None:
         raise bad(f"temperature must be >= 0, got {t.temperature}")
     if t.top_k is not None and t.top_k < 1:
         raise bad(f"top_k must be >= 1, got {t.top_k}")
-    if t.seed is not None and t.seed < 0:
-        raise bad(f"seed must be >= 0, got {t.seed}")
+    if t.seed is not None and not 0 <= t.seed <= MAX_SEED:
+        raise bad(f"seed must be from 0 to {MAX_SEED}, got {t.seed}")
+    if t.kv_cache_bytes < 0:
+        raise bad(f"kv_cache_bytes must be >= 0, got {t.kv_cache_bytes}")

@@ -163,6 +163,8 @@ def test_failed_save_keeps_the_existing_file(tmp_path: Path) -> None:
         (["6", "--save", "mask"], "no extension"),
         (["6", "--save", "mask.bmp"], "extension '.bmp'"),
         (["6", "--save", "/no/such/folder/m.png"], "does not exist"),
+        (["6", "--save", "a" * 300 + "/m.png"], "File name too long"),
+        (["6", "--save", "a" * 300 + ".png"], "File name too long"),
         (["10000001"], "too large"),
     ],
 )
@@ -174,6 +176,18 @@ def test_bad_input_is_one_line_on_stderr_with_exit_2(args: list[str], message: s
     assert result.stderr.startswith("maskviz: error: ")
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_saving_over_a_file_keeps_its_permissions_and_follows_a_link(tmp_path: Path) -> None:
+    target = tmp_path / "private.png"
+    target.write_bytes(b"old")
+    target.chmod(0o600)
+    link = tmp_path / "link.png"
+    link.symlink_to(target)
+    assert run_cli("show-mask", "4", "--save", str(link)).exit_code == 0
+    assert link.is_symlink() and link.resolve() == target  # the link stays a link
+    assert target.read_bytes().startswith(b"\x89PNG")  # its target got the picture
+    assert target.stat().st_mode & 0o777 == 0o600
 
 
 def test_save_into_a_directory_path_is_refused(tmp_path: Path) -> None:
@@ -266,3 +280,10 @@ def test_absurd_window_is_a_usage_error_not_an_overflow() -> None:
     result = run_cli("show-mask", "4", "--window", "9" * 30)
     assert result.exit_code == 2
     assert "window must be at most" in result.stderr
+
+
+def test_bare_maskviz_prints_the_help_and_no_empty_error_line() -> None:
+    result = run_cli()
+    assert result.exit_code == 2  # no command given
+    assert "Usage: maskviz" in result.stdout and "show-mask" in result.stdout
+    assert result.stderr == ""

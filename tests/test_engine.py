@@ -195,7 +195,8 @@ def test_generation_stops_after_end_of_text() -> None:
         ({"token_ids": [1], "layers": [0.7]}, "layers: 0.7 is not an integer"),
         ({"token_ids": [1], "temperature": "hot"}, "temperature must be a number"),
         ({"token_ids": [1], "temperature": 1, "top_k": 2.5}, "top_k: 2.5 is not an integer"),
-        ({"token_ids": [1], "temperature": 1, "seed": -1}, "seed must be >= 0"),
+        ({"token_ids": [1], "temperature": 1, "seed": -1}, "seed must be from 0 to"),
+        ({"token_ids": [1], "temperature": 1, "seed": 2**63}, "seed must be from 0 to"),
         ({"token_ids": [1], "temperature": 1, "seed": 1.5}, "seed: 1.5 is not an integer"),
     ],
 )
@@ -267,3 +268,14 @@ def test_bad_configs_are_refused() -> None:
         GPTConfig(1, 3, 8, 8, 8)
     with pytest.raises(MaskvizError, match="n_layer"):
         GPTConfig(0, 1, 8, 8, 8)
+
+
+def test_activations_that_overflow_are_an_error_not_nan() -> None:
+    model = random_model(GPTConfig(2, 2, 8, 16, 20), seed=4)
+    model.weights.blocks[0].c_attn_w *= np.float32(1e30)  # finite, but far too large
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no NumPy overflow warning on the way
+        with pytest.raises(MaskvizError, match="activations overflowed float32"):
+            model.trace([1, 2, 3], steps=2)
+        with pytest.raises(MaskvizError, match="activations overflowed float32"):
+            model.forward([1, 2, 3])

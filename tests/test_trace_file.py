@@ -96,6 +96,13 @@ def _rewrite(src: Path, dst: Path, name: str, value: np.ndarray | None) -> None:
         ("token_ids", np.array([1.5, 2.5]), "'token_ids' must be an array of kind"),
         ("mode", np.array("sideways"), "mode must be one of"),
         ("logits", np.array([object()], dtype=object), "no pickle"),
+        # numbers a drawing would show as NaN% or index past the vocabulary
+        ("logits", np.full((8, 20), np.nan, np.float32), "'logits' must be finite"),
+        ("attention", np.full((2, 2, 8, 8), np.inf, np.float32), "must lie in 0..1"),
+        ("attention", np.full((2, 2, 8, 8), -0.5, np.float32), "must lie in 0..1"),
+        ("token_ids", np.array([1, 2, 3, 99999, 1, 2, 3, 4]), "'token_ids' must lie in 0..19"),
+        ("kv_cache_bytes", np.array(-5), "kv_cache_bytes must be >= 0"),
+        ("seed", np.array(2**64 - 1, np.uint64), "seed must be from 0 to"),
     ],
 )
 def test_damaged_files_fail_with_the_library_error(
@@ -104,8 +111,9 @@ def test_damaged_files_fail_with_the_library_error(
     good, bad = tmp_path / "good.npz", tmp_path / "bad.npz"
     trace.save(good)
     _rewrite(good, bad, name, value)
-    with pytest.raises(MaskvizError, match=message):
+    with pytest.raises(MaskvizError, match=message) as info:
         Trace.load(bad)
+    assert str(info.value).startswith(str(bad))  # the file is named
 
 
 def test_truncated_and_garbage_files_fail_cleanly(trace: Trace, tmp_path: Path) -> None:

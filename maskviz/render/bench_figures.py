@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from matplotlib.figure import Figure
 
+from maskviz._text import times
 from maskviz.bench import BenchResult
 
 COLOR_CACHED = "#1b7837"
@@ -27,7 +28,8 @@ def latency_figure(result: BenchResult) -> Figure:
     positions = result.cached.positions
     both.plot(positions, ms_recompute, color=COLOR_RECOMPUTE, label="recompute (no cache)")
     both.plot(positions, ms_cached, color=COLOR_CACHED, label="cached (KV cache)")
-    both.set_title(f"per-step time: the cache is {result.cache_speedup:.1f}x faster overall")
+    speed = times(result.cache_speedup, "faster", "slower")
+    both.set_title(f"per-step time: the cache is {speed} overall")
     cached_only.plot(positions, ms_cached, color=COLOR_CACHED, label="cached (KV cache)")
     if result.bandwidth is not None:
         floor = 1e3 / result.bandwidth.bound_tokens_per_second

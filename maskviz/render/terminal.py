@@ -17,7 +17,7 @@ from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderR
 from rich.style import Style
 from rich.text import Text
 
-from maskviz._text import cell_width, fit, plural, safe_text
+from maskviz._text import cell_width, fit, plural, safe_text, times
 from maskviz.masks import Mask
 
 if TYPE_CHECKING:  # annotations only: drawing a mask needs no engine
@@ -322,7 +322,7 @@ def bench_view(result: BenchResult, machine: str) -> Group:
             result.cached_recording,
             _signed_percent(result.recording_overhead, 0),
         ),
-        ("recompute", result.recompute, f"{result.cache_speedup:.1f}x slower"),
+        ("recompute", result.recompute, times(result.cache_speedup, "slower", "faster")),
     ]:
         table.add_row(
             label,
@@ -348,7 +348,8 @@ def bench_view(result: BenchResult, machine: str) -> Group:
     ]
     notes = [
         "",
-        f"cache speedup: {result.cache_speedup:.1f}x over recomputing the prefix at every step",
+        f"the cache: {times(result.cache_speedup, 'faster', 'slower')} than recomputing the "
+        "prefix at every step",
         f"recording every layer and head: {_signed_percent(result.recording_overhead, 1)} time, "
         f"{mem['record_bytes_per_token']:,} bytes per token at {result.tokens} positions "
         f"(one head: {mem['record_bytes_per_token_one_head']:,}; float16 halves both)",
