@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from maskviz.model import GPT, GPTConfig, KVCache, random_model
     from maskviz.trace import Trace
 
-__version__ = "0.2.0"
+__version__ = "0.2.1"
 
 # The engine, loading and traces are imported on first use, so commands that only
 # draw masks (``maskviz show-mask``) start without them.
