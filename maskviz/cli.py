@@ -242,7 +242,7 @@ def show_mask(
     prefix: Annotated[
         int | None,
         typer.Option(
-            help="Prefix length P for --kind prefix-lm: positions < P see each other both ways.",
+            help="Prefix length P for --kind prefix-lm: the first P positions see each other both ways.",
             show_default=False,
         ),
     ] = None,
@@ -387,7 +387,8 @@ ModelOption = Annotated[
     typer.Option(
         "--model",
         "-m",
-        help="'tiny' (shipped, default), a GPT-2 checkpoint folder, or a hub id such as gpt2.",
+        help="A shipped model ('tiny', the default, or 'tiny-swa'), a checkpoint folder "
+        "(GPT-2, Llama, Mistral, Qwen2, Qwen3) or a hub id such as gpt2.",
         show_default=False,
     ),
 ]
