@@ -98,6 +98,7 @@ def _from_hub(repo_id: str) -> Path:
         ) from None
     patterns = [
         "config.json",
+        "generation_config.json",
         "tokenizer.json",
         "model.safetensors",
         "model.safetensors.index.json",
@@ -221,7 +222,7 @@ def load_checkpoint(folder: Path, *, dtype: DType = "float32", name: str | None 
         tok_path = folder / "tokenizer.json"
         if not tok_path.is_file():
             raise MaskvizError(f"{tok_path}: missing (a checkpoint folder needs tokenizer.json)")
-        tokenizer = HFTokenizer(tok_path, _eos_ids(data))
+        tokenizer = HFTokenizer(tok_path, _eos_ids(folder, data))
     if tokenizer.vocab_size > config.vocab_size:
         raise MaskvizError(
             f"{folder}: the tokenizer has {tokenizer.vocab_size} tokens but the model only "
@@ -234,10 +235,19 @@ def load_checkpoint(folder: Path, *, dtype: DType = "float32", name: str | None 
     return GPT(weights, tokenizer, name=name or str(data.get("name", folder.name)), dtype=dtype)
 
 
-def _eos_ids(data: dict[str, Any]) -> tuple[int, ...]:
-    """config.json's end-of-sequence tokens: an id or a list of ids (any of them stops
-    generation, as in transformers)."""
+def _eos_ids(folder: Path, data: dict[str, Any]) -> tuple[int, ...]:
+    """The end-of-sequence tokens, an id or a list of ids (any of them stops
+    generation): generation_config.json's when it names them, as transformers'
+    `generate` reads them (Qwen2.5-Instruct lists two there), else config.json's."""
     eos = data.get("eos_token_id")
+    generation = folder / "generation_config.json"
+    if generation.is_file():
+        try:
+            settings = json.loads(generation.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise MaskvizError(f"{generation}: not readable JSON ({exc})") from None
+        if isinstance(settings, dict) and settings.get("eos_token_id") is not None:
+            eos = settings["eos_token_id"]
     ids = eos if isinstance(eos, list) else [eos]
     return tuple(i for i in ids if isinstance(i, int) and not isinstance(i, bool) and i >= 0)
 

@@ -284,11 +284,21 @@ BASE = {
         # an absent sliding_window is MistralConfig's default, 4096; null is none
         ({"model_type": "mistral"}, {"windows": (4096,) * 30}),
         ({"model_type": "mistral", "sliding_window": None}, {"windows": (None,) * 30}),
-        # MistralModel slides every layer whatever layer_types says
+        # with layer_types, transformers' AutoConfig loads a mistral config as Ministral,
+        # which follows them layer by layer
         (
             {"model_type": "mistral", "sliding_window": 4, "layer_types": ["full_attention"] * 30},
-            {"windows": (4,) * 30},
+            {"windows": (None,) * 30},
         ),
+        (
+            {
+                "model_type": "ministral",
+                "sliding_window": 4,
+                "layer_types": ["full_attention", "sliding_attention"] * 15,
+            },
+            {"windows": (None, 4) * 15},
+        ),
+        ({"model_type": "ministral", "sliding_window": 4}, {"windows": (4,) * 30}),
         ({"model_type": "mistral", "attention_bias": True}, {"qkv_bias": False, "o_bias": False}),
         # Qwen: sliding only with use_sliding_window, from max_window_layers (default 28) on
         ({"model_type": "qwen2", "sliding_window": 4}, {"windows": (None,) * 30}),
@@ -322,6 +332,55 @@ def test_hf_fields_are_read_with_transformers_defaults(
 ) -> None:
     cfg = config_from_hf({**BASE, **fields})
     assert {key: getattr(cfg, key) for key in expected} == expected
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        # transformers fails on these too ("Could not find a sliding_window argument")
+        (
+            {"model_type": "qwen3", "sliding_window": 4, "use_sliding_window": False,
+             "layer_types": ["sliding_attention"] * 30},
+            "sliding_attention layers but no sliding window",
+        ),
+        (
+            {"model_type": "mistral", "sliding_window": None,
+             "layer_types": ["sliding_attention"] * 30},
+            "sliding_attention layers but no sliding window",
+        ),
+        ({"num_key_value_heads": 3}, r"num_attention_heads \(4\) must be a multiple of num_key_value_heads \(3\)"),
+    ],
+)  # fmt: skip
+def test_contradictory_configs_are_refused_naming_their_fields(
+    fields: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(MaskvizError, match=message):
+        config_from_hf({**BASE, "model_type": "llama", **fields})
+
+
+def test_a_stored_head_that_differs_is_used_even_when_the_config_says_tied(
+    tmp_path: Path,
+) -> None:
+    untied = load_model(folder("llama"), dtype="float64")
+    assert untied.weights.lm_head is not None  # the fixture has its own head
+    copy = tmp_path / "ckpt"
+    shutil.copytree(folder("llama"), copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["tie_word_embeddings"] = True  # transformers: "we will NOT tie them"
+    (copy / "config.json").write_text(json.dumps(config))
+    ids = untied.tokenizer.encode("The dog")
+    np.testing.assert_array_equal(
+        load_model(copy, dtype="float64").forward(ids)[0], untied.forward(ids)[0]
+    )
+
+
+def test_generation_config_end_tokens_stop_generation_as_generate_reads_them(
+    tmp_path: Path,
+) -> None:
+    copy = tmp_path / "ckpt"
+    shutil.copytree(folder("llama"), copy)
+    (copy / "generation_config.json").write_text(json.dumps({"eos_token_id": [1, 7]}))
+    assert load_model(copy).tokenizer.stop_ids == {1, 7}
 
 
 @pytest.mark.parametrize(

@@ -44,7 +44,7 @@ from maskviz.errors import MaskvizError, usage_error
 from maskviz.masks import Mask, causal, sliding_window
 from maskviz.nn import rms_norm, silu_
 
-MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
+MODEL_TYPES = ("llama", "mistral", "ministral", "qwen2", "qwen3")
 
 
 @dataclass(frozen=True)
@@ -369,6 +369,11 @@ def config_from_hf(data: dict[str, Any], source: str = "config.json") -> LlamaCo
         source,
         n_kv_head="num_key_value_heads",
     )
+    if f["n_head"] % more["n_kv_head"]:
+        raise MaskvizError(
+            f"{source}: num_attention_heads ({f['n_head']}) must be a multiple of "
+            f"num_key_value_heads ({more['n_kv_head']})"
+        )
     # Qwen3Config defaults head_dim to 128; the others (and a null) derive it
     derived = (
         128 if model_type == "qwen3" and "head_dim" not in data else f["n_embd"] // f["n_head"]
@@ -447,15 +452,22 @@ def _windows(
         raise unsupported(source, "sliding_window", window, "llama layers attend to every key")
     # an absent sliding_window is transformers' default of 4096 (null: none)
     window = data.get("sliding_window", 4096)
+    types: Sequence[Any] | None = data.get("layer_types")
     if model_type in ("qwen2", "qwen3") and not data.get("use_sliding_window", False):
         window = None  # Qwen ignores sliding_window unless use_sliding_window is set
     if window is None:
+        if isinstance(types, list) and "sliding_attention" in types:
+            raise MaskvizError(
+                f"{source}: layer_types has sliding_attention layers but no sliding window "
+                "(sliding_window is null or use_sliding_window is false)"
+            )
         return (None,) * n_layer
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise MaskvizError(f"{source}: sliding_window must be a positive integer")
-    if model_type == "mistral":
-        return (window,) * n_layer  # MistralModel slides every layer, whatever layer_types says
-    types: Sequence[Any] | None = data.get("layer_types")
+    if model_type in ("mistral", "ministral") and types is None:
+        # every layer slides; with layer_types transformers loads a mistral config as
+        # Ministral, which follows them layer by layer, as below
+        return (window,) * n_layer
     if types is None:
         first = data.get("max_window_layers", 28)  # Qwen's default: layers from 28 on slide
         if isinstance(first, bool) or not isinstance(first, int):
@@ -515,15 +527,17 @@ def weights_from_tensors(tensors: dict[str, FloatArray], cfg: LlamaConfig, sourc
             )
         )
     embed = t.take("embed_tokens.weight", (v, c))
-    lm_head = None
-    if not cfg.tie_word_embeddings:
-        head = Tensors(tensors, source)  # lm_head.weight has no "model." prefix
-        if "lm_head.weight" not in head:
-            raise MaskvizError(
-                f"{source}: missing tensor 'lm_head.weight', required because "
-                "tie_word_embeddings is false"
-            )
-        lm_head = head.take("lm_head.weight", (v, c))
+    head = Tensors(tensors, source)  # lm_head.weight has no "model." prefix
+    if not cfg.tie_word_embeddings and "lm_head.weight" not in head:
+        raise MaskvizError(
+            f"{source}: missing tensor 'lm_head.weight', required because "
+            "tie_word_embeddings is false"
+        )
+    lm_head = head.take("lm_head.weight", (v, c)) if "lm_head.weight" in head else None
+    if lm_head is not None and np.array_equal(lm_head, embed):
+        lm_head = None  # tied, stored twice
+    # a stored head that differs is used even when the config says tied, as
+    # transformers does ("we will NOT tie them")
     return Weights(cfg, embed, layers, t.take("norm.weight", (c,)), lm_head)
 
 
