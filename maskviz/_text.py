@@ -88,6 +88,8 @@ def times(ratio: float, more: str, less: str) -> str:
     >>> times(3.0, "slower", "faster"), times(0.8, "slower", "faster")
     ('3.0x slower', '1.2x faster')
     """
-    if ratio >= 1 or ratio <= 0:
+    if ratio <= 0:  # nothing measured
+        return "n/a"
+    if ratio >= 1:
         return f"{ratio:.1f}x {more}"
     return f"{1 / ratio:.1f}x {less}"

@@ -39,7 +39,7 @@ from numpy.typing import NDArray
 
 from maskviz.arch import Config
 from maskviz.arch.llama import LlamaConfig
-from maskviz.errors import usage_error
+from maskviz.errors import as_integer, usage_error
 from maskviz.model import GPT, DType, GPTConfig, random_model
 
 SHAPES: dict[str, Config] = {
@@ -251,9 +251,7 @@ def _finite(value: float) -> float | None:
 
 def check_tokens(tokens: int, n_ctx: int | None = None) -> None:
     """Refuse sequence lengths the benchmark cannot or should not run."""
-    if isinstance(tokens, bool) or not isinstance(tokens, int):
-        raise usage_error(f"tokens must be an integer, got {tokens!r}")
-    if not MIN_TOKENS <= tokens <= MAX_TOKENS:
+    if not MIN_TOKENS <= as_integer(tokens, "tokens") <= MAX_TOKENS:
         raise usage_error(
             f"--tokens must be from {MIN_TOKENS} to {MAX_TOKENS:,} (recompute costs grow with "
             f"its square), got {tokens:,}"
@@ -341,9 +339,7 @@ def run(
     per-step curve is smooth, and it costs the most.
     """
     check_tokens(tokens, model.config.n_ctx)
-    if isinstance(repeats, bool) or not isinstance(repeats, int):
-        raise usage_error(f"repeats must be an integer, got {repeats!r}")
-    if not 1 <= repeats <= MAX_REPEATS:
+    if not 1 <= as_integer(repeats, "repeats") <= MAX_REPEATS:
         raise usage_error(f"--repeats must be from 1 to {MAX_REPEATS}, got {repeats}")
     ids = list(prompt) if prompt is not None else default_prompt(model)
     if not 1 <= len(ids) < tokens:

@@ -356,9 +356,8 @@ def show_mask(
         from maskviz.render.save import save_mask
 
         save_mask(
-            mask, save, labels=labels, index_base=index_base, highlight=highlight, padded=padded,
-            window=window,
-        )  # fmt: skip
+            mask, save, labels=labels, index_base=index_base, highlight=highlight, padded=padded
+        )
         if not as_json:
             console(plain).print(f"saved {save}")
 
@@ -439,10 +438,11 @@ def _load(
     return gpt
 
 
-def _check_index(what: str, value: int, count: int) -> None:
+def _check_index(what: str, value: int, count: int, option: str | None = None) -> None:
     if not 0 <= value < count:
         raise usage_error(
-            f"--{what} {value} is out of range: the model has {count} {what}s (0..{count - 1})"
+            f"--{option or what} {value} is out of range: the model has {count} {what}s "
+            f"(0..{count - 1})"
         )
 
 
@@ -456,7 +456,9 @@ def _heads(spec: str | None, n_head: int) -> list[int] | None:
     except ValueError:
         raise usage_error(f"--heads must be 'all' or a list like 0,2, got {spec!r}") from None
     for h in chosen:
-        _check_index("head", h, n_head)
+        _check_index("head", h, n_head, option="heads")
+    if len(set(chosen)) != len(chosen):
+        raise usage_error(f"--heads names a head twice: {spec!r}")
     return chosen
 
 
@@ -471,7 +473,9 @@ def _check_context(prompt_len: int, steps: int, n_ctx: int) -> None:
     """Refuse a run that would not fit the context, naming the largest --steps that does."""
     if prompt_len + steps > n_ctx:
         fits = n_ctx - prompt_len
-        hint = f"use --steps {fits} or fewer" if fits > 0 else "shorten the prompt"
+        hint = (
+            f"use --steps {fits} or fewer" if fits > 0 else "use --steps 0, or shorten the prompt"
+        )
         raise usage_error(
             f"the prompt ({prompt_len} tokens) plus --steps {steps} exceeds the model's context "
             f"of {n_ctx} tokens: {hint}"

@@ -27,13 +27,13 @@ array([[1, 1, 1, 1, 1, 1]])
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
-from maskviz.errors import usage_error
+from maskviz.errors import as_integer, usage_error
 
 BoolArray = NDArray[np.bool_]
 IntArray = NDArray[np.int64]
@@ -146,13 +146,18 @@ class Mask:
 
     Query row ``i`` sits at absolute position ``query_offset + i`` where
     ``query_offset = n_keys - n_queries`` (bottom-right alignment); key column
-    ``j`` is position ``j``.
+    ``j`` is position ``j``. ``window``: the sliding window W every allowed key lies
+    within, when the mask is a sliding window or one ANDed with others (else None).
+
+    >>> (causal(8) & sliding_window(8, 3)).window, (causal(8) | sliding_window(8, 3)).window
+    (3, None)
     """
 
     n_queries: int
     n_keys: int
     description: str
     node: _Node = field(repr=False, compare=False)
+    window: int | None = None
 
     @property
     def query_offset(self) -> int:
@@ -166,11 +171,13 @@ class Mask:
         if not isinstance(other, Mask):
             return NotImplemented
         self._check_same_shape(other)
+        windows = [w for w in (self.window, other.window) if w is not None]
         return Mask(
             self.n_queries,
             self.n_keys,
             f"{self.description} & {other.description}",
             _And(self.node, other.node),
+            min(windows) if windows else None,
         )
 
     def __or__(self, other: Mask) -> Mask:
@@ -241,7 +248,7 @@ class Mask:
         """
         q, k = np.asarray(queries), np.asarray(keys)
         for name, pos, first in (("query", q, self.query_offset), ("key", k, 0)):
-            if pos.ndim != 1 or pos.dtype.kind not in "iu":
+            if pos.ndim != 1 or (pos.dtype.kind not in "iu" and pos.size):  # [] is float64
                 raise usage_error(f"{name} positions must be a 1-D integer array")
             if pos.size and (pos.min() < first or pos.max() >= self.n_keys):
                 raise usage_error(
@@ -291,7 +298,7 @@ class Mask:
 
         if self.n_queries != self.n_keys or self.n_keys > MAX_POSITIONS:
             return None
-        return repr_html(lambda: mask_page(mask_view(self)))
+        return repr_html(lambda: mask_page(mask_view(self), window=self.window))
 
     def summary(self) -> MaskSummary:
         """Allowed cells and fully masked rows, computed without the dense matrix."""
@@ -351,8 +358,7 @@ class Mask:
 
 
 def _count(name: str, value: int, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise usage_error(f"{name} must be an integer, got {value!r}")
+    value = as_integer(value, name)
     if value < minimum:
         raise usage_error(f"{name} must be >= {minimum}, got {value}")
     if value > _MAX_COUNT:  # positions are int64: keep every sum of them exact
@@ -416,7 +422,7 @@ def sliding_window(n: int, window: int, *, queries: int | None = None) -> Mask:
            [0, 0, 1, 1]])
     """
     w = _count("window", window)
-    return _mask(n, queries, f"window {w}", lambda p: (p - w + 1, p))
+    return replace(_mask(n, queries, f"window {w}", lambda p: (p - w + 1, p)), window=w)
 
 
 def prefix_lm(n: int, prefix: int, *, queries: int | None = None) -> Mask:

@@ -232,20 +232,37 @@ class GPT:
                 record.report(layer, weights, idx, key_idx)
             return out
 
-        # an overflow is reported once, below, as an error: not as NumPy warnings
-        with np.errstate(over="ignore", invalid="ignore"):
-            x = self.weights.embed(ids, positions)
-            for layer in range(self.config.n_layer):
-                x = self.weights.layer(layer, x, positions, attend)
-            hidden: FloatArray = self.weights.final_norm(x)
-        if not np.isfinite(hidden).all():
-            raise MaskvizError(
-                f"the model's activations overflowed {self.dtype} (position {start} on): "
-                "its weights are too large for this dtype"
-            )
+        # an overflow is one error, not NumPy warnings and garbage: NumPy raises on its
+        # own loops, and the check after catches what BLAS products leave
+        try:
+            with np.errstate(over="raise", invalid="raise"):
+                x = self.weights.embed(ids, positions)
+                for layer in range(self.config.n_layer):
+                    x = self.weights.layer(layer, x, positions, attend)
+                hidden: FloatArray = self.weights.final_norm(x)
+        except FloatingPointError:
+            raise self._overflow(start) from None
+        self._check_finite(hidden, start)
         if cache is not None:
             cache.length = start + ids.shape[0]
         return hidden
+
+    def _overflow(self, start: int) -> MaskvizError:
+        return MaskvizError(
+            f"the model's activations overflowed {self.dtype} (position {start} on): "
+            "its weights are too large for this dtype"
+        )
+
+    def _check_finite(self, values: FloatArray, start: int) -> None:
+        if not np.isfinite(values).all():
+            raise self._overflow(start)
+
+    def _logits(self, hidden: FloatArray, start: int) -> FloatArray:
+        """The output head's logits of ``hidden``, checked like the hidden states."""
+        with np.errstate(over="ignore", invalid="ignore"):  # reported below
+            logits = self.weights.logits(hidden)
+        self._check_finite(logits, start)
+        return logits
 
     def _rule_mask(
         self, layer: int, q_idx: IntArray, k_idx: IntArray, padded: BoolArray | None
@@ -297,7 +314,7 @@ class GPT:
         hidden, attention = self.forward_hidden(
             token_ids, mask, positions=positions, padded=padded, layers=layers, heads=heads
         )
-        return self.weights.logits(hidden), attention
+        return self._logits(hidden, 0), attention
 
     def forward_hidden(
         self,
@@ -363,8 +380,8 @@ class GPT:
         gets its attention row and logits.
         """
         ids = self._ids(token_ids)
-        if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 0:
-            raise usage_error(f"steps must be an integer >= 0, got {steps!r}")
+        if as_integer(steps, "steps") < 0:
+            raise usage_error(f"steps must be >= 0, got {steps}")
         if mode not in ("cached", "training", "recompute"):
             raise usage_error(f"mode must be 'cached', 'training' or 'recompute', got {mode!r}")
         if (
@@ -375,8 +392,8 @@ class GPT:
             raise usage_error(f"temperature must be a number >= 0, got {temperature!r}")
         if top_k is not None and as_integer(top_k, "top_k") < 1:
             raise usage_error(f"top_k must be >= 1, got {top_k}")
-        if seed is not None and not 0 <= as_integer(seed, "seed") <= MAX_SEED:
-            raise usage_error(f"seed must be from 0 to {MAX_SEED}, got {seed}")
+        if seed is not None:
+            _check_seed(seed)
         if temperature == 0 and (top_k is not None or seed is not None):
             raise usage_error("top_k and seed apply only when sampling (temperature > 0)")
         if temperature > 0 and seed is None:
@@ -401,11 +418,11 @@ class GPT:
         hidden = self._hidden(
             ids, start=0, positions=positions[:p], cache=cache, mask="rules", record=rec
         )
-        logits_out[:p] = self.weights.logits(hidden)
+        logits_out[:p] = self._logits(hidden, 0)
         prefill_seconds = time.perf_counter() - t0
         step_seconds: list[float] = []
         t, stop = p, "steps"
-        stop_ids = self.tokenizer.stop_ids
+        stop_ids = _stop_ids(self.tokenizer)
         while t < p + steps:
             if t >= self.config.n_ctx:
                 stop = "context"
@@ -427,7 +444,7 @@ class GPT:
                     all_ids[: t + 1], start=0, positions=positions[: t + 1], cache=None,
                     mask="rules", record=rec,
                 )[-1:]  # fmt: skip  # only the last position's logits are needed
-            logits_out[t] = self.weights.logits(hidden)[0]
+            logits_out[t] = self._logits(hidden, t)[0]
             step_seconds.append(time.perf_counter() - t0)
             t += 1
             if int(all_ids[t - 1]) in stop_ids:
@@ -456,7 +473,7 @@ class GPT:
         hidden = self._hidden(
             full, start=0, positions=positions, cache=None, mask="rules", record=rec
         )
-        logits = self.weights.logits(hidden)
+        logits = self._logits(hidden, 0)
         return self._trace(
             full, generated.prompt_len, logits, rec.out, rec, "training",
             time.perf_counter() - t0, np.zeros(0), 0, generated.stop_reason, choose, 0,
@@ -585,6 +602,20 @@ def _dense_mask(mask: object, n: int) -> BoolArray | Literal["rules"] | None:
     )
 
 
+def _stop_ids(tokenizer: Tokenizer) -> frozenset[int]:
+    """The tokens that end generation; a tokenizer without ``stop_ids`` (written before
+    0.2.1) stops at its ``eot_id``."""
+    stop: frozenset[int] | None = getattr(tokenizer, "stop_ids", None)
+    if stop is not None:
+        return stop
+    return frozenset() if tokenizer.eot_id is None else frozenset({tokenizer.eot_id})
+
+
+def _check_seed(seed: object) -> None:
+    if not 0 <= as_integer(seed, "seed") <= MAX_SEED:
+        raise usage_error(f"seed must be from 0 to {MAX_SEED}, got {seed}")
+
+
 def _select(what: str, chosen: Sequence[int] | None, count: int) -> IntArray:
     if chosen is None:
         return np.arange(count, dtype=np.int64)
@@ -639,8 +670,7 @@ def random_model(
     module = family(config.architecture)
     if module is None:
         raise usage_error(f"no architecture {config.architecture!r}")
-    if as_integer(seed, "seed") < 0:
-        raise usage_error(f"seed must be >= 0, got {seed}")
+    _check_seed(seed)
     weights = module.random_weights(config, np.random.default_rng(seed))
     tokenizer: Tokenizer = (
         ByteTokenizer() if config.vocab_size >= 257 else _IdTokenizer(config.vocab_size)

@@ -82,7 +82,8 @@ def silu_(x: FloatArray) -> FloatArray:
     array([0.    , 0.7311])
     """
     t: FloatArray = np.negative(x)
-    np.exp(t, out=t)
+    with np.errstate(over="ignore"):  # x < -88 in float32: exp overflows, x / inf is -0
+        np.exp(t, out=t)
     t += 1.0
     x /= t
     return x

@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from maskviz.errors import usage_error
-from maskviz.masks import causal
+from maskviz.masks import Mask
 from maskviz.model import GPT
 from maskviz.tokenizer import check_ids
 from maskviz.trace import FloatArray
@@ -27,13 +27,14 @@ from maskviz.trace import FloatArray
 
 @dataclass(frozen=True)
 class Ordering:
-    """One pass: tokens, where each segment starts, attention [L, H, T, T], final state [C]."""
+    """One pass: tokens, where each segment starts, attention [L, H, T, T], each layer's
+    mask rule (causal, or causal & its sliding window), final state [C]."""
 
     token_ids: NDArray[np.int64]
     # start of first text (after any BOS), delimiter position, start of second text
     segments: tuple[int, int, int]
     attention: FloatArray
-    mask: NDArray[np.bool_]
+    rules: tuple[Mask, ...]
     last_hidden: FloatArray
 
 
@@ -120,7 +121,7 @@ def _ordering(
     model: GPT, prefix: list[int], first: list[int], delim: int, second: list[int]
 ) -> Ordering:
     ids = np.asarray([*prefix, *first, delim, *second], np.int64)
-    hidden, attention = model.forward_hidden(ids)  # one causal pass, as in training
-    mask = causal(ids.shape[0]).to_array()
-    d = len(prefix) + len(first)
-    return Ordering(ids, (len(prefix), d, d + 1), attention, mask, hidden[-1])
+    hidden, attention = model.forward_hidden(ids)  # one pass, each layer's mask, as in training
+    n, d = ids.shape[0], len(prefix) + len(first)
+    rules = tuple(model.config.layer_mask(layer, n) for layer in range(model.config.n_layer))
+    return Ordering(ids, (len(prefix), d, d + 1), attention, rules, hidden[-1])

@@ -12,7 +12,12 @@ EOT_TEXT = "<|endoftext|>"
 
 
 class Tokenizer(Protocol):
-    """What the engine and renderers need from a tokenizer."""
+    """What the engine and renderers need from a tokenizer.
+
+    A tokenizer may also have ``stop_ids``, a frozenset of every token that ends
+    generation (the model's end-of-sequence ids); without it generation stops at
+    ``eot_id``.
+    """
 
     @property
     def vocab_size(self) -> int: ...
@@ -20,12 +25,6 @@ class Tokenizer(Protocol):
     @property
     def eot_id(self) -> int | None:
         """The end-of-text token, or None when the tokenizer has none."""
-        ...
-
-    @property
-    def stop_ids(self) -> frozenset[int]:
-        """Every token that ends generation: ``eot_id`` and any other end-of-sequence
-        token the model's config lists (Llama 3 instruct ends a turn with its third)."""
         ...
 
     @property

@@ -7,7 +7,7 @@ token_ids                 int64 [T]               prompt followed by generated t
 prompt_len                int                     P, the number of prompt tokens
 logits                    float [T, vocab]        logits[t] predicts token t+1
 attention                 float [L', H', T, T]    row t = attention of query t; 0 where masked
-mask                      bool [T, T]             keys each query could see (True = allowed)
+mask                      bool [T, T]             the causal mask every layer starts from (True = allowed)
 mode                      str                     "cached", "training" or "recompute"
 layers, heads             int64 [L'], [H']        which layers/heads ``attention`` holds
 step_seconds              float64 [T - P]         wall time of each decoding step (empty: training)

@@ -201,7 +201,7 @@ def trace_view(
             notes[t] = f"(next: {display_label(trace.token_label(top[0][0]))} {top[0][1]:.0%})"
         alts = ", ".join(f"'{display_label(trace.token_label(i))}' {q:.0%}" for i, q in top)
         if t >= p and trace.mode != "training":
-            held = f"{t} cached keys"
+            held = f"{plural(t, 'cached key')}"
             if window is not None and t >= window:
                 held = f"a ring of {window - 1} cached keys ({t - window + 1} evicted)"
             details[t] = f"step {t - p + 1}: {held} + itself; top: {alts}"
@@ -429,11 +429,14 @@ def _ordering_panel(
 ) -> Panel:
     _, delim, second = order.segments
     n = order.token_ids.shape[0]
-    states = _states(order.mask)
+    rule = order.rules[layer]
+    states = _states(rule.to_array())
     weights = np.where(states == ALLOWED, order.attention[layer, head], 0.0)
     marks = (Mark(delim, "delimiter", "delimiter"), Mark(second, "delimiter", "second text"))
-    notes = {delim: "◀ delimiter", n - 1: "◀ last: sees every token; its state is read"}
-    heading = f"{title}: one pass, causal mask, {n} tokens; layer {layer}, head {head}"
+    # a sliding layer's last position sees only its window; the state is read all the same
+    sees = "every token" if rule.allowed_keys(n - 1) == [(0, n - 1)] else "its window"
+    notes = {delim: "◀ delimiter", n - 1: f"◀ last: sees {sees}; its state is read"}
+    heading = f"{title}: one pass, {rule.description} mask, {n} tokens; layer {layer}, head {head}"
     return Panel(heading, weights, states, labels, marks, notes)
 
 

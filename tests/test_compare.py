@@ -271,3 +271,22 @@ def test_compare_refuses_steps_and_prompts_that_are_not_integers(
 def test_compare_takes_a_numpy_prompt_like_trace() -> None:
     model = random_model(GPTConfig(2, 2, 16, 32, 50), seed=0)
     assert compare(model, "training-vs-cached", np.array([1, 2, 3]), 3).agree
+
+
+def test_similarity_draws_a_sliding_layer_with_its_window() -> None:
+    from maskviz import load_model
+    from maskviz.view import ALLOWED, MASKED, similarity_view
+
+    model = load_model("tiny-swa")  # layers 0 and 2 slide over 32 keys, 1 and 3 see all
+    result = similarity(model, "The king is dead and buried", "Long live the new king of Rome")
+    n = result.forward.token_ids.shape[0]
+    assert n > 40
+    labels = tuple(str(i) for i in range(n))
+    for layer, window in ((0, 32), (1, None)):
+        view = similarity_view(result, (labels, labels), layer=layer, head=0)
+        panel = view.panels[0]
+        far = panel.states[n - 1, : n - 32]  # keys more than 31 places back from the last row
+        assert (far == (MASKED if window else ALLOWED)).all()
+        assert (result.forward.attention[layer, 0, n - 1, : n - 32] == 0).all() == bool(window)
+        assert ("sees its window" in panel.notes[n - 1]) == bool(window)
+        assert ("window 32" in panel.title) == bool(window)

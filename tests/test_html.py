@@ -119,6 +119,16 @@ def test_page_states_are_the_views_states_for_every_layer(pages: dict[str, Path]
             assert np.array_equal(decoded_states(data, panel), trace_states(swa, layer))
 
 
+def test_every_layer_view_of_a_page_is_titled_with_its_own_layer(
+    pages: dict[str, Path],
+) -> None:
+    for name in ("trace", "swa"):
+        data = page_data(pages[name])
+        for key, (index, _) in data["select"].items():
+            layer = key.split("/")[0]
+            assert f" · layer {layer}, " in data["views"][index]["title"], (name, key)
+
+
 def test_sliding_window_page_stores_evicted_keys_as_evicted(pages: dict[str, Path]) -> None:
     data = page_data(pages["swa"])
     states = decoded_states(data, data["views"][0]["panels"][0])
@@ -415,6 +425,26 @@ def test_mask_page_names_padding_in_the_tooltip(tab: chromium.Tab, pages: dict[s
     tab.open(url(pages["padded"]))
     assert tooltip_at(tab, 5, 1).endswith("masked: padding")
     assert tooltip_at(tab, 5, 4) == "query 6\nkey 5\nallowed"
+
+
+def test_the_prefill_outlines_every_prompt_row_and_a_step_only_its_own(
+    tab: chromium.Tab, pages: dict[str, Path], headline: Trace
+) -> None:
+    def outlined(row: int) -> bool:
+        """Whether the highlight's left edge runs beside ``row`` of the first heatmap."""
+        color: list[int] = tab.eval(
+            "(() => { const c = document.querySelector('.maskviz .mv-canvas');"
+            " const s = Number(c.dataset.cell), x = Number(c.dataset.left) - 1;"
+            f" const y = Math.floor(Number(c.dataset.top) + ({row} + 0.5) * s);"
+            " return [...c.getContext('2d').getImageData(x, y, 1, 1).data]; })()"
+        )
+        return color[:3] == [0xE7, 0x29, 0x8A]  # the highlight's magenta
+
+    p = headline.prompt_len
+    tab.open(url(pages["trace"], "layer=0&head=0&step=0"))
+    assert outlined(0) and outlined(p - 1) and not outlined(p)
+    tab.open(url(pages["trace"], "layer=0&head=0&step=1"))
+    assert outlined(p) and not outlined(0) and not outlined(p - 1)
 
 
 def test_mask_page_names_the_sliding_window_in_the_tooltip(

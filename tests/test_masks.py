@@ -99,14 +99,14 @@ def test_strict_first_row_is_reported_fully_masked() -> None:
         (lambda: masks.build(5, "prefix-lm"), "needs a prefix"),
         (lambda: masks.build(5, "diagonal"), "unknown mask kind"),  # type: ignore[arg-type]
         # checked before use: none of these reaches a raw TypeError or a wrong name
-        (lambda: masks.prefix_lm("5", 2), "N must be an integer"),  # type: ignore[arg-type]
-        (lambda: masks.padding("5", 1), "N must be an integer"),  # type: ignore[arg-type]
+        (lambda: masks.prefix_lm("5", 2), "N: '5' is not an integer"),  # type: ignore[arg-type]
+        (lambda: masks.padding("5", 1), "N: '5' is not an integer"),  # type: ignore[arg-type]
         (lambda: masks.build(5, chunk=2, pad=-1), "pad must be >= 0"),
-        (lambda: masks.build(5, chunk=2, pad="1"), "pad must be an integer"),  # type: ignore[arg-type]
-        (lambda: masks.build(5, document_lengths=["a"]), "document length must be an integer"),  # type: ignore[list-item]
+        (lambda: masks.build(5, chunk=2, pad="1"), "pad: '1' is not an integer"),  # type: ignore[arg-type]
+        (lambda: masks.build(5, document_lengths=["a"]), "document length: 'a' is not an integer"),  # type: ignore[list-item]
         (lambda: masks.documents(5), "sequence of integers"),  # type: ignore[arg-type]
-        (lambda: masks.causal(3).blocks(1.5, 1), "cell_rows must be an integer"),  # type: ignore[arg-type]
-        (lambda: masks.causal(3).allowed_keys(1.5), "row must be an integer"),  # type: ignore[arg-type]
+        (lambda: masks.causal(3).blocks(1.5, 1), "cell_rows: 1.5 is not an integer"),  # type: ignore[arg-type]
+        (lambda: masks.causal(3).allowed_keys(1.5), "row: 1.5 is not an integer"),  # type: ignore[arg-type]
         (lambda: masks.padded_positions(5, 7, "right"), "cannot exceed"),
         (lambda: masks.padded_positions(5, 1, "middle"), "left"),  # type: ignore[arg-type]
         (lambda: masks.causal(4).allows(np.array([10]), np.array([3])), "query positions"),
@@ -204,3 +204,16 @@ def test_allowed_keys_are_the_rows_intervals() -> None:
         for lo, hi in mask.allowed_keys(row):
             keys[lo : hi + 1] = True
         assert np.array_equal(keys, dense[row])
+
+
+def test_allows_takes_empty_position_lists() -> None:
+    assert masks.causal(4).allows([], [1, 2]).shape == (0, 2)  # type: ignore[arg-type]
+    assert masks.causal(4).allows([3], []).shape == (1, 0)  # type: ignore[arg-type]
+
+
+def test_a_mask_knows_the_sliding_window_its_allowed_keys_lie_within() -> None:
+    assert masks.sliding_window(8, 3).window == 3
+    assert (masks.causal(8) & masks.sliding_window(8, 3) & masks.padding(8, 2)).window == 3
+    assert (masks.sliding_window(8, 5) & masks.sliding_window(8, 3)).window == 3
+    assert (masks.causal(8) | masks.sliding_window(8, 3)).window is None
+    assert masks.causal(8).window is None

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from maskviz._text import plural
 from maskviz.masks import Mask
 
 FloatArray = NDArray[np.floating[Any]]
@@ -149,9 +150,9 @@ def kv_cache_formula(cfg: Config, positions: int, itemsize: int) -> str:
     for w, count in groups.items():
         if w is None:
             kind = "layers" if count == len(cfg.windows) else "full layers"
-            slots = f"{positions} positions"
+            slots = plural(positions, "position")
         else:
-            kind, slots = "sliding layers", f"{min(w, positions)} slots"
+            kind, slots = "sliding layers", plural(min(w, positions), "slot")
         kind = kind if count > 1 else kind[:-1]
         if parts:  # the first term names every factor; later ones only what differs
             parts.append(

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -537,7 +537,8 @@ def weights_from_tensors(tensors: dict[str, FloatArray], cfg: LlamaConfig, sourc
     if lm_head is not None and np.array_equal(lm_head, embed):
         lm_head = None  # tied, stored twice
     # a stored head that differs is used even when the config says tied, as
-    # transformers does ("we will NOT tie them")
+    # transformers does ("we will NOT tie them"); the config then says what runs
+    cfg = replace(cfg, tie_word_embeddings=lm_head is None)
     return Weights(cfg, embed, layers, t.take("norm.weight", (c,)), lm_head)
 
 

@@ -251,14 +251,14 @@ def trace_page(
     pool = _Pool()
     views: list[dict[str, Any]] = []
     select: dict[str, list[Any]] = {}
-    built: dict[int | None, AttentionView] = {}  # one full view per window size
+    built: dict[int | None, tuple[int, AttentionView]] = {}  # one full view per window size
     for li, lay in enumerate(layers):
         window = trace.window(lay)
         if window not in built:
-            built[window] = trace_view(trace, layer=lay, heads=heads)  # the terminal's text
-            view = built[window]
+            built[window] = lay, trace_view(trace, layer=lay, heads=heads)  # the terminal's text
+            view = built[window][1]
         else:  # the same notes; this layer's own states and weights, by the view's rule
-            base, states = built[window], trace_states(trace, lay)
+            (first, base), states = built[window], trace_states(trace, lay)
             panels = tuple(
                 replace(
                     pan,
@@ -267,7 +267,8 @@ def trace_page(
                 )
                 for pan, h in zip(base.panels, heads, strict=True)
             )
-            view = replace(base, panels=panels)
+            title = base.title.replace(f" · layer {first}, ", f" · layer {lay}, ", 1)
+            view = replace(base, panels=panels, title=title)
         last = view.panels[-1]  # the row notes belong to the sequence: every head shows them
         header = [
             *view.header[:-1],

@@ -59,10 +59,8 @@ def save_mask(
     index_base: int = 1,
     highlight: int | None = None,
     padded: Sequence[int] | NDArray[np.int64] | None = None,
-    window: int | None = None,
 ) -> None:
-    """Draw a mask into ``path``: an ``.html`` page (``window``: the sliding window its
-    tooltips name), or a ``.png``/``.svg``/``.pdf`` heatmap."""
+    """Draw a mask into ``path``: an ``.html`` page, or a ``.png``/``.svg``/``.pdf`` heatmap."""
     if path.suffix.lower() == ".html":
         from maskviz.render.html import mask_page, write_page
         from maskviz.view import mask_view
@@ -71,7 +69,7 @@ def save_mask(
         view = mask_view(
             mask, labels=labels, index_base=index_base, highlight=highlight, padded=pads
         )
-        write_page(mask_page(view, highlight=highlight, window=window), path)
+        write_page(mask_page(view, highlight=highlight, window=mask.window), path)
         return
     from maskviz.render.figures import mask_figure, save_figure
 
