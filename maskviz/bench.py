@@ -426,7 +426,7 @@ def machine() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "blas": _blas(),
+        "blas": blas_info(),
         "env": {name: os.environ.get(name) for name in BLAS_ENV},
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"),
     }
@@ -444,7 +444,7 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _blas() -> dict[str, Any]:
+def blas_info() -> dict[str, Any]:
     """BLAS library, kernel and threads from threadpoolctl if installed, else NumPy's build info."""
     try:
         from threadpoolctl import threadpool_info

@@ -28,6 +28,7 @@ def report() -> dict[str, Any]:
     import numpy as np
 
     from maskviz import __version__
+    from maskviz.bench import blas_info
     from maskviz.loading import shipped_model_dir
 
     blas = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
@@ -38,11 +39,9 @@ def report() -> dict[str, Any]:
         "platform": f"{platform.system()} {platform.release()} {platform.machine()}, {os.cpu_count()} CPUs",
         "packages": {name: _version(name) for name in REQUIRED},
         "optional": {name: _version(name) or "not installed" for name in OPTIONAL},
-        "blas": {
-            "name": blas.get("name"),
-            "version": blas.get("version"),
-            "configuration": blas.get("openblas configuration"),
-        },
+        # what runs (the kernel OpenBLAS picked for this CPU, its threads), then how it
+        # was built
+        "blas": {**blas_info(), "configuration": blas.get("openblas configuration")},
         "environment": {
             key: os.environ[key]
             for key in (

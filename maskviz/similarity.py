@@ -42,6 +42,7 @@ class Ordering:
 class Similarity:
     forward: Ordering  # [text1; delim; text2]
     backward: Ordering  # [text2; delim; text1]
+    vocab_size: int = 0  # the model's, for token labels without its tokenizer
 
     @property
     def representation(self) -> FloatArray:
@@ -57,11 +58,13 @@ class Similarity:
         return float(a @ b) / max(norms, 1e-300)
 
     def _repr_html_(self) -> str | None:
-        """A notebook shows both orderings interactively (tokens labelled by id: the
-        tokenizer is not kept)."""
+        """A notebook shows both orderings interactively (the tokenizer is not kept:
+        tokens are labelled by their bytes for byte-level models, else by id)."""
         from maskviz.render.html import default_labels, repr_html, similarity_page
 
-        labels = [default_labels(o.token_ids, 0) for o in (self.forward, self.backward)]
+        labels = [
+            default_labels(o.token_ids, self.vocab_size) for o in (self.forward, self.backward)
+        ]
         return repr_html(lambda: similarity_page(self, labels))
 
     def to_dict(self) -> dict[str, Any]:
@@ -114,7 +117,11 @@ def similarity(model: GPT, text1: str, text2: str, delimiter: str = "$") -> Simi
             f"the two texts plus the delimiter are {n} tokens, more than the "
             f"model's context of {model.config.n_ctx}"
         )
-    return Similarity(_ordering(model, prefix, a, d, b), _ordering(model, prefix, b, d, a))
+    return Similarity(
+        _ordering(model, prefix, a, d, b),
+        _ordering(model, prefix, b, d, a),
+        model.config.vocab_size,
+    )
 
 
 def _ordering(

@@ -206,6 +206,7 @@ def test_version_and_doctor_report_for_bug_reports() -> None:
         assert field in report.stdout
     data = json.loads(run_cli("doctor", "--json").stdout)
     assert data["maskviz"] == __version__
+    assert {"library", "kernel", "threads", "configuration"} <= set(data["blas"])  # as bench
     assert data["shipped_model"]["path"].endswith("tiny")
 
 

@@ -290,3 +290,11 @@ def test_similarity_draws_a_sliding_layer_with_its_window() -> None:
         assert (result.forward.attention[layer, 0, n - 1, : n - 32] == 0).all() == bool(window)
         assert ("sees its window" in panel.notes[n - 1]) == bool(window)
         assert ("window 32" in panel.title) == bool(window)
+
+
+def test_a_similarity_in_a_notebook_labels_byte_tokens_by_their_bytes() -> None:
+    from maskviz import load_model
+
+    page = similarity(load_model("tiny"), "ab", "cd")._repr_html_()
+    assert page is not None
+    assert '"#97"' not in page and '["a","b","$","c","d"]' in page

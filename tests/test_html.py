@@ -502,3 +502,28 @@ def test_two_notebook_outputs_on_one_page_render_and_stay_independent(
         "[...document.querySelectorAll('.maskviz')].map(r => r.querySelectorAll('canvas.mv-canvas').length)"
     )
     assert figures == [4, 1]
+
+
+@pytest.mark.parametrize("detached", [False, True])
+def test_one_output_shown_twice_draws_twice_with_its_own_controls(
+    tab: chromium.Tab, headline: Trace, tmp_path: Path, detached: bool
+) -> None:
+    fragment = headline._repr_html_()
+    assert fragment is not None
+    page = tmp_path / "twice.html"
+    # detached: a notebook that evaluates output scripts apart from their element, where
+    # document.currentScript is null
+    hide = "<script>Object.defineProperty(document, 'currentScript', {get: () => null});</script>"
+    head = hide if detached else ""
+    page.write_text(
+        f"<!doctype html><html><head><meta charset='utf-8'>{head}</head>"
+        f"<body>{fragment}{fragment}</body></html>"
+    )
+    tab.open(url(page))
+    assert tab.errors() == []
+    ready = tab.eval("[...document.querySelectorAll('.maskviz')].map(r => r.dataset.maskvizReady)")
+    assert ready == ["1", "1"]
+    selects = tab.eval(
+        "[...document.querySelectorAll('.maskviz')].map(r => r.querySelectorAll('select').length)"
+    )
+    assert selects == [2, 2]  # layer and head, once each

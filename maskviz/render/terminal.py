@@ -342,7 +342,7 @@ def bench_view(result: BenchResult, machine: str) -> Group:
     lines = [
         f"{result.model}: {result.config.describe()}, {result.dtype}",
         f"{result.tokens} positions: prompt {result.prompt_len}, {steps} decoded{stopped}; "
-        f"median of {result.repeats} runs",
+        f"median of {plural(result.repeats, 'run')}",
         machine,
         "",
     ]

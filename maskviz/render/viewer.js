@@ -3,6 +3,7 @@ function (root) {
   // `root`. Everything lives in this closure (no globals), so several viewers can
   // share a notebook page. No network: all data and code are in the page.
   "use strict";
+  root.dataset.maskvizBound = "1";
   const ALLOWED = 1, EVICTED = 2;
   const data = JSON.parse(root.querySelector("script.maskviz-data").textContent);
   const pool = data.pool, C = data.colors, base = data.indexBase;
