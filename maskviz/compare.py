@@ -91,6 +91,7 @@ class Comparison:
     prompt_len: int
     a: Side
     b: Side
+    note: str = ""  # why this model gives the answer it gives, where that is not obvious
 
     @property
     def tolerance_attention(self) -> float:
@@ -329,4 +330,19 @@ def compare(
     if other.logits.shape[0] != cached.logits.shape[0]:
         # generation stopped early on one side (end-of-text): compare the common part
         raise usage_error("the two sides generated different lengths; try fewer --steps")
-    return Comparison(pair, model.dtype, ids, p, other, cached)
+    return Comparison(pair, model.dtype, ids, p, other, cached, _why(pair, model))
+
+
+def _why(pair: str, model: GPT) -> str:
+    """For shifted-vs-cached, why the shift matters on this model or not."""
+    if pair != "shifted-vs-cached":
+        return ""
+    if model.config.architecture == "gpt2":
+        return (
+            "why: this model learned one embedding per absolute position (wpe); counted "
+            "from the pads, every token gets another position's embedding"
+        )
+    return (
+        "why: this model's positions are rotary: a score depends only on the distance "
+        "between query and key, which shifting every position by the pads keeps"
+    )

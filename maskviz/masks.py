@@ -595,10 +595,16 @@ def build(
     maskviz.errors.MaskvizError: prefix needs kind 'prefix-lm'
     """
     n = _count("N", n)
+    pads = None if pad is None else padding(n, pad, pad_side)  # checked before use below
+    # with left padding, a prefix and chunks start at the first real token (see `chunked`)
+    first = pad if pad and pad_side == "left" and pad < n else 0
     if kind == "prefix-lm":
         if prefix is None:
             raise usage_error("kind 'prefix-lm' needs a prefix length")
-        mask = prefix_lm(n, prefix)
+        # (a prefix longer than the real tokens covers them all)
+        mask = prefix_lm(n, prefix)  # checks the prefix
+        if first:
+            mask = replace(prefix_lm(n, min(prefix + first, n)), description=mask.description)
     elif prefix is not None:
         raise usage_error("prefix needs kind 'prefix-lm'")
     elif kind == "causal":
@@ -616,10 +622,7 @@ def build(
         if docs.n_keys != n:
             raise usage_error(f"document lengths sum to {docs.n_keys}, not n = {n}")
         mask = mask & docs
-    pads = None if pad is None else padding(n, pad, pad_side)  # checks pad before chunks use it
     if chunk is not None:
-        # with left padding, chunks start at the first real token (see `chunked`)
-        first = pad if pad and pad_side == "left" and pad < n else 0
         mask = mask & chunked(n, chunk, start=first)
     if pads is not None:
         mask = mask & pads

@@ -205,6 +205,8 @@ def trace_view(
             if window is not None and t >= window:
                 held = f"a ring of {window - 1} cached keys ({t - window + 1} evicted)"
             details[t] = f"step {t - p + 1}: {held} + itself; top: {alts}"
+        elif t == p - 1 and trace.mode == "training":  # one pass over all rows: no prefill
+            details[t] = f"the prompt's last row; top: {alts}"
         elif t == p - 1:
             details[t] = f"prefill: {plural(p, 'query')} in one masked pass; top: {alts}"
     panels = []
@@ -364,6 +366,7 @@ def comparison_view(
         tables=tables,
         footer=(
             "greedy next tokens equal: " + ("yes, at every step" if result.tokens_agree else "NO"),
+            *((result.note,) if result.note else ()),
         ),
         verdict=(verdict_text(result), result.agree),
     )

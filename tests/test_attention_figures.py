@@ -236,6 +236,12 @@ def test_long_sequence_is_downsampled(model: maskviz.GPT) -> None:
     # A block is masked only when every cell in it is: the diagonal blocks stay visible.
     blocks = np.arange(38)
     assert np.array_equal(np.ma.getmaskarray(shown), blocks[None, :] > blocks[:, None])
+    # shaded by its largest weight, as the terminal shades a pooled cell, and says so
+    weights = long.head_attention(0, 0)
+    for r, c in ((0, 0), (10, 3), (37, 37)):
+        block = weights[2 * r : 2 * r + 2, 2 * c : 2 * c + 2]
+        assert shown[r, c] == pytest.approx(float(block.max()))
+    assert "its largest value" in fig.get_suptitle()
     # Numeric position ticks instead of token labels.
     assert all(t.get_text().lstrip("−-").isdigit() for t in ax.get_xticklabels() if t.get_text())
 

@@ -288,3 +288,11 @@ def test_bare_maskviz_prints_the_help_and_no_empty_error_line() -> None:
     assert result.exit_code == 2  # no command given
     assert "Usage: maskviz" in result.stdout and "show-mask" in result.stdout
     assert result.stderr == ""
+
+
+def test_the_first_real_token_after_left_padding_is_named_when_it_sees_nothing() -> None:
+    out = " ".join(
+        run_cli("show-mask", "8", "--pad", "2", "--kind", "strict", "--plain").stdout.split()
+    )
+    assert "Row 3 has no key to attend to: the first token after the padding" in out
+    assert "Padded query rows attend to nothing" in out

@@ -298,3 +298,15 @@ def test_a_similarity_in_a_notebook_labels_byte_tokens_by_their_bytes() -> None:
     page = similarity(load_model("tiny"), "ab", "cd")._repr_html_()
     assert page is not None
     assert '"#97"' not in page and '["a","b","$","c","d"]' in page
+
+
+def test_shifted_vs_cached_says_why_it_agrees_or_not() -> None:
+    gpt2 = run_cli("compare", "shifted-vs-cached", "--steps", "3", "--plain")
+    rotary = run_cli(
+        "compare", "shifted-vs-cached", "--model", "tiny-swa", "--steps", "3", "--plain"
+    )
+    assert (gpt2.exit_code, rotary.exit_code) == (1, 0)
+    assert "learned one embedding per absolute position" in " ".join(gpt2.stdout.split())
+    assert "positions are rotary" in " ".join(rotary.stdout.split())
+    plain = run_cli("compare", "training-vs-cached", "--steps", "3", "--plain").stdout
+    assert "why:" not in plain

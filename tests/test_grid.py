@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -203,3 +204,16 @@ def test_tables_never_cut_a_number_short(width: int) -> None:
     for side in (result.a, result.b):
         assert f"{side.macs:,}" in out and f"{side.step_macs[-1]:,}" in out
     assert "greedy next tokens equal: yes, at every step" in out
+
+
+@pytest.mark.parametrize("steps", ["8", "9", "12"])
+def test_key_ruler_numbers_sit_over_their_keys_and_are_never_cut(steps: str) -> None:
+    from tests.conftest import run_cli
+
+    out = run_cli("compare", "training-vs-cached", "--steps", steps, "--plain").stdout
+    ruler = next(line for line in out.splitlines() if line.rstrip().endswith("key →"))
+    numbers = [(m.start(), int(m.group())) for m in re.finditer(r"\d+", ruler)]
+    (one, _), (ten, _) = numbers[0], numbers[1]
+    cell = (ten - one) // 9
+    for start, number in numbers:
+        assert start - one == (number - 1) * cell, (number, ruler)  # "5" over key 50 fails

@@ -217,3 +217,18 @@ def test_a_mask_knows_the_sliding_window_its_allowed_keys_lie_within() -> None:
     assert (masks.sliding_window(8, 5) & masks.sliding_window(8, 3)).window == 3
     assert (masks.causal(8) | masks.sliding_window(8, 3)).window is None
     assert masks.causal(8).window is None
+
+
+def test_a_prefix_with_left_padding_is_the_first_real_tokens() -> None:
+    grid = masks.build(6, "prefix-lm", prefix=3, pad=2).to_array().astype(int)
+    assert grid.tolist() == [
+        [0, 0, 0, 0, 0, 0],
+        [0, 0, 0, 0, 0, 0],
+        [0, 0, 1, 1, 1, 0],
+        [0, 0, 1, 1, 1, 0],
+        [0, 0, 1, 1, 1, 0],
+        [0, 0, 1, 1, 1, 1],
+    ]
+    assert masks.build(6, "prefix-lm", prefix=3, pad=2).description.startswith("prefix-LM 3")
+    longer = masks.build(6, "prefix-lm", prefix=5, pad=2).to_array()  # covers every real token
+    assert longer[2:, 2:].all() and not longer[:, :2].any()

@@ -194,22 +194,9 @@ class _Grid:
         evicted = self._reduce(np.add, (states == EVICTED).astype(np.int64)) > 0
         return np.where(allowed, ALLOWED, np.where(evicted, EVICTED, MASKED)).astype(np.int8)
 
-    def mean(self, values: FloatArray, allowed: BoolArray) -> np.ma.MaskedArray[Any, Any]:
-        """Mean weight over each block's allowed cells; a block with none is masked.
-
-        Cells that are not allowed hold no weight (they are drawn grey or hatched
-        instead), so they are left out of the mean rather than counted as zeros.
-        """
-        values = np.asarray(values, dtype=np.float64)
-        if self.k == 1:
-            return np.ma.masked_array(values, mask=~allowed)
-        sums = self._reduce(np.add, np.where(allowed, values, 0.0))
-        counts = self._reduce(np.add, allowed.astype(np.float64))
-        means = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
-        return np.ma.masked_array(means, mask=counts == 0)
-
     def max(self, values: FloatArray, shown: BoolArray) -> np.ma.MaskedArray[Any, Any]:
-        """Largest value in each block (a pooled difference must not hide a spike)."""
+        """Largest value in each block, as the terminal shades pooled cells (a pooled
+        weight or difference must not hide a spike); a block with none shown is masked."""
         values = np.asarray(values, dtype=np.float64)
         if self.k == 1:
             return np.ma.masked_array(values, mask=~shown)
@@ -298,7 +285,7 @@ def _draw_panel(
 ) -> tuple[AxesImage, set[int]]:
     """The panel's weights and its evicted cells; return the image and the states drawn."""
     cells = grid.states(panel.states)
-    image = _heatmap(ax, grid.mean(panel.weights, panel.states == ALLOWED), grid, cmap, norm)
+    image = _heatmap(ax, grid.max(panel.weights, panel.states == ALLOWED), grid, cmap, norm)
     _hatch_evicted(ax, cells, grid)
     return image, {int(s) for s in np.unique(cells)}
 
@@ -430,7 +417,7 @@ def _legend_columns(labels: Sequence[str], inches: float) -> int:
 def _suptitle(fig: Figure, text: str, grid: _Grid) -> None:
     title = _text(text)
     if grid.k > 1:
-        note = f"downsampled: one cell = {grid.k} x {grid.k} positions"
+        note = f"downsampled: one cell = {grid.k} x {grid.k} positions, its largest value"
         title = f"{title}\n({note})" if title else f"({note})"
     if title:
         fig.suptitle(title, fontsize=12, parse_math=False)

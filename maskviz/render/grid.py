@@ -171,9 +171,10 @@ class AttentionGrid:
                     or (lay.key_block > 1 and c % 10 == 0)
                 ):
                     text, at = str(first), lay.cell * c
-                    if all(ch == " " for ch in marks[at : at + len(text) + 1]):
+                    fits = at + len(text) <= len(marks)  # never cut: "5" read for 50
+                    if fits and all(ch == " " for ch in marks[at : at + len(text) + 1]):
                         marks[at : at + len(text)] = list(text)
-            ruler.append("".join(marks)[: lay.cell * len(cols)])
+            ruler.append("".join(marks))
         if cell_width(ruler.plain) + 6 <= width:
             ruler.append(" key →", STYLE_DIM)
         yield _line(ruler, width)

@@ -225,11 +225,15 @@ def mask_summary(
     shown = ", ".join(str(int(r) + mask.query_offset + index_base) for r in s.fully_masked[:10])
     more = f", … ({n_full - 10:,} more)" if n_full > 10 else ""
     text.append(f"{n_full:,} fully masked row{'s' if n_full > 1 else ''}: {shown}{more}.")
-    first = int(s.fully_masked[0]) + mask.query_offset
-    if first == 0 and (padded_rows is None or 0 not in padded_rows):
+    pads = set() if padded_rows is None else {int(r) for r in padded_rows}
+    real = [int(r) + mask.query_offset for r in s.fully_masked]
+    real = [r for r in real if r not in pads]
+    first_token = next((i for i in range(mask.n_keys) if i not in pads), None)
+    if real and real[0] == first_token:
+        who = "the first token" if not pads else "the first token after the padding"
         text.append(
-            f"\nRow {index_base} has no key to attend to: the first token is generated from the "
-            "start symbol alone."
+            f"\nRow {first_token + index_base} has no key to attend to: {who} is generated "
+            "from the start symbol alone."
         )
     if padded_rows is not None and padded_rows.size:
         text.append("\nPadded query rows attend to nothing; their outputs are ignored.")
