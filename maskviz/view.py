@@ -201,7 +201,7 @@ def trace_view(
             notes[t] = f"(next: {display_label(trace.token_label(top[0][0]))} {top[0][1]:.0%})"
         alts = ", ".join(f"'{display_label(trace.token_label(i))}' {q:.0%}" for i, q in top)
         if t >= p and trace.mode != "training":
-            held = f"{plural(t, 'cached key')}"
+            held = plural(t, "cached key")
             if window is not None and t >= window:
                 held = f"a ring of {window - 1} cached keys ({t - window + 1} evicted)"
             details[t] = f"step {t - p + 1}: {held} + itself; top: {alts}"

@@ -47,3 +47,19 @@ class Tensors:
         if not np.isfinite(arr).all():
             raise MaskvizError(f"{self.source}: tensor {key!r} contains NaN or infinity")
         return arr
+
+
+def output_head(t: Tensors, embedding: NDArray[Any], tied: bool) -> NDArray[Any] | None:
+    """The checkpoint's ``lm_head.weight``, or None when the output head is the token
+    embedding: tied and not stored, or stored equal to it. A stored head that differs
+    is used even when the config says tied, as transformers does ("we will NOT tie
+    them"); untied without one is an error naming the tensor."""
+    if "lm_head.weight" not in t:
+        if not tied:
+            raise MaskvizError(
+                f"{t.source}: missing tensor 'lm_head.weight', required because "
+                "tie_word_embeddings is false"
+            )
+        return None
+    head = t.take("lm_head.weight", embedding.shape)
+    return None if np.array_equal(head, embedding) else head

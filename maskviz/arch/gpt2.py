@@ -15,13 +15,13 @@ array([[1, 0, 0],
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from maskviz.arch import Attend, FloatArray, IntArray
-from maskviz.arch._tensors import Tensors, cast
+from maskviz.arch._tensors import Tensors, cast, output_head
 from maskviz.errors import MaskvizError, usage_error
 from maskviz.masks import Mask, causal
 from maskviz.nn import gelu_, layer_norm
@@ -309,16 +309,9 @@ def weights_from_tensors(tensors: dict[str, FloatArray], cfg: GPTConfig, source:
             )
         )
     wte = t.take("wte.weight", (v, c))
-    if not cfg.tie_word_embeddings and "lm_head.weight" not in t:
-        raise MaskvizError(
-            f"{source}: missing tensor 'lm_head.weight', required because "
-            "tie_word_embeddings is false"
-        )
-    lm_head = t.take("lm_head.weight", (v, c)) if "lm_head.weight" in t else None
-    if lm_head is not None and np.array_equal(lm_head, wte):
-        lm_head = None  # tied, stored twice
+    lm_head = output_head(t, wte, cfg.tie_word_embeddings)
     return Weights(
-        cfg,
+        replace(cfg, tie_word_embeddings=lm_head is None),
         wte=wte,
         wpe=t.take("wpe.weight", (cfg.n_ctx, c)),
         blocks=blocks,

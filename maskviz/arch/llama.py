@@ -39,7 +39,7 @@ import numpy as np
 from maskviz._text import plural
 from maskviz.arch import Attend, FloatArray, IntArray
 from maskviz.arch._config import as_json, check_allowed, integers, unsupported
-from maskviz.arch._tensors import Tensors, cast
+from maskviz.arch._tensors import Tensors, cast, output_head
 from maskviz.errors import MaskvizError, usage_error
 from maskviz.masks import Mask, causal, sliding_window
 from maskviz.nn import rms_norm, silu_
@@ -527,17 +527,8 @@ def weights_from_tensors(tensors: dict[str, FloatArray], cfg: LlamaConfig, sourc
             )
         )
     embed = t.take("embed_tokens.weight", (v, c))
-    head = Tensors(tensors, source)  # lm_head.weight has no "model." prefix
-    if not cfg.tie_word_embeddings and "lm_head.weight" not in head:
-        raise MaskvizError(
-            f"{source}: missing tensor 'lm_head.weight', required because "
-            "tie_word_embeddings is false"
-        )
-    lm_head = head.take("lm_head.weight", (v, c)) if "lm_head.weight" in head else None
-    if lm_head is not None and np.array_equal(lm_head, embed):
-        lm_head = None  # tied, stored twice
-    # a stored head that differs is used even when the config says tied, as
-    # transformers does ("we will NOT tie them"); the config then says what runs
+    # lm_head.weight has no "model." prefix; the config then says what runs
+    lm_head = output_head(Tensors(tensors, source), embed, cfg.tie_word_embeddings)
     cfg = replace(cfg, tie_word_embeddings=lm_head is None)
     return Weights(cfg, embed, layers, t.take("norm.weight", (c,)), lm_head)
 

@@ -465,9 +465,9 @@ def _instance(page: Page, root_id: str, standalone: bool) -> str:
         f'<script type="application/json" class="maskviz-data">{_json_for_script(data)}</script>'
         f"<noscript>This maskviz page needs JavaScript to draw.</noscript>"
         # the viewer is a function of its root element: no globals, so any number of
-        # pages can share a notebook. The root is the script's parent; where a notebook
-        # evaluates scripts detached (no currentScript), the first unbound root of this
-        # id: an output shown twice has two
+        # pages can share a notebook. Its root is its script's parent; a notebook that
+        # runs scripts detached (no currentScript) gets the first root of this id not
+        # yet bound, since an output shown twice has two
         f"<script>({_asset('viewer.js').strip().rstrip(';')})("
         f"document.currentScript?.parentElement ?? [...document.querySelectorAll("
         f"'div.maskviz[id=\"{root_id}\"]')].find((e) => !e.dataset.maskvizBound));</script>"
