@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any, Literal
 
@@ -161,6 +161,7 @@ class Comparison:
         return {
             "pair": self.pair,
             "dtype": self.dtype,
+            "note": self.note,
             "tolerance": {"attention": self.tolerance_attention, "logits": self.tolerance_logits},
             "agree": self.agree,
             "max_abs_diff_attention": self.max_abs_diff_attention,
@@ -330,19 +331,24 @@ def compare(
     if other.logits.shape[0] != cached.logits.shape[0]:
         # generation stopped early on one side (end-of-text): compare the common part
         raise usage_error("the two sides generated different lengths; try fewer --steps")
-    return Comparison(pair, model.dtype, ids, p, other, cached, _why(pair, model))
+    result = Comparison(pair, model.dtype, ids, p, other, cached)
+    return replace(result, note=_why(result, model))
 
 
-def _why(pair: str, model: GPT) -> str:
-    """For shifted-vs-cached, why the shift matters on this model or not."""
-    if pair != "shifted-vs-cached":
+def _why(result: Comparison, model: GPT) -> str:
+    """For shifted-vs-cached, why the shift changes this model's answer or not; said
+    only when the verdict is the one its kind of positions predicts."""
+    if result.pair != "shifted-vs-cached":
         return ""
-    if model.config.architecture == "gpt2":
+    learned = model.config.architecture == "gpt2"
+    if learned and not result.agree:
         return (
             "why: this model learned one embedding per absolute position (wpe); counted "
             "from the pads, every token gets another position's embedding"
         )
-    return (
-        "why: this model's positions are rotary: a score depends only on the distance "
-        "between query and key, which shifting every position by the pads keeps"
-    )
+    if not learned and result.agree:
+        return (
+            "why: this model's positions are rotary: a score depends only on the distance "
+            "between query and key, which shifting every position by the pads keeps"
+        )
+    return ""

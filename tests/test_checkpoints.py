@@ -368,3 +368,19 @@ def test_flipped_or_truncated_bytes_load_correctly_or_fail_cleanly(
     # it loaded: it must run and give finite numbers
     logits, attention = model.forward(REFERENCE["prompt_ids"] % model.config.vocab_size)
     assert np.isfinite(logits).all() and np.isfinite(attention).all()
+
+
+def test_a_gpt2_config_says_whether_the_head_that_runs_is_tied(tmp_path: Path) -> None:
+    tied = load_model(FIXTURE)
+    assert tied.config.tie_word_embeddings
+    from safetensors.numpy import load_file, save_file
+
+    copy = tmp_path / "untied"
+    shutil.copytree(FIXTURE, copy)
+    tensors = load_file(str(copy / "model.safetensors"))
+    wte = next(v for k, v in tensors.items() if k.endswith("wte.weight"))
+    tensors["lm_head.weight"] = wte + np.float32(0.5)  # a head of its own
+    save_file(tensors, str(copy / "model.safetensors"))
+    untied = load_model(copy)
+    assert not untied.config.tie_word_embeddings
+    assert untied.config.n_params == tied.config.n_params + wte.size  # counted apart

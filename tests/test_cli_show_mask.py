@@ -296,3 +296,7 @@ def test_the_first_real_token_after_left_padding_is_named_when_it_sees_nothing()
     )
     assert "Row 3 has no key to attend to: the first token after the padding" in out
     assert "Padded query rows attend to nothing" in out
+    right = run_cli(
+        "show-mask", "8", "--pad", "2", "--pad-side", "right", "--kind", "strict", "--plain"
+    )
+    assert "Row 1 has no key to attend to: the first token is" in " ".join(right.stdout.split())

@@ -310,3 +310,5 @@ def test_shifted_vs_cached_says_why_it_agrees_or_not() -> None:
     assert "positions are rotary" in " ".join(rotary.stdout.split())
     plain = run_cli("compare", "training-vs-cached", "--steps", "3", "--plain").stdout
     assert "why:" not in plain
+    data = json.loads(run_cli("compare", "shifted-vs-cached", "--steps", "3", "--json").stdout)
+    assert data["note"].startswith("why: this model learned one embedding")

@@ -69,12 +69,13 @@ class GPTConfig:
 
     @property
     def n_params(self) -> int:
-        """Parameters, counting the tied output projection once."""
+        """Parameters, counting a tied output projection once and an untied one apart."""
         c, v = self.n_embd, self.vocab_size
         per_block = (
             4 * c + (c * 3 * c + 3 * c) + (c * c + c) + (c * 4 * c + 4 * c) + (4 * c * c + c)
         )
-        return v * c + self.n_ctx * c + self.n_layer * per_block + 2 * c
+        head = 0 if self.tie_word_embeddings else v * c
+        return v * c + head + self.n_ctx * c + self.n_layer * per_block + 2 * c
 
     def describe(self) -> str:
         return (

@@ -14,8 +14,8 @@ are a panel's marks: where the prompt ends and generated tokens begin, or the tw
 lines that enclose a delimiter's row and column.
 
 Matrices wider than 64 positions are pooled into at most 64 x 64 cells (the title
-says so) by the terminal's rule: a cell is allowed if any position in it is (drawn
-with the mean of its allowed weights), evicted if none is allowed and one was
+says so) by the terminal's rule: a cell is allowed if any position in it is (shaded
+by the largest of its allowed weights), evicted if none is allowed and one was
 evicted, else masked. Figures are built on `matplotlib.figure.Figure` directly (no
 pyplot state); only `save_decode_gif` writes a file, atomically.
 """

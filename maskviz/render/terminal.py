@@ -230,7 +230,7 @@ def mask_summary(
     real = [r for r in real if r not in pads]
     first_token = next((i for i in range(mask.n_keys) if i not in pads), None)
     if real and real[0] == first_token:
-        who = "the first token" if not pads else "the first token after the padding"
+        who = "the first token after the padding" if first_token else "the first token"
         text.append(
             f"\nRow {first_token + index_base} has no key to attend to: {who} is generated "
             "from the start symbol alone."
