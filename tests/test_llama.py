@@ -35,6 +35,14 @@ def folder(name: str) -> Path:
     return FIXTURES / f"{name}-tiny"
 
 
+def edited_llama(copy: Path, config: dict[str, Any]) -> Path:
+    """A copy of the llama fixture at ``copy`` with ``config`` merged into its config.json."""
+    shutil.copytree(folder("llama"), copy)
+    data = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**data, **config}))
+    return copy
+
+
 @cache
 def reference(name: str) -> dict[str, Any]:
     with np.load(folder(name) / "reference.npz", allow_pickle=False) as ref:
@@ -204,10 +212,7 @@ def _with_biases(root: Path, name: str, config: dict[str, Any], biases: dict[str
     """The llama fixture with ``config`` changes and extra tensors, in float64."""
     from safetensors.numpy import load_file, save_file
 
-    copy = root / name
-    shutil.copytree(folder("llama"), copy)
-    data = json.loads((copy / "config.json").read_text())
-    (copy / "config.json").write_text(json.dumps({**data, **config}))
+    copy = edited_llama(root / name, config)
     tensors = load_file(str(copy / "model.safetensors"))
     save_file({**tensors, **biases}, str(copy / "model.safetensors"))
     return load_model(copy, dtype="float64")
@@ -363,11 +368,8 @@ def test_a_stored_head_that_differs_is_used_even_when_the_config_says_tied(
 ) -> None:
     untied = load_model(folder("llama"), dtype="float64")
     assert untied.weights.lm_head is not None  # the fixture has its own head
-    copy = tmp_path / "ckpt"
-    shutil.copytree(folder("llama"), copy)
-    config = json.loads((copy / "config.json").read_text())
-    config["tie_word_embeddings"] = True  # transformers: "we will NOT tie them"
-    (copy / "config.json").write_text(json.dumps(config))
+    # transformers: "we will NOT tie them"
+    copy = edited_llama(tmp_path / "ckpt", {"tie_word_embeddings": True})
     ids = untied.tokenizer.encode("The dog")
     model = load_model(copy, dtype="float64")
     np.testing.assert_array_equal(model.forward(ids)[0], untied.forward(ids)[0])
@@ -377,8 +379,7 @@ def test_a_stored_head_that_differs_is_used_even_when_the_config_says_tied(
 def test_generation_config_end_tokens_stop_generation_as_generate_reads_them(
     tmp_path: Path,
 ) -> None:
-    copy = tmp_path / "ckpt"
-    shutil.copytree(folder("llama"), copy)
+    copy = edited_llama(tmp_path / "ckpt", {})
     (copy / "generation_config.json").write_text(json.dumps({"eos_token_id": [1, 7]}))
     assert load_model(copy).tokenizer.stop_ids == {1, 7}
 
@@ -405,11 +406,7 @@ def test_generation_config_end_tokens_stop_generation_as_generate_reads_them(
 def test_unimplemented_config_fields_are_refused_by_name(
     tmp_path: Path, change: dict[str, Any], named: str
 ) -> None:
-    copy = tmp_path / "ckpt"
-    shutil.copytree(folder("llama"), copy)
-    config = json.loads((copy / "config.json").read_text())
-    config.update(change)
-    (copy / "config.json").write_text(json.dumps(config))
+    copy = edited_llama(tmp_path / "ckpt", change)
     with pytest.raises(
         MaskvizError, match=rf"config.json: {named}\b.*(not supported|must be)"
     ) as info:
@@ -525,11 +522,8 @@ def test_every_pair_but_unmasked_agrees_on_random_llama_models(
 
 
 def test_generation_stops_at_any_of_the_configs_end_of_sequence_tokens(tmp_path: Path) -> None:
-    copy = tmp_path / "ckpt"
-    shutil.copytree(folder("llama"), copy)
-    config = json.loads((copy / "config.json").read_text())
-    config["eos_token_id"] = [7, 1]  # as Llama 3 instruct lists its end-of-turn token second
-    (copy / "config.json").write_text(json.dumps(config))
+    # as Llama 3 instruct lists its end-of-turn token second
+    copy = edited_llama(tmp_path / "ckpt", {"eos_token_id": [7, 1]})
     model = load_model(copy, dtype="float64")
     assert model.tokenizer.eot_id == 7 and model.tokenizer.stop_ids == {7, 1}
     model.weights.lm_head[1] = 50 * model.weights.norm  # the second id wins everywhere
