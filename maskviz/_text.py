@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import unicodedata
 
 # Characters that can rewrite or reorder what a terminal shows.
@@ -93,3 +94,37 @@ def times(ratio: float, more: str, less: str) -> str:
     if ratio >= 1:
         return f"{ratio:.1f}x {more}"
     return f"{1 / ratio:.1f}x {less}"
+
+
+# Stand-ins for a terminal whose encoding lacks the glyphs (PYTHONIOENCODING=ascii, a
+# Windows code page when piped). One column each where a grid draws them, so grids keep
+# their alignment, and distinct within each grid: mask (# . + x), weight ramp (- : = * #).
+_ASCII = dict(zip("●○◐◌·░▒▓█…–−─│→↓◀␣✗×Δ", "#.+x-:=*#~---|>v<_xxD", strict=True))
+_ASCII |= {"≥": ">=", "±": "+-"}  # in prose only, where a second column does no harm
+ASCII_ERRORS = "maskviz-ascii"
+
+
+def _ascii_stand_ins(exc: UnicodeError) -> tuple[str, int]:
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    chars = exc.object[exc.start : exc.end]
+    return "".join(_ASCII.get(ch, "?") for ch in chars), exc.end
+
+
+codecs.register_error(ASCII_ERRORS, _ascii_stand_ins)
+
+
+def use_ascii_stand_ins(stream: object) -> None:
+    """Let ``stream`` print what its encoding lacks as ASCII stand-ins instead of failing.
+
+    Nothing changes where the glyphs can be encoded (any UTF-8 terminal).
+    """
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    try:
+        "".join(_ASCII).encode(encoding)
+    except UnicodeEncodeError:
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors=ASCII_ERRORS)
+    except LookupError:
+        pass  # an encoding Python does not know: leave the stream as it is

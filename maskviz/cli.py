@@ -25,7 +25,7 @@ from typer.core import TyperGroup
 from maskviz import __version__
 from maskviz import masks as masks_lib
 from maskviz._io import check_output_path
-from maskviz._text import safe_text
+from maskviz._text import safe_text, use_ascii_stand_ins
 from maskviz.errors import MaskvizError, usage_error
 from maskviz.render.terminal import mask_report
 from maskviz.tokenizer import check_ids
@@ -973,4 +973,6 @@ def _bench_with_progress(gpt: GPT, tokens: int, repeats: int, *, plain: bool) ->
 
 def main() -> None:
     """Console-script entry point."""
+    for stream in (sys.stdout, sys.stderr):
+        use_ascii_stand_ins(stream)
     app()

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from maskviz._text import _ASCII, ASCII_ERRORS
+from maskviz.render.terminal import ALLOWED, BLOCKED, EVICTED, PARTIAL, RAMP
 from tests.conftest import run_cli
 
 STRICT_GRID = """\
@@ -300,3 +305,31 @@ def test_the_first_real_token_after_left_padding_is_named_when_it_sees_nothing()
         "show-mask", "8", "--pad", "2", "--pad-side", "right", "--kind", "strict", "--plain"
     )
     assert "Row 1 has no key to attend to: the first token is" in " ".join(right.stdout.split())
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "cp1252"])
+def test_a_terminal_without_the_glyphs_gets_ascii_stand_ins(encoding: str) -> None:
+    # the encoding is fixed when the interpreter starts: a fresh one, as a user's shell runs it
+    env = {**os.environ, "PYTHONIOENCODING": encoding, "COLUMNS": "80"}
+    run = [sys.executable, "-m", "maskviz"]
+    mask = subprocess.run([*run, "show-mask", "3"], capture_output=True, env=env, check=False)
+    assert (mask.returncode, mask.stderr) == (0, b"")
+    assert grid_lines(mask.stdout.decode(encoding))[1:5] == [
+        "\\ 1 2 3",
+        "1 # . .",
+        "2 # # .",
+        "3 # # #",
+    ]
+    trace = subprocess.run(
+        [*run, "trace", "To be", "--steps", "2", "--plain"], capture_output=True, env=env
+    )
+    assert (trace.returncode, trace.stderr) == (0, b"")
+    assert "allowed cells by weight:" in trace.stdout.decode(encoding)
+
+
+def test_ascii_stand_ins_keep_every_grid_s_glyphs_apart_and_one_column_wide() -> None:
+    stand_in = {ch: ch.encode("ascii", ASCII_ERRORS).decode() for ch in _ASCII}
+    for glyphs in [(ALLOWED, BLOCKED, PARTIAL, EVICTED), (*RAMP, BLOCKED, EVICTED)]:
+        drawn = [stand_in[g] for g in glyphs]
+        assert len(set(drawn)) == len(glyphs)
+        assert all(len(s) == 1 for s in drawn)
