@@ -58,14 +58,38 @@ PAIRS: tuple[Pair, ...] = (
 PadSide = Literal["left", "right"]
 
 
-def tolerance(dtype: str, scale: float = 1.0) -> float:
-    """Agreement threshold: 1024 float epsilons of the largest magnitude compared.
+def tolerance(dtype: str, scale: float = 1.0, layers: int = 4) -> float:
+    """Agreement threshold: 1024 float epsilons per 4 layers, times the size of what is
+    compared.
 
     The two sides add the same products in a different order, so each of a few dozen
-    rounding steps per layer may differ by an ulp; 1024 eps leaves room for deep
-    models while staying 1e4 times below what a missing mask changes.
+    rounding steps per layer may differ by an ulp, and each layer passes its rounding
+    on to the next. ``scale``: the largest |logit| for logits; for attention weights,
+    the widest spread of scores in a row (`score_spread`), since a score's rounding
+    error, and with it its weight's, grows with the score.
     """
-    return 1024 * float(np.finfo(dtype).eps) * max(1.0, scale)
+    return 1024 * float(np.finfo(dtype).eps) * max(1.0, scale) * max(1.0, layers / 4)
+
+
+def score_spread(attention: FloatArray) -> float:
+    """The widest spread of attention scores in any row [..., n_q, n_k], read from the
+    weights: softmax makes w_i / w_j = exp(s_i - s_j), so a row's largest score minus
+    its smallest is log(max w / min w) over the keys it weighs. Keys weighed below
+    one epsilon of the row's largest weight are left out: their share of the row is
+    below rounding. The spread is then at most log(1 / eps): 16 in float32, 36 in float64.
+
+    >>> w = np.exp(np.array([[0.0, -3.0, -1e3]])); score_spread(w / w.sum())
+    3.0
+    """
+    eps = float(np.finfo(attention.dtype).eps)
+    spread = 0.0
+    for block in attention.reshape(-1, *attention.shape[-2:]):  # [n_q, n_k]: bounded memory
+        high = block.max(axis=-1).astype(np.float64)  # [n_q]
+        weighed = np.where(block >= (high * eps)[:, None], block, np.inf).min(axis=-1)
+        rows = high > 0  # a row that may attend to no key has no spread
+        if rows.any():
+            spread = max(spread, float(np.log(high[rows] / weighed[rows]).max()))
+    return spread
 
 
 @dataclass(frozen=True)
@@ -93,13 +117,13 @@ class Comparison:
     b: Side
     note: str = ""  # why this model gives the answer it gives, where that is not obvious
 
-    @property
+    @cached_property
     def tolerance_attention(self) -> float:
-        return tolerance(self.dtype)
+        return tolerance(self.dtype, score_spread(self.b.attention), self.b.attention.shape[0])
 
     @property
     def tolerance_logits(self) -> float:
-        return tolerance(self.dtype, float(np.abs(self.b.logits).max()))
+        return tolerance(self.dtype, float(np.abs(self.b.logits).max()), self.b.attention.shape[0])
 
     @cached_property
     def _layer_row_diff(self) -> NDArray[np.float64]:

@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from maskviz.arch import Config, family, supported_model_types
 from maskviz.arch._config import as_json
 from maskviz.errors import MaskvizError, usage_error
-from maskviz.model import DTYPES, GPT, DType
+from maskviz.model import GPT, DType, dtype_name
 from maskviz.tokenizer import ByteTokenizer, HFTokenizer, Tokenizer
 
 DEFAULT_MODEL = "tiny"
@@ -62,8 +62,7 @@ def load_model(spec: str | Path | None = None, *, dtype: DType = "float32") -> G
     >>> load_model("Tiny").name
     'tiny'
     """
-    if dtype not in DTYPES:
-        raise usage_error(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    dtype = dtype_name(dtype)
     if spec is not None and not isinstance(spec, str | os.PathLike):
         raise usage_error(f"model must be a name, a folder or a hub id, got {spec!r}")
     text = DEFAULT_MODEL if spec is None else str(spec)

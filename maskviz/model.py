@@ -178,8 +178,7 @@ class GPT:
     def __init__(
         self, weights: Architecture, tokenizer: Tokenizer, *, name: str, dtype: DType = "float32"
     ) -> None:
-        if dtype not in DTYPES:
-            raise usage_error(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        dtype = dtype_name(dtype)
         self.weights: Architecture = weights.astype(dtype).decoding_layout()
         self.config: Config = weights.config
         self.tokenizer = tokenizer
@@ -567,10 +566,24 @@ class GPT:
         cfg = self.config
         lay = _select("layer", layers, cfg.n_layer)
         hd = _select("head", heads, cfg.n_head)
-        dtype = record_dtype or self.dtype
-        if dtype not in ("float16", "float32", "float64"):
-            raise usage_error(f"record_dtype must be float16, float32 or float64, got {dtype!r}")
+        dtype = self.dtype if record_dtype is None else record_dtype
+        dtype = dtype_name(dtype, ("float16", *DTYPES), "record_dtype")
         return Recorder(lay, hd, cfg.n_head, n, dtype)
+
+
+def dtype_name(value: object, allowed: tuple[str, ...] = DTYPES, what: str = "dtype") -> Any:
+    """A float type's name: "float32", ``np.float32`` and ``np.dtype("float32")`` alike.
+
+    >>> dtype_name(np.float32), dtype_name("float64")
+    ('float32', 'float64')
+    """
+    try:
+        name = None if value is None else np.dtype(value).name  # type: ignore[call-overload]
+    except TypeError:
+        name = None
+    if name not in allowed:
+        raise usage_error(f"{what} must be one of {', '.join(allowed)}, got {value!r}")
+    return name
 
 
 def _dense_mask(mask: object, n: int) -> BoolArray | Literal["rules"] | None:
@@ -645,8 +658,11 @@ class _Chooser:
         with np.errstate(over="ignore"):
             z = (logits.astype(np.float64) - float(logits.max())) / self.temperature
         if self.top_k is not None and self.top_k < z.size:
-            cut = np.partition(z, -self.top_k)[-self.top_k]
-            z = np.where(z >= cut, z, -np.inf)
+            # exactly k candidates, also when several logits tie at the cut
+            top = np.argpartition(z, -self.top_k)[-self.top_k :]
+            kept = np.full_like(z, -np.inf)
+            kept[top] = z[top]
+            z = kept
         p = np.exp(z - z.max())
         return int(self.rng.choice(z.size, p=p / p.sum()))
 

@@ -384,3 +384,17 @@ def test_a_gpt2_config_says_whether_the_head_that_runs_is_tied(tmp_path: Path) -
     untied = load_model(copy)
     assert not untied.config.tie_word_embeddings
     assert untied.config.n_params == tied.config.n_params + wte.size  # counted apart
+
+
+def test_a_float64_weight_beyond_float32_s_range_is_refused_when_loading_float32(
+    tmp_path: Path,
+) -> None:
+    from safetensors.numpy import load_file, save_file
+
+    folder = _copy(tmp_path)
+    tensors = {k: v.astype(np.float64) for k, v in load_file(folder / "model.safetensors").items()}
+    tensors["transformer.wpe.weight"][-1, 0] = 1e39  # finite in float64
+    save_file(tensors, str(folder / "model.safetensors"))
+    with pytest.raises(MaskvizError, match=r"1e\+39, beyond float32's range .*--dtype float64"):
+        load_model(folder)
+    assert load_model(folder, dtype="float64").weights.wpe[-1, 0] == 1e39

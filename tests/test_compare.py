@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from maskviz import GPTConfig, MaskvizError, random_model
-from maskviz.compare import PAIRS, compare
+from maskviz import GPTConfig, LlamaConfig, MaskvizError, random_model
+from maskviz.compare import PAIRS, compare, score_spread, tolerance
 from maskviz.similarity import similarity
 from tests.conftest import run_cli
 
@@ -312,3 +312,28 @@ def test_shifted_vs_cached_says_why_it_agrees_or_not() -> None:
     assert "why:" not in plain
     data = json.loads(run_cli("compare", "shifted-vs-cached", "--steps", "3", "--json").stdout)
     assert data["note"].startswith("why: this model learned one embedding")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_rounding_on_sharp_attention_is_not_called_a_difference(dtype: str) -> None:
+    # scores up to ~70: each weight's rounding error grows with them, past a fixed 1024 eps
+    cfg = LlamaConfig(4, 4, 2, 64, 128, 256, n_ctx=128, vocab_size=300, rope_theta=1e5)
+    model = random_model(cfg, seed=0, dtype=dtype)
+    for layer in model.weights.layers:
+        layer.qkv_w[:, : 6 * 64] *= 2.0  # q and k
+    prompt = np.random.default_rng(1).integers(0, 300, 100).tolist()
+    shifted = compare(model, "shifted-vs-cached", prompt, 4)
+    assert shifted.max_abs_diff_attention > tolerance(dtype)  # what the old bar refused
+    assert shifted.agree, (shifted.max_abs_diff_attention, shifted.tolerance_attention)
+    unmasked = compare(model, "unmasked-vs-cached", prompt, 4)
+    assert not unmasked.agree
+    assert unmasked.max_abs_diff_attention > 10 * unmasked.tolerance_attention
+
+
+def test_score_spread_reads_score_differences_back_from_softmax_weights() -> None:
+    scores = np.array([[[0.0, -2.0, -5.0], [1.0, 1.0, -np.inf]]])  # [1, 2 queries, 3 keys]
+    weights = np.exp(scores) / np.exp(scores).sum(axis=-1, keepdims=True)
+    assert score_spread(weights) == pytest.approx(5.0)
+    assert score_spread(np.zeros((2, 3, 3))) == 0.0  # rows that attend to nothing
+    # a key weighed below rounding is left out
+    assert score_spread(np.array([[1.0, 1e-10, 1e-300]])) == pytest.approx(10 * np.log(10))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,21 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import maskviz
-from maskviz import GPTConfig, MaskvizError, random_model
+from maskviz import GPTConfig, LlamaConfig, MaskvizError, random_model
+from maskviz.compare import tolerance
 from maskviz.model import KVCache, attention, masked_softmax
-
-
-def tolerance(dtype: str, scale: float) -> float:
-    """float64: ~1e-12. float32: a few hundred ulps of the largest magnitude involved.
-
-    Cached and training mode add the same products in a different order (one
-    matrix-vector product per step vs one matrix product), so each of the O(n_layer)
-    layers may differ by a few ulps of its activations, which grow through the
-    residual stream; 256 eps * max(1, |value|) bounds that with room to spare.
-    """
-    eps = float(np.finfo(dtype).eps)
-    return 256 * eps * max(1.0, scale)
-
 
 configs = st.builds(
     lambda n_layer, n_head, head_dim, n_ctx, vocab: GPTConfig(
@@ -319,3 +308,35 @@ def test_a_tokenizer_without_stop_ids_stops_at_its_end_of_text() -> None:
     model.weights.wte[256] = 1
     model.weights.ln_f_b[:] = 1
     assert model.trace([65, 66], steps=10).token_ids.tolist() == [65, 66, 256]
+
+
+def test_numpy_dtypes_name_the_same_float_type_and_traces_stay_saveable(tmp_path: Path) -> None:
+    for name in (np.float32, np.dtype("float32"), "float32"):
+        model = random_model(GPTConfig(1, 2, 8, 16, 20), seed=0, dtype=name)  # type: ignore[arg-type]
+        assert model.dtype == "float32"
+        trace = model.trace([1, 2], steps=2, record_dtype=np.float16)  # type: ignore[arg-type]
+        assert (trace.dtype, trace.attention.dtype) == ("float32", np.float16)
+        trace.save(tmp_path / "t.npz")
+        trace.save(tmp_path / "t.json")
+        assert maskviz.Trace.load(tmp_path / "t.npz").dtype == "float32"
+    with pytest.raises(MaskvizError, match="dtype must be one of float32, float64, got None"):
+        random_model(GPTConfig(1, 2, 8, 16, 20), dtype=None)  # type: ignore[arg-type]
+
+
+def test_a_numpy_float64_epsilon_does_not_promote_a_float32_model() -> None:
+    eps = np.float64(1e-5)
+    gpt2 = GPTConfig(2, 2, 16, 32, 50, layer_norm_epsilon=eps)  # type: ignore[arg-type]
+    llama = LlamaConfig(2, 2, 1, 8, 16, 32, n_ctx=32, vocab_size=50, rms_norm_eps=eps)  # type: ignore[arg-type]
+    for cfg in (gpt2, llama):
+        model = random_model(cfg, seed=0)
+        logits, weights = model.forward([1, 2, 3])
+        assert (logits.dtype, weights.dtype) == (np.float32, np.float32)
+        assert model.trace([1, 2], steps=2, mode="training").logits.dtype == np.float32
+
+
+def test_top_k_keeps_exactly_k_candidates_when_logits_tie() -> None:
+    model = random_model(GPTConfig(1, 2, 8, 16, 20), seed=0)
+    model.weights.wte[:] = 0.0  # every logit ties at 0
+    picks = {int(model.trace([1], steps=1, temperature=1.0, top_k=1, seed=s).token_ids[-1])
+             for s in range(20)}  # fmt: skip
+    assert len(picks) == 1

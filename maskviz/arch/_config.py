@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from numbers import Real
 from typing import Any
 
-from maskviz.errors import MaskvizError
+from maskviz.errors import MaskvizError, usage_error
 
 MAX_SIZE = 1 << 20  # the largest dimension a config may name
 
@@ -54,3 +55,14 @@ def integers(
             )
         out[name] = value
     return out
+
+
+def positive_float(owner: object, name: str) -> None:
+    """Store ``owner.name`` (a frozen dataclass field) as a Python float, or refuse it.
+
+    A NumPy float64 scalar kept as it is would promote every float32 array it touches.
+    """
+    value = getattr(owner, name)
+    if isinstance(value, bool) or not isinstance(value, Real) or not float(value) > 0:
+        raise usage_error(f"{type(owner).__name__}.{name} must be a number > 0, got {value!r}")
+    object.__setattr__(owner, name, float(value))

@@ -12,10 +12,17 @@ from maskviz.errors import MaskvizError
 
 
 def cast(a: NDArray[Any], dtype: str) -> NDArray[Any]:
-    """``a`` in ``dtype``, keeping a column-major matrix column-major (a decoding layout)."""
-    if a.ndim == 2 and a.flags.f_contiguous and not a.flags.c_contiguous:
-        return np.asfortranarray(a, dtype=dtype)
-    return np.ascontiguousarray(a, dtype=dtype)
+    """``a`` in ``dtype``, keeping a column-major matrix column-major (a decoding layout);
+    a value beyond the dtype's range is an error, not an infinity."""
+    fortran = a.ndim == 2 and a.flags.f_contiguous and not a.flags.c_contiguous
+    try:
+        with np.errstate(over="raise"):
+            return np.asfortranarray(a, dtype=dtype) if fortran else np.ascontiguousarray(a, dtype)
+    except FloatingPointError:
+        raise MaskvizError(
+            f"the weights hold {float(np.abs(a).max()):.3g}, beyond {dtype}'s range "
+            f"(±{float(np.finfo(dtype).max):.3g}): load the model in float64 (--dtype float64)"
+        ) from None
 
 
 class Tensors:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from maskviz.arch import Attend, FloatArray, IntArray
+from maskviz.arch._config import check_allowed, integers, positive_float, unsupported
 from maskviz.arch._tensors import Tensors, cast, output_head
 from maskviz.errors import MaskvizError, usage_error
 from maskviz.masks import Mask, causal
@@ -50,8 +51,7 @@ class GPTConfig:
                 raise usage_error(f"GPTConfig.{name} must be a positive integer, got {value!r}")
         if self.n_embd % self.n_head:
             raise usage_error(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-        if not self.layer_norm_epsilon > 0:
-            raise usage_error(f"layer_norm_epsilon must be > 0, got {self.layer_norm_epsilon}")
+        positive_float(self, "layer_norm_epsilon")
 
     architecture = "gpt2"
 
@@ -254,8 +254,6 @@ def config_from_hf(data: dict[str, Any], source: str = "config.json") -> GPTConf
     ...
     maskviz.errors.MaskvizError: config.json: is_causal = false is not supported (maskviz runs GPT-2 causally)
     """
-    from maskviz.arch._config import check_allowed, integers, unsupported
-
     check_allowed(data, _REQUIRED, source)
     # transformers honours is_causal = false and attends both ways; this engine never does
     if data.get("is_causal") not in (True, None):

@@ -38,7 +38,7 @@ import numpy as np
 
 from maskviz._text import plural
 from maskviz.arch import Attend, FloatArray, IntArray
-from maskviz.arch._config import as_json, check_allowed, integers, unsupported
+from maskviz.arch._config import as_json, check_allowed, integers, positive_float, unsupported
 from maskviz.arch._tensors import Tensors, cast, output_head
 from maskviz.errors import MaskvizError, usage_error
 from maskviz.masks import Mask, causal, sliding_window
@@ -87,11 +87,8 @@ class LlamaConfig:
     architecture = "llama"
 
     def __post_init__(self) -> None:
-        for name in ("n_layer", "n_head", "n_kv_head", "head_dim", "n_embd", "intermediate"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise usage_error(f"LlamaConfig.{name} must be a positive integer, got {value!r}")
-        for name in ("n_ctx", "vocab_size"):
+        sizes = ("n_layer", "n_head", "n_kv_head", "head_dim", "n_embd", "intermediate")
+        for name in (*sizes, "n_ctx", "vocab_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise usage_error(f"LlamaConfig.{name} must be a positive integer, got {value!r}")
@@ -107,8 +104,8 @@ class LlamaConfig:
             raise usage_error(f"windows has {len(self.windows)} entries for {self.n_layer} layers")
         if any(w is not None and (isinstance(w, bool) or w < 1) for w in self.windows):
             raise usage_error(f"windows must be None or >= 1, got {list(self.windows)}")
-        if not (self.rms_norm_eps > 0 and self.rope_theta > 0):
-            raise usage_error("rms_norm_eps and rope_theta must be > 0")
+        positive_float(self, "rms_norm_eps")
+        positive_float(self, "rope_theta")
 
     @property
     def n_params(self) -> int:
