@@ -11,6 +11,7 @@ import functools
 import itertools
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -65,6 +66,8 @@ def _did_you_mean(exc: Exception, args: list[str]) -> str:
 
 
 def _internal_error(exc: Exception) -> str:
+    if isinstance(exc, MemoryError):  # NumPy says how much it could not allocate
+        return f"not enough memory: {exc} (try fewer --steps)"
     return f"internal error: {type(exc).__name__}: {exc} (set MASKVIZ_DEBUG=1 for details)"
 
 
@@ -125,6 +128,8 @@ class _Group(TyperGroup):
             sys.stderr = open(os.devnull, "w")  # noqa: SIM115  # nothing left to report to
             sys.exit(1)
         except Exception as exc:
+            if _TERMINATED:  # cleanup code that failed while unwinding from the signal
+                sys.exit(128 + _TERMINATED[0])
             if os.environ.get("MASKVIZ_DEBUG"):
                 raise
             _fail(_internal_error(exc), 1)
@@ -680,6 +685,8 @@ def view_command(
             f"--layer {layer} was not recorded in {file} (layers {trace.layers.tolist()})"
         )
     recorded = trace.heads.tolist()
+    if not recorded:
+        raise usage_error(f"{file} recorded no attention head: there is nothing to draw")
     chosen = recorded if heads == "all" else _heads(heads, max(recorded) + 1)
     view = trace_view(trace, layer=layer, head=head, heads=chosen, agg=agg.value if agg else None)
     first = "all" if agg or heads else head
@@ -923,7 +930,7 @@ def bench_command(
 
       maskviz bench --shape gpt2-small --tokens 64 --save latency.png
 
-      maskviz bench --model tests/fixtures/gpt2-tiny --json
+      maskviz bench --model tiny-swa --json
     """
     from maskviz import bench as bench_lib
 
@@ -975,4 +982,14 @@ def main() -> None:
     """Console-script entry point."""
     for stream in (sys.stdout, sys.stderr):
         use_ascii_stand_ins(stream)
+    # `kill` unwinds like Ctrl-C: a save in progress removes its temporary file
+    signal.signal(signal.SIGTERM, _terminated)
     app()
+
+
+_TERMINATED: list[int] = []  # the signal that stopped us, if one did
+
+
+def _terminated(signum: int, frame: object) -> NoReturn:
+    _TERMINATED.append(signum)
+    raise SystemExit(128 + signum)

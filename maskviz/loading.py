@@ -128,13 +128,20 @@ def _read_config(folder: Path) -> dict[str, Any]:
         raise MaskvizError(f"{path}: missing (a checkpoint folder needs config.json)")
     if path.stat().st_size > _MAX_CONFIG_BYTES:
         raise MaskvizError(f"{path}: too large to be a model config")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MaskvizError(f"{path}: not valid JSON ({exc})") from None
+    data = _read_json(path)
     if not isinstance(data, dict):
         raise MaskvizError(f"{path}: expected a JSON object")
     return data
+
+
+def _read_json(path: Path) -> Any:
+    """A JSON file's value; an unreadable or malformed file is one error naming it."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise MaskvizError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, nesting, 5000 digits
+        raise MaskvizError(f"{path}: not valid JSON ({str(exc).splitlines()[0]})") from None
 
 
 def config_from_dict(data: dict[str, Any], source: str = "config.json") -> Config:
@@ -152,7 +159,10 @@ def config_from_dict(data: dict[str, Any], source: str = "config.json") -> Confi
             f"{source}: model_type = {as_json(model_type)} is not supported (this engine "
             f"implements {', '.join(supported_model_types())})"
         )
-    config: Config = module.config_from_hf(data, source)
+    try:
+        config: Config = module.config_from_hf(data, source)
+    except (TypeError, ValueError, OverflowError) as exc:  # e.g. a 400-digit float, a list
+        raise MaskvizError(f"{source}: a value of an unusable type or size ({exc})") from None
     return config
 
 
@@ -182,6 +192,10 @@ def read_safetensors(path: Path) -> dict[str, NDArray[Any]]:
 
     if not path.is_file():
         raise MaskvizError(f"{path}: missing")
+    try:
+        path.open("rb").close()  # safetensors reports an unreadable file as a missing one
+    except OSError as exc:
+        raise MaskvizError(f"{path}: cannot read ({exc.strerror or exc})") from None
     try:
         with safe_open(str(path), framework="numpy") as f:  # checks the header and sizes
             names = f.keys()  # a method call: safe_open is not iterable
@@ -224,8 +238,8 @@ def load_checkpoint(folder: Path, *, dtype: DType = "float32", name: str | None 
         tokenizer = HFTokenizer(tok_path, _eos_ids(folder, data))
     if tokenizer.vocab_size > config.vocab_size:
         raise MaskvizError(
-            f"{folder}: the tokenizer has {tokenizer.vocab_size} tokens but the model only "
-            f"{config.vocab_size}"
+            f"{folder}: the tokenizer's ids reach {tokenizer.vocab_size - 1} but the model's "
+            f"vocabulary has {config.vocab_size} tokens"
         )
     tensors, source = _read_weights(folder)
     module = family(config.architecture)
@@ -241,10 +255,7 @@ def _eos_ids(folder: Path, data: dict[str, Any]) -> tuple[int, ...]:
     eos = data.get("eos_token_id")
     generation = folder / "generation_config.json"
     if generation.is_file():
-        try:
-            settings = json.loads(generation.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise MaskvizError(f"{generation}: not readable JSON ({exc})") from None
+        settings = _read_json(generation)
         if isinstance(settings, dict) and settings.get("eos_token_id") is not None:
             eos = settings["eos_token_id"]
     ids = eos if isinstance(eos, list) else [eos]
@@ -262,17 +273,19 @@ def _read_weights(folder: Path) -> tuple[dict[str, NDArray[Any]], str]:
                 "model.safetensors.index.json)"
             )
         return read_safetensors(single), str(single)
-    try:
-        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-        shards = sorted({str(f) for f in weight_map.values()})
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError):
-        raise MaskvizError(f"{index}: not a safetensors index (no weight_map)") from None
+    data = _read_json(index)
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(weight_map, dict):
+        raise MaskvizError(f"{index}: not a safetensors index (no weight_map)")
+    for shard in set(weight_map.values()):
+        # a shard is a file beside the index, nothing else
+        if not isinstance(shard, str) or not shard or Path(shard).name != shard:
+            raise MaskvizError(f"{index}: shard {as_json(shard)} is not a file name")
+    shards = {shard: read_safetensors(folder / shard) for shard in sorted(set(weight_map.values()))}
+    # each tensor from the shard the index names: a stray copy elsewhere is never read
     tensors: dict[str, NDArray[Any]] = {}
-    for shard in shards:
-        if Path(shard).name != shard:  # a shard is a file beside the index, nothing else
-            raise MaskvizError(f"{index}: shard {shard!r} is not a file name")
-        tensors.update(read_safetensors(folder / shard))
-    missing = sorted(set(weight_map) - set(tensors))
-    if missing:
-        raise MaskvizError(f"{index}: tensor {missing[0]!r} is in no shard")
+    for name, shard in weight_map.items():
+        if name not in shards[shard]:
+            raise MaskvizError(f"{index}: tensor {name!r} is not in {shard}, where it is listed")
+        tensors[name] = shards[shard][name]
     return tensors, str(index)

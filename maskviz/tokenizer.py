@@ -96,7 +96,6 @@ class HFTokenizer:
             raise MaskvizError(
                 f"{path}: not a loadable tokenizer.json ({_first_line(exc)})"
             ) from None
-        self.vocab_size = int(self._tok.get_vocab_size(with_added_tokens=True))
         # the model's end-of-sequence tokens (config.json's eos_token_id, e.g. Llama's
         # <|end_of_text|>), else GPT-2's <|endoftext|> if the vocabulary has it
         eot = eos_ids[0] if eos_ids else self._tok.token_to_id(EOT_TEXT)
@@ -111,6 +110,9 @@ class HFTokenizer:
         mask = probe.special_tokens_mask
         lead = next((i for i, m in enumerate(mask) if not m), len(mask))
         self.prefix_ids: tuple[int, ...] = tuple(int(i) for i in probe.ids[:lead])
+        # one past the largest id it can produce (ids may be sparse): what the model must hold
+        ids = [*self._tok.get_vocab(with_added_tokens=True).values(), *self.prefix_ids]
+        self.vocab_size = max(ids, default=-1) + 1
 
     def encode(self, text: str) -> list[int]:
         return [int(i) for i in self._tok.encode(text).ids]

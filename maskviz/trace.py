@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from maskviz._io import atomic_path, write_text
+from maskviz.arch._config import MAX_SIZE as MAX_DIM  # no trace dimension exceeds a config's
 from maskviz.errors import MaskvizError
 from maskviz.tokenizer import ByteTokenizer
 
@@ -80,6 +82,7 @@ _OPTIONAL: dict[str, tuple[type, Any]] = {
 }
 MODES = ("cached", "training", "recompute")
 _FLOAT_DTYPES = ("float16", "float32", "float64")
+_STOP_REASONS = ("steps", "end_of_text", "context")
 MAX_SEED = 2**63 - 1  # saved as int64
 
 
@@ -283,14 +286,26 @@ class Trace:
             raise
         except KeyError as exc:
             raise MaskvizError(f"{p}: not a trace: missing key {exc}") from None
-        except (OSError, ValueError, TypeError, zipfile.BadZipFile, EOFError) as exc:
-            raise MaskvizError(
-                f"{p}: cannot read trace: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-            ) from None
+        except _UNREADABLE as exc:
+            raise MaskvizError(f"{p}: cannot read trace: {_first_line(exc)}") from None
         try:
             return cls(**kwargs)
         except MaskvizError as exc:
             raise MaskvizError(f"{p}: {exc}") from None
+        except _UNREADABLE as exc:  # a field whose type or size nothing above expected
+            raise MaskvizError(f"{p}: invalid trace: {_first_line(exc)}") from None
+
+
+# What a damaged or hostile file can make reading or checking it raise: a number too
+# large for its field, nesting too deep, a zip feature Python lacks, a scalar for a list
+_UNREADABLE = (
+    OSError, ValueError, TypeError, OverflowError, IndexError, RecursionError, EOFError,
+    RuntimeError, NotImplementedError, zipfile.BadZipFile,
+)  # fmt: skip
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def _item(value: Any) -> Any:
@@ -319,13 +334,14 @@ def _read_npz(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise MaskvizError(f"{path}: no such file")
     out: dict[str, Any] = {}
+    total = 0
     with zipfile.ZipFile(path) as zf:
         names = {info.filename.removesuffix(".npy"): info for info in zf.infolist()}
         for name in (*_ARRAYS, *_SCALARS):
             if name not in names:
                 raise MaskvizError(f"{path}: not a trace: missing key '{name}'")
-        optional = (o for o in (*_NEWER_ARRAYS, *_OPTIONAL) if o in names)
-        for name in (*_ARRAYS, *_SCALARS, *optional):
+        members = [*_ARRAYS, *_SCALARS, *(o for o in (*_NEWER_ARRAYS, *_OPTIONAL) if o in names)]
+        for name in members:
             with zf.open(names[name]) as fh:
                 version = np.lib.format.read_magic(fh)
                 if version == (1, 0):
@@ -341,9 +357,29 @@ def _read_npz(path: Path) -> dict[str, Any]:
                     raise MaskvizError(
                         f"{path}: '{name}' declares {declared} bytes but holds fewer"
                     )
+                if any(size > MAX_DIM for size in shape):
+                    raise MaskvizError(
+                        f"{path}: '{name}' declares shape {list(shape)}; no dimension of a "
+                        f"trace exceeds {MAX_DIM:,}"
+                    )
+                total += declared
+        # zeros compress a thousandfold: the members' declared sizes are what reading costs
+        if total > _memory_bytes():
+            raise MaskvizError(
+                f"{path}: its arrays declare {total / 2**30:.1f} GiB, more than this machine's memory"
+            )
+        for name in members:
             with zf.open(names[name]) as fh:
                 out[name] = np.lib.format.read_array(fh, allow_pickle=False)
     return out
+
+
+def _memory_bytes() -> int:
+    """Physical memory, or no limit where the system does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return 1 << 62
 
 
 def _from_json(data: dict[str, Any], path: Path) -> dict[str, Any]:
@@ -413,8 +449,14 @@ def _validate(t: Trace) -> None:
         raise bad(f"mode must be one of {', '.join(MODES)}, got {t.mode!r}")
     if t.dtype not in _FLOAT_DTYPES:
         raise bad(f"unknown dtype {t.dtype!r}")
-    if t.step_seconds.ndim != 1:
-        raise bad("'step_seconds' must be 1-D")
+    if t.logits.dtype.name not in _FLOAT_DTYPES or t.attention.dtype.name not in _FLOAT_DTYPES:
+        raise bad(f"'logits' and 'attention' must be {', '.join(_FLOAT_DTYPES)}")
+    if t.step_seconds.ndim != 1 or not np.isfinite(t.step_seconds).all():
+        raise bad("'step_seconds' must be a 1-D array of finite times")
+    if not (math.isfinite(t.prefill_seconds) and t.prefill_seconds >= 0):
+        raise bad(f"prefill_seconds must be a finite time, got {t.prefill_seconds}")
+    if t.stop_reason not in _STOP_REASONS:
+        raise bad(f"stop_reason must be one of {', '.join(_STOP_REASONS)}, got {t.stop_reason!r}")
     if not (math.isfinite(t.temperature) and t.temperature >= 0):
         raise bad(f"temperature must be >= 0, got {t.temperature}")
     if t.top_k is not None and t.top_k < 1:

@@ -224,7 +224,7 @@ def trace_view(
     name = safe_text(trace.model_name) or "model"
     model_line = f"model {name}"
     if trace.model_desc:
-        model_line += f": {trace.model_desc}"
+        model_line += f": {safe_text(trace.model_desc)}"
     header = (
         f"{model_line} · {trace.dtype} · mode {trace.mode} · {trace.decoding}",
         f"masks: {describe_layer_masks([trace.window(i) for i in range(trace.windows.shape[0])] or [None])}",
@@ -260,7 +260,7 @@ def _trace_footer(trace: Trace) -> tuple[str, ...]:
         per_step = f", {1e3 * float(trace.step_seconds.mean()):.2f} ms per step"
     lines.append(f"stopped {reason}; prefill {1e3 * trace.prefill_seconds:.1f} ms{per_step}")
     if trace.kv_cache_bytes:
-        formula = f" = {trace.kv_formula}" if trace.kv_formula else ""
+        formula = f" = {safe_text(trace.kv_formula)}" if trace.kv_formula else ""
         lines.append(f"KV cache: {trace.kv_cache_bytes:,} bytes{formula}")
     if trace.mode == "cached" and trace.step_masks == 0 and n > p:
         lines.append(

@@ -263,3 +263,42 @@ def test_cli_shades_by_glyph_in_a_16_colour_terminal(term: str, ramp: bool) -> N
         mp.delenv("NO_COLOR", raising=False)
         mp.delenv("COLORTERM", raising=False)
         assert _ramp_shading(console(False)) is ramp
+
+
+def test_running_out_of_memory_is_one_line_saying_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    import maskviz.model
+
+    def trace(*args: object, **kwargs: object) -> None:
+        raise MemoryError(
+            "Unable to allocate 37.3 GiB for an array with shape (1, 1, 100003, 100003)"
+        )
+
+    monkeypatch.setattr(maskviz.model.GPT, "trace", trace)
+    result = run_cli("trace", "To be")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(
+        "maskviz: error: not enough memory: Unable to allocate 37.3 GiB"
+    )
+    assert result.stderr.count("\n") == 1
+
+
+def test_kill_during_a_save_removes_the_temporary_file_and_keeps_the_old_one(
+    tmp_path: Path,
+) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    source, target = tmp_path / "t.npz", tmp_path / "out.gif"
+    load_model().trace([84, 111], steps=120).save(source)
+    target.write_bytes(b"ORIGINAL")
+    save = subprocess.Popen(
+        [sys.executable, "-m", "maskviz", "view", str(source), "--save", str(target)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    while save.poll() is None and not list(tmp_path.glob(".out.*")):
+        pass  # until the save has created its temporary file
+    save.send_signal(signal.SIGTERM)
+    assert save.wait() == 128 + signal.SIGTERM
+    assert target.read_bytes() == b"ORIGINAL"
+    assert not list(tmp_path.glob(".out.*"))

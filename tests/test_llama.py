@@ -539,3 +539,58 @@ def test_generation_stops_at_the_configs_end_of_sequence_token() -> None:
     model.weights.lm_head[eos] = 50 * model.weights.norm
     trace = model.trace(model.tokenizer.encode("The dog"), steps=5)
     assert trace.stop_reason == "end_of_text" and int(trace.token_ids[-1]) == eos
+
+
+def test_each_tensor_comes_from_the_shard_the_index_names(tmp_path: Path) -> None:
+    from safetensors.numpy import load_file, save_file
+
+    copy = tmp_path / "qwen3"
+    shutil.copytree(folder("qwen3"), copy)
+    index = json.loads((copy / "model.safetensors.index.json").read_text())["weight_map"]
+    name = "model.layers.0.input_layernorm.weight"
+    listed = index[name]
+    other = next(shard for shard in set(index.values()) if shard != listed)
+    stray = load_file(copy / other)
+    stray[name] = np.zeros_like(load_file(copy / listed)[name])  # a stale copy elsewhere
+    save_file(stray, str(copy / other))
+    expected, _ = load_model(folder("qwen3")).forward([1, 2, 3])
+    logits, _ = load_model(copy).forward([1, 2, 3])
+    np.testing.assert_array_equal(logits, expected)
+    moved = {k: v for k, v in load_file(copy / listed).items() if k != name}
+    save_file(moved, str(copy / listed))  # now only in the shard the index does not name
+    with pytest.raises(
+        MaskvizError, match=f"tensor '{name}' is not in {listed}, where it is listed"
+    ):
+        load_model(copy)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"rms_norm_eps": 10**400}, "a value of an unusable type or size"),
+        ({"layer_types": [{"a": 1}] * 2, "sliding_window": 4, "model_type": "qwen3",
+          "use_sliding_window": True}, "a value of an unusable type or size"),
+        ({"model_type": "mistral", "sliding_window": 2**40 + 1}, "sliding_window must be an integer from 1 to"),
+    ],
+)  # fmt: skip
+def test_config_values_of_unusable_types_or_sizes_name_the_file(
+    tmp_path: Path, change: dict[str, Any], message: str
+) -> None:
+    copy = edited_llama(tmp_path / "m", {})
+    data = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**data, **change}))
+    with pytest.raises(MaskvizError, match=message) as info:
+        load_model(copy)
+    assert str(copy / "config.json") in str(info.value)
+    (copy / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(MaskvizError, match=r"config\.json: not valid JSON"):
+        load_model(copy)
+
+
+def test_a_tokenizer_id_past_the_model_s_vocabulary_is_refused_at_load(tmp_path: Path) -> None:
+    copy = edited_llama(tmp_path / "m", {})
+    tok = json.loads((copy / "tokenizer.json").read_text())
+    tok["model"]["vocab"]["zz"] = 100_000
+    (copy / "tokenizer.json").write_text(json.dumps(tok))
+    with pytest.raises(MaskvizError, match="the tokenizer's ids reach 100000 but the model's"):
+        load_model(copy)

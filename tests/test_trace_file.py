@@ -103,6 +103,16 @@ def _rewrite(src: Path, dst: Path, name: str, value: np.ndarray | None) -> None:
         ("token_ids", np.array([1, 2, 3, 99999, 1, 2, 3, 4]), "'token_ids' must lie in 0..19"),
         ("kv_cache_bytes", np.array(-5), "kv_cache_bytes must be >= 0"),
         ("seed", np.array(2**64 - 1, np.uint64), "seed must be from 0 to"),
+        # what a damaged or hostile file can hold beyond wrong values
+        ("prompt_len", np.array(np.inf), "cannot read trace: cannot convert float infinity"),
+        ("layers", np.array(0), "invalid trace"),
+        ("temperature", np.array(-1.0), "invalid trace"),
+        ("stop_reason", np.array("\x1b[2J"), "stop_reason must be one of"),
+        ("step_seconds", np.array([np.nan]), "'step_seconds' must be a 1-D array of finite"),
+        ("prefill_seconds", np.array(np.inf), "prefill_seconds must be a finite time"),
+        ("logits", np.zeros((8, 20), np.longdouble), "must be float16, float32, float64"),
+        # zeros compress a thousandfold: the declared shape is refused before reading
+        ("logits", np.zeros((8, 2**21), np.bool_), r"declares shape \[8, 2097152\]"),
     ],
 )
 def test_damaged_files_fail_with_the_library_error(
@@ -167,3 +177,32 @@ def test_sampling_settings_round_trip(tmp_path: Path, suffix: str) -> None:
     assert (back.temperature, back.top_k, back.seed) == (0.7, 4, sampled.seed)
     replay = model.trace([1, 2, 3], steps=5, temperature=0.7, top_k=4, seed=back.seed)
     np.testing.assert_array_equal(replay.token_ids, sampled.token_ids)
+
+
+def test_a_json_trace_with_numbers_too_large_or_nesting_too_deep_names_the_file(
+    trace: Trace, tmp_path: Path
+) -> None:
+    path = tmp_path / "t.json"
+    trace.save(path)
+    text = path.read_text()
+    for bad in (
+        text.replace('"prompt_len": ', '"prompt_len": 1e400, "x": ', 1),
+        text.replace('"token_ids": [', '"token_ids": [1000000000000000000000000000000, ', 1),
+        "[" * 100_000 + "]" * 100_000,
+    ):
+        path.write_text(bad)
+        with pytest.raises(MaskvizError) as info:
+            Trace.load(path)
+        assert str(info.value).startswith(str(path))
+
+
+def test_text_a_trace_file_carries_is_printed_escaped(trace: Trace, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from tests.conftest import run_cli
+
+    path = tmp_path / "t.npz"
+    replace(trace, model_desc="\x1b]0;pwned\x07", kv_formula="\x1b[31mred").save(path)
+    result = run_cli("view", str(path), "--plain")
+    assert result.exit_code == 0, result.stderr
+    assert "\x1b" not in result.stdout and "\\x1b]0;pwned" in result.stdout

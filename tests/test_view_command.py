@@ -63,3 +63,13 @@ def test_files_it_cannot_trust_and_bad_choices_get_one_line(
     assert result.exit_code == code, result.stderr
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_trace_that_recorded_no_head_is_a_usage_error(tmp_path: Path) -> None:
+    from maskviz import load_model
+
+    path = tmp_path / "t.npz"
+    load_model().trace([84, 111], steps=1, heads=[]).save(path)
+    result = run_cli("view", str(path))
+    assert result.exit_code == 2
+    assert "recorded no attention head" in result.stderr

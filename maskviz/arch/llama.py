@@ -38,7 +38,14 @@ import numpy as np
 
 from maskviz._text import plural
 from maskviz.arch import Attend, FloatArray, IntArray
-from maskviz.arch._config import as_json, check_allowed, integers, positive_float, unsupported
+from maskviz.arch._config import (
+    MAX_SIZE,
+    as_json,
+    check_allowed,
+    integers,
+    positive_float,
+    unsupported,
+)
 from maskviz.arch._tensors import Tensors, cast, output_head
 from maskviz.errors import MaskvizError, usage_error
 from maskviz.masks import Mask, causal, sliding_window
@@ -459,8 +466,8 @@ def _windows(
                 "(sliding_window is null or use_sliding_window is false)"
             )
         return (None,) * n_layer
-    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-        raise MaskvizError(f"{source}: sliding_window must be a positive integer")
+    if isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= MAX_SIZE:
+        raise MaskvizError(f"{source}: sliding_window must be an integer from 1 to {MAX_SIZE}")
     if model_type in ("mistral", "ministral") and types is None:
         # every layer slides; with layer_types transformers loads a mistral config as
         # Ministral, which follows them layer by layer, as below
