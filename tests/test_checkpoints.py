@@ -80,7 +80,7 @@ def _copy(tmp_path: Path) -> Path:
         ({"reorder_and_upcast_attn": True}, "reorder_and_upcast_attn"),
         ({"n_embd": 40}, r"has shape \[32\], expected \[40\]"),
         ({"n_head": 3}, "divisible"),
-        ({"vocab_size": 100}, "tokenizer has 320 tokens"),
+        ({"vocab_size": 100}, "the tokenizer.s ids reach 319 but the model.s vocabulary has 100"),
         ({"n_layer": "two"}, "n_layer must be an integer"),
     ],
 )
