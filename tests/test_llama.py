@@ -594,3 +594,18 @@ def test_a_tokenizer_id_past_the_model_s_vocabulary_is_refused_at_load(tmp_path:
     (copy / "tokenizer.json").write_text(json.dumps(tok))
     with pytest.raises(MaskvizError, match="the tokenizer's ids reach 100000 but the model's"):
         load_model(copy)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"attention_bias": "false"}, 'attention_bias must be true or false, got "false"'),
+        ({"tie_word_embeddings": 1}, "tie_word_embeddings must be true or false, got 1"),
+        ({"rms_norm_eps": 1e400}, "rms_norm_eps must be a finite number > 0"),
+    ],
+)
+def test_flags_must_be_booleans_and_epsilons_finite(
+    tmp_path: Path, change: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(MaskvizError, match=message):
+        load_model(edited_llama(tmp_path / "m", change))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from numbers import Real
 from typing import Any
@@ -57,12 +58,25 @@ def integers(
     return out
 
 
+def flag(data: Mapping[str, Any], key: str, default: bool, source: str) -> bool:
+    """A true/false field (absent or null: ``default``); "false" as a string is refused,
+    not read as true."""
+    value = data.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise MaskvizError(f"{source}: {key} must be true or false, got {as_json(value)}")
+    return value
+
+
 def positive_float(owner: object, name: str) -> None:
     """Store ``owner.name`` (a frozen dataclass field) as a Python float, or refuse it.
 
     A NumPy float64 scalar kept as it is would promote every float32 array it touches.
     """
     value = getattr(owner, name)
-    if isinstance(value, bool) or not isinstance(value, Real) or not float(value) > 0:
-        raise usage_error(f"{type(owner).__name__}.{name} must be a number > 0, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, Real) or not 0 < float(value) < math.inf:
+        raise usage_error(
+            f"{type(owner).__name__}.{name} must be a finite number > 0, got {value!r}"
+        )
     object.__setattr__(owner, name, float(value))

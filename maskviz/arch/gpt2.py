@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from maskviz.arch import Attend, FloatArray, IntArray
-from maskviz.arch._config import check_allowed, integers, positive_float, unsupported
+from maskviz.arch._config import check_allowed, flag, integers, positive_float, unsupported
 from maskviz.arch._tensors import Tensors, cast, output_head
 from maskviz.errors import MaskvizError, usage_error
 from maskviz.masks import Mask, causal
@@ -277,7 +277,7 @@ def config_from_hf(data: dict[str, Any], source: str = "config.json") -> GPTConf
     if n_inner is not None and (isinstance(n_inner, bool) or n_inner != 4 * fields["n_embd"]):
         why = f"this engine implements n_inner = 4 x n_embd = {4 * fields['n_embd']}"
         raise unsupported(source, "n_inner", n_inner, why)
-    tied = data.get("tie_word_embeddings") in (True, None)  # transformers ties by default
+    tied = flag(data, "tie_word_embeddings", True, source)  # transformers ties by default
     try:
         return GPTConfig(layer_norm_epsilon=eps, tie_word_embeddings=tied, **fields)
     except MaskvizError as exc:

@@ -42,6 +42,7 @@ from maskviz.arch._config import (
     MAX_SIZE,
     as_json,
     check_allowed,
+    flag,
     integers,
     positive_float,
     unsupported,
@@ -389,7 +390,7 @@ def config_from_hf(data: dict[str, Any], source: str = "config.json") -> LlamaCo
         raise MaskvizError(f"{source}: rms_norm_eps must be a number") from None
     # transformers' biases: Llama and Qwen3 put attention_bias on q, k, v and o; Qwen2
     # always biases q, k and v and never o; Mistral has none (it ignores the field)
-    bias = bool(data.get("attention_bias", False)) and model_type in ("llama", "qwen3")
+    bias = flag(data, "attention_bias", False, source) and model_type in ("llama", "qwen3")
     windows = _windows(data, model_type, f["n_layer"], source)  # its errors name the source
     try:
         return LlamaConfig(
@@ -402,7 +403,7 @@ def config_from_hf(data: dict[str, Any], source: str = "config.json") -> LlamaCo
             qkv_bias=bias or model_type == "qwen2",
             o_bias=bias,
             qk_norm=model_type == "qwen3",
-            tie_word_embeddings=bool(data.get("tie_word_embeddings", False)),
+            tie_word_embeddings=flag(data, "tie_word_embeddings", False, source),
             windows=windows,
             model_type=str(model_type),
         )
@@ -457,7 +458,7 @@ def _windows(
     # an absent sliding_window is transformers' default of 4096 (null: none)
     window = data.get("sliding_window", 4096)
     types: Sequence[Any] | None = data.get("layer_types")
-    if model_type in ("qwen2", "qwen3") and not data.get("use_sliding_window", False):
+    if model_type in ("qwen2", "qwen3") and not flag(data, "use_sliding_window", False, source):
         window = None  # Qwen ignores sliding_window unless use_sliding_window is set
     if window is None:
         if isinstance(types, list) and "sliding_attention" in types:
