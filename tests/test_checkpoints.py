@@ -82,6 +82,7 @@ def _copy(tmp_path: Path) -> Path:
         ({"n_head": 3}, "divisible"),
         ({"vocab_size": 100}, "the tokenizer.s ids reach 319 but the model.s vocabulary has 100"),
         ({"n_layer": "two"}, "n_layer must be an integer"),
+        ({"n_layer": 1}, "holds layer 1 but config.json's n_layer is 1"),
     ],
 )
 def test_unsupported_or_inconsistent_configs_are_refused(

@@ -602,9 +602,10 @@ def test_a_tokenizer_id_past_the_model_s_vocabulary_is_refused_at_load(tmp_path:
         ({"attention_bias": "false"}, 'attention_bias must be true or false, got "false"'),
         ({"tie_word_embeddings": 1}, "tie_word_embeddings must be true or false, got 1"),
         ({"rms_norm_eps": 1e400}, "rms_norm_eps must be a finite number > 0"),
+        ({"num_hidden_layers": 1}, "holds layer 1 but config.json's num_hidden_layers is 1"),
     ],
 )
-def test_flags_must_be_booleans_and_epsilons_finite(
+def test_flags_must_be_booleans_epsilons_finite_and_every_stored_layer_run(
     tmp_path: Path, change: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(MaskvizError, match=message):

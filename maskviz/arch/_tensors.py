@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,6 +36,17 @@ class Tensors:
     def __init__(self, tensors: Mapping[str, NDArray[Any]], source: str, prefix: str = "") -> None:
         self.named = {k.removeprefix(prefix): v for k, v in tensors.items()}
         self.source = source
+
+    def check_layers(self, stem: str, n_layer: int, field: str) -> None:
+        """Refuse tensors of layers past ``n_layer`` (``stem`` "h." or "layers."): the
+        config would silently run fewer layers than the checkpoint holds."""
+        found = [
+            int(m.group(1)) for k in self.named if (m := re.match(rf"{re.escape(stem)}(\d+)\.", k))
+        ]
+        if found and max(found) >= n_layer:
+            raise MaskvizError(
+                f"{self.source}: holds layer {max(found)} but config.json's {field} is {n_layer}"
+            )
 
     def __contains__(self, key: str) -> bool:
         return key in self.named

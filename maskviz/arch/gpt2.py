@@ -287,6 +287,7 @@ def config_from_hf(data: dict[str, Any], source: str = "config.json") -> GPTConf
 def weights_from_tensors(tensors: dict[str, FloatArray], cfg: GPTConfig, source: str) -> Weights:
     """Arrange checkpoint tensors (with or without the ``transformer.`` prefix)."""
     t = Tensors(tensors, source, prefix="transformer.")
+    t.check_layers("h.", cfg.n_layer, "n_layer")
     c, v = cfg.n_embd, cfg.vocab_size
     blocks = []
     for i in range(cfg.n_layer):

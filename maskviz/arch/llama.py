@@ -489,6 +489,7 @@ def _windows(
 def weights_from_tensors(tensors: dict[str, FloatArray], cfg: LlamaConfig, source: str) -> Weights:
     """Arrange Hugging Face tensors (``model.`` prefix, Linear weights (out, in))."""
     t = Tensors(tensors, source, prefix="model.")
+    t.check_layers("layers.", cfg.n_layer, "num_hidden_layers")
     c, d, inter, v = cfg.n_embd, cfg.head_dim, cfg.intermediate, cfg.vocab_size
     q, kv = cfg.n_head * d, cfg.n_kv_head * d
 
