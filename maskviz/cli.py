@@ -26,7 +26,7 @@ from typer.core import TyperGroup
 from maskviz import __version__
 from maskviz import masks as masks_lib
 from maskviz._io import check_output_path
-from maskviz._text import safe_text, use_ascii_stand_ins
+from maskviz._text import plural, safe_text, use_ascii_stand_ins
 from maskviz.errors import MaskvizError, usage_error
 from maskviz.render.terminal import mask_report
 from maskviz.tokenizer import check_ids
@@ -173,7 +173,7 @@ def _root(
 def console(plain: bool) -> Console:
     """Stdout console: colour on a terminal, plain when piped, --plain or NO_COLOR."""
     plain = plain or bool(os.environ.get("NO_COLOR"))
-    return Console(
+    out = Console(
         force_terminal=False if plain else None,
         no_color=plain or None,
         highlight=False,
@@ -181,6 +181,9 @@ def console(plain: bool) -> Console:
         emoji=False,
         soft_wrap=False,
     )
+    if out.width < 1:  # COLUMNS=0 would print nothing at all
+        out.width = 80
+    return out
 
 
 def _ramp_shading(out: Console) -> bool:
@@ -482,7 +485,7 @@ def _check_context(prompt_len: int, steps: int, n_ctx: int) -> None:
             f"use --steps {fits} or fewer" if fits > 0 else "use --steps 0, or shorten the prompt"
         )
         raise usage_error(
-            f"the prompt ({prompt_len} tokens) plus --steps {steps} exceeds the model's context "
+            f"the prompt ({plural(prompt_len, 'token')}) plus --steps {steps} exceeds the model's context "
             f"of {n_ctx} tokens: {hint}"
         )
 

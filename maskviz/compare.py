@@ -37,6 +37,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from maskviz._text import plural
 from maskviz.errors import as_integer, as_integers, usage_error
 from maskviz.model import GPT
 from maskviz.trace import FloatArray, Trace
@@ -336,7 +337,7 @@ def compare(
     prompt = as_integers(prompt, "prompt token ids")
     if len(prompt) + steps > model.config.n_ctx:
         raise usage_error(
-            f"the prompt ({len(prompt)} tokens) plus {steps} steps exceeds the model's context of "
+            f"the prompt ({plural(len(prompt), 'token')}) plus {plural(steps, 'step')} exceeds the model's context of "
             f"{model.config.n_ctx} tokens"
         )
     cached = _cached(model, prompt, steps)

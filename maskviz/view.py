@@ -244,14 +244,14 @@ def trace_view(
 def _trace_footer(trace: Trace) -> tuple[str, ...]:
     p, n = trace.prompt_len, trace.n_tokens
     reason = {
-        "steps": f"after {n - p} steps",
+        "steps": f"after {plural(n - p, 'step')}",
         "end_of_text": "at end-of-text",
         "context": "at the context limit",
     }.get(trace.stop_reason, trace.stop_reason)
     lines = [f"text: {safe_text(trace.text)}"]
     if trace.mode == "training":
         lines.append(
-            f"stopped {reason}; one masked pass over {n} tokens took "
+            f"stopped {reason}; one masked pass over {plural(n, 'token')} took "
             f"{1e3 * trace.prefill_seconds:.1f} ms"
         )
         return tuple(lines)
@@ -317,7 +317,7 @@ def comparison_view(
     panels[-1] = Panel(b.name, panels[-1].weights, panels[-1].states, shown, marks, notes)
     name = f" · model {safe_text(model_name)}" if model_name else ""
     header = (
-        f"compare {result.pair}{name} · {result.dtype} · {p} prompt tokens + {n - p} steps",
+        f"compare {result.pair}{name} · {result.dtype} · {plural(p, 'prompt token')} + {plural(n - p, 'step')}",
         f"left  = {SIDE_TEXT.get(a.name, a.name)}",
         f"right = {SIDE_TEXT.get(b.name, b.name)}",
         f"attention of layer {layer}, head {head}; after each row: max |Δ| of that row over "
@@ -473,7 +473,7 @@ def mask_view(
         notes[highlight] = "◀ one cached decoding step computes this row"
     panel = Panel(mask.description, np.zeros((n, n), np.float32), states, names, (), notes)
     s = mask.summary()
-    footer = [f"{s.allowed:,} of {s.cells:,} cells allowed ({s.density:.1%})"]
+    footer = [f"{s.allowed:,} of {plural(s.cells, 'cell')} allowed ({s.density:.1%})"]
     if s.fully_masked.size:
         rows = ", ".join(str(int(r) + index_base) for r in s.fully_masked[:20])
         footer.append(

@@ -333,3 +333,16 @@ def test_ascii_stand_ins_keep_every_grid_s_glyphs_apart_and_one_column_wide() ->
         drawn = [stand_in[g] for g in glyphs]
         assert len(set(drawn)) == len(glyphs)
         assert all(len(s) == 1 for s in drawn)
+
+
+@pytest.mark.parametrize("columns", ["30", "40", "80"])
+def test_the_step_marker_is_whole_on_a_downsampled_grid(columns: str) -> None:
+    result = run_cli("show-mask", "100", "--window", "8", "--step", "50", env={"COLUMNS": columns})
+    marked = [line for line in result.stdout.splitlines() if "◀" in line]
+    assert len(marked) == 1 and marked[0].endswith(" ◀ step")
+    assert all(len(line) <= int(columns) for line in result.stdout.splitlines())
+
+
+def test_row_numbers_are_right_aligned_so_token_labels_line_up() -> None:
+    lines = run_cli("show-mask", "11", "--text", "a b c d e f g h i j k").stdout.splitlines()
+    assert [line[:5] for line in lines[10:13]] == [" 9 i ", "10 j ", "11 k "]

@@ -302,3 +302,25 @@ def test_kill_during_a_save_removes_the_temporary_file_and_keeps_the_old_one(
     assert save.wait() == 128 + signal.SIGTERM
     assert target.read_bytes() == b"ORIGINAL"
     assert not list(tmp_path.glob(".out.*"))
+
+
+def test_pooled_rows_never_mix_prompt_and_decoding_rows() -> None:
+    # rows pooled 4 per line over a 5-token prompt: the prompt's last row gets its own line
+    lines = run_cli("trace", "To be", "--steps", "251", "--plain").stdout.splitlines()
+    rule = next(i for i, line in enumerate(lines) if line.startswith("── decoding"))
+    assert lines[rule - 1].split()[0] == "5"
+    assert lines[rule + 1].split()[0] == "6–9"
+
+
+def test_one_step_and_one_token_are_worded_in_the_singular() -> None:
+    cached = run_cli("trace", "T", "--steps", "1").stdout
+    assert "stopped after 1 step;" in " ".join(cached.split())
+    training = run_cli("trace", "T", "--steps", "1", "--mode", "training").stdout
+    assert "one masked pass over 2 tokens" in " ".join(training.split())
+    compared = run_cli("compare", "training-vs-cached", "--prompt", "T", "--steps", "1").stdout
+    assert "1 prompt token + 1 step" in compared
+
+
+def test_a_terminal_width_of_zero_still_prints() -> None:
+    result = run_cli("show-mask", "3", env={"COLUMNS": "0"})
+    assert result.stdout.splitlines()[2] == "1 ● ○ ○"

@@ -18,7 +18,7 @@ by side they would have to pool. Lines never exceed the width Rich offers.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
@@ -214,10 +214,10 @@ class AttentionGrid:
         notes = {r: t for p in panels for r, t in p.notes.items()}
         details = {r: t for p in panels for r, t in p.details.items()}
         head = self._head_width(lay)
-        for start in range(0, n, lay.row_block):
-            rows = range(start, min(start + lay.row_block, n))
+        for start, stop in _blocks(n, lay.row_block, marks):
+            rows = range(start, stop)
             for index in sorted(marks):
-                if index in rows and index > 0:
+                if index == start and index > 0:
                     rule = Text(f"── {marks[index]} ", STYLE_DIM)
                     rule.append("─" * max(0, width - cell_width(rule.plain)), STYLE_DIM)
                     yield _line(rule, width, ellipsis=True)
@@ -226,7 +226,7 @@ class AttentionGrid:
                 line = Text(f"{start + base:>{pos_w}} ", STYLE_LABEL)
                 line.append(label + " " * (lab_w - cell_width(label)) + " ", STYLE_LABEL)
             else:
-                span = f"{start + base}–{rows[-1] + base}"
+                span = f"{start + base}–{rows[-1] + base}" if len(rows) > 1 else f"{start + base}"
                 line = Text(f"{span:>{pos_w}} ", STYLE_LABEL)
             for i, panel in enumerate(panels):
                 if i:
@@ -323,3 +323,15 @@ def render_view(view: AttentionView, plain: bool) -> Group:
 
 
 __all__ = ["ROW_LIMIT", "AttentionGrid", "Layout", "render_view"]
+
+
+def _blocks(n: int, size: int, marks: Mapping[int, str]) -> Iterator[tuple[int, int]]:
+    """Rows [start, stop) pooled ``size`` per line, a block ending early where a mark
+    (the start of decoding) falls inside it: no line mixes rows from both sides."""
+    cuts = sorted(i for i in marks if 0 < i < n)
+    start = 0
+    while start < n:
+        stop = min(start + size, n)
+        stop = next((c for c in cuts if start < c < stop), stop)
+        yield start, stop
+        start = stop

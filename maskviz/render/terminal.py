@@ -32,6 +32,7 @@ STYLE_LABEL = Style(color="cyan")
 STYLE_HIGHLIGHT = Style(color="black", bgcolor="yellow", bold=True)
 STYLE_DIM = Style(dim=True)
 LABEL_MAX = 14  # columns a token label may take in a row label
+STEP_MARKER = " ◀ step"
 
 
 def legend() -> Text:
@@ -60,11 +61,13 @@ class MaskGrid:
     def _full_width(self) -> tuple[int, int]:
         col_w = len(str(self.mask.n_keys - 1 + self.index_base))
         label_w = max(cell_width(self._row_label(r)) for r in range(min(self.mask.n_queries, 4096)))
-        marker = 0 if self.highlight_row is None else 7
+        marker = 0 if self.highlight_row is None else len(STEP_MARKER)
         return col_w, label_w + self.mask.n_keys * (col_w + 1) + marker
 
     def _row_label(self, row: int) -> str:
-        label = str(row + self.mask.query_offset + self.index_base)
+        # numbers right-aligned, as trace draws them: the tokens after them line up
+        last = self.mask.n_queries - 1 + self.mask.query_offset + self.index_base
+        label = str(row + self.mask.query_offset + self.index_base).rjust(len(str(last)))
         if self.labels is not None:
             label += " " + fit(safe_text(self.labels[row + self.mask.query_offset]), LABEL_MAX)
         return label
@@ -75,7 +78,8 @@ class MaskGrid:
         if full <= width:
             return 1
         label_w = len(str(self.mask.n_queries + self.index_base))
-        n_cells = max(1, (width - label_w - 1) // 2)
+        marker = 0 if self.highlight_row is None else len(STEP_MARKER)
+        n_cells = max(1, (width - label_w - 1 - marker) // 2)
         return max(2, -(-max(self.mask.n_queries, self.mask.n_keys) // n_cells))
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
@@ -105,7 +109,7 @@ class MaskGrid:
                 line.append(" " + " " * (col_w - 1))
                 line.append(glyph, STYLE_HIGHLIGHT if hi else style)
             if hi:
-                line.append(" ◀ step", STYLE_HIGHLIGHT)
+                line.append(STEP_MARKER, STYLE_HIGHLIGHT)
             line.no_wrap, line.overflow = True, "crop"
             yield line
 
@@ -125,7 +129,7 @@ class MaskGrid:
                 line.append(" ")
                 line.append(glyphs[s], STYLE_HIGHLIGHT if i == hi_block else styles[s])
             if i == hi_block:
-                line.append(" ◀ step", STYLE_HIGHLIGHT)
+                line.append(STEP_MARKER, STYLE_HIGHLIGHT)
             line.no_wrap, line.overflow = True, "crop"
             yield line
         yield Text(
@@ -217,7 +221,7 @@ def mask_summary(
 ) -> Text:
     """Allowed cells, density, and what fully masked rows mean."""
     s = mask.summary()
-    text = Text(f"{s.allowed:,} of {s.cells:,} cells allowed ({100 * s.density:.1f}%); ")
+    text = Text(f"{s.allowed:,} of {plural(s.cells, 'cell')} allowed ({100 * s.density:.1f}%); ")
     n_full = s.fully_masked.size
     if n_full == 0:
         text.append("no fully masked rows.")
