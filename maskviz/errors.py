@@ -26,6 +26,13 @@ class MaskvizError(Exception):
         self.exit_code = 2 if usage else 1
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type's name when it has none:
+    what a one-line error quotes of a library's failure."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def usage_error(message: str) -> MaskvizError:
     """A `MaskvizError` for invalid arguments (exit code 2)."""
     return MaskvizError(message, usage=True)

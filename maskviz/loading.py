@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 
 from maskviz.arch import Config, family, supported_model_types
 from maskviz.arch._config import as_json
-from maskviz.errors import MaskvizError, usage_error
+from maskviz.errors import MaskvizError, first_line, usage_error
 from maskviz.model import GPT, DType, dtype_name
 from maskviz.tokenizer import ByteTokenizer, HFTokenizer, Tokenizer
 
@@ -141,7 +141,7 @@ def _read_json(path: Path) -> Any:
     except OSError as exc:
         raise MaskvizError(f"{path}: cannot read ({exc.strerror or exc})") from None
     except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, nesting, 5000 digits
-        raise MaskvizError(f"{path}: not valid JSON ({str(exc).splitlines()[0]})") from None
+        raise MaskvizError(f"{path}: not valid JSON ({first_line(exc)})") from None
 
 
 def config_from_dict(data: dict[str, Any], source: str = "config.json") -> Config:
@@ -216,8 +216,7 @@ def read_safetensors(path: Path) -> dict[str, NDArray[Any]]:
                 if info["dtype"] == "BF16":
                     tensors[name] = bfloat16_to_float32(info["data"]).reshape(info["shape"])
     except (SafetensorError, OSError, ValueError, TypeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MaskvizError(f"{path}: not a readable safetensors file ({first})") from None
+        raise MaskvizError(f"{path}: not a readable safetensors file ({first_line(exc)})") from None
     return tensors
 
 
@@ -277,7 +276,7 @@ def _read_weights(folder: Path) -> tuple[dict[str, NDArray[Any]], str]:
     weight_map = data.get("weight_map") if isinstance(data, dict) else None
     if not isinstance(weight_map, dict):
         raise MaskvizError(f"{index}: not a safetensors index (no weight_map)")
-    for shard in set(weight_map.values()):
+    for shard in weight_map.values():
         # a shard is a file beside the index, nothing else
         if not isinstance(shard, str) or not shard or Path(shard).name != shard:
             raise MaskvizError(f"{index}: shard {as_json(shard)} is not a file name")

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Protocol
 
 from maskviz._text import safe_text
-from maskviz.errors import MaskvizError, usage_error
+from maskviz.errors import MaskvizError, first_line, usage_error
 
 EOT_TEXT = "<|endoftext|>"
 
@@ -94,7 +94,7 @@ class HFTokenizer:
             self._tok = _HF.from_file(str(path))
         except Exception as exc:
             raise MaskvizError(
-                f"{path}: not a loadable tokenizer.json ({_first_line(exc)})"
+                f"{path}: not a loadable tokenizer.json ({first_line(exc)})"
             ) from None
         # the model's end-of-sequence tokens (config.json's eos_token_id, e.g. Llama's
         # <|end_of_text|>), else GPT-2's <|endoftext|> if the vocabulary has it
@@ -106,7 +106,7 @@ class HFTokenizer:
         try:
             probe = self._tok.encode("a")
         except Exception as exc:  # e.g. a word-level vocabulary without an unknown token
-            raise MaskvizError(f"{path}: cannot encode text ({_first_line(exc)})") from None
+            raise MaskvizError(f"{path}: cannot encode text ({first_line(exc)})") from None
         mask = probe.special_tokens_mask
         lead = next((i for i, m in enumerate(mask) if not m), len(mask))
         self.prefix_ids: tuple[int, ...] = tuple(int(i) for i in probe.ids[:lead])
@@ -122,11 +122,6 @@ class HFTokenizer:
 
     def token_label(self, token_id: int) -> str:
         return safe_text(self.decode([token_id]))  # special tokens decode to their own text
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def check_ids(ids: list[int], vocab_size: int) -> None:

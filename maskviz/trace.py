@@ -53,7 +53,7 @@ from numpy.typing import NDArray
 
 from maskviz._io import atomic_path, write_text
 from maskviz.arch._config import MAX_SIZE as MAX_DIM  # no trace dimension exceeds a config's
-from maskviz.errors import MaskvizError
+from maskviz.errors import MaskvizError, first_line
 from maskviz.tokenizer import ByteTokenizer
 
 FloatArray = NDArray[np.floating[Any]]
@@ -287,13 +287,13 @@ class Trace:
         except KeyError as exc:
             raise MaskvizError(f"{p}: not a trace: missing key {exc}") from None
         except _UNREADABLE as exc:
-            raise MaskvizError(f"{p}: cannot read trace: {_first_line(exc)}") from None
+            raise MaskvizError(f"{p}: cannot read trace: {first_line(exc)}") from None
         try:
             return cls(**kwargs)
         except MaskvizError as exc:
             raise MaskvizError(f"{p}: {exc}") from None
         except _UNREADABLE as exc:  # a field whose type or size nothing above expected
-            raise MaskvizError(f"{p}: invalid trace: {_first_line(exc)}") from None
+            raise MaskvizError(f"{p}: invalid trace: {first_line(exc)}") from None
 
 
 # What a damaged or hostile file can make reading or checking it raise: a number too
@@ -302,10 +302,6 @@ _UNREADABLE = (
     OSError, ValueError, TypeError, OverflowError, IndexError, RecursionError, EOFError,
     RuntimeError, NotImplementedError, zipfile.BadZipFile,
 )  # fmt: skip
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def _item(value: Any) -> Any:

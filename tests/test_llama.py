@@ -610,3 +610,16 @@ def test_flags_must_be_booleans_epsilons_finite_and_every_stored_layer_run(
 ) -> None:
     with pytest.raises(MaskvizError, match=message):
         load_model(edited_llama(tmp_path / "m", change))
+
+
+@pytest.mark.parametrize("shard", [["x"], 5, "", "../x.safetensors"])
+def test_an_index_naming_a_shard_that_is_not_a_file_name_is_refused(
+    tmp_path: Path, shard: object
+) -> None:
+    copy = tmp_path / "qwen3"
+    shutil.copytree(folder("qwen3"), copy)
+    index = json.loads((copy / "model.safetensors.index.json").read_text())
+    index["weight_map"][next(iter(index["weight_map"]))] = shard
+    (copy / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(MaskvizError, match=r"shard .* is not a file name"):
+        load_model(copy)

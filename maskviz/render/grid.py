@@ -305,6 +305,18 @@ class TableView:
             yield Text(f"{row[0]}: " + ", ".join(values))
 
 
+def _blocks(n: int, size: int, marks: Mapping[int, str]) -> Iterator[tuple[int, int]]:
+    """Rows [start, stop) pooled ``size`` per line, a block ending early where a mark
+    (the start of decoding) falls inside it: no line mixes rows from both sides."""
+    cuts = sorted(i for i in marks if 0 < i < n)
+    start = 0
+    while start < n:
+        stop = min(start + size, n)
+        stop = next((c for c in cuts if start < c < stop), stop)
+        yield start, stop
+        start = stop
+
+
 def render_view(view: AttentionView, plain: bool) -> Group:
     """The whole view for the terminal: header, grid, legend, tables, footer, verdict."""
     parts: list[RenderableType] = [Text(line) for line in view.header]
@@ -323,15 +335,3 @@ def render_view(view: AttentionView, plain: bool) -> Group:
 
 
 __all__ = ["ROW_LIMIT", "AttentionGrid", "Layout", "render_view"]
-
-
-def _blocks(n: int, size: int, marks: Mapping[int, str]) -> Iterator[tuple[int, int]]:
-    """Rows [start, stop) pooled ``size`` per line, a block ending early where a mark
-    (the start of decoding) falls inside it: no line mixes rows from both sides."""
-    cuts = sorted(i for i in marks if 0 < i < n)
-    start = 0
-    while start < n:
-        stop = min(start + size, n)
-        stop = next((c for c in cuts if start < c < stop), stop)
-        yield start, stop
-        start = stop
