@@ -95,6 +95,23 @@ def test_table_names_each_way_of_running_and_the_conclusions() -> None:
     assert "bytes per token" in out
 
 
+def test_a_narrow_terminal_gets_every_number_whole() -> None:
+    wide = run_cli("bench", "--model", FIXTURE, "--tokens", "6", "--repeats", "1")
+    narrow = run_cli(
+        "bench", "--model", FIXTURE, "--tokens", "6", "--repeats", "1", env={"COLUMNS": "40"}
+    )
+    assert narrow.exit_code == 0, narrow.stderr
+    assert "…" not in narrow.stdout
+    assert max(len(line) for line in narrow.stdout.splitlines()) <= 40
+    # one line per way of running, each value named by its column; the numbers differ
+    # between the runs, so only their shape is compared
+    rows = [line for line in wide.stdout.splitlines() if line.startswith("recompute ")]
+    assert len(rows) == 1 and "…" not in rows[0]
+    joined = " ".join(narrow.stdout.split())
+    assert re.search(r"recompute: tokens/s [\d,.]+, ms/token [\d.]+, MACs/token [\d,]+", joined)
+    assert re.search(r"training-mode pass: .*vs cached one pass", joined)
+
+
 def test_save_writes_the_latency_figure(tmp_path: Path) -> None:
     target = tmp_path / "latency.png"
     result = run_cli(

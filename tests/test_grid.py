@@ -217,3 +217,42 @@ def test_key_ruler_numbers_sit_over_their_keys_and_are_never_cut(steps: str) -> 
     cell = (ten - one) // 9
     for start, number in numbers:
         assert start - one == (number - 1) * cell, (number, ruler)  # "5" over key 50 fails
+
+
+def test_side_by_side_panels_are_titled_over_their_own_columns(
+    views: dict[str, AttentionView],
+) -> None:
+    view = views["heads"]
+    lay = AttentionGrid(view, plain=True).layout(200)
+    assert not lay.stacked
+    lines = render(view, 200)
+    titles = next(line for line in lines if "head 0" in line)
+    bars = next(line for line in lines if "│" in line)
+    # each title starts where its panel's first cell does: right after a divider
+    starts = [0] + [m.end() + 1 for m in re.finditer("│", bars)]
+    head = AttentionGrid(view)._head_width(lay)
+    for h, start in zip(range(4), [head, *starts[1:]], strict=True):
+        assert titles.index(f"head {h}") == start, (h, titles, bars)
+
+
+@pytest.mark.parametrize("width", [20, 25, 31, 40, 60])
+def test_a_legend_never_parts_a_glyph_from_its_meaning(width: int) -> None:
+    from maskviz.render.terminal import attention_legend, legend
+
+    for key in (attention_legend(True, evicted=True), attention_legend(False), legend()):
+        console = Console(width=width, file=io.StringIO(), color_system=None, record=True)
+        console.print(key)
+        for line in console.export_text().splitlines():
+            assert cell_len(line) <= width
+            # a glyph is never last on a line, and a line never opens with a bare meaning
+            assert not re.search(r"[·░▒▓█○◌●]$", line.rstrip()), (width, line)
+            assert not re.match(r"\s*(<|≥|\d+%|masked|may |evicted)", line), (width, line)
+
+
+@pytest.mark.parametrize("name", ["trace", "heads", "compare", "long"])
+def test_grid_lines_end_without_trailing_spaces(
+    views: dict[str, AttentionView], name: str
+) -> None:
+    for width in (60, 120):
+        for line in render(views[name], width):
+            assert line == line.rstrip(), (name, width, line)

@@ -18,13 +18,13 @@ by side they would have to pool. Lines never exceed the width Rich offers.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.measure import Measurement
 from rich.style import Style
-from rich.table import Table as RichTable
 from rich.text import Text
 
 from maskviz._text import cell_width, display_label, fit
@@ -35,10 +35,11 @@ from maskviz.render.terminal import (
     STYLE_DIM,
     STYLE_EVICTED,
     STYLE_LABEL,
+    TableView,
     attention_legend,
     weight_glyph,
 )
-from maskviz.view import ALLOWED, MASKED, AttentionView, Panel, Table
+from maskviz.view import ALLOWED, MASKED, AttentionView, Panel
 
 ROW_LIMIT = 64  # rows drawn one per line up to this many; longer sequences pool rows
 LABEL_MAX = 10  # columns a token may take in a row label
@@ -129,8 +130,10 @@ class AttentionGrid:
             if len(groups) > 1 or not self.view.side_by_side:
                 if i:
                     yield Text()
-                yield _line(Text(panels[0].title, STYLE_LABEL), width, wrap=True)
+                yield from _wrapped(panels[0].title, STYLE_LABEL, width)
             yield from self._pooling_note(lay, width)
+            if len(panels) > 1:
+                yield self._panel_titles(panels, lay, width)
             yield from self._key_header(panels, lay, width)
             yield from self._rows(panels, lay, width)
 
@@ -144,7 +147,7 @@ class AttentionGrid:
             text = ", ".join(parts) + (
                 ": a cell is drawn allowed if any key in it is, shaded by the largest weight"
             )
-            yield _line(Text(text, STYLE_DIM), width, wrap=True)
+            yield from _wrapped(text, STYLE_DIM, width)
 
     def _head_width(self, lay: Layout) -> int:
         pos_w, lab_w = self._label_width(lay.row_block)
@@ -152,6 +155,19 @@ class AttentionGrid:
 
     def _columns(self, n: int, lay: Layout) -> list[range]:
         return [range(s, min(s + lay.key_block, n)) for s in range(0, n, lay.key_block)]
+
+    def _panel_titles(self, panels: list[Panel], lay: Layout, width: int) -> Text:
+        """Each side-by-side panel's title over its first column, cut to the panel."""
+        line = Text(" " * self._head_width(lay))
+        for i, panel in enumerate(panels):
+            if i:
+                line.append(" " * len(PANEL_GAP))
+            span = lay.cell * len(self._columns(panel.n, lay))
+            title = fit(panel.title, span)
+            line.append(title, STYLE_LABEL)
+            line.append(" " * (span - cell_width(title)))
+        line.rstrip()
+        return _line(line, width)
 
     def _key_header(self, panels: list[Panel], lay: Layout, width: int) -> Iterator[Text]:
         head = self._head_width(lay)
@@ -261,48 +277,20 @@ class AttentionGrid:
                 line.append(BLOCKED + pad, STYLE_BLOCKED)
 
 
-def _line(text: Text, width: int, *, wrap: bool = False, ellipsis: bool = False) -> Text:
-    """A line that never exceeds ``width``: cropped (or wrapped when ``wrap``)."""
-    if not wrap:
-        text.no_wrap = True
-        text.overflow = "ellipsis" if ellipsis else "crop"
-        text.truncate(width, overflow=text.overflow)
+def _line(text: Text, width: int, *, ellipsis: bool = False) -> Text:
+    """A line that never exceeds ``width`` (cropped, or cut with "…" when ``ellipsis``),
+    with no trailing spaces."""
+    text.rstrip()
+    text.no_wrap = True
+    text.overflow = "ellipsis" if ellipsis else "crop"
+    text.truncate(width, overflow=text.overflow)
     return text
 
 
-@dataclass
-class TableView:
-    """A view's table: columns when they fit the width, else one line per row naming each
-    value's column, so that no number is ever cut short."""
-
-    table: Table
-
-    def _widths(self) -> list[int]:
-        cells = [self.table.columns, *self.table.rows]
-        return [max(cell_width(row[i]) for row in cells) for i in range(len(self.table.columns))]
-
-    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
-        natural = sum(self._widths()) + len(self.table.columns) - 1
-        return Measurement(min(natural, options.max_width), min(natural, options.max_width))
-
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        t = self.table
-        if sum(self._widths()) + len(t.columns) - 1 <= options.max_width:
-            rich = RichTable(title=t.title, title_justify="left", box=None, pad_edge=False)
-            for i, column in enumerate(t.columns):
-                rich.add_column(column, justify="left" if i == 0 else "right", no_wrap=True)
-            for row in t.rows:
-                rich.add_row(*row)
-            yield rich
-            return
-        yield Text(t.title, style="italic")
-        for row in t.rows:
-            values = [
-                f"{name} {value.strip()}" if name else value.strip()
-                for name, value in zip(t.columns[1:], row[1:], strict=True)
-                if value.strip()
-            ]
-            yield Text(f"{row[0]}: " + ", ".join(values))
+def _wrapped(text: str, style: Style, width: int) -> Iterator[Text]:
+    """One-style prose wrapped at spaces into lines of at most ``width``."""
+    for piece in textwrap.wrap(text, max(width, 1)):
+        yield _line(Text(piece, style), width)
 
 
 def _blocks(n: int, size: int, marks: Mapping[int, str]) -> Iterator[tuple[int, int]]:

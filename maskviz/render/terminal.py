@@ -14,11 +14,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.measure import Measurement
 from rich.style import Style
+from rich.table import Table as RichTable
 from rich.text import Text
 
 from maskviz._text import cell_width, fit, plural, safe_text, times
 from maskviz.masks import Mask
+from maskviz.view import Table
 
 if TYPE_CHECKING:  # annotations only: drawing a mask needs no engine
     from maskviz.bench import BenchResult
@@ -35,14 +38,46 @@ LABEL_MAX = 14  # columns a token label may take in a row label
 STEP_MARKER = " ◀ step"
 
 
-def legend() -> Text:
-    """The one-line key to the glyphs."""
-    text = Text()
-    text.append(ALLOWED, STYLE_ALLOWED)
-    text.append(" may attend   ")
-    text.append(BLOCKED, STYLE_BLOCKED)
-    text.append(" may not   rows = queries ↓, columns = keys →")
+@dataclass
+class Legend:
+    """A key to the glyphs: entries (a glyph and its meaning) after a lead, each entry
+    preceded by its gap. A line breaks only between entries, never between a glyph and
+    what it means; an entry wider than the line wraps on its own."""
+
+    lead: str
+    entries: list[tuple[str, Text]]
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        width = options.max_width
+        line = Text(self.lead)
+        for gap, entry in self.entries:
+            if cell_width(line.plain + gap + entry.plain) <= width:
+                line.append(gap)
+                line.append_text(entry)
+                continue
+            if line.plain.strip():
+                line.rstrip()
+                yield line
+            line = entry.copy()
+        yield line
+
+
+def _entry(glyph: str, style: Style | None, meaning: str) -> Text:
+    text = Text(glyph, style or "")
+    text.append(f" {meaning}")
     return text
+
+
+def legend() -> Legend:
+    """The key to a mask's glyphs."""
+    return Legend(
+        "",
+        [
+            ("", _entry(ALLOWED, STYLE_ALLOWED, "may attend")),
+            ("   ", _entry(BLOCKED, STYLE_BLOCKED, "may not")),
+            ("   ", Text("rows = queries ↓, columns = keys →")),
+        ],
+    )
 
 
 @dataclass
@@ -284,24 +319,55 @@ def weight_glyph(weight: float, plain: bool) -> tuple[str, Style | None]:
     return ALLOWED, _SHADE_STYLES[level]
 
 
-def attention_legend(plain: bool, evicted: bool = False) -> Text:
-    text = Text("allowed cells by weight: ")
+def attention_legend(plain: bool, evicted: bool = False) -> Legend:
     if plain:
         levels = [(w, f"{edge}{bound:.0%}") for w, edge, bound in _RAMP_LEGEND]
     else:
         levels = [(w, f"{w:.0%}") for w in (0.0, 0.1, 0.3, 0.6, 1.0)]
-    for i, (w, label) in enumerate(levels):
-        glyph, style = weight_glyph(w, plain)
-        text.append(("  " if i else "") + glyph, style)
-        text.append(f" {label}")
-    text.append("   ")
-    text.append(BLOCKED, STYLE_BLOCKED)
-    text.append(" masked")
+    entries = [
+        ("  " if i else "", _entry(*weight_glyph(w, plain), label))
+        for i, (w, label) in enumerate(levels)
+    ]
+    entries.append(("   ", _entry(BLOCKED, STYLE_BLOCKED, "masked")))
     if evicted:
-        text.append("   ")
-        text.append(EVICTED, STYLE_EVICTED)
-        text.append(" evicted from the rolling cache")
-    return text
+        entries.append(("   ", _entry(EVICTED, STYLE_EVICTED, "evicted from the rolling cache")))
+    return Legend("allowed cells by weight: ", entries)
+
+
+@dataclass
+class TableView:
+    """A table in columns when they fit the width, else one line per row naming each
+    value's column, so that no number is ever cut short."""
+
+    table: Table
+
+    def _widths(self) -> list[int]:
+        cells = [self.table.columns, *self.table.rows]
+        return [max(cell_width(row[i]) for row in cells) for i in range(len(self.table.columns))]
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        natural = sum(self._widths()) + len(self.table.columns) - 1
+        return Measurement(min(natural, options.max_width), min(natural, options.max_width))
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        t = self.table
+        if sum(self._widths()) + len(t.columns) - 1 <= options.max_width:
+            rich = RichTable(title=t.title, title_justify="left", box=None, pad_edge=False)
+            for i, column in enumerate(t.columns):
+                rich.add_column(column, justify="left" if i == 0 else "right", no_wrap=True)
+            for row in t.rows:
+                rich.add_row(*row)
+            yield rich
+            return
+        if t.title:
+            yield Text(t.title, style="italic")
+        for row in t.rows:
+            values = [
+                f"{name} {value.strip()}" if name else value.strip()
+                for name, value in zip(t.columns[1:], row[1:], strict=True)
+                if value.strip()
+            ]
+            yield Text(f"{row[0]}: " + ", ".join(values))
 
 
 def _signed_percent(fraction: float, decimals: int) -> str:
@@ -315,37 +381,37 @@ def _signed_percent(fraction: float, decimals: int) -> str:
 
 
 def bench_view(result: BenchResult, machine: str) -> Group:
-    """The benchmark as a Rich table with a header and the conclusions under it."""
-    from rich.table import Table
-
+    """The benchmark as a table with a header and the conclusions under it."""
     mem, steps = result.memory(), max(result.cached.steps, 1)
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    table.add_column("way of running")
-    for name in ("tokens/s", "ms/token", "MACs/token", "vs cached"):
-        table.add_column(name, justify="right")
-    for label, decode, versus in [
-        ("cached (KV cache)", result.cached, "1.0x"),
+    rows = [
         (
-            "cached + recording",
-            result.cached_recording,
-            _signed_percent(result.recording_overhead, 0),
-        ),
-        ("recompute", result.recompute, times(result.cache_speedup, "slower", "faster")),
-    ]:
-        table.add_row(
             label,
             f"{decode.tokens_per_second:,.1f}",
             f"{decode.seconds / max(decode.steps, 1) * 1e3:,.2f}",
             f"{decode.macs // steps:,}",
             versus,
         )
-    table.add_row(
-        "training-mode pass",
-        f"{result.training_tokens_per_second:,.1f}",
-        f"{result.training_seconds / result.tokens * 1e3:,.3f}",
-        f"{result.training_macs // result.tokens:,}",
-        "one pass",
+        for label, decode, versus in [
+            ("cached (KV cache)", result.cached, "1.0x"),
+            (
+                "cached + recording",
+                result.cached_recording,
+                _signed_percent(result.recording_overhead, 0),
+            ),
+            ("recompute", result.recompute, times(result.cache_speedup, "slower", "faster")),
+        ]
+    ]
+    rows.append(
+        (
+            "training-mode pass",
+            f"{result.training_tokens_per_second:,.1f}",
+            f"{result.training_seconds / result.tokens * 1e3:,.3f}",
+            f"{result.training_macs // result.tokens:,}",
+            "one pass",
+        )
     )
+    columns = ("way of running", "tokens/s", "ms/token", "MACs/token", "vs cached")
+    table = TableView(Table("", columns, tuple(rows)))
     stopped = "" if result.stop_reason == "steps" else f", stopped at {result.stop_reason}"
     lines = [
         f"{result.model}: {result.config.describe()}, {result.dtype}",
