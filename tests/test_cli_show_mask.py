@@ -346,3 +346,26 @@ def test_the_step_marker_is_whole_on_a_downsampled_grid(columns: str) -> None:
 def test_row_numbers_are_right_aligned_so_token_labels_line_up() -> None:
     lines = run_cli("show-mask", "11", "--text", "a b c d e f g h i j k").stdout.splitlines()
     assert [line[:5] for line in lines[10:13]] == [" 9 i ", "10 j ", "11 k "]
+
+
+@pytest.mark.parametrize(("columns", "cell"), [("80", 2), ("50", 1)])
+def test_a_mask_too_wide_to_number_every_key_keeps_one_glyph_per_key(
+    columns: str, cell: int
+) -> None:
+    out = run_cli("show-mask", "31", "--window", "3", env={"COLUMNS": columns}).stdout
+    lines = out.splitlines()
+    rows = [line for line in lines if line[:2].strip().isdigit() and "●" in line]
+    assert len(rows) == 31 and "downsampled" not in out
+    for q, line in enumerate(rows, start=1):
+        glyphs = line[3 :: cell]  # after the right-aligned row number and a space
+        assert glyphs == "".join("●" if q - 3 < k <= q else "○" for k in range(1, 32)), q
+    ruler = next(line for line in lines if line.startswith("   1 "))
+    for number in (1, 10, 20, 30):  # each number starts over its own key's column
+        assert ruler.index(str(number), 3 if number == 1 else 4) == 3 + cell * (number - 1)
+    assert max(len(line) for line in lines) <= int(columns)
+
+
+def test_masks_with_many_rows_are_still_drawn_in_cells() -> None:
+    # 150 columns hold 65 keys two columns each, but not 65 lines of them
+    out = run_cli("show-mask", "65", "--window", "3", env={"COLUMNS": "150"}).stdout
+    assert "each cell covers 2 x 2 positions" in flat(out)

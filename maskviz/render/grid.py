@@ -37,6 +37,7 @@ from maskviz.render.terminal import (
     STYLE_LABEL,
     TableView,
     attention_legend,
+    ruler,
     weight_glyph,
 )
 from maskviz.view import ALLOWED, MASKED, AttentionView, Panel
@@ -172,28 +173,25 @@ class AttentionGrid:
     def _key_header(self, panels: list[Panel], lay: Layout, width: int) -> Iterator[Text]:
         head = self._head_width(lay)
         base = self.view.index_base
-        ruler = Text(" " * head, STYLE_DIM)
+        line = Text(" " * head, STYLE_DIM)
         for i, panel in enumerate(panels):
             if i:
-                ruler.append(" " * len(PANEL_GAP))
+                line.append(" " * len(PANEL_GAP))
             cols = self._columns(panel.n, lay)
-            marks = [" "] * (lay.cell * len(cols))
             step = 5 if lay.cell == 2 else 10
-            for c, keys in enumerate(cols):
-                first = keys[0] + base
-                if (
-                    c == 0
-                    or (lay.key_block == 1 and first % step == 0)
-                    or (lay.key_block > 1 and c % 10 == 0)
-                ):
-                    text, at = str(first), lay.cell * c
-                    fits = at + len(text) <= len(marks)  # never cut: "5" read for 50
-                    if fits and all(ch == " " for ch in marks[at : at + len(text) + 1]):
-                        marks[at : at + len(text)] = list(text)
-            ruler.append("".join(marks))
-        if cell_width(ruler.plain) + 6 <= width:
-            ruler.append(" key →", STYLE_DIM)
-        yield _line(ruler, width)
+            firsts = [keys[0] + base for keys in cols]
+            numbers = [
+                first
+                if c == 0
+                or (lay.key_block == 1 and first % step == 0)
+                or (lay.key_block > 1 and c % 10 == 0)
+                else None
+                for c, first in enumerate(firsts)
+            ]
+            line.append(ruler(numbers, lay.cell))
+        if cell_width(line.plain) + 6 <= width:
+            line.append(" key →", STYLE_DIM)
+        yield _line(line, width)
         if lay.key_block > 1:
             return  # pooled columns have no single token; the rows name them
         yield from self._key_labels(panels, lay, width, head)

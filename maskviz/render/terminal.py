@@ -80,9 +80,32 @@ def legend() -> Legend:
     )
 
 
+def ruler(numbers: Sequence[int | None], cell: int) -> str:
+    """Numbers over columns ``cell`` characters wide, each starting over its column. A
+    number that would touch another or run past the end is left out, never cut ("5"
+    would be read for 50).
+
+    >>> ruler([1, None, None, None, 5, None], 2)
+    '1       5   '
+    """
+    marks = [" "] * (cell * len(numbers))
+    for c, number in enumerate(numbers):
+        if number is None:
+            continue
+        text, at = str(number), cell * c
+        free = marks[max(at - 1, 0) : at + len(text) + 1]
+        if at + len(text) <= len(marks) and all(ch == " " for ch in free):
+            marks[at : at + len(text)] = list(text)
+    return "".join(marks)
+
+
+COMPACT_ROWS = 64  # a mask with more rows is drawn in k x k cells, not one line per query
+
+
 @dataclass
 class MaskGrid:
-    """A mask drawn as a ●/○ grid, downsampled into k x k cells when it is too wide.
+    """A mask drawn as a ●/○ grid: every key numbered when that fits, else one or two
+    columns per key under a ruler, else downsampled into k x k cells.
 
     ``labels`` (one per query position) are shown after the row index;
     ``highlight_row`` (0-based) is marked, e.g. the row one cached step computes.
@@ -93,11 +116,9 @@ class MaskGrid:
     index_base: int = 1
     highlight_row: int | None = None
 
-    def _full_width(self) -> tuple[int, int]:
-        col_w = len(str(self.mask.n_keys - 1 + self.index_base))
-        label_w = max(cell_width(self._row_label(r)) for r in range(min(self.mask.n_queries, 4096)))
-        marker = 0 if self.highlight_row is None else len(STEP_MARKER)
-        return col_w, label_w + self.mask.n_keys * (col_w + 1) + marker
+    def _label_width(self) -> int:
+        rows = range(min(self.mask.n_queries, 4096))
+        return max([cell_width(self._row_label(r)) for r in rows] + [1])
 
     def _row_label(self, row: int) -> str:
         # numbers right-aligned, as trace draws them: the tokens after them line up
@@ -107,41 +128,54 @@ class MaskGrid:
             label += " " + fit(safe_text(self.labels[row + self.mask.query_offset]), LABEL_MAX)
         return label
 
-    def cell_size(self, width: int) -> int:
-        """1 when the full grid fits in ``width`` columns, else the k of k x k cells."""
-        _, full = self._full_width()
-        if full <= width:
-            return 1
-        label_w = len(str(self.mask.n_queries + self.index_base))
+    def layout(self, width: int) -> tuple[int, int]:
+        """(columns per key, k) for ``width``: (0, 1) every key numbered; (2, 1) or
+        (1, 1) one glyph per key under a ruler; (2, k) k x k cells of keys."""
+        m = self.mask
         marker = 0 if self.highlight_row is None else len(STEP_MARKER)
+        label_w = self._label_width()
+        numbered = len(str(m.n_keys - 1 + self.index_base)) + 1
+        if label_w + m.n_keys * numbered + marker <= width:
+            return 0, 1
+        for cell in (2, 1) if m.n_queries <= COMPACT_ROWS else ():
+            if label_w + 1 + cell * (m.n_keys - 1) + 1 + marker <= width:
+                return cell, 1
+        label_w = len(str(m.n_queries + self.index_base))
         n_cells = max(1, (width - label_w - 1 - marker) // 2)
-        return max(2, -(-max(self.mask.n_queries, self.mask.n_keys) // n_cells))
+        return 2, max(2, -(-max(m.n_queries, m.n_keys) // n_cells))
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        width = options.max_width
-        k = self.cell_size(width)
-        if k == 1:
-            yield from self._full(width)
-        else:
+        cell, k = self.layout(options.max_width)
+        if k > 1:
             yield from self._downsampled(k)
+        else:
+            yield from self._rows(cell)
 
-    def _full(self, width: int) -> RenderResult:
+    def _rows(self, cell: int) -> RenderResult:
         m = self.mask
-        col_w, _ = self._full_width()
         grid = m.to_array()
         row_labels = [self._row_label(r) for r in range(m.n_queries)]
         label_w = max(cell_width(s) for s in [*row_labels, "\\"])
-        header = Text("\\" + " " * (label_w - 1), STYLE_LABEL)
-        for j in range(m.n_keys):
-            header.append(" " + str(j + self.index_base).rjust(col_w), STYLE_LABEL)
+        keys = [j + self.index_base for j in range(m.n_keys)]
+        if cell == 0:  # every key numbered: each column as wide as the widest number
+            col_w = len(str(keys[-1]))
+            header = Text("\\" + " " * (label_w - 1), STYLE_LABEL)
+            header.append("".join(" " + str(key).rjust(col_w) for key in keys), STYLE_LABEL)
+            pad = " " * col_w
+        else:
+            step = 5 if cell == 2 else 10
+            numbers = [key if j == 0 or key % step == 0 else None for j, key in enumerate(keys)]
+            header = Text(" " * (label_w + 1) + ruler(numbers, cell), STYLE_LABEL)
+            pad = " "
+        header.rstrip()
         yield header
         for r in range(m.n_queries):
             line = Text(row_labels[r] + " " * (label_w - cell_width(row_labels[r])), STYLE_LABEL)
             hi = r == self.highlight_row
-            for allowed in grid[r]:
+            for j, allowed in enumerate(grid[r]):
                 glyph = ALLOWED if allowed else BLOCKED
                 style = STYLE_ALLOWED if allowed else STYLE_BLOCKED
-                line.append(" " + " " * (col_w - 1))
+                line.append(pad if cell != 1 or j == 0 else "")
                 line.append(glyph, STYLE_HIGHLIGHT if hi else style)
             if hi:
                 line.append(STEP_MARKER, STYLE_HIGHLIGHT)
