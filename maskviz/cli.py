@@ -237,6 +237,7 @@ def show_mask(
         typer.Option(
             "--kind",
             "-k",
+            metavar="KIND",
             help="Base pattern. causal: key <= query (GPT-2); strict: key < query; bidirectional: all; prefix-lm: needs --prefix.",
         ),
     ] = KindChoice.causal,
@@ -892,7 +893,10 @@ def bench_command(
     shape: Annotated[
         ShapeChoice | None,
         typer.Option(
-            help="Instead of --model: a model of this shape with random weights.",
+            metavar="SHAPE",
+            help="Instead of --model: a model of this shape with random weights: "
+            + ", ".join(s.value for s in ShapeChoice)
+            + ".",
             show_default=False,
         ),
     ] = None,

@@ -282,6 +282,17 @@ def test_doctor_takes_plain_and_its_help_has_examples() -> None:
     assert "maskviz doctor --json" in run_cli("doctor", "--help").stdout
 
 
+@pytest.mark.parametrize(
+    ("command", "choices"),
+    [("show-mask", ["bidirectional"]), ("bench", ["gpt2-medium", "smollm2-135m"])],
+)
+def test_help_names_every_long_choice_whole(command: str, choices: list[str]) -> None:
+    out = run_cli(command, "--help").stdout
+    for choice in choices:
+        assert choice in out, choice
+        assert choice[:6] not in out.replace(choice, ""), choice  # no "bidirectio|nal"
+
+
 def test_absurd_window_is_a_usage_error_not_an_overflow() -> None:
     result = run_cli("show-mask", "4", "--window", "9" * 30)
     assert result.exit_code == 2
@@ -357,7 +368,7 @@ def test_a_mask_too_wide_to_number_every_key_keeps_one_glyph_per_key(
     rows = [line for line in lines if line[:2].strip().isdigit() and "●" in line]
     assert len(rows) == 31 and "downsampled" not in out
     for q, line in enumerate(rows, start=1):
-        glyphs = line[3 :: cell]  # after the right-aligned row number and a space
+        glyphs = line[3::cell]  # after the right-aligned row number and a space
         assert glyphs == "".join("●" if q - 3 < k <= q else "○" for k in range(1, 32)), q
     ruler = next(line for line in lines if line.startswith("   1 "))
     for number in (1, 10, 20, 30):  # each number starts over its own key's column

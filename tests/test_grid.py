@@ -250,9 +250,7 @@ def test_a_legend_never_parts_a_glyph_from_its_meaning(width: int) -> None:
 
 
 @pytest.mark.parametrize("name", ["trace", "heads", "compare", "long"])
-def test_grid_lines_end_without_trailing_spaces(
-    views: dict[str, AttentionView], name: str
-) -> None:
+def test_grid_lines_end_without_trailing_spaces(views: dict[str, AttentionView], name: str) -> None:
     for width in (60, 120):
         for line in render(views[name], width):
             assert line == line.rstrip(), (name, width, line)
