@@ -70,11 +70,26 @@ class Panel:
     labels: tuple[str, ...]  # each position's token, printable
     marks: tuple[Mark, ...] = ()
     notes: Mapping[int, str] = field(default_factory=dict)  # row -> short text after it
-    details: Mapping[int, str] = field(default_factory=dict)  # row -> line under it
+    # row -> line under it: a lead, then candidates ("'a' 34%") a narrow line may drop
+    details: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
         return int(self.states.shape[0])
+
+
+def detail_text(parts: Sequence[str], keep: int | None = None) -> str:
+    """A row's detail line from its parts (a lead, then candidates), with the first
+    ``keep`` candidates only when given ("…" stands for the rest; none: the lead alone).
+
+    >>> parts = ("step 1", "'a' 50%", "'b' 20%")
+    >>> detail_text(parts), detail_text(parts, 1), detail_text(parts, 0)
+    ("step 1; top: 'a' 50%, 'b' 20%", "step 1; top: 'a' 50%, …", 'step 1')
+    """
+    lead, candidates = parts[0], list(parts[1:])
+    if keep is not None and keep < len(candidates):
+        candidates = [*candidates[:keep], "…"] if keep else []
+    return lead + "; top: " + ", ".join(candidates) if candidates else lead
 
 
 @dataclass(frozen=True)
@@ -191,7 +206,7 @@ def trace_view(
         rule = "decoding: one new query per step, attending to the KV cache (no mask)"
     marks = (Mark(p, "prompt", rule),) if 0 < p < n else ()
     notes: dict[int, str] = {}
-    details: dict[int, str] = {}
+    details: dict[int, tuple[str, ...]] = {}
     for t in range(p - 1, n):
         # row t's output (logits[t]) predicts token t+1: the next step's query
         top = trace.next_token_probs(t, top_k)
@@ -199,16 +214,16 @@ def trace_view(
             notes[t] = f"→ {shown[t + 1]} {trace.probabilities(t)[int(trace.token_ids[t + 1])]:.0%}"
         else:
             notes[t] = f"(next: {display_label(trace.token_label(top[0][0]))} {top[0][1]:.0%})"
-        alts = ", ".join(f"'{display_label(trace.token_label(i))}' {q:.0%}" for i, q in top)
+        alts = tuple(f"'{display_label(trace.token_label(i))}' {q:.0%}" for i, q in top)
         if t >= p and trace.mode != "training":
             held = plural(t, "cached key")
             if window is not None and t >= window:
                 held = f"a ring of {window - 1} cached keys ({t - window + 1} evicted)"
-            details[t] = f"step {t - p + 1}: {held} + itself; top: {alts}"
+            details[t] = (f"step {t - p + 1}: {held} + itself", *alts)
         elif t == p - 1 and trace.mode == "training":  # one pass over all rows: no prefill
-            details[t] = f"the prompt's last row; top: {alts}"
+            details[t] = ("the prompt's last row", *alts)
         elif t == p - 1:
-            details[t] = f"prefill: {plural(p, 'query')} in one masked pass; top: {alts}"
+            details[t] = (f"prefill: {plural(p, 'query')} in one masked pass", *alts)
     panels = []
     for title, matrix in _matrices(trace, layer, head, heads, agg):
         weights = np.where(states == ALLOWED, matrix, 0.0).astype(matrix.dtype)

@@ -254,3 +254,16 @@ def test_grid_lines_end_without_trailing_spaces(views: dict[str, AttentionView],
     for width in (60, 120):
         for line in render(views[name], width):
             assert line == line.rstrip(), (name, width, line)
+
+
+@pytest.mark.parametrize("width", [30, 50, 70, 80])
+def test_detail_lines_drop_whole_candidates_never_half_of_one(width: int) -> None:
+    out = run_cli("trace", "To be, or not", "--steps", "6", env={"COLUMNS": str(width)}).stdout
+    details = [line for line in out.splitlines() if "cached keys" in line]
+    assert len(details) == 6
+    for line in details:
+        assert len(line) <= width
+        assert "…" not in line.replace(", …", "")  # only a whole "…" for dropped candidates
+        if "; top: " in line:
+            candidates = line.split("; top: ")[1].split(", ")
+            assert all(re.fullmatch(r"'.+' \d+%|…", c) for c in candidates), line

@@ -40,7 +40,7 @@ from maskviz.render.terminal import (
     ruler,
     weight_glyph,
 )
-from maskviz.view import ALLOWED, MASKED, AttentionView, Panel
+from maskviz.view import ALLOWED, MASKED, AttentionView, Panel, detail_text
 
 ROW_LIMIT = 64  # rows drawn one per line up to this many; longer sequences pool rows
 LABEL_MAX = 10  # columns a token may take in a row label
@@ -254,9 +254,22 @@ class AttentionGrid:
             if lay.row_block > 1:
                 continue
             # a note that did not fit after the row leads the row's detail line
-            below = [t for t in (note if lay.notes_below else None, details.get(start)) if t]
-            if below:
-                yield _line(Text(" " * head + " · ".join(below), STYLE_DIM), width, ellipsis=True)
+            lead = " " * head + (f"{note} · " if note and lay.notes_below else "")
+            parts = details.get(start)
+            if parts is None:
+                if lead.strip():
+                    yield _line(Text(lead.removesuffix(" · "), STYLE_DIM), width, ellipsis=True)
+                continue
+            # drop whole candidates from the end rather than cut one in half; a lead
+            # too long on its own wraps under the row
+            for keep in range(len(parts) - 1, -1, -1):
+                text = lead + detail_text(parts, keep)
+                if cell_width(text) <= width:
+                    yield _line(Text(text, STYLE_DIM), width)
+                    break
+            else:
+                for piece in textwrap.wrap(text, width, subsequent_indent=" " * head):
+                    yield _line(Text(piece, STYLE_DIM), width, ellipsis=True)
 
     def _cells(self, line: Text, panel: Panel, rows: range, lay: Layout) -> None:
         pad = " " * (lay.cell - 1)
