@@ -846,7 +846,7 @@ def doctor_command(
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Print versions, BLAS, optional extras and where the shipped model lives (for bug reports).
+    """Print versions, BLAS, optional extras and where the shipped models live (for bug reports).
 
     Examples:
 
@@ -854,23 +854,14 @@ def doctor_command(
 
       maskviz doctor --json > doctor.json
     """
-    from rich.text import Text
-
     from maskviz.doctor import report
-    from maskviz.render.terminal import STYLE_LABEL
+    from maskviz.render.terminal import KeyValues
 
     data = report()
     if as_json:
         print_json(data)
         return
-    out = console(plain)
-    for key, value in data.items():
-        items = value.items() if isinstance(value, dict) else [("", value)]
-        if isinstance(value, dict):
-            out.print(Text(f"{key}:", STYLE_LABEL))
-        for sub, item in items:
-            name = f"  {sub}" if sub else key
-            out.print(Text.assemble((f"{name}:", STYLE_LABEL), f" {item}"))
+    console(plain).print(KeyValues(data))
 
 
 # ---------------------------------------------------------------- bench

@@ -29,10 +29,9 @@ def report() -> dict[str, Any]:
 
     from maskviz import __version__
     from maskviz.bench import blas_info
-    from maskviz.loading import shipped_model_dir
+    from maskviz.loading import shipped_model_dir, shipped_models
 
     blas = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
-    model_dir = shipped_model_dir()
     return {
         "maskviz": __version__,
         "python": f"{platform.python_implementation()} {platform.python_version()} ({sys.executable})",
@@ -53,9 +52,12 @@ def report() -> dict[str, Any]:
             )
             if key in os.environ
         },
-        "shipped_model": {
-            "path": str(model_dir),
-            "present": (model_dir / "model.safetensors").is_file(),
+        "shipped_models": {
+            name: {
+                "path": str(shipped_model_dir(name)),
+                "present": (shipped_model_dir(name) / "model.safetensors").is_file(),
+            }
+            for name in shipped_models()
         },
         "hf_extra": "installed"
         if all(_version(p) for p in ("tokenizers", "huggingface_hub"))

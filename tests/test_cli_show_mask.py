@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -207,12 +208,14 @@ def test_version_and_doctor_report_for_bug_reports() -> None:
     assert run_cli("--version").stdout.strip() == f"maskviz {__version__}"
     report = run_cli("doctor")
     assert report.exit_code == 0
-    for field in ("python:", "numpy:", "blas:", "tokenizers:", "shipped_model:"):
+    for field in ("python:", "numpy:", "blas:", "tokenizers:", "shipped_models:", "tiny-swa:"):
         assert field in report.stdout
     data = json.loads(run_cli("doctor", "--json").stdout)
     assert data["maskviz"] == __version__
     assert {"library", "kernel", "threads", "configuration"} <= set(data["blas"])  # as bench
-    assert data["shipped_model"]["path"].endswith("tiny")
+    models = data["shipped_models"]
+    assert set(models) == {"tiny", "tiny-swa"}
+    assert all(m["present"] and m["path"].endswith(name) for name, m in models.items())
 
 
 @pytest.mark.parametrize(
@@ -275,6 +278,16 @@ def test_a_near_miss_kind_gets_a_suggestion() -> None:
 
 def test_counts_are_worded_for_one() -> None:
     assert "1 query x 1 key (positions from 1)" in run_cli("show-mask", "1").stdout
+
+
+def test_doctor_wraps_long_values_under_their_column() -> None:
+    lines = run_cli("doctor", env={"COLUMNS": "40"}).stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("maskviz:"))
+    column = len(lines[start]) - len(lines[start].split()[-1])  # where values start
+    for line in lines:
+        assert len(line) <= 40 and line == line.rstrip(), line
+        # a line is a key (at its depth) or a value's continuation, aligned with the values
+        assert re.match(r"( {2})*[\w-]+:", line) or line[:column].isspace(), line
 
 
 def test_doctor_takes_plain_and_its_help_has_examples() -> None:

@@ -7,7 +7,8 @@ Rich's business: a console without colour prints the same glyphs unstyled.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import textwrap
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -402,6 +403,35 @@ class TableView:
                 if value.strip()
             ]
             yield Text(f"{row[0]}: " + ", ".join(values))
+
+
+@dataclass
+class KeyValues:
+    """Nested key: value pairs, each level indented two spaces further; a long value
+    wraps (a path folds) under where it started."""
+
+    data: Mapping[str, object]
+
+    def _rows(self, items: Mapping[str, object], depth: int = 0) -> Iterator[tuple[str, str]]:
+        for key, value in items.items():
+            name = "  " * depth + f"{key}:"
+            if isinstance(value, Mapping):
+                yield name, "" if value else "(none)"
+                yield from self._rows(value, depth + 1)
+            else:
+                yield name, str(value)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        rows = list(self._rows(self.data))
+        indent = max(cell_width(name) for name, _ in rows) + 1
+        room = max(options.max_width - indent, 10)
+        for name, value in rows:
+            pieces = textwrap.wrap(safe_text(value), room)
+            if not pieces:
+                yield Text(name, STYLE_LABEL)
+                continue
+            yield Text.assemble((name, STYLE_LABEL), " " * (indent - cell_width(name)), pieces[0])
+            yield from (Text(" " * indent + piece) for piece in pieces[1:])
 
 
 def _signed_percent(fraction: float, decimals: int) -> str:
