@@ -267,3 +267,12 @@ def test_detail_lines_drop_whole_candidates_never_half_of_one(width: int) -> Non
         if "; top: " in line:
             candidates = line.split("; top: ")[1].split(", ")
             assert all(re.fullmatch(r"'.+' \d+%|…", c) for c in candidates), line
+
+
+def test_a_narrow_divider_wraps_its_words_instead_of_cutting_them() -> None:
+    out = run_cli("trace", "To be", "--steps", "2", env={"COLUMNS": "40"}).stdout
+    lines = out.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("── decoding"))
+    said = " ".join(line.strip("─ ") for line in lines[first : first + 2])
+    assert said == "decoding: one new query per step, attending to the KV cache (no mask)"
+    assert "…" not in lines[first] and all(len(line) <= 40 for line in lines)

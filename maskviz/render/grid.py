@@ -232,9 +232,7 @@ class AttentionGrid:
             rows = range(start, stop)
             for index in sorted(marks):
                 if index == start and index > 0:
-                    rule = Text(f"── {marks[index]} ", STYLE_DIM)
-                    rule.append("─" * max(0, width - cell_width(rule.plain)), STYLE_DIM)
-                    yield _line(rule, width, ellipsis=True)
+                    yield from _divider(marks[index], width)
             if lay.row_block == 1:
                 label = fit(display_label(panels[-1].labels[start]), LABEL_MAX)
                 line = Text(f"{start + base:>{pos_w}} ", STYLE_LABEL)
@@ -296,6 +294,17 @@ def _line(text: Text, width: int, *, ellipsis: bool = False) -> Text:
     text.overflow = "ellipsis" if ellipsis else "crop"
     text.truncate(width, overflow=text.overflow)
     return text
+
+
+def _divider(text: str, width: int) -> Iterator[Text]:
+    """A rule across the grid naming what starts below it, its words wrapped (never
+    cut) when the line is too narrow."""
+    pieces = textwrap.wrap(text, max(width - 4, 1))
+    for i, piece in enumerate(pieces):
+        line = f"{'──' if i == 0 else '  '} {piece}"
+        if i == len(pieces) - 1:
+            line += " " + "─" * max(0, width - cell_width(line) - 1)
+        yield _line(Text(line, STYLE_DIM), width)
 
 
 def _wrapped(text: str, style: Style, width: int) -> Iterator[Text]:
