@@ -111,6 +111,15 @@ def _rewrite(src: Path, dst: Path, name: str, value: np.ndarray | None) -> None:
         ("step_seconds", np.array([np.nan]), "'step_seconds' must be a 1-D array of finite"),
         ("prefill_seconds", np.array(np.inf), "prefill_seconds must be a finite time"),
         ("logits", np.zeros((8, 20), np.longdouble), "must be float16, float32, float64"),
+        # indices and shapes that disagree with the rest of the file
+        ("layers", np.array([-1, 1]), "'layers' must be distinct integers >= 0"),
+        ("layers", np.array([0, 7]), "'layers' names layer 7 of a model with 2"),
+        ("heads", np.array([0, 0]), "'heads' must be distinct integers >= 0"),
+        ("positions", np.array([0, 1, 2, 3, 4, 5, 6, -1]), "'positions' must be 8 integers"),
+        ("prompt_len", np.array(9), "prompt_len 9 is outside 1..8"),
+        ("windows", np.array([-1, 0]), "'windows' must be a 1-D array of integers >= 0"),
+        ("mask", np.zeros((7, 7), np.bool_), r"'mask' must be \[8, 8\]"),
+        ("label_texts", np.array(["a"]), "'label_ids' and 'label_texts' must be 1-D and of one"),
         # zeros compress a thousandfold: the declared shape is refused before reading
         ("logits", np.zeros((8, 2**21), np.bool_), r"declares shape \[8, 2097152\]"),
     ],
