@@ -337,3 +337,38 @@ def test_score_spread_reads_score_differences_back_from_softmax_weights() -> Non
     assert score_spread(np.zeros((2, 3, 3))) == 0.0  # rows that attend to nothing
     # a key weighed below rounding is left out
     assert score_spread(np.array([[1.0, 1e-10, 1e-300]])) == pytest.approx(10 * np.log(10))
+
+
+def test_a_difference_in_logits_or_tokens_alone_is_a_difference() -> None:
+    from dataclasses import replace
+
+    model = random_model(GPTConfig(2, 2, 16, 64, 50), seed=1)
+    result = compare(model, "training-vs-cached", [1, 2, 3], 4)
+    assert result.agree
+    logits = result.a.logits.copy()
+    logits[-1, 0] += 10 * result.tolerance_logits
+    assert not replace(result, a=replace(result.a, logits=logits)).agree
+    choices = result.a.choices.copy()
+    choices[-1] = (choices[-1] + 1) % 50
+    changed = replace(result, a=replace(result.a, choices=choices))
+    assert not changed.tokens_agree and not changed.agree
+
+
+def test_side_is_refused_for_pairs_other_than_padded() -> None:
+    result = run_cli("compare", "training-vs-cached", "--model", FIXTURE, "--side", "left")
+    assert result.exit_code == 2
+    assert "--side applies to padded-vs-cached, not training-vs-cached" in result.stderr
+
+
+def test_pad_rows_attend_to_nothing_and_no_row_attends_to_a_pad() -> None:
+    for model in (
+        random_model(GPTConfig(2, 2, 16, 64, 50), seed=2),
+        random_model(LlamaConfig(2, 4, 2, 4, 16, 32, 64, 50, windows=(2, None)), seed=2),
+    ):
+        # left pads, and right pads (whose rows the causal rule alone would let attend)
+        for padded in (np.array([1, 1, 0, 0, 0], bool), np.array([0, 0, 0, 1, 1], bool)):
+            _, attention = model.forward([7, 1, 2, 3, 7], padded=padded)
+            assert (attention[:, :, :, padded] == 0).all()  # no query attends to a pad
+            assert (attention[:, :, padded] == 0).all()  # a pad's own row is empty
+            assert np.isfinite(attention).all()
+            np.testing.assert_allclose(attention[:, :, ~padded].sum(-1), 1, rtol=1e-5)
