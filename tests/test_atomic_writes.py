@@ -1,0 +1,38 @@
+"""Every file maskviz writes is either its old self or the complete new one."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from maskviz import MaskvizError
+from maskviz._io import write_bytes
+
+
+def test_a_write_that_fails_halfway_leaves_the_old_file_and_no_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "trace.json"
+    target.write_text("old")
+
+    def half_then_fail(self: Path, data: bytes) -> int:
+        with open(self, "wb") as fh:
+            fh.write(data[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", half_then_fail)
+    with pytest.raises(MaskvizError, match="No space left on device"):
+        write_bytes(target, b"new contents")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["trace.json"]
+
+
+def test_a_new_file_gets_the_permissions_the_umask_gives(tmp_path: Path) -> None:
+    old = os.umask(0o027)
+    try:
+        write_bytes(tmp_path / "new.html", b"<html>")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "new.html").stat().st_mode & 0o777 == 0o640
