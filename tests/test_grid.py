@@ -130,7 +130,7 @@ def test_narrow_comparisons_stack_instead_of_pooling(views: dict[str, AttentionV
 
 def test_pooled_blocks_are_masked_only_when_every_key_is(views: dict[str, AttentionView]) -> None:
     view = views["trace"]
-    # at 20 columns the 35 keys pool several per cell: row 1 sees key 1 only, yet its
+    # at 24 columns the 35 keys pool several per cell: row 1 sees key 1 only, yet its
     # first block must be drawn allowed
     first, cells = grid_rows(view, 24)[0]
     assert first == 0 and cells[0] in RAMP and set(cells[1:]) == {"○"}
@@ -276,3 +276,32 @@ def test_a_narrow_divider_wraps_its_words_instead_of_cutting_them() -> None:
     said = " ".join(line.strip("─ ") for line in lines[first : first + 2])
     assert said == "decoding: one new query per step, attending to the KV cache (no mask)"
     assert "…" not in lines[first] and all(len(line) <= 40 for line in lines)
+
+
+def test_a_pooled_cell_is_shaded_by_the_largest_weight_it_covers(
+    views: dict[str, AttentionView],
+) -> None:
+    from maskviz.render.terminal import weight_glyph
+
+    view = views["long"]
+    lay = AttentionGrid(view, plain=True).layout(80)
+    assert lay.row_block > 1 and lay.key_block > 1
+    panel = view.panels[0]
+    lines = grid_rows(view, 80)
+    ends = [first for first, _ in lines[1:]] + [panel.n]  # a block ends where decoding starts
+    for (first, cells), end in zip(lines, ends, strict=True):
+        rows = slice(first, end)
+        for c, glyph in enumerate(cells):
+            keys = slice(c * lay.key_block, (c + 1) * lay.key_block)
+            allowed = panel.states[rows, keys] == ALLOWED
+            if allowed.any():
+                largest = float(panel.weights[rows, keys][allowed].max())
+                assert glyph == weight_glyph(largest, plain=True)[0], (first, c)
+
+
+def test_each_shade_starts_exactly_at_its_legend_bound() -> None:
+    from maskviz.render.terminal import weight_glyph
+
+    for below, at, bound in [(" ", "░", 0.05), ("░", "▒", 0.2), ("▒", "▓", 0.4), ("▓", "█", 0.7)]:
+        assert weight_glyph(bound, plain=True)[0] == at, bound
+        assert weight_glyph(np.nextafter(bound, 0), plain=True)[0] == (below.strip() or "·")
