@@ -135,9 +135,18 @@ def test_saved_figures_are_complete_files(tmp_path: Path, suffix: str) -> None:
     code, _, err = trace_cli(PROMPT, "--model", FIXTURE, "--steps", "3", "--save", str(path))
     assert code == 0, err
     assert sorted(tmp_path.iterdir()) == [path]
+    data = path.read_bytes()
     if suffix == ".png":
         with Image.open(path) as image:
             assert image.size[0] > 400
+            image.load()  # every chunk present and its checksum right
+    elif suffix == ".svg":
+        import xml.etree.ElementTree as ET
+
+        root = ET.fromstring(data)  # a cut file is not well-formed XML
+        assert root.tag.endswith("svg") and len(root.findall(".//{*}path")) > 10
+    else:
+        assert data.startswith(b"%PDF-") and data.rstrip().endswith(b"%%EOF")
 
 
 def test_saved_gif_has_one_frame_per_step(tmp_path: Path) -> None:
@@ -288,6 +297,7 @@ def test_kill_during_a_save_removes_the_temporary_file_and_keeps_the_old_one(
     import signal
     import subprocess
     import sys
+    import time
 
     source, target = tmp_path / "t.npz", tmp_path / "out.gif"
     load_model().trace([84, 111], steps=120).save(source)
@@ -297,9 +307,9 @@ def test_kill_during_a_save_removes_the_temporary_file_and_keeps_the_old_one(
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     while save.poll() is None and not list(tmp_path.glob(".out.*")):
-        pass  # until the save has created its temporary file
-    save.send_signal(signal.SIGTERM)
-    assert save.wait() == 128 + signal.SIGTERM
+        time.sleep(0.001)  # until the save has created its temporary file
+    save.send_signal(signal.SIGTERM)  # 120 frames take seconds to draw: it is still saving
+    assert save.wait(timeout=600) == 128 + signal.SIGTERM
     assert target.read_bytes() == b"ORIGINAL"
     assert not list(tmp_path.glob(".out.*"))
 
