@@ -72,6 +72,9 @@ class Panel:
     notes: Mapping[int, str] = field(default_factory=dict)  # row -> short text after it
     # row -> line under it: a lead, then candidates ("'a' 34%") a narrow line may drop
     details: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
+    # row -> rank of its note: a line pooling rows shows its top-ranked row's note
+    # (without ranks, pooled lines show no notes)
+    note_rank: Mapping[int, float] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -329,7 +332,8 @@ def comparison_view(
         states = _side_states(side, layer, p)
         weights = np.where(states == ALLOWED, side.attention[layer, head], 0.0)
         panels.append(Panel(side.name, weights, states, shown, marks))
-    panels[-1] = Panel(b.name, panels[-1].weights, panels[-1].states, shown, marks, notes)
+    rank = {t: float(row_diff[t]) for t in range(n)}
+    panels[-1] = Panel(b.name, panels[-1].weights, panels[-1].states, shown, marks, notes, {}, rank)
     name = f" · model {safe_text(model_name)}" if model_name else ""
     header = (
         f"compare {result.pair}{name} · {result.dtype} · {plural(p, 'prompt token')} + {plural(n - p, 'step')}",

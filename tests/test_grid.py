@@ -305,3 +305,17 @@ def test_each_shade_starts_exactly_at_its_legend_bound() -> None:
     for below, at, bound in [(" ", "░", 0.05), ("░", "▒", 0.2), ("▒", "▓", 0.4), ("▓", "█", 0.7)]:
         assert weight_glyph(bound, plain=True)[0] == at, bound
         assert weight_glyph(np.nextafter(bound, 0), plain=True)[0] == (below.strip() or "·")
+
+
+def test_pooled_comparison_lines_keep_the_largest_row_difference() -> None:
+    model = maskviz.load_model()
+    result = compare(model, "unmasked-vs-cached", model.tokenizer.encode("To be, or not"), 60)
+    labels = [model.tokenizer.token_label(int(i)) for i in result.token_ids]
+    view = comparison_view(result, labels)
+    lines = render(view, 200)
+    pooled = [line for line in lines if re.match(r"\s*\d+–\d+ ", line)]
+    assert pooled, "the rows were not pooled"
+    for line in pooled:
+        first, last = (int(x) - 1 for x in line.split()[0].split("–"))
+        largest = result.row_diff[first : last + 1].max()
+        assert line.rstrip().endswith(f"{largest:.1e} ✗"), line

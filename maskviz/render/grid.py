@@ -148,6 +148,8 @@ class AttentionGrid:
             text = ", ".join(parts) + (
                 ": a cell is drawn allowed if any key in it is, shaded by the largest weight"
             )
+            if lay.row_block > 1 and any(p.note_rank for p in self.view.panels):
+                text += "; a line's note is the largest of its rows'"
             yield from _wrapped(text, STYLE_DIM, width)
 
     def _head_width(self, lay: Layout) -> int:
@@ -227,6 +229,7 @@ class AttentionGrid:
         marks = {m.index: m.text for p in panels for m in p.marks}
         notes = {r: t for p in panels for r, t in p.notes.items()}
         details = {r: t for p in panels for r, t in p.details.items()}
+        ranks = {r: v for p in panels for r, v in p.note_rank.items()}
         head = self._head_width(lay)
         for start, stop in _blocks(n, lay.row_block, marks):
             rows = range(start, stop)
@@ -244,16 +247,18 @@ class AttentionGrid:
                 if i:
                     line.append(PANEL_GAP, STYLE_DIM)
                 self._cells(line, panel, rows, lay)
-            note = notes.get(start) if lay.row_block == 1 else None
+            ranked = [r for r in rows if r in notes and r in ranks]
+            if lay.row_block == 1:
+                note = notes.get(start)
+            else:
+                note = notes[max(ranked, key=ranks.__getitem__)] if ranked else None
             if note and not lay.notes_below:
                 line.append(" ")
                 line.append(note, STYLE_BAD if note.endswith("✗") else STYLE_LABEL)
             yield _line(line, width)
-            if lay.row_block > 1:
-                continue
             # a note that did not fit after the row leads the row's detail line
             lead = " " * head + (f"{note} · " if note and lay.notes_below else "")
-            parts = details.get(start)
+            parts = details.get(start) if lay.row_block == 1 else None
             if parts is None:
                 if lead.strip():
                     yield _line(Text(lead.removesuffix(" · "), STYLE_DIM), width, ellipsis=True)
