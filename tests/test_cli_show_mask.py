@@ -389,7 +389,15 @@ def test_a_mask_too_wide_to_number_every_key_keeps_one_glyph_per_key(
     assert max(len(line) for line in lines) <= int(columns)
 
 
-def test_masks_with_many_rows_are_still_drawn_in_cells() -> None:
-    # 150 columns hold 65 keys two columns each, but not 65 lines of them
-    out = run_cli("show-mask", "65", "--window", "3", env={"COLUMNS": "150"}).stdout
-    assert "each cell covers 2 x 2 positions" in flat(out)
+def test_masks_with_many_rows_pool_rows_but_keep_one_column_per_key() -> None:
+    from maskviz import masks
+
+    out = run_cli("show-mask", "65", "--window", "3", "--step", "9").stdout
+    rows = [line for line in out.splitlines() if re.match(r"\s*\d+(–\d+)? [●○◐]", line)]
+    expected = masks.build(65, window=3).blocks(2, 1)
+    assert len(rows) == 33 and "rows pooled 2 per line" in out
+    for i, line in enumerate(rows):
+        span = f"{2 * i + 1}–{2 * i + 2}" if i < 32 else "65"  # each line names its rows
+        assert line.split()[0] == span
+        assert line.split()[1] == "".join("○◐●"[s] for s in expected[i]), span
+    assert "◀ step" in rows[4] and rows[4].split()[0] == "9–10"  # the block holding row 9

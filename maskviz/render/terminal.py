@@ -100,13 +100,23 @@ def ruler(numbers: Sequence[int | None], cell: int) -> str:
     return "".join(marks)
 
 
-COMPACT_ROWS = 64  # a mask with more rows is drawn in k x k cells, not one line per query
+COMPACT_ROWS = 64  # a mask with more rows pools them, several per line
+
+
+@dataclass(frozen=True)
+class MaskLayout:
+    """How a mask is drawn at one width."""
+
+    cell: int  # characters per key column: 0 = every key numbered above its column
+    row_block: int  # queries per line (1: none pooled)
+    key_block: int  # keys per column (1: none pooled)
 
 
 @dataclass
 class MaskGrid:
     """A mask drawn as a ●/○ grid: every key numbered when that fits, else one or two
-    columns per key under a ruler, else downsampled into k x k cells.
+    columns per key under a ruler (rows pooled past 64), else downsampled into k x k
+    cells; a pooled cell is ● all allowed, ○ none, ◐ some.
 
     ``labels`` (one per query position) are shown after the row index;
     ``highlight_row`` (0-based) is marked, e.g. the row one cached step computes.
@@ -117,96 +127,82 @@ class MaskGrid:
     index_base: int = 1
     highlight_row: int | None = None
 
-    def _label_width(self) -> int:
-        rows = range(min(self.mask.n_queries, 4096))
-        return max([cell_width(self._row_label(r)) for r in rows] + [1])
-
-    def _row_label(self, row: int) -> str:
+    def _row_label(self, row: int, row_block: int = 1) -> str:
         # numbers right-aligned, as trace draws them: the tokens after them line up
-        last = self.mask.n_queries - 1 + self.mask.query_offset + self.index_base
-        label = str(row + self.mask.query_offset + self.index_base).rjust(len(str(last)))
+        m, base = self.mask, self.mask.query_offset + self.index_base
+        last = m.n_queries - 1 + base
+        if row_block > 1:  # pooled rows are named by their range, as trace names them
+            stop = min(row + row_block, m.n_queries) - 1 + base
+            span = f"{row + base}–{stop}" if stop > row + base else str(stop)
+            return span.rjust(2 * len(str(last)) + 1)
+        label = str(row + base).rjust(len(str(last)))
         if self.labels is not None:
-            label += " " + fit(safe_text(self.labels[row + self.mask.query_offset]), LABEL_MAX)
+            label += " " + fit(safe_text(self.labels[row + m.query_offset]), LABEL_MAX)
         return label
 
-    def layout(self, width: int) -> tuple[int, int]:
-        """(columns per key, k) for ``width``: (0, 1) every key numbered; (2, 1) or
-        (1, 1) one glyph per key under a ruler; (2, k) k x k cells of keys."""
+    def _label_width(self, row_block: int) -> int:
+        rows = range(0, min(self.mask.n_queries, 4096), row_block)
+        return max([cell_width(self._row_label(r, row_block)) for r in rows] + [1])
+
+    def layout(self, width: int) -> MaskLayout:
+        """The most detailed layout that fits ``width`` columns."""
         m = self.mask
         marker = 0 if self.highlight_row is None else len(STEP_MARKER)
-        label_w = self._label_width()
         numbered = len(str(m.n_keys - 1 + self.index_base)) + 1
-        if label_w + m.n_keys * numbered + marker <= width:
-            return 0, 1
-        for cell in (2, 1) if m.n_queries <= COMPACT_ROWS else ():
+        if self._label_width(1) + m.n_keys * numbered + marker <= width:
+            return MaskLayout(0, 1, 1)
+        rows = -(-m.n_queries // COMPACT_ROWS) if m.n_queries > COMPACT_ROWS else 1
+        label_w = self._label_width(rows)
+        for cell in (2, 1):
             if label_w + 1 + cell * (m.n_keys - 1) + 1 + marker <= width:
-                return cell, 1
-        label_w = len(str(m.n_queries + self.index_base))
+                return MaskLayout(cell, rows, 1)
+        label_w = len(self._row_label(0, 2))
         n_cells = max(1, (width - label_w - 1 - marker) // 2)
-        return 2, max(2, -(-max(m.n_queries, m.n_keys) // n_cells))
+        k = max(2, -(-max(m.n_queries, m.n_keys) // n_cells))
+        return MaskLayout(2, k, k)
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        cell, k = self.layout(options.max_width)
-        if k > 1:
-            yield from self._downsampled(k)
-        else:
-            yield from self._rows(cell)
-
-    def _rows(self, cell: int) -> RenderResult:
+        lay = self.layout(options.max_width)
         m = self.mask
-        grid = m.to_array()
-        row_labels = [self._row_label(r) for r in range(m.n_queries)]
-        label_w = max(cell_width(s) for s in [*row_labels, "\\"])
+        pooled = lay.row_block > 1 or lay.key_block > 1
+        states = m.blocks(lay.row_block, lay.key_block) if pooled else 2 * m.to_array()
+        label_w = self._label_width(lay.row_block)
         keys = [j + self.index_base for j in range(m.n_keys)]
-        if cell == 0:  # every key numbered: each column as wide as the widest number
+        if lay.cell == 0:  # every key numbered: each column as wide as the widest number
             col_w = len(str(keys[-1]))
             header = Text("\\" + " " * (label_w - 1), STYLE_LABEL)
             header.append("".join(" " + str(key).rjust(col_w) for key in keys), STYLE_LABEL)
-            pad = " " * col_w
-        else:
-            step = 5 if cell == 2 else 10
+        elif lay.key_block == 1:
+            step = 5 if lay.cell == 2 else 10
             numbers = [key if j == 0 or key % step == 0 else None for j, key in enumerate(keys)]
-            header = Text(" " * (label_w + 1) + ruler(numbers, cell), STYLE_LABEL)
-            pad = " "
+            header = Text(" " * (label_w + 1) + ruler(numbers, lay.cell), STYLE_LABEL)
+        else:
+            cells = f"keys {keys[0]}–{keys[-1]} →, {states.shape[1]} cells"
+            header = Text(" " * (label_w + 2) + cells, STYLE_LABEL)
         header.rstrip()
         yield header
-        for r in range(m.n_queries):
-            line = Text(row_labels[r] + " " * (label_w - cell_width(row_labels[r])), STYLE_LABEL)
-            hi = r == self.highlight_row
-            for j, allowed in enumerate(grid[r]):
-                glyph = ALLOWED if allowed else BLOCKED
-                style = STYLE_ALLOWED if allowed else STYLE_BLOCKED
-                line.append(pad if cell != 1 or j == 0 else "")
-                line.append(glyph, STYLE_HIGHLIGHT if hi else style)
-            if hi:
-                line.append(STEP_MARKER, STYLE_HIGHLIGHT)
-            line.no_wrap, line.overflow = True, "crop"
-            yield line
-
-    def _downsampled(self, k: int) -> RenderResult:
-        m = self.mask
-        states = m.blocks(k, k)
+        gap = " " * (len(str(keys[-1])) if lay.cell == 0 else 1)
+        hi = None if self.highlight_row is None else self.highlight_row // lay.row_block
         glyphs = (BLOCKED, PARTIAL, ALLOWED)
         styles = (STYLE_BLOCKED, STYLE_PARTIAL, STYLE_ALLOWED)
-        label_w = len(str(m.n_queries - 1 + m.query_offset + self.index_base))
-        first, last = self.index_base, m.n_keys - 1 + self.index_base
-        yield Text(f"{'':{label_w}}  keys {first}…{last} →, {states.shape[1]} cells", STYLE_LABEL)
-        hi_block = None if self.highlight_row is None else self.highlight_row // k
         for i, row in enumerate(states):
-            start = i * k + m.query_offset + self.index_base
-            line = Text(str(start).rjust(label_w), STYLE_LABEL)
-            for s in row:
-                line.append(" ")
-                line.append(glyphs[s], STYLE_HIGHLIGHT if i == hi_block else styles[s])
-            if i == hi_block:
+            label = self._row_label(i * lay.row_block, lay.row_block)
+            line = Text(label + " " * (label_w - cell_width(label)), STYLE_LABEL)
+            for j, s in enumerate(row):
+                line.append(gap if lay.cell != 1 or j == 0 else "")
+                line.append(glyphs[s], STYLE_HIGHLIGHT if i == hi else styles[s])
+            if i == hi:
                 line.append(STEP_MARKER, STYLE_HIGHLIGHT)
             line.no_wrap, line.overflow = True, "crop"
             yield line
-        yield Text(
-            f"downsampled: each cell covers {k} x {k} positions (queries x keys); "
-            f"{ALLOWED} all allowed, {BLOCKED} none, {PARTIAL} some",
-            STYLE_DIM,
-        )
+        if pooled:
+            what = (
+                f"rows pooled {lay.row_block} per line"
+                if lay.key_block == 1
+                else f"downsampled: each cell covers {lay.row_block} x {lay.key_block} "
+                "positions (queries x keys)"
+            )
+            yield Text(f"{what}; {ALLOWED} all allowed, {BLOCKED} none, {PARTIAL} some", STYLE_DIM)
 
 
 def mask_report(
