@@ -31,7 +31,7 @@ import os
 import platform
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -169,6 +169,8 @@ class BenchResult:
     bandwidth: Bandwidth | None
     record_itemsize: int
     machine: dict[str, Any]
+    # each repeat's recording overhead: its recorded decode against its plain one
+    recording_overheads: list[float] = field(default_factory=list)
 
     @property
     def cache_speedup(self) -> float:
@@ -181,6 +183,13 @@ class BenchResult:
         if self.cached.seconds <= 0:
             return 0.0
         return self.cached_recording.seconds / self.cached.seconds - 1.0
+
+    @property
+    def recording_within_noise(self) -> bool | None:
+        """True when the repeats disagree on whether recording costs time at all (their
+        overheads straddle zero); None with fewer than two repeats."""
+        runs = self.recording_overheads
+        return None if len(runs) < 2 else min(runs) <= 0 <= max(runs)
 
     @property
     def fraction_of_bound(self) -> float | None:
@@ -237,6 +246,8 @@ class BenchResult:
             },
             "cache_speedup": self.cache_speedup,
             "recording_overhead": self.recording_overhead,
+            "recording_overhead_runs": self.recording_overheads,
+            "recording_overhead_within_noise": self.recording_within_noise,
             "bandwidth": None if self.bandwidth is None else self.bandwidth.to_dict(),
             "fraction_of_bound": self.fraction_of_bound,
             "memory": self.memory(),
@@ -410,6 +421,10 @@ def run(
         bandwidth=bandwidth,
         record_itemsize=np.dtype(model.dtype).itemsize,
         machine=machine(),
+        recording_overheads=[
+            float(r.sum() / q.sum() - 1.0) if q.sum() > 0 else 0.0
+            for q, r in zip(plain, recorded, strict=True)
+        ],
     )
 
 

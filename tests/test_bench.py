@@ -227,3 +227,27 @@ def test_plain_progress_bar_has_no_colour_on_a_terminal() -> None:
     assert colour.search(coloured.stderr)  # the bar is drawn in colour by default
     assert plain.exit_code == 0 and "bench" in plain.stderr
     assert not colour.search(plain.stderr)
+
+
+def test_recording_is_called_noise_only_when_the_runs_disagree_on_its_sign() -> None:
+    import io
+    from dataclasses import replace
+
+    from rich.console import Console
+
+    from maskviz.render.terminal import bench_view
+
+    model = random_model(GPTConfig(**CONFIG), seed=0)
+    result = run(model, tokens=6, repeats=2, probe=False)
+    assert len(result.recording_overheads) == 2
+    assert result.to_dict()["recording_overhead_runs"] == result.recording_overheads
+
+    def shown(overheads: list[float]) -> str:
+        console = Console(width=200, file=io.StringIO(), color_system=None, record=True)
+        console.print(bench_view(replace(result, recording_overheads=overheads), "machine"))
+        return console.export_text()
+
+    noisy, costly, single = shown([-0.08, 0.03]), shown([0.05, 0.09]), shown([-0.08])
+    assert "within run-to-run noise (the 2 runs gave -8.0% to +3.0%)" in noisy
+    assert "(noise)" in noisy
+    assert "noise" not in costly and "noise" not in single

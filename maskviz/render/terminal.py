@@ -440,6 +440,18 @@ def _signed_percent(fraction: float, decimals: int) -> str:
     return f"{value:+.{decimals}f}%"
 
 
+def _recording_time(result: BenchResult) -> str:
+    """What recording costs in time, or that the runs cannot tell it from noise."""
+    overhead = _signed_percent(result.recording_overhead, 1)
+    if not result.recording_within_noise:
+        return f"{overhead} time"
+    runs = result.recording_overheads
+    return (
+        f"{overhead} time, within run-to-run noise (the {len(runs)} runs gave "
+        f"{_signed_percent(min(runs), 1)} to {_signed_percent(max(runs), 1)})"
+    )
+
+
 def bench_view(result: BenchResult, machine: str) -> Group:
     """The benchmark as a table with a header and the conclusions under it."""
     mem, steps = result.memory(), max(result.cached.steps, 1)
@@ -456,7 +468,8 @@ def bench_view(result: BenchResult, machine: str) -> Group:
             (
                 "cached + recording",
                 result.cached_recording,
-                _signed_percent(result.recording_overhead, 0),
+                _signed_percent(result.recording_overhead, 0)
+                + (" (noise)" if result.recording_within_noise else ""),
             ),
             ("recompute", result.recompute, times(result.cache_speedup, "slower", "faster")),
         ]
@@ -484,7 +497,7 @@ def bench_view(result: BenchResult, machine: str) -> Group:
         "",
         f"the cache: {times(result.cache_speedup, 'faster', 'slower')} than recomputing the "
         "prefix at every step",
-        f"recording every layer and head: {_signed_percent(result.recording_overhead, 1)} time, "
+        f"recording every layer and head: {_recording_time(result)}, "
         f"{mem['record_bytes_per_token']:,} bytes per token at {result.tokens} positions "
         f"(one head: {mem['record_bytes_per_token_one_head']:,}; float16 halves both)",
         f"KV cache: {mem['kv_cache_bytes_per_token']:,} bytes per token",
