@@ -333,21 +333,19 @@ def test_gif_of_a_prefill_only_trace_has_one_frame(model: maskviz.GPT, tmp_path:
 def test_failed_gif_write_keeps_the_old_file(
     trace: Trace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from matplotlib.animation import PillowWriter
-
     path = tmp_path / "decode.gif"
     path.write_bytes(b"previous animation")
-    real_grab = PillowWriter.grab_frame
+    real_grab = af._gif_frame
     calls = 0
 
-    def grab_then_fail(self: PillowWriter, **kwargs: Any) -> None:
+    def grab_then_fail(fig: Figure, *args: Any) -> Any:
         nonlocal calls
         calls += 1
         if calls == 3:
             raise RuntimeError("disk on fire")
-        real_grab(self, **kwargs)
+        return real_grab(fig, *args)
 
-    monkeypatch.setattr(PillowWriter, "grab_frame", grab_then_fail)
+    monkeypatch.setattr(af, "_gif_frame", grab_then_fail)
     with pytest.raises(RuntimeError, match="disk on fire"):
         af.save_decode_gif(path, trace_view(trace))
     assert calls == 3
@@ -515,17 +513,16 @@ def saved_figures(monkeypatch: pytest.MonkeyPatch) -> list[Figure]:
 @pytest.fixture
 def gif_frames(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     """What each written GIF frame shows: every text, and each heatmap's title and data."""
-    from matplotlib.animation import PillowWriter
     from matplotlib.text import Text
 
     frames: list[dict[str, Any]] = []
-    real = PillowWriter.grab_frame
+    real = af._gif_frame
 
-    def grab(self: PillowWriter, **kwargs: Any) -> None:
-        panels = heatmap_axes(self.fig)
+    def grab(fig: Figure, *args: Any) -> Any:
+        panels = heatmap_axes(fig)
         frames.append(
             {
-                "texts": [t.get_text() for t in self.fig.findobj(Text) if t.get_text()],
+                "texts": [t.get_text() for t in fig.findobj(Text) if t.get_text()],
                 "titles": [ax.get_title() for ax in panels],
                 "images": [np.ma.copy(ax.images[0].get_array()) for ax in panels],
                 "blank_rows": [
@@ -540,9 +537,9 @@ def gif_frames(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
                 "yticks": numbered_ticks(panels[0].get_yticks(), panels[0].get_yticklabels()),
             }
         )
-        real(self, **kwargs)
+        return real(fig, *args)
 
-    monkeypatch.setattr(PillowWriter, "grab_frame", grab)
+    monkeypatch.setattr(af, "_gif_frame", grab)
     return frames
 
 
