@@ -17,15 +17,14 @@ from numpy.typing import NDArray
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.measure import Measurement
 from rich.style import Style
-from rich.table import Table as RichTable
 from rich.text import Text
 
 from maskviz._text import cell_width, fit, plural, safe_text, times
 from maskviz.masks import Mask
-from maskviz.view import Table
 
-if TYPE_CHECKING:  # annotations only: drawing a mask needs no engine
+if TYPE_CHECKING:  # annotations only: drawing a mask needs no engine, views nor tables
     from maskviz.bench import BenchResult
+    from maskviz.view import Table
 
 ALLOWED, BLOCKED, PARTIAL, EVICTED = "●", "○", "◐", "◌"
 STYLE_ALLOWED = Style(color="green", bold=True)
@@ -381,6 +380,8 @@ class TableView:
         return Measurement(min(natural, options.max_width), min(natural, options.max_width))
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        from rich.table import Table as RichTable
+
         t = self.table
         if sum(self._widths()) + len(t.columns) - 1 <= options.max_width:
             rich = RichTable(title=t.title, title_justify="left", box=None, pad_edge=False)
@@ -483,6 +484,8 @@ def bench_view(result: BenchResult, machine: str) -> Group:
             "one pass",
         )
     )
+    from maskviz.view import Table
+
     columns = ("way of running", "tokens/s", "ms/token", "MACs/token", "vs cached")
     table = TableView(Table("", columns, tuple(rows)))
     stopped = "" if result.stop_reason == "steps" else f", stopped at {result.stop_reason}"
