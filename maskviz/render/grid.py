@@ -247,10 +247,9 @@ class AttentionGrid:
                 if i:
                     line.append(PANEL_GAP, STYLE_DIM)
                 self._cells(line, panel, rows, lay)
-            ranked = [r for r in rows if r in notes and r in ranks]
-            if lay.row_block == 1:
-                note = notes.get(start)
-            else:
+            note = notes.get(start)
+            if lay.row_block > 1:  # the top-ranked note of the rows pooled here, if ranked
+                ranked = [r for r in rows if r in notes and r in ranks]
                 note = notes[max(ranked, key=ranks.__getitem__)] if ranked else None
             if note and not lay.notes_below:
                 line.append(" ")
