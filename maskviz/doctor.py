@@ -53,11 +53,8 @@ def report() -> dict[str, Any]:
             if key in os.environ
         },
         "shipped_models": {
-            name: {
-                "path": str(shipped_model_dir(name)),
-                "present": (shipped_model_dir(name) / "model.safetensors").is_file(),
-            }
-            for name in shipped_models()
+            name: {"path": str(folder), "present": (folder / "model.safetensors").is_file()}
+            for name, folder in ((name, shipped_model_dir(name)) for name in shipped_models())
         },
         "hf_extra": "installed"
         if all(_version(p) for p in ("tokenizers", "huggingface_hub"))

@@ -439,13 +439,13 @@ def _validate(t: Trace) -> None:
         raise bad(f"'positions' must be {n} integers >= 0")
     if t.windows.ndim != 1 or (t.windows < 0).any():
         raise bad("'windows' must be a 1-D array of integers >= 0")
-    n_layer = t.windows.shape[0] or None  # 0.1.0 files do not say how many layers
-    for name, top in (("layers", n_layer), ("heads", None)):
+    for name in ("layers", "heads"):
         index = getattr(t, name)
         if index.ndim != 1 or (index < 0).any() or np.unique(index).size != index.size:
             raise bad(f"'{name}' must be distinct integers >= 0")
-        if top is not None and index.size and index.max() >= top:
-            raise bad(f"'{name}' names {name[:-1]} {index.max()} of a model with {top}")
+    n_layer = t.windows.shape[0]  # 0 in 0.1.0 files, which do not record it
+    if n_layer and t.layers.size and t.layers.max() >= n_layer:
+        raise bad(f"'layers' names layer {t.layers.max()} of a model with {n_layer}")
     if t.label_ids.ndim != 1 or t.label_ids.shape != t.label_texts.shape:
         raise bad("'label_ids' and 'label_texts' must be 1-D and of one length")
     if t.mode not in MODES:
