@@ -109,7 +109,16 @@ class KVCache:
         and value the new queries attend over, with the position of each [n_k]."""
         keys, values, held = self.k[layer], self.v[layer], self.index[layer]
         slots = keys.shape[1]
-        if slots < self.capacity and idx.shape[0] > 1:
+        if idx.shape[0] == 1:
+            # a decoding step: one slot by basic slicing (fancy indexing costs 3x per layer)
+            pos = int(idx[0])
+            s = pos % slots
+            keys[:, s : s + 1] = k
+            values[:, s : s + 1] = v
+            held[s] = pos
+            filled = min(pos + 1, slots)
+            return keys[:, :filled], values[:, :filled], held[:filled]
+        if slots < self.capacity:
             # a ring buffer prefilling several positions: they attend over what it held
             # and each other (the layer's rule masks the rest), then the last W stay
             past = held >= 0
@@ -117,24 +126,13 @@ class KVCache:
             out_v = np.concatenate([values[:, past], v], axis=1)
             out_idx = np.concatenate([held[past], idx])
             keep = slice(max(0, idx.shape[0] - slots), None)
-            self._write(layer, k[:, keep], v[:, keep], idx[keep])
+            slot = idx[keep] % slots
+            keys[:, slot], values[:, slot], held[slot] = k[:, keep], v[:, keep], idx[keep]
             return out_k, out_v, out_idx
-        self._write(layer, k, v, idx)
-        filled = min(int(idx[-1]) + 1, slots)
+        # a full layer's slot is its position
+        keys[:, idx], values[:, idx], held[idx] = k, v, idx
+        filled = int(idx[-1]) + 1
         return keys[:, :filled], values[:, :filled], held[:filled]
-
-    def _write(self, layer: int, k: FloatArray, v: FloatArray, idx: IntArray) -> None:
-        if idx.shape[0] == 1:
-            # a decoding step: one slot, a basic slice (fancy indexing costs 3x per layer)
-            s = int(idx[0]) % self.k[layer].shape[1]
-            self.k[layer][:, s : s + 1] = k
-            self.v[layer][:, s : s + 1] = v
-            self.index[layer][s] = idx[0]
-            return
-        slot = idx % self.k[layer].shape[1]  # a full layer's slot is its position
-        self.k[layer][:, slot] = k
-        self.v[layer][:, slot] = v
-        self.index[layer][slot] = idx
 
 
 class Recorder:

@@ -270,6 +270,25 @@ def test_activations_that_overflow_are_an_error_not_nan() -> None:
             model.forward([1, 2, 3])
 
 
+@pytest.mark.parametrize("prompt", [[1], [1, 2, 3]])
+def test_a_llama_residual_that_overflows_is_an_error_in_one_row_and_many(
+    prompt: list[int],
+) -> None:
+    # one row (a one-token prompt, every decoding step) takes rms_norm's dot-product path
+    from maskviz.arch.llama import LlamaConfig
+
+    cfg = LlamaConfig(
+        n_layer=2, n_head=2, n_kv_head=1, head_dim=8, n_embd=16, intermediate=32, n_ctx=32,
+        vocab_size=40,
+    )  # fmt: skip
+    model = random_model(cfg, seed=1)
+    model.weights.layers[0].down_w *= np.float32(1e30)  # a residual of ~1e30: its square overflows
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(MaskvizError, match="activations overflowed float32"):
+            model.trace(prompt, steps=2)
+
+
 def test_logits_that_overflow_are_the_same_error() -> None:
     from maskviz.arch.llama import LlamaConfig
 

@@ -40,3 +40,19 @@ def test_any_mask_gives_finite_rows_that_sum_to_one_or_zero(
     has_keys = allowed.any(axis=1)
     np.testing.assert_allclose(sums[..., has_keys], 1.0, rtol=1e-5)
     assert (sums[..., ~has_keys] == 0).all()
+
+
+def test_silu_of_extreme_values_is_finite_and_close_to_its_limits() -> None:
+    from maskviz.nn import silu_
+
+    for dtype in (np.float32, np.float64):
+        big = np.finfo(dtype).max
+        x = np.array([-big, -1e4, -100.0, -20.0, 0.0, 20.0, 1e4, big], dtype)
+        with np.errstate(all="raise"):  # the pass runs with overflow as an error
+            out = silu_(x.copy())
+        assert out.dtype == dtype and np.isfinite(out).all()
+        # silu(x) -> 0 below and -> x above; x sigmoid(x) where it is representable
+        np.testing.assert_allclose(out[:3], 0.0, atol=1e-30)
+        np.testing.assert_allclose(out[3], -20.0 / (1.0 + np.exp(20.0)), atol=1e-7)
+        assert out[4] == 0.0
+        np.testing.assert_allclose(out[5:], x[5:], rtol=1e-7)

@@ -207,6 +207,7 @@ class Weights:
     norm: FloatArray  # [C]
     lm_head: FloatArray | None = None  # [V, C]; None = tied to embed_tokens
     _rope: tuple[IntArray, FloatArray, FloatArray] | None = field(default=None, repr=False)
+    _rope_table: tuple[FloatArray, FloatArray] | None = field(default=None, repr=False)
 
     def astype(self, dtype: str) -> Weights:
         layers = [
@@ -254,15 +255,28 @@ class Weights:
 
     def _rotation(self, positions: IntArray) -> tuple[FloatArray, FloatArray]:
         """cos and sin of each position's angles as `_rotate` reads them, [n, 1, 2, d/2]
-        each: cos twice, (-sin, sin) along the pair axis. Computed once per pass: every
-        layer of a pass gets the same positions array."""
+        each: cos twice, (-sin, sin) along the pair axis.
+
+        Looked up once per pass (every layer of a pass gets the same positions array)
+        in a table of positions 0..P-1 that doubles when a pass asks beyond it: a
+        decoding step then costs two lookups, not the trigonometry of its position.
+        """
         if self._rope is None or self._rope[0] is not positions:
-            angles = positions[:, None].astype(np.float64) * self.config.inv_freq()[None, :]
-            cos, sin = np.cos(angles), np.sin(angles)  # [n, d/2]
-            dtype = self.norm.dtype
-            pair_cos = np.stack([cos, cos], axis=1)[:, None].astype(dtype)  # [n, 1, 2, d/2]
-            pair_sin = np.stack([-sin, sin], axis=1)[:, None].astype(dtype)
-            self._rope = (positions, pair_cos, pair_sin)
+            table = self._rope_table
+            top = int(positions.max()) + 1
+            if table is None or table[0].shape[0] < top:
+                size = min(
+                    max(top, 2 * (0 if table is None else table[0].shape[0])), self.config.n_ctx
+                )
+                angles = np.arange(size, dtype=np.float64)[:, None] * self.config.inv_freq()
+                cos, sin = np.cos(angles), np.sin(angles)  # [P, d/2]
+                dtype = self.norm.dtype
+                table = (
+                    np.stack([cos, cos], axis=1)[:, None].astype(dtype),  # [P, 1, 2, d/2]
+                    np.stack([-sin, sin], axis=1)[:, None].astype(dtype),
+                )
+                self._rope_table = table
+            self._rope = (positions, table[0][positions], table[1][positions])
         return self._rope[1], self._rope[2]
 
     def _attention(self, i: int, x: FloatArray, positions: IntArray, attend: Attend) -> FloatArray:
