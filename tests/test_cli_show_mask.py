@@ -122,6 +122,15 @@ def test_large_n_is_downsampled_to_the_width() -> None:
     assert data["cell_size"] == 391 and len(data["cells"]) == 256
 
 
+def test_a_downsampled_grid_names_its_keys_from_the_first_cell_column() -> None:
+    lines = run_cli("show-mask", "200", "--window", "40", "--plain").stdout.splitlines()
+    header = next(line for line in lines if "keys 1" in line)
+    glyphs = (ALLOWED, BLOCKED, PARTIAL)
+    first_row = next(line for line in lines if any(g in line for g in glyphs))
+    first_cell = min(first_row.index(g) for g in glyphs if g in first_row)
+    assert header.index("keys") == first_cell
+
+
 def test_grid_never_exceeds_terminal_width() -> None:
     for n in (13, 26, 27, 40, 300):
         result = run_cli("show-mask", str(n), "--plain", "--step", "2")

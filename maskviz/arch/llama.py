@@ -265,9 +265,8 @@ class Weights:
             table = self._rope_table
             top = int(positions.max()) + 1
             if table is None or table[0].shape[0] < top:
-                size = min(
-                    max(top, 2 * (0 if table is None else table[0].shape[0])), self.config.n_ctx
-                )
+                held = 0 if table is None else table[0].shape[0]
+                size = max(top, min(2 * held, self.config.n_ctx))
                 angles = np.arange(size, dtype=np.float64)[:, None] * self.config.inv_freq()
                 cos, sin = np.cos(angles), np.sin(angles)  # [P, d/2]
                 dtype = self.norm.dtype

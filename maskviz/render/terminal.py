@@ -177,7 +177,7 @@ class MaskGrid:
             header = Text(" " * (label_w + 1) + ruler(numbers, lay.cell), STYLE_LABEL)
         else:
             cells = f"keys {keys[0]}–{keys[-1]} →, {states.shape[1]} cells"
-            header = Text(" " * (label_w + 2) + cells, STYLE_LABEL)
+            header = Text(" " * (label_w + 1) + cells, STYLE_LABEL)
         header.rstrip()
         yield header
         gap = " " * (len(str(keys[-1])) if lay.cell == 0 else 1)
