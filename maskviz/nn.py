@@ -44,7 +44,7 @@ def rms_norm(x: FloatArray, w: FloatArray, eps: float) -> FloatArray:
     """
     if x.ndim == 2 and x.shape[0] == 1:
         # a decoding step's one row, twice per layer: one dot product and Python floats
-        # are 3 NumPy calls where the general path makes 6
+        # are 3 NumPy calls where the general path makes 7
         scale = 1.0 / math.sqrt(float(np.dot(x[0], x[0])) / x.shape[1] + eps)
         row: FloatArray = x * (w * scale)
         return row

@@ -623,3 +623,26 @@ def test_an_index_naming_a_shard_that_is_not_a_file_name_is_refused(
     (copy / "model.safetensors.index.json").write_text(json.dumps(index))
     with pytest.raises(MaskvizError, match=r"shard .* is not a file name"):
         load_model(copy)
+
+
+def test_a_cache_holding_keys_its_rule_forbids_gets_the_rules_mask_and_is_counted() -> None:
+    # the driver never builds such a cache (a ring holds exactly its window); one made
+    # for full layers, decoding a window-3 layer, shows the check is live and right
+    import dataclasses
+
+    cfg = LlamaConfig(
+        n_layer=2, n_head=2, n_kv_head=1, head_dim=8, n_embd=16, intermediate=32, n_ctx=32,
+        vocab_size=40, windows=(3, None),
+    )  # fmt: skip
+    m = random_model(cfg, seed=0, dtype="float64")
+    ids = np.array([1, 5, 7, 2, 9, 4, 3])
+    positions = np.arange(ids.size)
+    cache = KVCache(dataclasses.replace(cfg, windows=(None, None)), ids.size, "float64")
+    rows = [
+        m._hidden(ids[t : t + 1], start=t, positions=positions[t : t + 1], cache=cache,
+                  mask="rules", record=None)
+        for t in range(ids.size)
+    ]  # fmt: skip
+    # layer 0 at steps 3..6 held keys older than its window; layer 1 never did
+    assert cache.step_masks == 4
+    np.testing.assert_allclose(np.concatenate(rows), m.final_hidden(ids), rtol=0, atol=1e-12)
