@@ -258,8 +258,9 @@ class Weights:
         each: cos twice, (-sin, sin) along the pair axis.
 
         Looked up once per pass (every layer of a pass gets the same positions array)
-        in a table of positions 0..P-1 that doubles when a pass asks beyond it: a
-        decoding step then costs two lookups, not the trigonometry of its position.
+        in a table of positions 0..P-1, rebuilt when a pass asks beyond it at twice its
+        size or more (at most the context, unless asked for more): a decoding step then
+        costs two lookups, not the trigonometry of its position.
         """
         if self._rope is None or self._rope[0] is not positions:
             table = self._rope_table
