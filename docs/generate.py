@@ -53,14 +53,16 @@ def run(command: str, save_dir: Path | None = None) -> str:
     from maskviz.cli import app
 
     args = shlex.split(command)
+    written: dict[str, str] = {}
     if save_dir is not None and "--save" in args:
         i = args.index("--save") + 1
+        written[str(save_dir / Path(args[i]).name)] = args[i]
         args[i] = str(save_dir / Path(args[i]).name)
     result = CliRunner().invoke(app, args, env=ENV, catch_exceptions=False)
     output = result.stdout + result.stderr
+    for actual, typed in written.items():  # "saved …" names the file the command line did
+        output = output.replace(actual, typed)
     lines = [line.rstrip() for line in output.splitlines()]
-    if lines and lines[-1].startswith("saved "):
-        lines.pop()  # where the picture went is not part of the lesson
     return "\n".join([f"$ maskviz {command}", *lines]) + "\n"
 
 

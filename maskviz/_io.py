@@ -19,14 +19,18 @@ def check_output_path(path: str | Path, suffixes: Sequence[str]) -> Path:
     writable. Nothing is created.
     """
     p = Path(path)
-    suffix = p.suffix.lower()
-    if suffix not in suffixes:
-        what = f"extension {p.suffix!r}" if p.suffix else "no extension"
-        raise usage_error(f"cannot save to {str(p)!r}: {what}; use one of {', '.join(suffixes)}")
     parent = p.parent if str(p.parent) else Path(".")
     try:
+        # what is there first: "no extension" would mislead about an existing folder
         if p.is_dir():
-            raise usage_error(f"cannot save to {str(p)!r}: it is a directory")
+            raise usage_error(f"cannot save to {str(p)!r}: it is a folder")
+        if p.suffix.lower() not in suffixes:
+            what = f"extension {p.suffix!r}" if p.suffix else "no extension"
+            raise usage_error(
+                f"cannot save to {str(p)!r}: {what}; use one of {', '.join(suffixes)}"
+            )
+        if parent.exists() and not parent.is_dir():
+            raise usage_error(f"cannot save to {str(p)!r}: {str(parent)!r} is a file, not a folder")
         if not parent.is_dir():
             raise usage_error(f"cannot save to {str(p)!r}: folder {str(parent)!r} does not exist")
     except OSError as exc:  # e.g. a name longer than the file system allows

@@ -7,6 +7,7 @@ line on stderr and an exit code (2 for usage errors), never a traceback.
 from __future__ import annotations
 
 import difflib
+import errno
 import functools
 import itertools
 import json
@@ -31,6 +32,7 @@ from maskviz.errors import MaskvizError, usage_error
 from maskviz.render.terminal import mask_report
 from maskviz.tokenizer import check_ids
 
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # errors only writing can meet
 PROG = "maskviz"
 P = ParamSpec("P")
 
@@ -68,6 +70,8 @@ def _did_you_mean(exc: Exception, args: list[str]) -> str:
 def _internal_error(exc: Exception) -> str:
     if isinstance(exc, MemoryError):  # NumPy says how much it could not allocate
         return f"not enough memory: {exc} (try fewer --steps)"
+    if isinstance(exc, OSError) and exc.errno in _FULL:  # e.g. stdout on a full disk
+        return f"cannot write the output: {exc.strerror}"
     return f"internal error: {type(exc).__name__}: {exc} (set MASKVIZ_DEBUG=1 for details)"
 
 
@@ -478,13 +482,16 @@ def _check_head_choice(head: int | None, heads: str | None, agg: AggChoice | Non
         raise usage_error(f"--head cannot be combined with --{'agg' if agg else 'heads'}")
 
 
-def _check_context(prompt_len: int, steps: int, n_ctx: int) -> None:
+def _check_context(prompt_len: int, steps: int, n_ctx: int, min_steps: int = 0) -> None:
     """Refuse a run that would not fit the context, naming the largest --steps that does."""
+    if prompt_len > n_ctx:
+        raise usage_error(
+            f"the prompt ({plural(prompt_len, 'token')}) is longer than the model's context "
+            f"of {n_ctx} tokens: shorten it"
+        )
     if prompt_len + steps > n_ctx:
         fits = n_ctx - prompt_len
-        hint = (
-            f"use --steps {fits} or fewer" if fits > 0 else "use --steps 0, or shorten the prompt"
-        )
+        hint = f"use --steps {fits} or fewer" if fits >= min_steps else "shorten the prompt"
         raise usage_error(
             f"the prompt ({plural(prompt_len, 'token')}) plus --steps {steps} exceeds the model's context "
             f"of {n_ctx} tokens: {hint}"
@@ -773,7 +780,7 @@ def compare_command(
     gpt = _load(model, dtype, layer, head)
     ids = gpt.tokenizer.encode(prompt)
     check_ids(ids, gpt.config.vocab_size)
-    _check_context(len(ids), steps, gpt.config.n_ctx)
+    _check_context(len(ids), steps, gpt.config.n_ctx, min_steps=1)
     result = compare(gpt, pair.value, ids, steps, side=(side or PadSide.right).value)
     from maskviz.view import comparison_view
 
@@ -861,7 +868,7 @@ def doctor_command(
     if as_json:
         print_json(data)
         return
-    console(plain).print(KeyValues(data))
+    console(plain).print(KeyValues(data), crop=False)  # piped values stay whole
 
 
 # ---------------------------------------------------------------- bench

@@ -8,6 +8,7 @@ for the shipped models, ``"tokenizer": "bytes"`` in its config.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -80,7 +81,15 @@ def load_model(spec: str | Path | None = None, *, dtype: DType = "float32") -> G
             raise usage_error(f"--model {text!r} is a file; give the checkpoint's folder")
         return load_checkpoint(path, dtype=dtype)
     if _HUB_ID.match(text) and not text.startswith((".", "/")):
-        return load_checkpoint(_from_hub(text), dtype=dtype, name=text)
+        try:
+            folder = _from_hub(text)
+        except MaskvizError as exc:
+            # a bare name the hub could not give may be a shipped name mistyped
+            close = difflib.get_close_matches(text.lower(), list(shipped), n=1)
+            if "/" in text or not close:
+                raise
+            raise MaskvizError(f"{exc}; or did you mean the shipped model {close[0]!r}?") from None
+        return load_checkpoint(folder, dtype=dtype, name=text)
     raise usage_error(
         f"no model {text!r}: not a shipped model ({', '.join(shipped.values())}), "
         "not an existing folder, not a hub id"

@@ -328,7 +328,8 @@ def _read_npz(path: Path) -> dict[str, Any]:
     if path.is_dir():
         raise MaskvizError(f"{path}: is a folder, not a trace file")
     if not path.is_file():
-        raise MaskvizError(f"{path}: no such file")
+        what = "not a regular file" if path.exists() else "no such file"
+        raise MaskvizError(f"{path}: {what}")
     out: dict[str, Any] = {}
     total = 0
     with zipfile.ZipFile(path) as zf:

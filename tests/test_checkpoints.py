@@ -332,6 +332,19 @@ def test_hub_id_offline_and_not_cached_says_how_to_get_it(
         load_model("gpt2")
 
 
+def test_a_mistyped_shipped_name_the_hub_cannot_give_suggests_the_shipped_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(MaskvizError, match="did you mean the shipped model 'tiny-swa'"):
+        load_model("tiny-sw")
+    for other in ("gpt2", "org/tiyn"):  # nothing close, or plainly an organisation's model
+        with pytest.raises(MaskvizError) as failure:
+            load_model(other)
+        assert "did you mean" not in str(failure.value)
+
+
 def test_without_the_hf_extra_the_message_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
     import builtins
 

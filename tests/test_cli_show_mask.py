@@ -205,10 +205,28 @@ def test_saving_over_a_file_keeps_its_permissions_and_follows_a_link(tmp_path: P
     assert target.stat().st_mode & 0o777 == 0o640
 
 
-def test_save_into_a_directory_path_is_refused(tmp_path: Path) -> None:
-    result = run_cli("show-mask", "6", "--save", str(tmp_path))
-    assert result.exit_code == 2
-    assert "no extension" in result.stderr or "directory" in result.stderr
+def test_save_paths_that_are_folders_or_under_a_file_are_named_as_such(tmp_path: Path) -> None:
+    (tmp_path / "pictures.png").mkdir()
+    (tmp_path / "keep.png").write_bytes(b"mine")
+    for target, message in [
+        (tmp_path, "it is a folder"),
+        (tmp_path / "pictures.png", "it is a folder"),
+        (tmp_path / "keep.png" / "m.png", "keep.png' is a file, not a folder"),
+    ]:
+        result = run_cli("show-mask", "6", "--save", str(target))
+        assert result.exit_code == 2 and message in result.stderr, result.stderr
+    assert (tmp_path / "keep.png").read_bytes() == b"mine"
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_output_to_a_full_disk_is_one_line_saying_so_not_an_internal_error() -> None:
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "maskviz", "show-mask", "4"],
+            stdout=full, stderr=subprocess.PIPE, text=True, check=False,
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr == "maskviz: error: cannot write the output: No space left on device\n"
 
 
 def test_version_and_doctor_report_for_bug_reports() -> None:
@@ -289,14 +307,29 @@ def test_counts_are_worded_for_one() -> None:
     assert "1 query x 1 key (positions from 1)" in run_cli("show-mask", "1").stdout
 
 
-def test_doctor_wraps_long_values_under_their_column() -> None:
-    lines = run_cli("doctor", env={"COLUMNS": "40"}).stdout.splitlines()
+def test_doctor_on_a_terminal_wraps_long_values_under_their_column() -> None:
+    out = run_cli("doctor", env={"COLUMNS": "40", "FORCE_COLOR": "1"}).stdout
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", out).splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("maskviz:"))
     column = len(lines[start]) - len(lines[start].split()[-1])  # where values start
     for line in lines:
         assert len(line) <= 40 and line == line.rstrip(), line
         # a line is a key (at its depth) or a value's continuation, aligned with the values
         assert re.match(r"( {2})*[\w-]+:", line) or line[:column].isspace(), line
+
+
+def test_doctor_piped_keeps_each_value_whole_and_says_unknown_for_none() -> None:
+    from rich.console import Console
+
+    from maskviz.render.terminal import KeyValues
+
+    home = "/tmp/" + "-".join(["a-long-folder-name"] * 6)  # longer than the 80 columns
+    lines = run_cli("doctor", env={"HF_HOME": home}).stdout.splitlines()
+    assert any(line.split() == ["HF_HOME:", home] for line in lines)
+    plain = Console(width=40, force_terminal=False)
+    with plain.capture() as captured:
+        plain.print(KeyValues({"blas": {"kernel": None}}))
+    assert captured.get().splitlines()[-1].split() == ["kernel:", "unknown"]
 
 
 def test_doctor_takes_plain_and_its_help_has_examples() -> None:

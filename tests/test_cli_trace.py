@@ -167,7 +167,11 @@ def test_unicode_prompts_work() -> None:
     ("args", "message"),
     [
         (["", "--model", FIXTURE], "prompt is empty"),
-        (["x " * 70, "--model", FIXTURE], "exceeds the model's context of 64"),
+        (
+            ["x " * 70, "--model", FIXTURE],
+            "longer than the model's context of 64 tokens: shorten it",
+        ),
+        (["x" * 60, "--model", FIXTURE, "--steps", "8"], "use --steps 4 or fewer"),
         (["hi", "--model", FIXTURE, "--steps", "-1"], "--steps must be >= 0"),
         (["hi", "--model", FIXTURE, "--steps", "100"], "exceeds the model's context"),
         (["hi", "--model", FIXTURE, "--layer", "2"], "--layer 2 is out of range"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,7 @@ def test_view_saves_pictures_and_converts_traces(tmp_path: Path) -> None:
     ("args", "code", "message"),
     [
         (["missing.npz"], 1, "no such file"),
+        (["pipe.npz"], 1, "pipe.npz: not a regular file"),
         (["garbage.npz"], 1, "cannot read trace"),
         (["t.npz", "--layer", "9"], 2, "--layer 9 was not recorded"),
         (["t.npz", "--head", "1", "--agg", "mean"], 2, "--head cannot be combined with --agg"),
@@ -55,6 +57,7 @@ def test_files_it_cannot_trust_and_bad_choices_get_one_line(
     tmp_path: Path, args: list[str], code: int, message: str
 ) -> None:
     (tmp_path / "garbage.npz").write_bytes(b"not a zip file")
+    os.mkfifo(tmp_path / "pipe.npz")  # there, but reading it would wait forever
     assert (
         run_cli("trace", "To be", "--steps", "2", "--save", str(tmp_path / "t.npz")).exit_code == 0
     )

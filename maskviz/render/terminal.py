@@ -404,8 +404,9 @@ class TableView:
 
 @dataclass
 class KeyValues:
-    """Nested key: value pairs, each level indented two spaces further; a long value
-    wraps (a path folds) under where it started."""
+    """Nested key: value pairs, each level indented two spaces further; None reads
+    "unknown". On a terminal a long value wraps under where it started (a path folds
+    only where it must); piped, every value stays on its line, to be copied whole."""
 
     data: Mapping[str, object]
 
@@ -416,18 +417,23 @@ class KeyValues:
                 yield name, "" if value else "(none)"
                 yield from self._rows(value, depth + 1)
             else:
-                yield name, str(value)
+                yield name, "unknown" if value is None else str(value)
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         rows = list(self._rows(self.data))
         indent = max(cell_width(name) for name, _ in rows) + 1
         room = max(options.max_width - indent, 10)
         for name, value in rows:
-            pieces = textwrap.wrap(safe_text(value), room)
+            if options.is_terminal:
+                pieces = textwrap.wrap(safe_text(value), room, break_on_hyphens=False)
+            else:
+                pieces = [safe_text(value)] if value else []
             if not pieces:
                 yield Text(name, STYLE_LABEL)
                 continue
-            yield Text.assemble((name, STYLE_LABEL), " " * (indent - cell_width(name)), pieces[0])
+            first = Text.assemble((name, STYLE_LABEL), " " * (indent - cell_width(name)), pieces[0])
+            first.no_wrap, first.overflow = True, "ignore"
+            yield first
             yield from (Text(" " * indent + piece) for piece in pieces[1:])
 
 
