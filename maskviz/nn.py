@@ -43,9 +43,11 @@ def rms_norm(x: FloatArray, w: FloatArray, eps: float) -> FloatArray:
     array([[0.8485, 1.1314]])
     """
     if x.ndim == 2 and x.shape[0] == 1:
-        # a decoding step's one row, twice per layer: one dot product and scalars are 3
-        # NumPy calls on arrays where the general path makes 7
-        scale = 1.0 / np.sqrt(np.dot(x[0], x[0]) / x.shape[1] + eps)  # a NumPy scalar
+        # a decoding step's one row, twice per layer: a dot product and scalars are 3
+        # NumPy calls on arrays where the general path makes 7. vecdot, not np.dot: as
+        # a ufunc it reports overflow under the pass's error state (np.dot in NumPy 2.0
+        # returns inf, which would scale the row to zeros unreported)
+        scale = 1.0 / np.sqrt(np.vecdot(x[0], x[0]) / x.shape[1] + eps)  # a NumPy scalar
         row: FloatArray = x * (w * scale)
         return row
     # [..., 1]; new small arrays rather than in-place ops: NumPy's in-place path with a
