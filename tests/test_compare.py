@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -374,3 +375,17 @@ def test_pad_rows_attend_to_nothing_and_no_row_attends_to_a_pad() -> None:
             assert (attention[:, :, padded] == 0).all()  # a pad's own row is empty
             assert np.isfinite(attention).all()
             np.testing.assert_allclose(attention[:, :, ~padded].sum(-1), 1, rtol=1e-5)
+
+
+def test_every_rows_note_stays_on_its_row_when_narrower_cells_make_room() -> None:
+    # long labels ("<|begin_of_text|>") leave no room for spaced cells and the |Δ| notes
+    # side by side: one character per key keeps each note on its row, not a line below
+    llama = str(Path(__file__).parent / "fixtures" / "llama-tiny")
+    out = run_cli(
+        "compare", "training-vs-cached", "--model", llama, "--steps", "4",
+        "--prompt", "The cat sat on the mat",
+    ).stdout  # fmt: skip
+    rows = [line for line in out.splitlines() if "│" in line]
+    assert len(rows) == 14
+    assert all(re.search(r"│ \S+ \d\.\de[+-]\d\d", row) for row in rows), rows
+    assert max(len(line) for line in out.splitlines()) <= 80

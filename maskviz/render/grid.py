@@ -102,12 +102,24 @@ class AttentionGrid:
 
     def layout(self, width: int) -> Layout:
         """The densest layout that fits: fewest keys per column, panels side by side if
-        that costs no pooling, then the widest cells; notes move below only to gain."""
+        that costs no pooling, then the widest cells; notes move below only to gain.
+        When every row has a note, notes below would double the grid's height: then
+        narrower cells that keep them beside come first."""
         side = len(self.view.panels) if self.view.side_by_side else 1
         options = [self._fit(width, side, below) for below in (False, True)]
         if side > 1:  # stacking costs height, not detail: only when side by side must pool
             options += [self._fit(width, 1, below) for below in (False, True)]
-        return min(options, key=lambda o: (o.key_block, o.stacked, -o.cell, o.notes_below))
+        doubles = any(len(p.notes) >= p.n for p in self.view.panels)
+        return min(
+            options,
+            key=lambda o: (
+                o.key_block,
+                o.stacked,
+                doubles and o.notes_below,
+                -o.cell,
+                o.notes_below,
+            ),
+        )
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
         widest = self.layout(10_000)
