@@ -53,14 +53,14 @@ def run(command: str, save_dir: Path | None = None) -> str:
     from maskviz.cli import app
 
     args = shlex.split(command)
-    written: dict[str, str] = {}
+    typed = actual = ""
     if save_dir is not None and "--save" in args:
         i = args.index("--save") + 1
-        written[str(save_dir / Path(args[i]).name)] = args[i]
-        args[i] = str(save_dir / Path(args[i]).name)
+        typed, actual = args[i], str(save_dir / Path(args[i]).name)
+        args[i] = actual
     result = CliRunner().invoke(app, args, env=ENV, catch_exceptions=False)
     output = result.stdout + result.stderr
-    for actual, typed in written.items():  # "saved …" names the file the command line did
+    if actual:  # "saved …" names the file as the command line did
         output = output.replace(actual, typed)
     lines = [line.rstrip() for line in output.splitlines()]
     return "\n".join([f"$ maskviz {command}", *lines]) + "\n"
