@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import json
+import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from maskviz import GPTConfig, MaskvizError, Trace, random_model
 
@@ -64,6 +70,36 @@ def test_round_trip_is_exact(trace: Trace, tmp_path: Path, suffix: str) -> None:
     path = tmp_path / f"t{suffix}"
     trace.save(path)
     assert_same(trace, Trace.load(path))
+
+
+_TRACE = random_model(GPTConfig(2, 2, 8, 16, 20), seed=4).trace([1, 2, 3], steps=5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    logits=hnp.arrays(np.float32, _TRACE.logits.shape, elements=st.floats(width=32)),
+    dtype=st.sampled_from(["float16", "float32"]),
+)
+def test_json_numbers_are_shortest_decimals_that_read_back_to_the_same_values(
+    logits: np.ndarray, dtype: str
+) -> None:
+    # every finite value, subnormals and extremes included, in each narrow dtype
+    with np.errstate(over="ignore"):
+        values = logits.astype(dtype)
+    values[~np.isfinite(values)] = 0
+    trace = dataclasses.replace(_TRACE, logits=values, dtype=dtype)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "t.json"
+        trace.save(path)
+        assert_same(trace, Trace.load(path))
+        written = json.loads(path.read_text())["logits"]
+    for x in (x for row in written for x in row):  # no digits beyond what the dtype holds
+        assert _digits(json.dumps(x)) == _digits(str(np.array(x, dtype))), x
+
+
+def _digits(number: str) -> str:
+    """The significant digits of a decimal: "-1.70e+09" and "1700000000.0" give "17"."""
+    return number.split("e")[0].replace("-", "").replace(".", "").strip("0")
 
 
 def test_npz_holds_exactly_the_documented_keys(trace: Trace, tmp_path: Path) -> None:
