@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec
+from typing import IO, TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec, cast
 
 import typer
 from rich.console import Console
@@ -174,6 +174,30 @@ def _root(
     """
 
 
+class _TrimmedLines:
+    """A text stream that writes each finished line without its trailing spaces: Rich
+    pads table cells and leaves the space where it wraps a line, which piped output
+    (files, diffs) should not keep. An unfinished line is written as is on flush."""
+
+    def __init__(self, target: IO[str]) -> None:
+        self._target, self._pending = target, ""
+        self.encoding = getattr(target, "encoding", "utf-8")  # Rich picks glyphs by it
+
+    def write(self, text: str) -> int:
+        *lines, self._pending = (self._pending + text).split("\n")
+        for line in lines:
+            self._target.write(line.rstrip(" ") + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        self._target.write(self._pending)
+        self._pending = ""
+        self._target.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+
 def console(plain: bool) -> Console:
     """Stdout console: colour on a terminal, plain when piped, --plain or NO_COLOR."""
     plain = plain or bool(os.environ.get("NO_COLOR"))
@@ -187,6 +211,8 @@ def console(plain: bool) -> Console:
     )
     if out.width < 1:  # COLUMNS=0 would print nothing at all
         out.width = 80
+    if not out.is_terminal:  # so no escape codes either
+        out.file = cast(IO[str], _TrimmedLines(out.file))  # the part of IO that Rich uses
     return out
 
 

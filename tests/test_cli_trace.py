@@ -227,7 +227,7 @@ def test_sampling_without_a_seed_prints_and_records_one_that_replays_the_run(
     sampled = ["--model", FIXTURE, "--steps", "8", "--temperature", "1.5", "--top-k", "20"]
     code, out, err = trace_cli(PROMPT, *sampled)
     assert code == 0, err
-    seed = int(out.split("seed ")[1].split()[0])
+    seed = int(out.split("seed")[1].split()[0])  # the header may wrap after "seed"
     assert "sampled: temperature 1.5, top-k 20, seed" in out
     code, out_json, _ = trace_cli(PROMPT, *sampled, "--json")
     data = json.loads(out_json)
@@ -338,3 +338,19 @@ def test_one_step_and_one_token_are_worded_in_the_singular() -> None:
 def test_a_terminal_width_of_zero_still_prints() -> None:
     result = run_cli("show-mask", "3", env={"COLUMNS": "0"})
     assert result.stdout.splitlines()[2] == "1 ● ○ ○"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["trace", PROMPT, "--model", "tiny", "--steps", "3"],
+        ["compare", "training-vs-cached", "--model", "tiny"],
+        ["bench", "--model", "tiny", "--tokens", "2", "--repeats", "1"],
+    ],
+)
+def test_piped_output_has_no_trailing_spaces_where_rich_wraps_or_pads(args: list[str]) -> None:
+    result = run_cli(*args)
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) > 10
+    assert [line for line in lines if line.endswith(" ")] == []
