@@ -398,6 +398,7 @@ def worker_full(args: argparse.Namespace) -> dict[str, Any]:
     """Everything `maskviz bench` measures, plus recording variants and a full-context curve."""
     import numpy as np
 
+    from maskviz.arch import kv_cache_bytes
     from maskviz.bench import run
 
     model = _model(args.shape, None)
@@ -421,7 +422,7 @@ def worker_full(args: argparse.Namespace) -> dict[str, Any]:
     long_runs = [
         model.trace(prompt, steps=long_steps, record=False).step_seconds.tolist() for _ in range(2)
     ]
-    kv = model.config.kv_bytes_per_token(4)
+    kv = kv_cache_bytes(model.config, 1, 4)
     return {
         "bench": result.to_dict(),
         "recording": variants,

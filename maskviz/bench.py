@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from maskviz.arch import Config
+from maskviz.arch import Config, kv_cache_bytes
 from maskviz.arch.llama import LlamaConfig
 from maskviz.errors import as_integer, usage_error
 from maskviz.model import GPT, DType, GPTConfig, random_model
@@ -187,9 +187,12 @@ class BenchResult:
     @property
     def recording_within_noise(self) -> bool | None:
         """True when a repeat found no cost: recording adds work, so a repeat that ran
-        as fast or faster with it measured noise; None with fewer than two repeats."""
+        as fast or faster with it measured noise. None when one repeat found a cost:
+        nothing to tell it from noise by."""
         runs = self.recording_overheads
-        return None if len(runs) < 2 else min(runs) <= 0
+        if runs and min(runs) <= 0:
+            return True
+        return None if len(runs) < 2 else False
 
     @property
     def fraction_of_bound(self) -> float | None:
@@ -202,14 +205,20 @@ class BenchResult:
         return self.tokens / self.training_seconds if self.training_seconds > 0 else float("inf")
 
     def memory(self) -> dict[str, int]:
-        """Bytes the KV cache and a full attention record take, per token and in total."""
+        """Bytes the KV cache and a full attention record take, per token and in total.
+
+        A token adds ``kv_cache_bytes_per_token`` to the cache while every layer keeps
+        it; once sliding windows are full, only the full layers grow: the last token
+        added ``kv_cache_bytes_last_token``.
+        """
         cfg, t = self.config, self.tokens
         item = np.dtype(self.dtype).itemsize
-        kv_per_token = cfg.kv_bytes_per_token(item)
+        kv = kv_cache_bytes(cfg, t, item)
         row = cfg.n_layer * cfg.n_head * t * self.record_itemsize  # one query row, every head
         return {
-            "kv_cache_bytes_per_token": kv_per_token,
-            "kv_cache_bytes": kv_per_token * t,
+            "kv_cache_bytes_per_token": kv_cache_bytes(cfg, 1, item),
+            "kv_cache_bytes_last_token": kv - kv_cache_bytes(cfg, t - 1, item),
+            "kv_cache_bytes": kv,
             "record_bytes_per_token": row,
             "record_bytes": row * t,
             "record_bytes_per_token_one_head": t * self.record_itemsize,

@@ -36,7 +36,14 @@ from typing import Any, Literal, TypeAlias
 import numpy as np
 from numpy.typing import NDArray
 
-from maskviz.arch import Architecture, Config, FloatArray, IntArray, kv_cache_formula
+from maskviz.arch import (
+    Architecture,
+    Config,
+    FloatArray,
+    IntArray,
+    kv_cache_bytes,
+    kv_cache_formula,
+)
 from maskviz.arch.gpt2 import Block, GPTConfig, Weights
 from maskviz.errors import MaskvizError, as_integer, as_integers, usage_error
 from maskviz.masks import Mask, causal
@@ -93,14 +100,8 @@ class KVCache:
 
     @property
     def nbytes(self) -> int:
-        """Bytes allocated for keys and values."""
+        """Bytes allocated for keys and values (`maskviz.arch.kv_cache_bytes` at capacity)."""
         return sum(int(k.nbytes + v.nbytes) for k, v in zip(self.k, self.v, strict=True))
-
-    @property
-    def used_bytes(self) -> int:
-        """Bytes holding filled positions."""
-        per_slot = [2 * k.nbytes // max(k.shape[1], 1) for k in self.k]
-        return sum(int((i >= 0).sum()) * b for i, b in zip(self.index, per_slot, strict=True))
 
     def update(
         self, layer: int, k: FloatArray, v: FloatArray, idx: IntArray
@@ -447,9 +448,12 @@ class GPT:
             if int(all_ids[t - 1]) in stop_ids:
                 stop = "end_of_text"
                 break
+        # the bytes of the t positions held (a run that stopped early used less than it
+        # allocated); the trace's formula adds up the same
+        kv_bytes = 0 if cache is None else kv_cache_bytes(self.config, t, cache.k[0].itemsize)
         return self._trace(
             all_ids[:t], p, logits_out[:t], rec.trimmed(t), rec, mode, prefill_seconds,
-            np.array(step_seconds), 0 if cache is None else cache.nbytes, stop, choose,
+            np.array(step_seconds), kv_bytes, stop, choose,
             0 if cache is None else cache.step_masks,
         )  # fmt: skip
 

@@ -105,3 +105,21 @@ def test_the_sliding_model_alternates_windows_of_32_with_full_layers() -> None:
     trace = model.trace(model.tokenizer.encode("To be"), steps=48)
     assert trace.step_masks == 0  # the ring buffer held exactly the window at every step
     assert trace.kv_cache_bytes == 2 * 2 * 2 * 40 * 4 * (53 + 32)  # 2 full + 2 sliding layers
+
+
+@pytest.mark.parametrize(
+    ("name", "sampling"),
+    [("tiny", {"temperature": 1.5, "seed": 91}), ("tiny-swa", {})],
+)
+def test_the_kv_cache_formula_adds_up_to_the_bytes_of_the_positions_held(
+    name: str, sampling: dict[str, Any]
+) -> None:
+    model = load_model(name)
+    trace = model.trace(model.tokenizer.encode("ROMEO:"), steps=60, **sampling)
+    if name == "tiny":  # stopped early: the cache allocated 66 positions, held 40
+        assert (trace.stop_reason, trace.n_tokens) == ("end_of_text", 40)
+    total = 0
+    for term in trace.kv_formula.split(" + "):
+        factors = [int(f) for f in re.findall(r"\d+", re.sub(r"\(.*?\)", "", term))]
+        total += int(np.prod(factors))
+    assert total == trace.kv_cache_bytes > 0

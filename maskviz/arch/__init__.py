@@ -89,10 +89,6 @@ class Config(Protocol):
         """
         ...
 
-    def kv_bytes_per_token(self, itemsize: int) -> int:
-        """Bytes one position adds to the KV cache (keys and values, every layer)."""
-        ...
-
 
 class Architecture(Protocol):
     """A model's weights in one dtype, and the math that reads them."""
@@ -130,6 +126,18 @@ class Architecture(Protocol):
         """Bytes of weights one cached decoding step reads (every matrix once, one row
         of each embedding table)."""
         ...
+
+
+def kv_cache_bytes(cfg: Config, positions: int, itemsize: int) -> int:
+    """Bytes of keys and values a KV cache holds at ``positions`` positions: a full
+    layer keeps every position, a sliding layer at most its window.
+
+    >>> from maskviz.arch.llama import LlamaConfig
+    >>> kv_cache_bytes(LlamaConfig(4, 4, 2, 40, 160, 432, 256, 257, windows=(32, None) * 2), 48, 4)
+    102400
+    """
+    slots = sum(positions if w is None else min(w, positions) for w in cfg.windows)
+    return 2 * cfg.n_kv_head * cfg.head_dim * itemsize * slots
 
 
 def kv_cache_formula(cfg: Config, positions: int, itemsize: int) -> str:

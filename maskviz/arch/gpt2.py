@@ -99,9 +99,6 @@ class GPTConfig:
         per_layer = 12 * c * c * n_queries + 2 * c * n_queries * n_keys
         return self.n_layer * per_layer + self.vocab_size * c * logits_rows
 
-    def kv_bytes_per_token(self, itemsize: int) -> int:
-        return 2 * self.n_layer * self.n_embd * itemsize
-
 
 @dataclass
 class Block:

@@ -153,9 +153,6 @@ class LlamaConfig:
             total += n_queries * proj + 2 * q * n_queries * keys
         return total + self.vocab_size * c * logits_rows
 
-    def kv_bytes_per_token(self, itemsize: int) -> int:
-        return 2 * self.n_layer * self.n_kv_head * self.head_dim * itemsize
-
     def inv_freq(self) -> FloatArray:
         """RoPE's angular frequencies [head_dim / 2] in float64 (Llama 3 scaling applied)."""
         d = self.head_dim

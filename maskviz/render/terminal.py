@@ -453,10 +453,21 @@ def _recording_time(result: BenchResult) -> str:
     if not result.recording_within_noise:
         return f"{overhead} time"
     runs = result.recording_overheads
+    if len(runs) == 1:
+        return f"{overhead} time, which is noise: recording adds work"
     return (
         f"{overhead} time, within run-to-run noise (the {len(runs)} runs gave "
         f"{_signed_percent(min(runs), 1)} to {_signed_percent(max(runs), 1)})"
     )
+
+
+def _kv_note(mem: dict[str, int], tokens: int) -> str:
+    """The KV cache at the run's length, and what a token adds (less once windows are full)."""
+    first, last = mem["kv_cache_bytes_per_token"], mem["kv_cache_bytes_last_token"]
+    growth = f"{first:,} per token"
+    if last != first:
+        growth += f" until the sliding windows are full, then {last:,}"
+    return f"KV cache: {mem['kv_cache_bytes']:,} bytes at {tokens} positions ({growth})"
 
 
 def bench_view(result: BenchResult, machine: str) -> Group:
@@ -509,7 +520,7 @@ def bench_view(result: BenchResult, machine: str) -> Group:
         f"recording every layer and head: {_recording_time(result)}, "
         f"{mem['record_bytes_per_token']:,} bytes per token at {result.tokens} positions "
         f"(one head: {mem['record_bytes_per_token_one_head']:,}; float16 halves both)",
-        f"KV cache: {mem['kv_cache_bytes_per_token']:,} bytes per token",
+        _kv_note(mem, result.tokens),
     ]
     bw = result.bandwidth
     if bw is not None:
