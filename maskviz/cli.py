@@ -485,17 +485,25 @@ def _check_index(what: str, value: int, count: int, option: str | None = None) -
         )
 
 
-def _heads(spec: str | None, n_head: int) -> list[int] | None:
+def _heads(spec: str | None, among: int | Trace) -> list[int] | None:
+    """The heads ``--heads`` names among a model's ``among`` heads, or among the heads a
+    saved trace recorded."""
     if spec is None:
         return None
+    available = list(range(among)) if isinstance(among, int) else among.heads.tolist()
     if spec == "all":
-        return list(range(n_head))
+        return available
     try:
         chosen = [int(part) for part in spec.split(",")]
     except ValueError:
         raise usage_error(f"--heads must be 'all' or a list like 0,2, got {spec!r}") from None
     for h in chosen:
-        _check_index("head", h, n_head, option="heads")
+        if isinstance(among, int):
+            _check_index("head", h, among, option="heads")
+        elif h not in available:
+            raise usage_error(
+                f"--heads: head {h} was not recorded in the trace (heads {available})"
+            )
     if len(set(chosen)) != len(chosen):
         raise usage_error(f"--heads names a head twice: {spec!r}")
     return chosen
@@ -724,7 +732,11 @@ def view_command(
     recorded = trace.heads.tolist()
     if not recorded:
         raise usage_error(f"{file} recorded no attention head: there is nothing to draw")
-    chosen = recorded if heads == "all" else _heads(heads, max(recorded) + 1)
+    if head is None and heads is None and agg is None:
+        head = recorded[0]
+    elif head is not None and head not in recorded:
+        raise usage_error(f"--head {head} was not recorded in {file} (heads {recorded})")
+    chosen = _heads(heads, trace)
     view = trace_view(trace, layer=layer, head=head, heads=chosen, agg=agg.value if agg else None)
     first = "all" if agg or heads else head
     _show(
@@ -903,6 +915,7 @@ def doctor_command(
 if TYPE_CHECKING:
     from maskviz.bench import BenchResult
     from maskviz.model import GPT
+    from maskviz.trace import Trace
 
 
 class ShapeChoice(StrEnum):  # the names of `maskviz.bench.SHAPES`

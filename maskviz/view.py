@@ -203,10 +203,10 @@ def trace_view(
     shown = [display_label(label) for label in labels]
     states = trace_states(trace, layer)
     window = trace.window(layer)
-    if trace.mode == "training":
-        rule = "generated tokens: the same single pass, the mask hides the future"
-    else:
-        rule = "decoding: one new query per step, attending to the KV cache (no mask)"
+    rule = {
+        "training": "generated tokens: the same single pass, the mask hides the future",
+        "recompute": "decoding: no cache, the whole prefix again at every step (masked)",
+    }.get(trace.mode, "decoding: one new query per step, attending to the KV cache (no mask)")
     marks = (Mark(p, "prompt", rule),) if 0 < p < n else ()
     notes: dict[int, str] = {}
     details: dict[int, tuple[str, ...]] = {}
@@ -218,7 +218,10 @@ def trace_view(
         else:
             notes[t] = f"(next: {display_label(trace.token_label(top[0][0]))} {top[0][1]:.0%})"
         alts = tuple(f"'{display_label(trace.token_label(i))}' {q:.0%}" for i, q in top)
-        if t >= p and trace.mode != "training":
+        if t >= p and trace.mode == "recompute":
+            details[t] = (f"step {t - p + 1}: {plural(t + 1, 'query')} in one masked pass, "
+                          "this row kept", *alts)  # fmt: skip
+        elif t >= p and trace.mode != "training":
             held = plural(t, "cached key")
             if window is not None and t >= window:
                 held = f"a ring of {window - 1} cached keys ({t - window + 1} evicted)"

@@ -76,3 +76,35 @@ def test_a_trace_that_recorded_no_head_is_a_usage_error(tmp_path: Path) -> None:
     result = run_cli("view", str(path))
     assert result.exit_code == 2
     assert "recorded no attention head" in result.stderr
+
+
+def test_heads_are_chosen_among_those_the_trace_recorded(tmp_path: Path) -> None:
+    from maskviz import load_model
+
+    model = load_model()
+    only_2, first_two = tmp_path / "h2.npz", tmp_path / "h01.npz"
+    model.trace([84, 111], steps=2, heads=[2]).save(only_2)
+    model.trace([84, 111], steps=2, heads=[0, 1]).save(first_two)
+    opened = run_cli("view", str(only_2))  # no choice: the first head recorded
+    assert opened.exit_code == 0, opened.stderr
+    assert "attention of layer 0, head 2;" in opened.stdout
+    for choice, message in (
+        (["--heads", "0,3"], "--heads: head 3 was not recorded in the trace (heads [0, 1])"),
+        (["--head", "3"], f"--head 3 was not recorded in {first_two} (heads [0, 1])"),
+    ):
+        refused = run_cli("view", str(first_two), *choice)
+        assert (refused.exit_code, refused.stderr.strip()) == (2, f"maskviz: error: {message}")
+
+
+def test_a_recompute_trace_is_described_as_recomputing_not_as_a_kv_cache(tmp_path: Path) -> None:
+    from maskviz import load_model
+
+    model = load_model("tiny-swa")
+    path = tmp_path / "r.npz"
+    model.trace(model.tokenizer.encode("To be"), steps=40, mode="recompute").save(path)
+    result = run_cli("view", str(path), "--plain")
+    assert result.exit_code == 0, result.stderr
+    out = result.stdout
+    assert "decoding: no cache, the whole prefix again at every step (masked)" in out
+    assert "step 2: 7 queries in one masked pass, this row kept" in out
+    assert "KV cache" not in out and "cached key" not in out and "evicted" not in out
