@@ -11,6 +11,8 @@ from pathlib import Path
 
 from maskviz.errors import MaskvizError, usage_error
 
+FIGURE_SUFFIXES = (".png", ".svg", ".pdf")  # the formats pictures are saved in
+
 
 def check_output_path(path: str | Path, suffixes: Sequence[str]) -> Path:
     """Validate an output path before any work is done; return it as a Path.

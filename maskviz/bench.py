@@ -12,7 +12,7 @@
   bounds the tokens per second of cached decoding.
 
 Times are medians over ``repeats`` runs (per position for the per-step curves);
-costs are multiply-accumulates from `maskviz.compare`. Nothing here draws or
+costs are the architecture's multiply-accumulates (``Config.pass_macs``). Nothing here draws or
 prints: `maskviz.cli` renders a `BenchResult`, `maskviz.render.bench_figures`
 plots it.
 

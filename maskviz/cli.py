@@ -26,13 +26,14 @@ from typer.core import TyperGroup
 
 from maskviz import __version__
 from maskviz import masks as masks_lib
-from maskviz._io import check_output_path
+from maskviz._io import FIGURE_SUFFIXES, check_output_path
 from maskviz._text import plural, safe_text, use_ascii_stand_ins
 from maskviz.errors import MaskvizError, usage_error
 from maskviz.render.terminal import mask_report
 from maskviz.tokenizer import check_ids
 
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # errors only writing can meet
+FIGURE_OR_PAGE = (*FIGURE_SUFFIXES, ".html")
 PROG = "maskviz"
 P = ParamSpec("P")
 
@@ -226,6 +227,11 @@ def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=None, separators=(",", ":"), allow_nan=False))
 
 
+NoColourOption = Annotated[
+    bool, typer.Option("--plain", help="No colour (also when piped or NO_COLOR is set).")
+]
+
+
 # ---------------------------------------------------------------- show-mask
 
 
@@ -324,9 +330,7 @@ def show_mask(
     index_base: Annotated[
         int, typer.Option(help="Number positions from 1 (default) or 0 (code-style).")
     ] = 1,
-    plain: Annotated[
-        bool, typer.Option("--plain", help="No colour (also when piped or NO_COLOR is set).")
-    ] = False,
+    plain: NoColourOption = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the mask as JSON instead of drawing it.")
     ] = False,
@@ -362,9 +366,7 @@ def show_mask(
     if labels is not None and len(labels) != n:
         raise usage_error(f"--text has {len(labels)} words but N is {n}")
     if save is not None:
-        from maskviz.render.figures import FIGURE_SUFFIXES
-
-        save = check_output_path(save, (*FIGURE_SUFFIXES, ".html"))
+        save = check_output_path(save, FIGURE_OR_PAGE)
         if save.suffix.lower() == ".html":
             from maskviz.render.html import check_positions
 
@@ -419,7 +421,7 @@ class AggChoice(StrEnum):
     max = "max"
 
 
-TRACE_SUFFIXES = (".png", ".svg", ".pdf", ".gif", ".html", ".npz", ".json")
+TRACE_SUFFIXES = (*FIGURE_SUFFIXES, ".gif", ".html", ".npz", ".json")
 ModelOption = Annotated[
     str | None,
     typer.Option(
@@ -691,9 +693,6 @@ def _progress(
 # ---------------------------------------------------------------- view
 
 
-VIEW_SUFFIXES = TRACE_SUFFIXES  # a saved trace can be drawn, animated or converted
-
-
 @app.command("view")
 def view_command(
     file: Annotated[
@@ -723,7 +722,7 @@ def view_command(
 
     _check_head_choice(head, heads, agg)
     if save is not None:
-        save = check_output_path(save, VIEW_SUFFIXES)
+        save = check_output_path(save, TRACE_SUFFIXES)  # drawn, animated or converted
     trace = Trace.load(file)
     if layer not in trace.layers:
         raise usage_error(
@@ -756,8 +755,6 @@ class PairChoice(StrEnum):
     unmasked_vs_cached = "unmasked-vs-cached"
 
 
-FIGURE_ONLY = (".png", ".svg", ".pdf")
-FIGURE_OR_PAGE = (*FIGURE_ONLY, ".html")
 DEFAULT_PROMPT = "To be, or not to be, that is the question:"
 
 
@@ -886,9 +883,7 @@ def similarity_command(
 
 @app.command("doctor")
 def doctor_command(
-    plain: Annotated[
-        bool, typer.Option("--plain", help="No colour (also when piped or NO_COLOR is set).")
-    ] = False,
+    plain: NoColourOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """Print versions, BLAS, optional extras and where the shipped models live (for bug reports).
@@ -950,9 +945,7 @@ def bench_command(
         int, typer.Option(help="Runs of each measurement (1 to 100); medians are shown.")
     ] = 3,
     dtype: DTypeOption = DTypeChoice.float32,
-    plain: Annotated[
-        bool, typer.Option("--plain", help="No colour (also when piped or NO_COLOR is set).")
-    ] = False,
+    plain: NoColourOption = False,
     save: Annotated[
         Path | None,
         typer.Option(
@@ -985,7 +978,7 @@ def bench_command(
     if not 1 <= repeats <= bench_lib.MAX_REPEATS:
         raise usage_error(f"--repeats must be from 1 to {bench_lib.MAX_REPEATS}, got {repeats}")
     if save is not None:
-        save = check_output_path(save, FIGURE_ONLY)
+        save = check_output_path(save, FIGURE_SUFFIXES)
     if shape is not None:
         gpt = bench_lib.shape_model(shape.value, dtype=dtype.value)
     else:

@@ -1,9 +1,11 @@
-"""Loading models: the shipped "tiny" model, GPT-2 checkpoint folders, hub ids.
+"""Loading models: the shipped models, checkpoint folders, hub ids.
 
-A checkpoint folder holds ``config.json`` (Hugging Face GPT-2 fields),
-``model.safetensors`` (read with the ``safetensors`` package, never pickle; float32,
-float16 and bfloat16 weights) and ``tokenizer.json`` (read with ``tokenizers``), or,
-for the shipped models, ``"tokenizer": "bytes"`` in its config.
+A checkpoint folder holds ``config.json`` (Hugging Face fields of any architecture
+`maskviz.arch.family` knows: GPT-2, Llama, Mistral, Qwen2, Qwen3),
+``model.safetensors`` or the shards a ``model.safetensors.index.json`` lists (read
+with the ``safetensors`` package, never pickle; float32, float16 and bfloat16
+weights) and ``tokenizer.json`` (read with ``tokenizers``), or, for the shipped
+models, ``"tokenizer": "bytes"`` in its config.
 """
 
 from __future__ import annotations

@@ -10,8 +10,9 @@ loop, sampling, timing, position ids, the KV cache and recording. At every pass
 it asks each layer's rule (`maskviz.masks`) which of the keys that layer holds
 each query may see, and applies a mask only where the rule forbids some: for a
 cached step none does, since a full layer's cache holds only the past and a
-sliding layer's ring buffer holds exactly its window. No mask at inference is
-derived here, not assumed, and counted in `Trace.step_masks`.
+sliding layer's ring buffer holds exactly its window. So "no mask at inference"
+is derived here, not assumed; the steps that did need one are counted in
+`Trace.step_masks`.
 
 Everything stays in the model's dtype: constants are Python floats, which NumPy 2
 never uses to promote arrays.
@@ -592,8 +593,8 @@ def _dense_mask(mask: object, n: int) -> BoolArray | Literal["rules"] | None:
     """What a `GPT.forward` mask stands for: "rules" (each layer's own), a bool matrix
     [n, n], or None; refuses anything else.
 
-    Checked by type and shape rather than trusted: a Mask used to fail deep inside the
-    softmax, and any other string silently ran causal.
+    Checked by type and shape rather than trusted: a `maskviz.masks.Mask` object or an
+    unknown string would otherwise fail deep inside the softmax or run causal.
     """
     if mask is None:
         return None

@@ -12,7 +12,7 @@ mode                      str                     "cached", "training" or "recom
 layers, heads             int64 [L'], [H']        which layers/heads ``attention`` holds
 step_seconds              float64 [T - P]         wall time of each decoding step (empty: training)
 prefill_seconds           float                   wall time of the prompt pass (training: the whole pass)
-kv_cache_bytes            int                     bytes the KV cache held (0 without a cache)
+kv_cache_bytes            int                     bytes the KV cache held at the end (0 without a cache)
 model_name, dtype         str                     the model and its float dtype
 stop_reason               str                     "steps", "end_of_text" or "context"
 temperature               float                   0 = greedy decoding; > 0 = sampled
@@ -33,9 +33,10 @@ query attends to the t+1 keys in the cache with no mask: ``mask[t]`` records the
 keys the cache held, which is the causal row. A layer with a sliding window W
 restricts that row to its W most recent keys (`Trace.layer_mask`): its ring-buffer
 cache held exactly those, the earlier ones evicted. Fields added after 0.1.0
-(sampling settings, windows, positions, step_masks, labels, model_desc) take
-their defaults when a file from 0.1.0 is read: greedy, full attention, positions
-0..T-1, 0, no labels (the shipped byte-level model's are derived), "".
+(sampling settings, windows, positions, step_masks, labels, model_desc, text,
+kv_formula, and the recording's own attention dtype) take their defaults when a
+file from 0.1.0 is read: greedy, full attention, positions 0..T-1, 0, no labels
+(the shipped byte-level model's are derived), "", and the model's dtype.
 """
 
 from __future__ import annotations
@@ -69,8 +70,8 @@ _SCALARS = {
     "dtype": str,
     "stop_reason": str,
 }
-# Sampling settings, absent from traces written by maskviz 0.1.0: read with these
-# defaults. In .npz files None is stored as -1 (seeds and top-k are never negative).
+# Scalars absent from traces written by maskviz 0.1.0 (sampling settings, step_masks,
+# the labels' text): read with these defaults. In .npz files None is stored as -1 (seeds and top-k are never negative).
 _OPTIONAL: dict[str, tuple[type, Any]] = {
     "temperature": (float, 0.0),
     "top_k": (int, None),

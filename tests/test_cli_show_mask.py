@@ -274,7 +274,7 @@ def test_step_names_the_allowed_keys_as_ranges_in_the_chosen_base(
     result = run_cli("show-mask", "6", *args, "--plain")
     assert result.exit_code == 0, result.stderr
     assert says in flat(result.stdout)
-    assert "allowed keys:" not in result.stdout  # the old bare count
+    assert "allowed keys:" not in result.stdout  # a count without what it counts
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,8 @@ module provides what differs between model families:
 
 - a frozen config dataclass with the model's shape and costs (`Config`): each
   layer's mask as a `maskviz.masks` rule (causal, or causal & sliding window W),
-  parameters, multiply-accumulates of a pass, KV-cache bytes per token;
+  parameters, multiply-accumulates of a pass (`kv_cache_bytes` and
+  `kv_cache_formula` read its KV heads, head size and windows);
 - a weights class with the math (`Architecture`): embedding at given positions,
   one layer (attention + MLP) whose attention over the cached keys and values the
   driver computes, the final norm and the output head;
@@ -14,8 +15,8 @@ module provides what differs between model families:
   ``weights_from_tensors(tensors, config, source)`` from its safetensors, and
   ``random_weights(config, rng)`` for tests and benchmarks.
 
-`FAMILIES` maps Hugging Face ``model_type`` values to the module that reads them:
-a third architecture is a new module here and one more entry in that table.
+`family` maps Hugging Face ``model_type`` values to the module that reads them: a
+third architecture is a new module here and one more entry in its table.
 """
 
 from __future__ import annotations

@@ -18,7 +18,6 @@ from maskviz._io import atomic_path
 from maskviz._text import safe_text
 from maskviz.masks import Mask
 
-FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
 MAX_FIGURE_CELLS = 512  # cells per side before a figure is downsampled
 COLOR_ALLOWED, COLOR_PARTIAL, COLOR_BLOCKED = "#1b7837", "#a6dba0", "#f2f2f2"
 COLOR_HIGHLIGHT = "#e7298a"  # magenta: the row a step computes, in every figure and page

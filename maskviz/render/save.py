@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from maskviz._io import FIGURE_SUFFIXES
 from maskviz.errors import usage_error
 from maskviz.masks import Mask
 from maskviz.view import AttentionView
 
-FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
 ProgressCallback = Callable[[int, int | None], None]
 
 
@@ -48,7 +48,7 @@ def save_view(view: AttentionView, path: Path, *, progress: ProgressCallback | N
         raise usage_error(f"cannot draw a view as {suffix!r}")
 
 
-__all__ = ["FIGURE_SUFFIXES", "gif_frames", "save_view"]
+__all__ = ["gif_frames", "save_view"]
 
 
 def save_mask(

@@ -1,7 +1,7 @@
 """Rich renderables for masks and attention: data in, something drawable out.
 
-Every renderable fits the width Rich offers it (downsampling or dropping the
-oldest keys rather than wrapping) and escapes every label it prints. Colour is
+Every renderable fits the width Rich offers it (narrower cells, then pooled rows
+and keys, never wrapped or cropped) and escapes every label it prints. Colour is
 Rich's business: a console without colour prints the same glyphs unstyled.
 """
 
