@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from maskviz.arch import Config, kv_cache_bytes
+from maskviz.arch import Config, kv_cache_bytes, step_macs
 from maskviz.arch.llama import LlamaConfig
 from maskviz.errors import as_integer, usage_error
 from maskviz.model import GPT, DType, GPTConfig, random_model
@@ -406,8 +406,8 @@ def run(
 
     cfg, p = model.config, len(ids)
     positions = list(range(p, n))
-    cached_macs = sum(cfg.pass_macs(1, t + 1, 1, cached=True) for t in positions)
-    recompute_macs = sum(cfg.pass_macs(t + 1, t + 1, 1) for t in positions)
+    cached_macs = sum(step_macs(cfg, t, cached=True) for t in positions)
+    recompute_macs = sum(step_macs(cfg, t, cached=False) for t in positions)
     bandwidth = None
     if prober is not None:
         prober.measure(3)

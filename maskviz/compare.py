@@ -38,6 +38,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from maskviz._text import plural
+from maskviz.arch import step_macs as decode_step_macs
 from maskviz.errors import as_integer, as_integers, usage_error
 from maskviz.model import GPT
 from maskviz.trace import FloatArray, Trace
@@ -228,16 +229,15 @@ def _from_trace(model: GPT, t: Trace, step_macs: NDArray[np.int64], prefill_macs
 def _cached(model: GPT, prompt: list[int], steps: int) -> Side:
     t = model.trace(prompt, steps=steps, mode="cached")
     cfg, p = model.config, t.prompt_len
-    step_macs = [cfg.pass_macs(1, k + 1, 1, cached=True) for k in range(p, t.n_tokens)]
-    return _from_trace(model, t, np.array(step_macs, np.int64), cfg.pass_macs(p, p, p))
+    macs = [decode_step_macs(cfg, k, cached=True) for k in range(p, t.n_tokens)]
+    return _from_trace(model, t, np.array(macs, np.int64), cfg.pass_macs(p, p, p))
 
 
 def _recompute(model: GPT, prompt: list[int], steps: int) -> Side:
     t = model.trace(prompt, steps=steps, mode="recompute")
     cfg, p = model.config, t.prompt_len
-    # the whole prefix again, but only its last row of logits (what the next token needs)
-    step_macs = [cfg.pass_macs(k + 1, k + 1, 1) for k in range(p, t.n_tokens)]
-    return _from_trace(model, t, np.array(step_macs, np.int64), cfg.pass_macs(p, p, p))
+    macs = [decode_step_macs(cfg, k, cached=False) for k in range(p, t.n_tokens)]
+    return _from_trace(model, t, np.array(macs, np.int64), cfg.pass_macs(p, p, p))
 
 
 def _one_pass(model: GPT, ids: NDArray[np.int64], prompt_len: int, masked: bool) -> Side:

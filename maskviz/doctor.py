@@ -30,6 +30,7 @@ def report() -> dict[str, Any]:
     from maskviz import __version__
     from maskviz.bench import blas_info
     from maskviz.loading import shipped_model_dir, shipped_models
+    from maskviz.tokenizer import HF_EXTRA
 
     blas = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
     return {
@@ -58,5 +59,5 @@ def report() -> dict[str, Any]:
         },
         "hf_extra": "installed"
         if all(_version(p) for p in ("tokenizers", "huggingface_hub"))
-        else "missing: pip install 'maskviz[hf]'",
+        else f"missing: {HF_EXTRA}",
     }

@@ -25,10 +25,9 @@ from maskviz.arch import Config, family, supported_model_types
 from maskviz.arch._config import as_json
 from maskviz.errors import MaskvizError, first_line, usage_error
 from maskviz.model import GPT, DType, dtype_name
-from maskviz.tokenizer import ByteTokenizer, HFTokenizer, Tokenizer
+from maskviz.tokenizer import HF_EXTRA, ByteTokenizer, HFTokenizer, Tokenizer
 
 DEFAULT_MODEL = "tiny"
-HF_EXTRA = "pip install 'maskviz[hf]'"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 _MAX_CONFIG_BYTES = 1 << 20
 

@@ -8,6 +8,8 @@ from typing import Protocol
 from maskviz._text import safe_text
 from maskviz.errors import MaskvizError, first_line, usage_error
 
+HF_EXTRA = "pip install 'maskviz[hf]'"  # what reading tokenizer.json and the hub need
+
 EOT_TEXT = "<|endoftext|>"
 
 
@@ -87,9 +89,7 @@ class HFTokenizer:
         try:
             from tokenizers import Tokenizer as _HF
         except ImportError:
-            raise MaskvizError(
-                "reading tokenizer.json needs the 'hf' extra: pip install 'maskviz[hf]'"
-            ) from None
+            raise MaskvizError(f"reading tokenizer.json needs the 'hf' extra: {HF_EXTRA}") from None
         try:
             self._tok = _HF.from_file(str(path))
         except Exception as exc:

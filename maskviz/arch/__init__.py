@@ -15,8 +15,8 @@ module provides what differs between model families:
   ``weights_from_tensors(tensors, config, source)`` from its safetensors, and
   ``random_weights(config, rng)`` for tests and benchmarks.
 
-`family` maps Hugging Face ``model_type`` values to the module that reads them: a
-third architecture is a new module here and one more entry in its table.
+`_families` maps Hugging Face ``model_type`` values to the module that reads them:
+a third architecture is a new module here and one more entry in that table.
 """
 
 from __future__ import annotations
@@ -129,6 +129,21 @@ class Architecture(Protocol):
         ...
 
 
+def step_macs(cfg: Config, position: int, *, cached: bool) -> int:
+    """Multiply-accumulates of the decoding step that computes ``position``: with a KV
+    cache one query over the keys held; without, the whole prefix again, of which only
+    the last row's logits are needed.
+
+    >>> from maskviz.model import GPTConfig
+    >>> cfg = GPTConfig(1, 1, 2, 8, 3)
+    >>> step_macs(cfg, 3, cached=True), step_macs(cfg, 3, cached=False)
+    (70, 262)
+    """
+    if cached:
+        return cfg.pass_macs(1, position + 1, 1, cached=True)
+    return cfg.pass_macs(position + 1, position + 1, 1)
+
+
 def kv_cache_bytes(cfg: Config, positions: int, itemsize: int) -> int:
     """Bytes of keys and values a KV cache holds at ``positions`` positions: a full
     layer keeps every position, a sliding layer at most its window.
@@ -175,16 +190,17 @@ def kv_cache_formula(cfg: Config, positions: int, itemsize: int) -> str:
     return " + ".join(parts)
 
 
-def family(model_type: str) -> ModuleType | None:
-    """The architecture module that reads Hugging Face ``model_type``, or None."""
+def _families() -> dict[str, ModuleType]:
+    """Hugging Face ``model_type`` -> the architecture module that reads it."""
     from maskviz.arch import gpt2, llama
 
-    modules: dict[str, ModuleType] = {"gpt2": gpt2}
-    modules.update(dict.fromkeys(llama.MODEL_TYPES, llama))
-    return modules.get(model_type)
+    return {"gpt2": gpt2, **dict.fromkeys(llama.MODEL_TYPES, llama)}
+
+
+def family(model_type: str) -> ModuleType | None:
+    """The architecture module that reads Hugging Face ``model_type``, or None."""
+    return _families().get(model_type)
 
 
 def supported_model_types() -> Sequence[str]:
-    from maskviz.arch import llama
-
-    return ("gpt2", *llama.MODEL_TYPES)
+    return tuple(_families())
