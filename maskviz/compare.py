@@ -365,7 +365,7 @@ def _why(result: Comparison, model: GPT) -> str:
     only when the verdict is the one its kind of positions predicts."""
     if result.pair != "shifted-vs-cached":
         return ""
-    learned = model.config.architecture == "gpt2"
+    learned = model.config.position_encoding == "learned"
     if learned and not result.agree:
         return (
             "why: this model learned one embedding per absolute position (wpe); counted "

@@ -45,6 +45,8 @@ from maskviz.arch import (
     kv_cache_bytes,
     kv_cache_formula,
 )
+# GPT-2's parts are re-exported: `maskviz.model` was the GPT-2 engine in 0.1.0, and
+# code written against it still imports them from here
 from maskviz.arch.gpt2 import Block, GPTConfig, Weights
 from maskviz.errors import MaskvizError, as_integer, as_integers, usage_error
 from maskviz.masks import Mask, causal

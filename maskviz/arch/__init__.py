@@ -46,6 +46,9 @@ class Config(Protocol):
     def architecture(self) -> str: ...  # "gpt2", "llama"
 
     @property
+    def position_encoding(self) -> str: ...  # "learned" (absolute) or "rotary" (relative)
+
+    @property
     def n_layer(self) -> int: ...
 
     @property

@@ -54,6 +54,7 @@ class GPTConfig:
         positive_float(self, "layer_norm_epsilon")
 
     architecture = "gpt2"
+    position_encoding = "learned"  # wpe: one embedding per absolute position
 
     @property
     def head_dim(self) -> int:

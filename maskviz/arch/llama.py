@@ -93,6 +93,7 @@ class LlamaConfig:
     model_type: str = "llama"
 
     architecture = "llama"
+    position_encoding = "rotary"  # RoPE: scores depend on the distance between positions
 
     def __post_init__(self) -> None:
         sizes = ("n_layer", "n_head", "n_kv_head", "head_dim", "n_embd", "intermediate")
