@@ -93,12 +93,12 @@ def _model(shape: str, engine_root: str | None, *, tiny: bool = False) -> Any:
 
 
 def worker_maskviz(args: argparse.Namespace) -> dict[str, Any]:
-    from maskviz.bench import BandwidthProbe, machine, weight_bytes_per_token
+    from maskviz.bench import BandwidthProbe, machine
 
     model = _model(args.shape, args.engine_root)
     prompt = PROMPT
     steps = args.tokens - len(PROMPT)
-    wbytes = weight_bytes_per_token(model)
+    wbytes = model.weights.weight_bytes_per_step()
     probe = BandwidthProbe()
     model.trace(prompt, steps=8, record=False)  # warm up
     runs = []

@@ -287,12 +287,6 @@ def shape_model(shape: str, *, seed: int = 0, dtype: DType = "float32") -> GPT:
     return random_model(SHAPES[shape], seed=seed, dtype=dtype, name=f"random {shape}")
 
 
-def weight_bytes_per_token(model: GPT) -> int:
-    """Bytes of weights one cached decoding step reads: every layer, the final norm, the
-    output head, and one row of each embedding table."""
-    return model.weights.weight_bytes_per_step()
-
-
 class BandwidthProbe:
     """Times ``x @ W`` with W [C, V] float32 stored like the engine's output head.
 
@@ -327,11 +321,6 @@ class BandwidthProbe:
     def seconds(self) -> float:
         """Median over every sample taken so far."""
         return float(np.median(self.samples)) if self.samples else 0.0
-
-
-def probe_bandwidth(repeats: int = PROBE_REPEATS, shape: tuple[int, int] = PROBE_SHAPE) -> float:
-    """Median seconds of one probe product (see `BandwidthProbe`)."""
-    return BandwidthProbe(shape).measure(repeats)
 
 
 def default_prompt(model: GPT) -> list[int]:
@@ -411,7 +400,7 @@ def run(
     bandwidth = None
     if prober is not None:
         prober.measure(3)
-        bandwidth = Bandwidth(PROBE_SHAPE, prober.seconds, weight_bytes_per_token(model))
+        bandwidth = Bandwidth(PROBE_SHAPE, prober.seconds, model.weights.weight_bytes_per_step())
     return BenchResult(
         model=model.name,
         config=cfg,

@@ -45,8 +45,6 @@ from maskviz.arch import (
     kv_cache_bytes,
     kv_cache_formula,
 )
-# GPT-2's parts are re-exported: `maskviz.model` was the GPT-2 engine in 0.1.0, and
-# code written against it still imports them from here
 from maskviz.arch.gpt2 import Block, GPTConfig, Weights
 from maskviz.errors import MaskvizError, as_integer, as_integers, usage_error
 from maskviz.masks import Mask, causal
@@ -62,6 +60,8 @@ MaskArg: TypeAlias = Mask | NDArray[np.bool_] | Literal["causal"] | None
 BoolArray = NDArray[np.bool_]
 LABELLED_NEXT = 5  # next-token candidates per row whose labels a trace records
 
+# GPT-2's parts (Block, GPTConfig, Weights, gelu, layer_norm) are re-exported:
+# `maskviz.model` was the GPT-2 engine in 0.1.0, and code written for it imports them here
 __all__ = [
     "DTYPES",
     "GPT",
@@ -404,8 +404,9 @@ class GPT:
         chosen = layers if record else []
         if mode == "training":
             gen = self.trace(
-                ids, steps, "cached", False, temperature=temperature, top_k=top_k, seed=seed
-            )
+                ids, steps=steps, mode="cached", record=False,
+                temperature=temperature, top_k=top_k, seed=seed,
+            )  # fmt: skip
             return self._training(gen, chosen, heads, record_dtype, choose)
         p = ids.shape[0]
         capacity = min(p + steps, self.config.n_ctx)
