@@ -33,6 +33,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from maskviz._text import plural
 from maskviz.errors import as_integer, usage_error
 
 BoolArray = NDArray[np.bool_]
@@ -139,6 +140,14 @@ class MaskSummary:
     def density(self) -> float:
         return self.allowed / self.cells if self.cells else 0.0
 
+    def allowed_text(self) -> str:
+        """How many cells are allowed, as every view of a mask says it.
+
+        >>> causal(6).summary().allowed_text()
+        '21 of 36 cells allowed (58.3%)'
+        """
+        return f"{self.allowed:,} of {plural(self.cells, 'cell')} allowed ({self.density:.1%})"
+
 
 @dataclass(frozen=True)
 class Mask:
@@ -162,6 +171,17 @@ class Mask:
     @property
     def query_offset(self) -> int:
         return self.n_keys - self.n_queries
+
+    def heading(self, index_base: int = 1) -> str:
+        """What the mask is and its shape, as every view of it is titled.
+
+        >>> causal(6).heading()
+        'causal mask, 6 queries x 6 keys (positions from 1)'
+        """
+        return (
+            f"{self.description} mask, {plural(self.n_queries, 'query')} x "
+            f"{plural(self.n_keys, 'key')} (positions from {index_base})"
+        )
 
     @property
     def shape(self) -> tuple[int, int]:

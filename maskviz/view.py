@@ -495,7 +495,7 @@ def mask_view(
         notes[highlight] = "◀ one cached decoding step computes this row"
     panel = Panel(mask.description, np.zeros((n, n), np.float32), states, names, (), notes)
     s = mask.summary()
-    footer = [f"{s.allowed:,} of {plural(s.cells, 'cell')} allowed ({s.density:.1%})"]
+    footer = [s.allowed_text()]
     if s.fully_masked.size:
         rows = ", ".join(str(int(r) + index_base) for r in s.fully_masked[:20])
         footer.append(
@@ -503,10 +503,7 @@ def mask_view(
         )
     return AttentionView(
         title=f"{mask.description} mask",
-        header=(
-            f"{mask.description} mask, {plural(n, 'query')} x {plural(n, 'key')} "
-            f"(positions from {index_base})",
-        ),
+        header=(mask.heading(index_base),),
         panels=(panel,),
         footer=tuple(footer),
         steps_from=n,

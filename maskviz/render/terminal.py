@@ -212,13 +212,8 @@ def mask_report(
     padded_rows: NDArray[np.int64] | None = None,
 ) -> Group:
     """What show-mask prints: a title, the grid, the legend, the step's sentence, counts."""
-    n_q, n_k = mask.shape
-    title = (
-        f"{mask.description} mask, {plural(n_q, 'query')} x {plural(n_k, 'key')} "
-        f"(positions from {index_base})"
-    )
     parts: list[RenderableType] = [
-        Text(title),
+        Text(mask.heading(index_base)),
         MaskGrid(mask, labels=labels, index_base=index_base, highlight_row=highlight_row),
         legend(),
     ]
@@ -286,7 +281,7 @@ def mask_summary(
 ) -> Text:
     """Allowed cells, density, and what fully masked rows mean."""
     s = mask.summary()
-    text = Text(f"{s.allowed:,} of {plural(s.cells, 'cell')} allowed ({100 * s.density:.1f}%); ")
+    text = Text(f"{s.allowed_text()}; ")
     n_full = s.fully_masked.size
     if n_full == 0:
         text.append("no fully masked rows.")
