@@ -118,6 +118,7 @@ class Comparison:
     a: Side
     b: Side
     note: str = ""  # why this model gives the answer it gives, where that is not obvious
+    windows: tuple[int | None, ...] = ()  # each layer's sliding window (None: full)
 
     @cached_property
     def tolerance_attention(self) -> float:
@@ -356,7 +357,7 @@ def compare(
     if other.logits.shape[0] != cached.logits.shape[0]:
         # generation stopped early on one side only (end-of-text): rows would not pair up
         raise usage_error("the two sides generated different lengths; try fewer --steps")
-    result = Comparison(pair, model.dtype, ids, p, other, cached)
+    result = Comparison(pair, model.dtype, ids, p, other, cached, windows=model.config.windows)
     return replace(result, note=_why(result, model))
 
 

@@ -48,6 +48,8 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "mask": ["show-mask", "64", "--window", "8", "--save", str(d / "mask.html")],
         "padded": ["show-mask", "12", "--pad", "3", "--save", str(d / "padded.html")],
         "swa": ["trace", HEADLINE, "--model", SWA_MODEL, "--steps", "12", "--save", str(d / "swa.html")],
+        "compare_swa": ["compare", "training-vs-cached", "--model", SWA_MODEL, "--steps", "12",
+                        "--save", str(d / "compare_swa.html")],
     }  # fmt: skip
     out = {}
     for name, args in commands.items():
@@ -90,7 +92,9 @@ class _Links(HTMLParser):
         self.urls += [v or "" for k, v in attrs if k in ("src", "href", "action", "srcset")]
 
 
-@pytest.mark.parametrize("name", ["trace", "view", "compare", "similarity", "mask", "swa"])
+@pytest.mark.parametrize(
+    "name", ["trace", "view", "compare", "similarity", "mask", "swa", "compare_swa"]
+)
 def test_saved_page_references_nothing_outside_itself(pages: dict[str, Path], name: str) -> None:
     text = pages[name].read_text(encoding="utf-8")
     links = _Links()
@@ -247,7 +251,9 @@ def tooltip_at(tab: chromium.Tab, row: int, key: int, canvas: int = 0) -> str:
     return text
 
 
-@pytest.mark.parametrize("name", ["trace", "view", "compare", "similarity", "mask", "swa"])
+@pytest.mark.parametrize(
+    "name", ["trace", "view", "compare", "similarity", "mask", "swa", "compare_swa"]
+)
 def test_page_loads_from_file_with_no_console_errors_and_no_request_but_itself(
     tab: chromium.Tab, pages: dict[str, Path], name: str
 ) -> None:
@@ -363,6 +369,16 @@ def test_evicted_keys_of_a_sliding_window_layer_say_evicted(
     assert "evicted from the rolling KV cache" in tab.eval(
         "document.querySelector('.maskviz .mv-legend').textContent"
     )
+
+
+def test_a_comparison_on_a_sliding_window_layer_names_the_window_on_both_sides(
+    tab: chromium.Tab, pages: dict[str, Path]
+) -> None:
+    last = page_data(pages["compare_swa"])["views"][0]["panels"][0]["n"] - 1
+    tab.open(url(pages["compare_swa"], "layer=0&head=0"))
+    training, cached = tooltip_at(tab, last, 0, canvas=0), tooltip_at(tab, last, 0, canvas=1)
+    assert training.endswith("masked: outside the sliding window 6"), training
+    assert cached.endswith("evicted from the rolling KV cache (sliding window 6)"), cached
 
 
 def test_all_heads_mode_draws_one_heatmap_per_head(

@@ -348,9 +348,10 @@ def comparison_page(
         view = comparison_view(result, labels, layer=lay, head=h, model_name=model_name)
         a, b = view.panels
         panels = [_panel(pool, a, q), _panel(pool, b, q)]
+        window = result.windows[lay] if result.windows else None
         return _view(
             view, panels, delta=_delta(a, b), tolerance=result.tolerance_attention,
-            notesLabel=ROW_DELTA_LABEL,
+            notesLabel=ROW_DELTA_LABEL, window=window,
         )  # fmt: skip
 
     n = int(result.token_ids.shape[0])
