@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import math
 import re
@@ -725,6 +726,22 @@ def test_mask_figure_ticks_are_positions_wherever_they_are_drawn(
             assert loc == pytest.approx((position - base + 0.5) / cell - 0.5)
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert f"row {n // 2 + base}" in legend
+
+
+@pytest.mark.parametrize("n", [6, 30, 48, 64])
+def test_mask_figure_numbers_every_cell_without_labels_overlapping(n: int) -> None:
+    from maskviz import masks
+
+    fig = figures.mask_figure(masks.causal(n), labels=[f"w{i}" for i in range(n)])
+    ax = fig.axes[0]
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    for axis in (ax.xaxis, ax.yaxis):
+        boxes = [t.label1.get_window_extent(renderer) for t in axis.get_major_ticks()]
+        assert len(boxes) == n
+        for a, b in itertools.pairwise(boxes):
+            assert not a.overlaps(b), (a, b)
 
 
 def test_pdf_figures_embed_truetype_fonts_not_type_3(tmp_path: Path) -> None:

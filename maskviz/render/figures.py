@@ -64,6 +64,13 @@ def mask_figure(
         ax.set_yticks(np.arange(-0.5, n_rows), minor=True)
         ax.grid(which="minor", color="white", linewidth=1.0)
         ax.tick_params(which="minor", length=0)
+        # every cell numbered: the labels shrink with the cells (the figure stops growing
+        # at 9 in), and key numbers wider than their column stand upright
+        cell_pt = 72 * (side - 1.5) / max(n_rows, n_cols)
+        size = min(10.0, 0.8 * cell_pt)
+        ax.tick_params(which="major", labelsize=size)
+        if len(str(n_cols - 1 + index_base)) * 0.6 * size > 0.9 * cell_pt:
+            ax.tick_params(axis="x", labelrotation=90)
     else:  # round positions, placed where they fall: cell c holds positions c k .. c k + k - 1
         from matplotlib.ticker import MaxNLocator
 
