@@ -14,6 +14,14 @@ from maskviz.errors import MaskvizError, usage_error
 FIGURE_SUFFIXES = (".png", ".svg", ".pdf")  # the formats pictures are saved in
 
 
+def output_path(value: str) -> Path:
+    """A ``--save`` argument as typed: a trailing slash names a folder, which `Path` would
+    silently drop (``x.png/`` is not the file ``x.png``)."""
+    if value.endswith(("/", os.sep)):
+        raise usage_error(f"cannot save to {value!r}: a path ending in '/' names a folder")
+    return Path(value)
+
+
 def check_output_path(path: str | Path, suffixes: Sequence[str]) -> Path:
     """Validate an output path before any work is done; return it as a Path.
 

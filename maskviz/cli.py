@@ -26,7 +26,7 @@ from typer.core import TyperGroup
 
 from maskviz import __version__
 from maskviz import masks as masks_lib
-from maskviz._io import FIGURE_SUFFIXES, check_output_path
+from maskviz._io import FIGURE_SUFFIXES, check_output_path, output_path
 from maskviz._text import plural, safe_text, use_ascii_stand_ins
 from maskviz.errors import MaskvizError, usage_error
 from maskviz.render.terminal import mask_report
@@ -337,6 +337,8 @@ def show_mask(
     save: Annotated[
         Path | None,
         typer.Option(
+            parser=output_path,
+            metavar="<path>",
             help="Also save a heatmap (.png, .svg, .pdf) or an interactive page (.html); written atomically.",
             show_default=False,
         ),
@@ -452,6 +454,8 @@ AggOption = Annotated[
 TraceSaveOption = Annotated[
     Path | None,
     typer.Option(
+        parser=output_path,
+        metavar="<path>",
         help="Save: .png/.svg/.pdf heatmap, .gif animation, .html interactive page (every "
         "recorded layer and head), .npz or .json trace.",
         show_default=False,
@@ -782,6 +786,8 @@ def compare_command(
     save: Annotated[
         Path | None,
         typer.Option(
+            parser=output_path,
+            metavar="<path>",
             help="Save a side-by-side figure (.png/.svg/.pdf): left, right, difference; or an interactive page of every layer and head (.html).",
             show_default=False,
         ),
@@ -847,6 +853,8 @@ def similarity_command(
     save: Annotated[
         Path | None,
         typer.Option(
+            parser=output_path,
+            metavar="<path>",
             help="Save both orderings' attention (.png/.svg/.pdf), or an interactive page (.html).",
             show_default=False,
         ),
@@ -949,6 +957,8 @@ def bench_command(
     save: Annotated[
         Path | None,
         typer.Option(
+            parser=output_path,
+            metavar="<path>",
             help="Save per-step time against position, cached vs recompute (.png/.svg/.pdf).",
             show_default=False,
         ),

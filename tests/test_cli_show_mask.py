@@ -205,16 +205,18 @@ def test_saving_over_a_file_keeps_its_permissions_and_follows_a_link(tmp_path: P
     assert target.stat().st_mode & 0o777 == 0o640
 
 
-def test_save_paths_that_are_folders_or_under_a_file_are_named_as_such(tmp_path: Path) -> None:
+def test_save_paths_that_are_folders_or_under_a_file_are_refused_naming_why(tmp_path: Path) -> None:
     (tmp_path / "pictures.png").mkdir()
     (tmp_path / "keep.png").write_bytes(b"mine")
     for target, message in [
         (tmp_path, "it is a folder"),
         (tmp_path / "pictures.png", "it is a folder"),
         (tmp_path / "keep.png" / "m.png", "keep.png' is a file, not a folder"),
+        (f"{tmp_path / 'keep.png'}/", "a path ending in '/' names a folder"),
     ]:
-        result = run_cli("show-mask", "6", "--save", str(target))
-        assert result.exit_code == 2 and message in result.stderr, result.stderr
+        for command in (["show-mask", "6"], ["trace", "To be"], ["compare", "training-vs-cached"]):
+            result = run_cli(*command, "--save", str(target))
+            assert result.exit_code == 2 and message in result.stderr, (command, result.stderr)
     assert (tmp_path / "keep.png").read_bytes() == b"mine"
 
 
