@@ -332,6 +332,25 @@ def test_hovering_a_cell_shows_query_key_weight_and_state(
     assert lines[4] == "allowed (in the KV cache)"
 
 
+@pytest.mark.parametrize("command", ["trace", "view"])
+def test_heads_combined_as_asked_are_on_the_page_and_open_first(
+    tab: chromium.Tab, pages: dict[str, Path], headline: Trace, tmp_path: Path, command: str
+) -> None:
+    page = tmp_path / "max.html"
+    source = [HEADLINE] if command == "trace" else [str(pages["trace_npz"])]
+    result = run_cli(command, *source, "--layer", "1", "--agg", "max", "--save", str(page))
+    assert result.exit_code == 0, result.stderr
+    tab.open(url(page))
+    assert (root_state(tab)["layer"], root_state(tab)["head"]) == ("1", "max")
+    caption = tab.eval("document.querySelector('.maskviz figcaption').textContent")
+    assert caption == "layer 1 · max over 4 heads"
+    weight = float(tooltip_at(tab, 30, 6).split("\n")[2].removeprefix("weight "))
+    assert weight == pytest.approx(float(headline.layer_attention(1, "max")[30, 6]), abs=1e-4)
+    tab.open(url(page, "layer=3&head=max"))  # every layer has it
+    assert root_state(tab)["head"] == "max"
+    assert "max over" in tab.eval("document.querySelector('.maskviz figcaption').textContent")
+
+
 def test_future_keys_say_masked_and_unreached_ones_say_so(
     tab: chromium.Tab, pages: dict[str, Path]
 ) -> None:

@@ -236,11 +236,17 @@ def _lut(name: str) -> str:
 
 
 def trace_page(
-    trace: Trace, *, layer: int | None = None, head: int | str | None = None, top_k: int = TOP_K
+    trace: Trace,
+    *,
+    layer: int | None = None,
+    head: int | str | None = None,
+    agg: str | None = None,
+    top_k: int = TOP_K,
 ) -> Page:
     """Every recorded layer and head of a trace; cached traces step through decoding.
 
-    ``layer``/``head`` choose what the page opens on (``head="all"``: every head).
+    ``layer``/``head`` choose what the page opens on (``head="all"``: every head);
+    ``agg`` ("mean"/"max") adds each layer's heads combined, and opens on that.
     """
     check_positions(trace.n_tokens)
     layers = [int(x) for x in trace.layers]
@@ -253,7 +259,7 @@ def trace_page(
     views: list[dict[str, Any]] = []
     select: dict[str, list[Any]] = {}
     built: dict[int | None, tuple[int, AttentionView]] = {}  # one full view per window size
-    for li, lay in enumerate(layers):
+    for lay in layers:
         window = trace.window(lay)
         if window not in built:
             built[window] = lay, trace_view(trace, layer=lay, heads=heads)  # the terminal's text
@@ -280,8 +286,15 @@ def trace_page(
             _view(view, [_panel(pool, pan, q, notes=last) for pan in view.panels], window=window)
         )
         for hi, h in enumerate(heads):
-            select[f"{lay}/{h}"] = [li, [hi]]
-        select[f"{lay}/all"] = [li, list(range(len(heads)))]
+            select[f"{lay}/{h}"] = [len(views) - 1, [hi]]
+        select[f"{lay}/all"] = [len(views) - 1, list(range(len(heads)))]
+        if agg is not None:  # as the terminal draws it, this layer's heads in one panel
+            combined = trace_view(trace, layer=lay, agg=agg)
+            pan = replace(combined.panels[0], title=f"{agg} over {len(heads)} heads")
+            views.append(
+                _view(replace(view, title=combined.title), [_panel(pool, pan, q)], window=window)
+            )
+            select[f"{lay}/{agg}"] = [len(views) - 1, [0]]
     rows = []
     for t in range(n):
         top = trace.next_token_probs(t, top_k)
@@ -294,8 +307,8 @@ def trace_page(
         )
     cached = trace.mode == "cached" and n > p
     first = layers[0] if layer is None or layer not in layers else layer
-    start: int | str = heads[0] if head is None else head
-    if start != "all" and start not in heads:
+    start: int | str = agg or (heads[0] if head is None else head)
+    if start not in (*heads, "all", agg):
         start = heads[0]
     name = safe_text(trace.model_name) or "model"
     return _page(
@@ -313,6 +326,7 @@ def trace_page(
         steps=n - p if cached else 0,
         rows=rows,
         allHeads=True,
+        aggs=[agg] if agg else [],
     )
 
 

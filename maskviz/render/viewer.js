@@ -102,6 +102,9 @@ function (root) {
     sel.addEventListener("change", () => onChange(sel.value));
     return sel;
   }
+  const aggs = data.aggs || [];  // heads combined ("mean", "max"), when the page has them
+  // a head selector's value: a head number, "all", or an aggregate's name
+  const headValue = (v) => (v === "all" || aggs.includes(v) ? v : Number(v));
   const many = data.layers.length > 1 || data.heads.length > 1 || data.allHeads;
   let layerSel = null, headSel = null, slider = null, play = null, stepOut = null;
   if (many) {
@@ -110,9 +113,8 @@ function (root) {
     });
     const heads = data.heads.map((h) => [h, String(h)]);
     if (data.allHeads) heads.push(["all", "all heads"]);
-    headSel = select("head", heads, st.head, (v) => {
-      st.head = v === "all" ? "all" : Number(v); update();
-    });
+    for (const a of aggs) heads.push([a, a + " over heads"]);
+    headSel = select("head", heads, st.head, (v) => { st.head = headValue(v); update(); });
   }
   if (stepping) {
     const wrap = el("span", "mv-control mv-stepper", null, controls);
@@ -140,15 +142,18 @@ function (root) {
     ? list.reduce((a, b) => (Math.abs(b - v) < Math.abs(a - v) ? b : a)) : list[0]);
   function clampState() {
     if (!data.layers.includes(st.layer)) st.layer = nearest(data.layers, st.layer);
-    if (st.head !== "all" && !data.heads.includes(st.head)) st.head = nearest(data.heads, st.head);
-    if (st.head === "all" && !data.allHeads) st.head = data.heads[0];
+    if (st.head === "all" ? !data.allHeads : typeof st.head === "string" && !aggs.includes(st.head)) {
+      st.head = data.heads[0];
+    } else if (typeof st.head === "number" && !data.heads.includes(st.head)) {
+      st.head = nearest(data.heads, st.head);
+    }
     st.step = Math.max(0, Math.min(data.steps, Math.round(st.step) || 0));
   }
   function readHash() {
     if (!data.standalone) return;
     const h = new URLSearchParams(location.hash.replace(/^#/, ""));
     if (h.has("layer")) st.layer = Number(h.get("layer"));
-    if (h.has("head")) st.head = h.get("head") === "all" ? "all" : Number(h.get("head"));
+    if (h.has("head")) st.head = headValue(h.get("head"));
     if (h.has("step")) st.step = Number(h.get("step"));
   }
   function writeHash() {
