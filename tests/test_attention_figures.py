@@ -312,16 +312,28 @@ def test_identical_panels_report_zero(trace: Trace) -> None:
     assert "max |Δ| = 0 (identical)" in diff_title(fig)
 
 
-def test_gif_has_one_frame_per_step(trace: Trace, tmp_path: Path) -> None:
+def test_gif_shows_the_prefill_then_each_step_and_holds_the_last_frame(
+    trace: Trace, tmp_path: Path, gif_frames: list[dict[str, Any]]
+) -> None:
     path = tmp_path / "decode.gif"
     frames = af.save_decode_gif(path, trace_view(trace))
-    assert frames == trace.n_tokens - trace.prompt_len == 6
+    p, n = trace.prompt_len, trace.n_tokens
+    assert frames == n - p + 1 == 7
     with Image.open(path) as gif:
         assert gif.format == "GIF"
-        assert gif.n_frames == 6
+        assert gif.n_frames == 7
         assert gif.width > 300
         assert gif.height > 300
+        durations = []
+        for i in range(gif.n_frames):
+            gif.seek(i)
+            durations.append(gif.info["duration"])
+    assert durations == [500] * 6 + [2000]
     assert sorted(tmp_path.iterdir()) == [path]
+    assert any(t.startswith(f"prefill: {p} prompt positions") for t in gif_frames[0]["texts"])
+    # frame k shows the f x f square of rows computed and keys cached, the rest blank
+    for filled, frame in enumerate(gif_frames, start=p):
+        assert frame["blank_area"] == [n * n - filled * filled], filled
 
 
 def test_gif_of_a_prefill_only_trace_has_one_frame(model: maskviz.GPT, tmp_path: Path) -> None:
@@ -446,14 +458,14 @@ def test_gif_of_a_sliding_layer_hatches_evicted_keys_and_counts_them(
 ) -> None:
     view = trace_view(sliding.trace([1, 2, 3], steps=8), layer=0)
     path = tmp_path / "sliding.gif"
-    assert af.save_decode_gif(path, view) == 8
+    assert af.save_decode_gif(path, view) == 9
     captions = [t for frame in gif_frames for t in frame["texts"] if t.startswith("step ")]
     # step 5 computes row 8: a ring of 3 cached keys + itself, keys 1-4 evicted (as the terminal)
     assert "at position 8 attends to 3 cached keys + itself (4 evicted)" in captions[4]
     assert "evicted" not in captions[0]
     assert af.EVICTED_LABEL in gif_frames[0]["texts"]
     with Image.open(path) as gif:
-        gif.seek(7)
+        gif.seek(8)
         last = np.asarray(gif.convert("RGB")).astype(float) / 255
     pink = np.array(to_rgb(af.COLOR_EVICTED))
     assert (np.abs(last - pink).max(axis=-1) < 0.03).sum() > 500  # evicted cells are drawn
@@ -519,6 +531,12 @@ def gif_frames(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     frames: list[dict[str, Any]] = []
     real = af._gif_frame
 
+    def blanks(ax: Any) -> list[Any]:
+        white = (1, 1, 1)
+        return [
+            p for p in ax.patches if p.get_fill() and np.allclose(to_rgb(p.get_facecolor()), white)
+        ]
+
     def grab(fig: Figure, *args: Any) -> Any:
         panels = heatmap_axes(fig)
         frames.append(
@@ -527,12 +545,11 @@ def gif_frames(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
                 "titles": [ax.get_title() for ax in panels],
                 "images": [np.ma.copy(ax.images[0].get_array()) for ax in panels],
                 "blank_rows": [
-                    sum(
-                        p.get_height()
-                        for p in ax.patches
-                        if p.get_fill() and np.allclose(to_rgb(p.get_facecolor()), (1, 1, 1))
-                    )
+                    sum(p.get_height() for p in blanks(ax) if p.get_width() == len(ax.get_xticks()))
                     for ax in panels
+                ],
+                "blank_area": [
+                    sum(p.get_height() * p.get_width() for p in blanks(ax)) for ax in panels
                 ],
                 # first panel: the one whose row labels are shown
                 "yticks": numbered_ticks(panels[0].get_yticks(), panels[0].get_yticklabels()),
@@ -621,7 +638,7 @@ def test_gif_ticks_and_captions_number_positions_alike(
 ) -> None:
     long = model.trace(list(b"Hello"), steps=70)
     af.save_decode_gif(tmp_path / "long.gif", trace_view(long))
-    assert len(gif_frames) == 70
+    assert len(gif_frames) == 71
     last = gif_frames[-1]
     assert any("at position 75 attends to 74 cached keys" in text for text in last["texts"])
     yticks = last["yticks"]
@@ -666,7 +683,7 @@ def test_gif_of_several_heads_animates_them_side_by_side(
     reference = model.trace(model.tokenizer.encode("To be"), steps=3)
     expected = [np.where(reference.mask, reference.head_attention(0, h), 0.0) for h in (1, 2)]
     assert not np.allclose(expected[0], expected[1])
-    assert len(gif_frames) == 3
+    assert len(gif_frames) == 4
     for frame in gif_frames:
         assert frame["titles"] == ["head 1", "head 2"]
         for shown, want in zip(frame["images"], expected, strict=True):
@@ -681,7 +698,7 @@ def test_writing_a_gif_of_many_frames_shows_progress_only_on_a_terminal(tmp_path
     assert on_terminal.exit_code == 0, on_terminal.stderr
     shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", on_terminal.stderr)  # colours and cursor moves
     assert "writing GIF" in shown
-    assert "5/5 frames" in shown
+    assert "6/6 frames" in shown
     assert "None" not in on_terminal.stderr
     assert "writing GIF" not in on_terminal.stdout
     piped = run_cli(*args, "--steps", "5")

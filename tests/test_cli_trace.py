@@ -149,12 +149,12 @@ def test_saved_figures_are_complete_files(tmp_path: Path, suffix: str) -> None:
         assert data.startswith(b"%PDF-") and data.rstrip().endswith(b"%%EOF")
 
 
-def test_saved_gif_has_one_frame_per_step(tmp_path: Path) -> None:
+def test_saved_gif_has_the_prefill_and_one_frame_per_step(tmp_path: Path) -> None:
     path = tmp_path / "decode.gif"
     code, _, err = trace_cli(PROMPT, "--model", FIXTURE, "--steps", "4", "--save", str(path))
     assert code == 0, err
     with Image.open(path) as image:
-        assert image.n_frames == 4
+        assert image.n_frames == 5
 
 
 def test_unicode_prompts_work() -> None:

@@ -569,19 +569,19 @@ class _Frame:
 
 
 def decode_frame_count(view: AttentionView) -> int:
-    """Frames `save_decode_gif` writes for ``view``: one per decoding step of a cached
-    trace (one for a prefill alone), else one per row."""
+    """Frames `save_decode_gif` writes for ``view``: for a cached trace the prefill and
+    then one per decoding step, else one per row."""
     n = view.panels[0].n
     if view.mode == "cached":
-        return max(n - view.steps_from, 1)
+        return max(n - view.steps_from, 0) + 1
     return n
 
 
 def _decode_frames(view: AttentionView) -> list[_Frame]:
     """What each frame of the decoding GIF shows and says.
 
-    cached: one frame per generated token; the rows appear as decoding computes
-    them (prompt rows at once, in the prefill). Otherwise every row comes from one
+    cached: the prefill (the prompt's rows at once), then one frame per generated
+    token; rows and keys appear as decoding computes them. Otherwise every row comes from one
     masked pass, so all rows are drawn from the first frame and the frames walk
     through them, one row each. Captions count the keys each row's states allow.
     """
@@ -603,11 +603,9 @@ def _decode_frames(view: AttentionView) -> list[_Frame]:
             )
             frames.append(_Frame(n, t, t, caption))
         return frames
-    p = view.steps_from
-    if p >= n:
-        caption = f"prefill: {n} prompt positions, each attends to itself and earlier positions"
-        return [_Frame(n, 0, n - 1, caption)]
-    frames = []
+    p = min(view.steps_from, n)
+    caption = f"prefill: {p} prompt positions, each attends to itself and earlier positions"
+    frames = [_Frame(p, 0, p - 1, caption)]
     for t in range(p, n):
         evicted = int((states[t] == EVICTED).sum())
         gone = f" ({evicted} evicted)" if evicted else ""
@@ -641,10 +639,9 @@ def save_decode_gif(
     """Animate ``view`` row by row; return the frame count.
 
     Every panel (e.g. one per head) side by side, all stepping together. A cached
-    trace (``view.mode`` "cached"): one frame per generated token; frame k shows the
-    prompt rows and the rows of steps 1..k+1, later rows blank (not computed yet),
-    and outlines the newest query row; with no generated tokens one frame shows the
-    prefill. Otherwise (one masked pass) every row is drawn from the start and each
+    trace (``view.mode`` "cached"): frame 0 shows the prefill's rows, frame k adds the
+    row of decoding step k, rows and keys not computed yet are blank (the KV cache
+    does not hold them yet), and the newest rows are outlined. Otherwise (one masked pass) every row is drawn from the start and each
     frame outlines and describes one row. ``view.title`` is drawn as given (only
     escaped); ``progress(done, total)`` is called as frames are written. The file is
     written atomically.
@@ -681,7 +678,7 @@ def save_decode_gif(
     axes = list(grid_axes[:count])
     ticks = _ticks(side, grid)
     cmap, norm = _cmap(WEIGHTS_CMAP), Normalize(0.0, 1.0)
-    pending: list[Rectangle] = []
+    pending: list[Rectangle] = []  # per panel: rows not computed yet, then their keys
     newest: list[Rectangle] = []
     drawn: set[int] = set()
     image: AxesImage | None = None
@@ -692,13 +689,14 @@ def save_decode_gif(
         if count > 1 and panel.title:
             ax.set_title(_wrapped(panel.title, side, 10), fontsize=10, parse_math=False)
         # Drawn above the heatmap and its grid lines (zorder), moved every frame.
-        pending.append(
-            ax.add_patch(
-                Rectangle(
-                    (-0.5, n - 0.5), n, 0, facecolor=COLOR_PENDING, edgecolor="none", zorder=3
+        for _ in range(2):
+            pending.append(
+                ax.add_patch(
+                    Rectangle(
+                        (-0.5, n - 0.5), n, 0, facecolor=COLOR_PENDING, edgecolor="none", zorder=3
+                    )
                 )
             )
-        )
         newest.append(
             ax.add_patch(
                 Rectangle(
@@ -730,10 +728,10 @@ def save_decode_gif(
     caption = body.suptitle("", fontsize=10, parse_math=False)
 
     def draw(index: int) -> list[Artist]:
-        frame = frames[index]
-        for blank, outline in zip(pending, newest, strict=True):
-            blank.set_y(frame.filled - 0.5)
-            blank.set_height(n - frame.filled)
+        frame, filled = frames[index], frames[index].filled
+        for rows, keys, outline in zip(pending[::2], pending[1::2], newest, strict=True):
+            rows.set_bounds(-0.5, filled - 0.5, n, n - filled)
+            keys.set_bounds(filled - 0.5, -0.5, n - filled, filled if filled < n else 0)
             outline.set_y(frame.first - 0.5)
             outline.set_height(frame.last - frame.first + 1)
         caption.set_text(frame.caption)
@@ -746,7 +744,9 @@ def save_decode_gif(
     fig.set_layout_engine("none")
     # Render everything that never moves once; each frame restores that picture and
     # draws only the blanks, outlines and caption over it.
-    moving: list[Artist] = [*pending, *newest, caption]
+    # the frames' borders are drawn again over the blanks that reach them
+    spines = [spine for ax in axes for spine in ax.spines.values()]
+    moving: list[Artist] = [*pending, *spines, *newest, caption]
     for artist in moving:
         artist.set_animated(True)
     canvas.draw()
@@ -758,8 +758,9 @@ def save_decode_gif(
             images.append(_gif_frame(fig, canvas, still, moving))
             if progress is not None:
                 progress(index + 1, len(frames))
-        duration = round(1000 / fps)
+        # the last frame holds for 2 s before the loop starts again
+        durations = [round(1000 / fps)] * (len(images) - 1) + [max(round(1000 / fps), 2000)]
         images[0].save(
-            tmp, format="GIF", save_all=True, append_images=images[1:], duration=duration, loop=0
+            tmp, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0
         )
     return len(frames)
