@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import stat
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -60,6 +61,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     keeps its permissions.
     """
     shown, target = str(path), Path(os.path.realpath(path))
+    # Ctrl-C or `kill` between creating the temporary file and the `try` that removes
+    # it would leave it behind: they wait until it is guarded (POSIX)
+    held = _hold_signals()
     try:
         fd, tmp_name = tempfile.mkstemp(
             dir=target.parent if str(target.parent) else ".",
@@ -67,10 +71,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             suffix=f".tmp{target.suffix}",
         )
     except OSError as exc:
+        _release_signals(held)
         raise MaskvizError(f"cannot write {shown!r}: {exc.strerror}") from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
+        _release_signals(held)  # a signal that came meanwhile is raised here
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
@@ -86,6 +92,21 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise MaskvizError(f"cannot write {shown!r}: {exc.strerror or exc}") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+_STOPS = {signal.SIGINT, signal.SIGTERM}
+
+
+def _hold_signals() -> set[int | signal.Signals] | None:
+    """Block Ctrl-C and `kill` in this thread; the mask to restore (None: no such call)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
+
+
+def _release_signals(held: set[int | signal.Signals] | None) -> None:
+    if held is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:

@@ -3,12 +3,35 @@
 from __future__ import annotations
 
 import os
+import signal
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from maskviz import MaskvizError
 from maskviz._io import write_bytes
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="POSIX signal masks")
+def test_ctrl_c_just_after_the_temporary_file_is_made_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "trace.json"
+    target.write_text("old")
+    real = tempfile.mkstemp
+
+    def made_then_interrupted(*args: Any, **kwargs: Any) -> tuple[int, str]:
+        made = real(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)  # the user's Ctrl-C, this very moment
+        return made
+
+    monkeypatch.setattr(tempfile, "mkstemp", made_then_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_bytes(target, b"new contents")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["trace.json"]
 
 
 def test_a_write_that_fails_halfway_leaves_the_old_file_and_no_temporary(
