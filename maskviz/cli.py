@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
@@ -43,6 +44,10 @@ def _fail(message: str, code: int) -> NoReturn:
     sys.stderr.write(f"{PROG}: error: {line}\n")
     sys.stderr.flush()
     sys.exit(code)
+
+
+def _warning_line(message: Warning | str, *_: object, **__: object) -> None:
+    sys.stderr.write(f"{PROG}: warning: {safe_text(' '.join(str(message).split()))}\n")
 
 
 def _did_you_mean(exc: Exception, args: list[str]) -> str:
@@ -111,13 +116,16 @@ class _Group(TyperGroup):
         **extra: Any,
     ) -> Any:
         try:
-            rv = super().main(
-                args=args,
-                prog_name=prog_name or PROG,
-                complete_var=complete_var,
-                standalone_mode=False,
-                **extra,
-            )
+            with warnings.catch_warnings():  # each one line on stderr, never an error
+                warnings.simplefilter("default")
+                warnings.showwarning = _warning_line
+                rv = super().main(
+                    args=args,
+                    prog_name=prog_name or PROG,
+                    complete_var=complete_var,
+                    standalone_mode=False,
+                    **extra,
+                )
         except MaskvizError as exc:
             _fail(str(exc), exc.exit_code)
         except typer.TyperException as exc:  # argument parsing: usage errors exit 2

@@ -445,3 +445,12 @@ def test_masks_with_many_rows_pool_rows_but_keep_one_column_per_key() -> None:
         assert line.split()[0] == span
         assert line.split()[1] == "".join("○◐●"[s] for s in expected[i]), span
     assert "◀ step" in rows[4] and rows[4].split()[0] == "9–10"  # the block holding row 9
+
+
+def test_characters_the_figure_font_lacks_are_named_in_one_warning_line(tmp_path: Path) -> None:
+    result = run_cli("show-mask", "3", "--text", "日本 語 x", "--save", str(tmp_path / "m.png"))
+    assert result.exit_code == 0
+    assert result.stderr == (
+        "maskviz: warning: the figure's font has no glyph for 3 characters (日 本 語): "
+        "they are drawn as empty boxes\n"
+    )

@@ -743,8 +743,8 @@ def save_decode_gif(
     fig.draw_without_rendering()
     fig.set_layout_engine("none")
     # Render everything that never moves once; each frame restores that picture and
-    # draws only the blanks, outlines and caption over it.
-    # the frames' borders are drawn again over the blanks that reach them
+    # draws only the blanks, outlines and caption over it (and the axes' borders,
+    # which the blanks reach).
     spines = [spine for ax in axes for spine in ax.spines.values()]
     moving: list[Artist] = [*pending, *spines, *newest, caption]
     for artist in moving:

@@ -6,7 +6,10 @@ backend), returned to the caller, and saved atomically by `save_figure`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import re
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import matplotlib as mpl
@@ -104,11 +107,39 @@ def mask_figure(
     return fig
 
 
+@contextlib.contextmanager
+def missing_glyphs_said_once() -> Iterator[None]:
+    """Draw inside: matplotlib warns once per character its font lacks (CJK labels in
+    DejaVu Sans); they become one warning naming them all. Other warnings pass."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    missing: list[str] = []
+    for w in caught:
+        glyph = re.match(r"Glyph (\d+) .*missing from font", str(w.message))
+        if glyph is None:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        elif chr(int(glyph[1])) not in missing:
+            missing.append(chr(int(glyph[1])))
+    if missing:
+        shown = " ".join(safe_text(ch) for ch in missing[:12]) + (" …" if len(missing) > 12 else "")
+        warnings.warn(
+            f"the figure's font has no glyph for {len(missing)} characters ({shown}): "
+            "they are drawn as empty boxes",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
 def save_figure(fig: Figure, path: str | Path, *, dpi: int = 150) -> None:
     """Save ``fig`` atomically; the format comes from the suffix."""
     target = Path(path)
     # TrueType (Type 42) fonts in PDF and PostScript: journals' checks refuse Type 3
-    with atomic_path(target) as tmp, mpl.rc_context({"pdf.fonttype": 42, "ps.fonttype": 42}):
+    with (
+        atomic_path(target) as tmp,
+        mpl.rc_context({"pdf.fonttype": 42, "ps.fonttype": 42}),
+        missing_glyphs_said_once(),
+    ):
         fig.savefig(
             tmp, format=target.suffix.lower().lstrip("."), dpi=dpi, metadata=_metadata(target)
         )

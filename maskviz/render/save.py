@@ -31,11 +31,12 @@ def gif_frames(view: AttentionView) -> int:
 def save_view(view: AttentionView, path: Path, *, progress: ProgressCallback | None = None) -> None:
     """Draw ``view`` into ``path`` (see the module docstring for formats)."""
     from maskviz.render import attention_figures as af
-    from maskviz.render.figures import save_figure
+    from maskviz.render.figures import missing_glyphs_said_once, save_figure
 
     suffix = path.suffix.lower()
     if suffix == ".gif":
-        af.save_decode_gif(path, view, progress=progress)
+        with missing_glyphs_said_once():
+            af.save_decode_gif(path, view, progress=progress)
     elif suffix in FIGURE_SUFFIXES:
         # a comparison (it has a verdict) adds where its sides differ
         draw = af.comparison_figure if view.verdict is not None else af.attention_figure
