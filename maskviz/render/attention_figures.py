@@ -482,9 +482,10 @@ def attention_figure(view: AttentionView) -> Figure:
     escaped). A comparison's |Δ| map is `comparison_figure`.
     """
     _check(view)
-    return _panels_figure(
-        view.panels, [p.title for p in view.panels], view.title, shared_axes=view.side_by_side
-    )
+    titles = [p.title for p in view.panels]
+    if len(titles) == 1 and titles[0] in view.title:  # one panel: the figure's title says it
+        titles = [""]
+    return _panels_figure(view.panels, titles, view.title, shared_axes=view.side_by_side)
 
 
 def comparison_figure(view: AttentionView) -> Figure:
