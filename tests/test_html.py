@@ -490,11 +490,28 @@ def test_mask_page_names_the_sliding_window_in_the_tooltip(
     assert tooltip_at(tab, 20, 25).endswith("masked: future (key after query)")
 
 
+@pytest.mark.parametrize(
+    ("page", "fragment", "width"), [("compare", "", 420), ("trace", "head=all", 600)]
+)
+def test_panels_that_do_not_fit_side_by_side_wrap_instead_of_overflowing(
+    browser: chromium.Browser, pages: dict[str, Path], page: str, fragment: str, width: int
+) -> None:
+    narrow = browser.tab()
+    metrics = {"width": width, "height": 800, "deviceScaleFactor": 1, "mobile": False}
+    narrow.send("Emulation.setDeviceMetricsOverride", metrics)
+    narrow.open(url(pages[page], fragment))
+    tops = narrow.eval(
+        "[...document.querySelectorAll('.maskviz .mv-figure')].map(f => f.offsetTop)"
+    )
+    assert len(set(tops)) > 1  # on more than one line
+    assert narrow.eval(f"{ROOT_JS}.scrollWidth <= {ROOT_JS}.clientWidth")
+
+
 def test_the_tooltip_stays_by_its_cell_when_a_narrow_page_scrolls(
     browser: chromium.Browser, pages: dict[str, Path]
 ) -> None:
     narrow = browser.tab()
-    metrics = {"width": 420, "height": 800, "deviceScaleFactor": 1, "mobile": False}
+    metrics = {"width": 260, "height": 800, "deviceScaleFactor": 1, "mobile": False}
     narrow.send("Emulation.setDeviceMetricsOverride", metrics)
     narrow.open(url(pages["compare"]))
     tooltip_at(narrow, 10, 10, canvas=1)  # scrolls the viewer to the second panel

@@ -479,7 +479,6 @@ function (root) {
     const perRow = all ? Math.min(panels.length, 4) : view.delta ? 3 : view.sideBySide ? panels.length : 1;
     const target = all ? 200 : perRow >= 3 ? 300 : perRow === 2 ? 420 : 560;
     const cell = Math.max(1, Math.min(18, Math.floor(target / n)));
-    figures.style.gridTemplateColumns = "repeat(" + perRow + ", max-content)";
     const figure = (title) => {
       const f = el("figure", "mv-figure", null, figures);
       el("figcaption", null, title, f);
