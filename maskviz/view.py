@@ -36,10 +36,10 @@ from numpy.typing import NDArray
 
 from maskviz._text import display_label, plural, safe_text
 from maskviz.errors import usage_error
+from maskviz.masks import Mask, causal
 
 if TYPE_CHECKING:
     from maskviz.compare import Comparison, Side
-    from maskviz.masks import Mask
     from maskviz.similarity import Ordering, Similarity
     from maskviz.trace import Trace
 
@@ -308,8 +308,7 @@ def _side_states(side: Side, layer: int, prompt_len: int) -> StateArray:
     allowed = side.mask[layer]
     evicted = None
     if side.name == "cached":  # a sliding layer's ring buffer dropped what its window excludes
-        n = allowed.shape[0]
-        evicted = np.tril(np.ones((n, n), bool)) & ~allowed
+        evicted = causal(allowed.shape[0]).to_array() & ~allowed
         evicted[:prompt_len] = False
     return _states(allowed, evicted)
 
