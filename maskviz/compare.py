@@ -219,6 +219,11 @@ def _layer_masks(t: Trace, n_layer: int) -> NDArray[np.bool_]:
     return np.stack([t.layer_mask(layer) for layer in range(n_layer)])
 
 
+def _rule_masks(model: GPT, n: int) -> NDArray[np.bool_]:
+    """Each layer's own mask over n positions, [L, n, n]."""
+    return np.stack([model.config.layer_mask(i, n).to_array() for i in range(model.config.n_layer)])
+
+
 def _from_trace(model: GPT, t: Trace, step_macs: NDArray[np.int64], prefill_macs: int) -> Side:
     return Side(
         t.mode, t.attention, t.logits, _layer_masks(t, model.config.n_layer),
@@ -246,12 +251,7 @@ def _one_pass(model: GPT, ids: NDArray[np.int64], prompt_len: int, masked: bool)
     t0 = time.perf_counter()
     logits, attention = model.forward(ids, "causal" if masked else None)
     seconds = time.perf_counter() - t0
-    if masked:
-        masks = np.stack(
-            [model.config.layer_mask(i, n).to_array() for i in range(model.config.n_layer)]
-        )
-    else:
-        masks = np.ones((model.config.n_layer, n, n), dtype=bool)
+    masks = _rule_masks(model, n) if masked else np.ones((model.config.n_layer, n, n), bool)
     return Side(
         "training" if masked else "unmasked", attention, logits, masks, seconds,
         model.config.pass_macs(n, n, n), np.zeros(0), np.zeros(0, np.int64),
@@ -297,9 +297,8 @@ def _padded(
             step_macs.append(cfg.pass_macs(n, n, n))
     seconds = time.perf_counter() - t_start
     name = "shifted" if shifted else {"right": "padded", "left": "left-padded"}[side]
-    masks = np.stack([cfg.layer_mask(i, n).to_array() for i in range(cfg.n_layer)])
     return Side(
-        name, attention, logits, masks, seconds, cfg.pass_macs(n, n, n) * (n - prompt_len + 1),
+        name, attention, logits, _rule_masks(model, n), seconds, cfg.pass_macs(n, n, n) * (n - prompt_len + 1),
         np.array(step_seconds), np.array(step_macs, np.int64), _greedy(logits, prompt_len),
     )  # fmt: skip
 
