@@ -362,7 +362,7 @@ def test_without_the_hf_extra_the_message_names_it(monkeypatch: pytest.MonkeyPat
     position=st.floats(0, 1, exclude_max=True),
     bit=st.integers(0, 7),
 )
-def test_flipped_or_truncated_bytes_load_correctly_or_fail_cleanly(
+def test_flipped_or_truncated_bytes_run_finite_or_fail_cleanly(
     tmp_path_factory: pytest.TempPathFactory, filename: str, action: str, position: float, bit: int
 ) -> None:
     folder = _copy(tmp_path_factory.mktemp("fuzz"))

@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import math
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -186,10 +188,23 @@ def test_commands_fit_the_terminal_and_hide_no_key(args: list[str], width: int) 
     )
 
 
-def test_views_stay_plain_data(views: dict[str, AttentionView]) -> None:
-    view = views["trace"]
-    assert isinstance(view.panels[0].weights, np.ndarray)
-    assert all(isinstance(line, str) for line in (*view.header, *view.footer))
+def test_views_are_plain_data_built_without_any_drawing_library() -> None:
+    script = """
+import sys
+import maskviz
+from maskviz.compare import compare
+from maskviz.view import comparison_view, mask_view, trace_view
+m = maskviz.random_model(maskviz.GPTConfig(2, 2, 16, 64, 50), seed=0)
+views = [trace_view(m.trace([1, 2, 3], steps=3)), mask_view(maskviz.masks.causal(4))]
+r = compare(m, "training-vs-cached", [1, 2, 3], 3)
+views.append(comparison_view(r, [str(i) for i in r.token_ids]))
+assert all(isinstance(line, str) for v in views for line in (*v.header, *v.footer))
+print(sorted(k for k in ("rich", "matplotlib", "typer", "PIL") if k in sys.modules))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
 
 
 @pytest.mark.parametrize("width", [40, 80])
