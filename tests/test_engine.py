@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -359,3 +360,10 @@ def test_top_k_keeps_exactly_k_candidates_when_logits_tie() -> None:
     picks = {int(model.trace([1], steps=1, temperature=1.0, top_k=1, seed=s).token_ids[-1])
              for s in range(20)}  # fmt: skip
     assert len(picks) == 1
+
+
+def test_numpy_integers_are_accepted_in_configs_and_stored_as_python_ints() -> None:
+    cfg = GPTConfig(np.int64(2), np.int32(2), np.int64(8), np.uint16(32), np.int64(10))  # type: ignore[arg-type]
+    assert cfg == GPTConfig(2, 2, 8, 32, 10) and hash(cfg) == hash(GPTConfig(2, 2, 8, 32, 10))
+    assert {type(getattr(cfg, f.name)) for f in fields(cfg)[:5]} == {int}
+    assert repr(cfg) == repr(GPTConfig(2, 2, 8, 32, 10))
