@@ -54,7 +54,7 @@ from numpy.typing import NDArray
 
 from maskviz._io import atomic_path, write_text
 from maskviz.arch._config import MAX_SIZE as MAX_DIM  # no trace dimension exceeds a config's
-from maskviz.errors import MaskvizError, first_line
+from maskviz.errors import MaskvizError, as_integer, first_line, usage_error
 from maskviz.tokenizer import ByteTokenizer
 
 FloatArray = NDArray[np.floating[Any]]
@@ -172,6 +172,10 @@ class Trace:
     def token_label(self, token_id: int) -> str:
         """A printable label of a token: recorded by the run, else derived for the shipped
         byte-level model (traces from 0.1.0), else the id itself."""
+        token_id = as_integer(token_id, "token id")
+        vocab = self.logits.shape[1]
+        if not 0 <= token_id < vocab:
+            raise usage_error(f"token id {token_id} is outside the vocabulary 0..{vocab - 1}")
         hits = np.flatnonzero(self.label_ids == token_id)
         if hits.size:
             return str(self.label_texts[int(hits[0])])
@@ -184,17 +188,41 @@ class Trace:
         """The label of every position's token [T]."""
         return [self.token_label(int(i)) for i in self.token_ids]
 
+    @property
+    def _n_layer(self) -> int:
+        """The model's layers as far as the trace knows them: every layer's window is
+        recorded, but files from 0.1.0 only name the layers they recorded."""
+        if self.windows.shape[0] or not self.layers.size:
+            return int(self.windows.shape[0])
+        return int(self.layers.max()) + 1
+
+    def _layer(self, layer: int) -> int:
+        """``layer`` checked against the model's layers (0-based; negative ones are
+        refused, as everywhere layers are named)."""
+        index = as_integer(layer, "layer")
+        if not 0 <= index < self._n_layer:
+            known = f"0..{self._n_layer - 1}" if self._n_layer else "none"
+            raise usage_error(f"layer {layer} is not a layer of the trace's model (layers {known})")
+        return index
+
     def window(self, layer: int) -> int | None:
         """The sliding window W of a model layer, or None for full attention."""
-        w = int(self.windows[layer]) if 0 <= layer < self.windows.shape[0] else 0
+        return self._window(self._layer(layer))
+
+    def _window(self, layer: int) -> int | None:
+        w = int(self.windows[layer]) if layer < self.windows.shape[0] else 0  # 0.1.0: full
         return w or None
 
     def layer_mask(self, layer: int) -> NDArray[np.bool_]:
         """The keys each query of ``layer`` could see [T, T]: ``mask``, restricted to the
-        layer's sliding window if it has one."""
-        w = self.window(layer)
+        layer's sliding window if it has one. Always a new array: writing to it leaves
+        the trace as it was."""
+        return self._layer_mask(self._layer(layer))
+
+    def _layer_mask(self, layer: int) -> NDArray[np.bool_]:
+        w = self._window(layer)
         if w is None:
-            return self.mask
+            return self.mask.copy()
         n = self.n_tokens
         rows, cols = np.arange(n)[:, None], np.arange(n)[None, :]
         out: NDArray[np.bool_] = self.mask & (cols > rows - w)
@@ -215,13 +243,20 @@ class Trace:
 
     def probabilities(self, t: int) -> NDArray[np.float64]:
         """softmax(logits[t]) in float64 [vocab]: the distribution of token t+1."""
-        z = self.logits[t].astype(np.float64)
+        position = as_integer(t, "position")
+        if not 0 <= position < self.n_tokens:
+            raise usage_error(f"position {t} is outside 0..{self.n_tokens - 1}, the trace's tokens")
+        z = self.logits[position].astype(np.float64)
         p = np.exp(z - z.max())
         out: NDArray[np.float64] = p / p.sum()
         return out
 
     def next_token_probs(self, t: int, k: int = 5) -> list[tuple[int, float]]:
-        """The ``k`` most likely tokens after position ``t`` with their probabilities."""
+        """The ``k`` most likely tokens after position ``t`` with their probabilities
+        (the whole vocabulary when it holds fewer)."""
+        k = as_integer(k, "k")
+        if k < 1:
+            raise usage_error(f"k must be >= 1, got {k}")
         p = self.probabilities(t)
         top = np.argsort(-p, kind="stable")[:k]
         return [(int(i), float(p[i])) for i in top]

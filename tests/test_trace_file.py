@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from maskviz import GPTConfig, MaskvizError, Trace, random_model
+from maskviz import GPTConfig, LlamaConfig, MaskvizError, Trace, random_model
 
 
 @pytest.fixture
@@ -251,3 +251,52 @@ def test_text_a_trace_file_carries_is_printed_escaped(trace: Trace, tmp_path: Pa
     result = run_cli("view", str(path), "--plain")
     assert result.exit_code == 0, result.stderr
     assert "\x1b" not in result.stdout and "\\x1b]0;pwned" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def sliding() -> Trace:
+    cfg = LlamaConfig(3, 2, 1, 4, 8, 16, 32, 20, windows=(2, None, 2))
+    return random_model(cfg, seed=1).trace([1, 2, 3], steps=3, layers=[1])
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda t: t.window(-2), r"layer -2 is not a layer of the trace's model \(layers 0\.\.2\)"),
+        (lambda t: t.window(3), r"layer 3 is not a layer of the trace's model \(layers 0\.\.2\)"),
+        (lambda t: t.layer_mask(99), "layer 99 is not a layer of the trace's model"),
+        (lambda t: t.window(0.5), r"layer: 0\.5 is not an integer"),
+        (lambda t: t.layer_mask(True), "layer: True is not an integer"),
+        (lambda t: t.next_token_probs(0, k=-2), "k must be >= 1, got -2"),
+        (lambda t: t.next_token_probs(0, k=0), "k must be >= 1, got 0"),
+        (lambda t: t.next_token_probs(0, k=1.5), r"k: 1\.5 is not an integer"),
+        (lambda t: t.probabilities(99), r"position 99 is outside 0\.\.5, the trace's tokens"),
+        (lambda t: t.probabilities(-1), r"position -1 is outside 0\.\.5"),
+        (lambda t: t.next_token_probs(6), r"position 6 is outside 0\.\.5"),
+        (lambda t: t.token_label(-5), r"token id -5 is outside the vocabulary 0\.\.19"),
+        (lambda t: t.token_label(20), r"token id 20 is outside the vocabulary 0\.\.19"),
+    ],
+)
+def test_trace_helpers_refuse_layers_positions_and_ids_that_do_not_exist(
+    sliding: Trace, call: object, message: str
+) -> None:
+    with pytest.raises(MaskvizError, match=message) as info:
+        call(sliding)  # type: ignore[operator]
+    assert info.value.exit_code == 2
+
+
+def test_a_0_1_0_trace_knows_the_layers_it_recorded() -> None:
+    old = Trace.load(Path(__file__).parent / "fixtures" / "trace-0.1.0.npz")  # layers [0, 1]
+    assert old.window(1) is None
+    with pytest.raises(
+        MaskvizError, match=r"layer 2 is not a layer of the trace's model \(layers 0\.\.1\)"
+    ):
+        old.layer_mask(2)
+
+
+def test_layer_masks_are_new_arrays_that_leave_the_trace_as_it_was(sliding: Trace) -> None:
+    before = sliding.mask.copy()
+    for layer in range(3):  # full and sliding layers alike
+        sliding.layer_mask(layer)[:] = False
+    np.testing.assert_array_equal(sliding.mask, before)
+    assert sliding.layer_mask(1).any()
