@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from maskviz._io import atomic_path, write_text
+from maskviz._io import atomic_path, check_output_path, write_text
 from maskviz.arch._config import MAX_SIZE as MAX_DIM  # no trace dimension exceeds a config's
 from maskviz.errors import MaskvizError, as_integer, as_integers, first_line, usage_error
 from maskviz.tokenizer import ByteTokenizer
@@ -85,6 +85,7 @@ _OPTIONAL: dict[str, tuple[type, Any]] = {
 }
 # The optional scalars that may be None: .npz files store None as -1 (never a seed or top-k)
 _NONE_AS_MINUS_ONE = ("top_k", "seed")
+SUFFIXES = (".npz", ".json")
 MODES = ("cached", "training", "recompute")
 _FLOAT_DTYPES = ("float16", "float32", "float64")
 _STOP_REASONS = ("steps", "end_of_text", "context")
@@ -286,8 +287,8 @@ class Trace:
         return out
 
     def save(self, path: str | Path) -> None:
-        """Write the trace atomically: ``.npz`` (no pickle) or ``.json``."""
-        p = Path(path)
+        """Write the trace atomically: ``.npz`` (no pickle) or ``.json``, by the suffix."""
+        p = check_output_path(path, SUFFIXES)  # never an .npz under another name
         if p.suffix.lower() == ".json":
             try:
                 text = json.dumps(self.to_dict(), allow_nan=False)

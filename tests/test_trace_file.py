@@ -382,3 +382,15 @@ def test_layer_masks_are_new_arrays_that_leave_the_trace_as_it_was(sliding: Trac
         sliding.layer_mask(layer)[:] = False
     np.testing.assert_array_equal(sliding.mask, before)
     assert sliding.layer_mask(1).any()
+
+
+@pytest.mark.parametrize("name", ["t.txt", "t", "t.npz.bak"])
+def test_a_trace_is_saved_only_under_a_trace_suffix(
+    trace: Trace, tmp_path: Path, name: str
+) -> None:
+    with pytest.raises(MaskvizError, match=r"cannot save to .*; use one of \.npz, \.json") as info:
+        trace.save(tmp_path / name)
+    assert info.value.exit_code == 2
+    assert not list(tmp_path.iterdir())
+    trace.save(tmp_path / "T.NPZ")  # the suffix in any case
+    assert Trace.load(tmp_path / "T.NPZ").n_tokens == trace.n_tokens
