@@ -28,13 +28,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
 from maskviz._text import plural
-from maskviz.errors import as_integer, usage_error
+from maskviz.errors import MaskvizError, as_integer, usage_error
 
 BoolArray = NDArray[np.bool_]
 IntArray = NDArray[np.int64]
@@ -149,7 +149,7 @@ class MaskSummary:
         return f"{self.allowed:,} of {plural(self.cells, 'cell')} allowed ({self.density:.1%})"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Mask:
     """A boolean attention mask ``[n_queries, n_keys]`` described by a rule.
 
@@ -160,13 +160,24 @@ class Mask:
 
     >>> (causal(8) & sliding_window(8, 3)).window, (causal(8) | sliding_window(8, 3)).window
     (3, None)
+
+    Masks are equal when they have the same shape and allow the same cells, however
+    they were built or described (compared row by row, never as dense matrices):
+
+    >>> causal(4) == sliding_window(4, 4), causal(4) & padding(4, 1) == padding(4, 1) & causal(4)
+    (True, True)
+    >>> causal(4) == strict_causal(4), causal(4) == causal(5, queries=4)
+    (False, False)
     """
 
     n_queries: int
     n_keys: int
     description: str
-    node: _Node = field(repr=False, compare=False)
+    node: _Node = field(repr=False)
     window: int | None = None
+
+    # NumPy would apply ``array & mask`` to each element; None makes it defer to `__rand__`
+    __array_ufunc__: ClassVar[None] = None
 
     @property
     def query_offset(self) -> int:
@@ -187,9 +198,31 @@ class Mask:
     def shape(self) -> tuple[int, int]:
         return (self.n_queries, self.n_keys)
 
-    def __and__(self, other: Mask) -> Mask:
+    def __eq__(self, other: object) -> bool:
         if not isinstance(other, Mask):
             return NotImplemented
+        if self is other:
+            return True
+        if self.shape != other.shape:
+            return False
+        for start in self._chunks():
+            stop = min(start + _ROW_CHUNK, self.n_queries)
+            lo_a, hi_a = self._row_intervals(start, stop)
+            lo_b, hi_b = other._row_intervals(start, stop)
+            # merged intervals are canonical: the same keys give the same intervals,
+            # once both are padded with unused (0, -1) slots to one width
+            m = max(lo_a.shape[1], lo_b.shape[1])
+            same_lo = np.array_equal(_widened(lo_a, m, 0), _widened(lo_b, m, 0))
+            if not (same_lo and np.array_equal(_widened(hi_a, m, -1), _widened(hi_b, m, -1))):
+                return False
+        return True
+
+    def __hash__(self) -> int:
+        return hash(self.shape)  # equal masks may be built by different rules
+
+    def __and__(self, other: Mask) -> Mask:
+        if not isinstance(other, Mask):
+            raise _not_a_mask(other)
         self._check_same_shape(other)
         windows = [w for w in (self.window, other.window) if w is not None]
         return Mask(
@@ -202,7 +235,7 @@ class Mask:
 
     def __or__(self, other: Mask) -> Mask:
         if not isinstance(other, Mask):
-            return NotImplemented
+            raise _not_a_mask(other)
         self._check_same_shape(other)
         return Mask(
             self.n_queries,
@@ -210,6 +243,11 @@ class Mask:
             f"({self.description} | {other.description})",
             _Or(self.node, other.node),
         )
+
+    def __rand__(self, other: object) -> Mask:
+        raise _not_a_mask(other)  # Python asks the right operand only when the left is no Mask
+
+    __ror__ = __rand__
 
     def _check_same_shape(self, other: Mask) -> None:
         if self.shape != other.shape:
@@ -375,6 +413,19 @@ class Mask:
         state[full_cells == rows_in_block] = 2
         state[touched_cells == 0] = 0
         return state
+
+
+def _widened(a: IntArray, width: int, fill: int) -> IntArray:
+    """Interval bounds [n, m] with unused slots appended up to ``width`` columns."""
+    out: IntArray = np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=fill)
+    return out
+
+
+def _not_a_mask(other: object) -> MaskvizError:
+    return usage_error(
+        f"& and | combine two Masks, got a Mask and a value of type {type(other).__name__!r} "
+        "(mask.to_array() gives the mask as a NumPy array)"
+    )
 
 
 def _count(name: str, value: int, minimum: int = 1) -> int:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from types import ModuleType
 from typing import Any, Literal, TypeAlias
 
 import numpy as np
@@ -88,6 +89,14 @@ class KVCache:
     """
 
     def __init__(self, config: Config, capacity: int, dtype: DType) -> None:
+        _check_config(config, "KVCache")
+        capacity = as_integer(capacity, "capacity")
+        if not 0 <= capacity <= config.n_ctx:  # no position past the context is ever cached
+            raise usage_error(
+                f"KVCache capacity must be from 0 to the model's context {config.n_ctx}, "
+                f"got {capacity}"
+            )
+        dtype = dtype_name(dtype)  # the engine's dtypes: an int8 cache would round every key
         self.k: list[FloatArray] = []
         self.v: list[FloatArray] = []
         self.index: list[IntArray] = []
@@ -687,17 +696,30 @@ def random_model(
     >>> m.trace([3, 4], steps=2).token_ids.shape
     (4,)
     """
-    from maskviz.arch import family
-
-    module = family(config.architecture)
-    if module is None:
-        raise usage_error(f"no architecture {config.architecture!r}")
+    module = _check_config(config, "random_model")
     _check_seed(seed)
     weights = module.random_weights(config, np.random.default_rng(seed))
     tokenizer: Tokenizer = (
         ByteTokenizer() if config.vocab_size >= 257 else _IdTokenizer(config.vocab_size)
     )
     return GPT(weights, tokenizer, name=name or f"random(seed={seed})", dtype=dtype)
+
+
+def _check_config(config: object, what: str) -> ModuleType:
+    """The architecture module of a model config; anything else (a dict of fields, say)
+    is refused by name rather than failing on a missing attribute."""
+    from maskviz.arch import family
+
+    architecture = getattr(config, "architecture", None)
+    if not isinstance(architecture, str):
+        raise usage_error(
+            f"{what} takes a model config such as GPTConfig or LlamaConfig, "
+            f"got a {type(config).__name__}"
+        )
+    module = family(architecture)
+    if module is None:
+        raise usage_error(f"no architecture {architecture!r}")
+    return module
 
 
 class _IdTokenizer:

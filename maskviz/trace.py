@@ -45,16 +45,18 @@ import json
 import math
 import os
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from numbers import Real
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from maskviz._io import atomic_path, write_text
+from maskviz._io import atomic_path, check_output_path, write_text
 from maskviz.arch._config import MAX_SIZE as MAX_DIM  # no trace dimension exceeds a config's
-from maskviz.errors import MaskvizError, first_line
+from maskviz.errors import MaskvizError, as_integer, as_integers, first_line, usage_error
 from maskviz.tokenizer import ByteTokenizer
 
 FloatArray = NDArray[np.floating[Any]]
@@ -71,7 +73,7 @@ _SCALARS = {
     "stop_reason": str,
 }
 # Scalars absent from traces written by maskviz 0.1.0 (sampling settings, step_masks,
-# the labels' text): read with these defaults. In .npz files None is stored as -1 (seeds and top-k are never negative).
+# the labels' text): read with these defaults.
 _OPTIONAL: dict[str, tuple[type, Any]] = {
     "temperature": (float, 0.0),
     "top_k": (int, None),
@@ -81,10 +83,16 @@ _OPTIONAL: dict[str, tuple[type, Any]] = {
     "text": (str, ""),
     "kv_formula": (str, ""),
 }
+# The optional scalars that may be None: .npz files store None as -1 (never a seed or top-k)
+_NONE_AS_MINUS_ONE = ("top_k", "seed")
+SUFFIXES = (".npz", ".json")
 MODES = ("cached", "training", "recompute")
 _FLOAT_DTYPES = ("float16", "float32", "float64")
 _STOP_REASONS = ("steps", "end_of_text", "context")
 MAX_SEED = 2**63 - 1  # saved as int64
+# A recorded row sums to 1 up to rounding: float16 weights each round by at most 2^-11 of
+# themselves, so their sum by at most 2^-11; this leaves room and catches real damage
+_ROW_SUM_TOLERANCE = 1e-2
 
 
 @dataclass(frozen=True, eq=False)
@@ -172,6 +180,10 @@ class Trace:
     def token_label(self, token_id: int) -> str:
         """A printable label of a token: recorded by the run, else derived for the shipped
         byte-level model (traces from 0.1.0), else the id itself."""
+        token_id = as_integer(token_id, "token id")
+        vocab = self.logits.shape[1]
+        if not 0 <= token_id < vocab:
+            raise usage_error(f"token id {token_id} is outside the vocabulary 0..{vocab - 1}")
         hits = np.flatnonzero(self.label_ids == token_id)
         if hits.size:
             return str(self.label_texts[int(hits[0])])
@@ -184,17 +196,41 @@ class Trace:
         """The label of every position's token [T]."""
         return [self.token_label(int(i)) for i in self.token_ids]
 
+    @property
+    def _n_layer(self) -> int:
+        """The model's layers as far as the trace knows them: every layer's window is
+        recorded, but files from 0.1.0 only name the layers they recorded."""
+        if self.windows.shape[0] or not self.layers.size:
+            return int(self.windows.shape[0])
+        return int(self.layers.max()) + 1
+
+    def _layer(self, layer: int) -> int:
+        """``layer`` checked against the model's layers (0-based; negative ones are
+        refused, as everywhere layers are named)."""
+        index = as_integer(layer, "layer")
+        if not 0 <= index < self._n_layer:
+            known = f"0..{self._n_layer - 1}" if self._n_layer else "none"
+            raise usage_error(f"layer {layer} is not a layer of the trace's model (layers {known})")
+        return index
+
     def window(self, layer: int) -> int | None:
         """The sliding window W of a model layer, or None for full attention."""
-        w = int(self.windows[layer]) if 0 <= layer < self.windows.shape[0] else 0
+        return self._window(self._layer(layer))
+
+    def _window(self, layer: int) -> int | None:
+        w = int(self.windows[layer]) if layer < self.windows.shape[0] else 0  # 0.1.0: full
         return w or None
 
     def layer_mask(self, layer: int) -> NDArray[np.bool_]:
         """The keys each query of ``layer`` could see [T, T]: ``mask``, restricted to the
-        layer's sliding window if it has one."""
-        w = self.window(layer)
+        layer's sliding window if it has one. Always a new array: writing to it leaves
+        the trace as it was."""
+        return self._layer_mask(self._layer(layer))
+
+    def _layer_mask(self, layer: int) -> NDArray[np.bool_]:
+        w = self._window(layer)
         if w is None:
-            return self.mask
+            return self.mask.copy()
         n = self.n_tokens
         rows, cols = np.arange(n)[:, None], np.arange(n)[None, :]
         out: NDArray[np.bool_] = self.mask & (cols > rows - w)
@@ -215,13 +251,20 @@ class Trace:
 
     def probabilities(self, t: int) -> NDArray[np.float64]:
         """softmax(logits[t]) in float64 [vocab]: the distribution of token t+1."""
-        z = self.logits[t].astype(np.float64)
+        position = as_integer(t, "position")
+        if not 0 <= position < self.n_tokens:
+            raise usage_error(f"position {t} is outside 0..{self.n_tokens - 1}, the trace's tokens")
+        z = self.logits[position].astype(np.float64)
         p = np.exp(z - z.max())
         out: NDArray[np.float64] = p / p.sum()
         return out
 
     def next_token_probs(self, t: int, k: int = 5) -> list[tuple[int, float]]:
-        """The ``k`` most likely tokens after position ``t`` with their probabilities."""
+        """The ``k`` most likely tokens after position ``t`` with their probabilities
+        (the whole vocabulary when it holds fewer)."""
+        k = as_integer(k, "k")
+        if k < 1:
+            raise usage_error(f"k must be >= 1, got {k}")
         p = self.probabilities(t)
         top = np.argsort(-p, kind="stable")[:k]
         return [(int(i), float(p[i])) for i in top]
@@ -244,8 +287,8 @@ class Trace:
         return out
 
     def save(self, path: str | Path) -> None:
-        """Write the trace atomically: ``.npz`` (no pickle) or ``.json``."""
-        p = Path(path)
+        """Write the trace atomically: ``.npz`` (no pickle) or ``.json``, by the suffix."""
+        p = check_output_path(path, SUFFIXES)  # never an .npz under another name
         if p.suffix.lower() == ".json":
             try:
                 text = json.dumps(self.to_dict(), allow_nan=False)
@@ -266,7 +309,10 @@ class Trace:
 
     @classmethod
     def load(cls, path: str | Path) -> Trace:
-        """Read a trace written by `save` (.npz or .json); any defect is a MaskvizError."""
+        """Read a trace written by `save` (.npz or .json); any defect is a MaskvizError:
+        a value of the wrong type (3.7 for an integer is never read as 3), or attention
+        that is not what a model computes (weight on a key the layer's mask hides, a
+        row that is not a distribution)."""
         p = Path(path)
         try:
             if p.suffix.lower() == ".json":
@@ -278,11 +324,12 @@ class Trace:
                 arrays = _read_npz(p)
             kwargs: dict[str, Any] = {name: arrays[name] for name in _ARRAYS}
             kwargs.update({name: arrays[name] for name in _NEWER_ARRAYS if name in arrays})
-            for name, kind in _SCALARS.items():
-                kwargs[name] = kind(_item(arrays[name]))
-            for name, (kind, default) in _OPTIONAL.items():
+            # values as read: the Trace checks their types (an int field never truncates 3.7)
+            kwargs.update({name: _item(arrays[name]) for name in _SCALARS})
+            for name, (_, default) in _OPTIONAL.items():
                 value = _item(arrays.get(name, default))
-                kwargs[name] = None if value is None or value == -1 else kind(value)
+                minus_one = type(value) is int and value == -1
+                kwargs[name] = None if name in _NONE_AS_MINUS_ONE and minus_one else value
         except MaskvizError:
             raise
         except KeyError as exc:
@@ -396,31 +443,43 @@ def _from_json(data: dict[str, Any], path: Path) -> dict[str, Any]:
     if dtype not in _FLOAT_DTYPES:
         raise MaskvizError(f"{path}: unknown dtype {dtype!r}")
     out: dict[str, Any] = dict(data)
-    out["token_ids"] = np.asarray(data["token_ids"], dtype=np.int64)
+    out["token_ids"] = _json_integers(data, "token_ids", path)
     recorded = str(data.get("attention_dtype", dtype))  # absent before 0.2.1: the model's
     if recorded not in _FLOAT_DTYPES:
         raise MaskvizError(f"{path}: unknown attention_dtype {recorded!r}")
     with np.errstate(over="ignore"):  # out-of-range numbers become inf, refused by _validate
         attention = np.asarray(data["attention"], dtype=recorded)
         out["logits"] = np.asarray(data["logits"], dtype=dtype)
+    out["layers"] = _json_integers(data, "layers", path)
+    out["heads"] = _json_integers(data, "heads", path)
     if attention.size == 0:  # nothing recorded: JSON's [] has lost the shape
-        n = len(data["token_ids"])
-        attention = attention.reshape(len(data["layers"]), len(data["heads"]), n, n)
+        n = out["token_ids"].shape[0]
+        attention = attention.reshape(out["layers"].shape[0], out["heads"].shape[0], n, n)
     out["attention"] = attention
-    out["mask"] = np.asarray(data["mask"], dtype=bool)
-    out["layers"] = np.asarray(data["layers"], dtype=np.int64)
-    out["heads"] = np.asarray(data["heads"], dtype=np.int64)
+    out["mask"] = np.asarray(data["mask"])  # true/false: 2 or 0.5 is refused, not read as true
     out["step_seconds"] = np.asarray(data["step_seconds"], dtype=np.float64)
     for name in _NEWER_ARRAYS:
-        if name in data:
-            out[name] = np.asarray(data[name], dtype=str if name == "label_texts" else np.int64)
+        if name == "label_texts" and name in data:
+            out[name] = np.asarray(data[name], dtype=str)
+        elif name in data:
+            out[name] = _json_integers(data, name, path)
     return out
+
+
+def _json_integers(data: dict[str, Any], name: str, path: Path) -> NDArray[np.int64]:
+    """A JSON list of integers as int64; 84.9 or true is refused, not read as 84 or 1."""
+    try:
+        values = as_integers(data[name], name)
+    except MaskvizError as exc:  # a damaged file, not a usage error
+        raise MaskvizError(f"{path}: invalid trace: {exc}") from None
+    return np.asarray(values, dtype=np.int64)
 
 
 def _validate(t: Trace) -> None:
     def bad(message: str) -> MaskvizError:
         return MaskvizError(f"invalid trace: {message}")
 
+    _check_scalars(t, bad)  # first: the checks below compare them as numbers
     for name, kinds in _EXPECTED_DTYPE.items():
         value = getattr(t, name)
         if not isinstance(value, np.ndarray) or value.dtype.kind not in kinds:
@@ -481,3 +540,52 @@ def _validate(t: Trace) -> None:
         raise bad(f"seed must be from 0 to {MAX_SEED}, got {t.seed}")
     if t.kv_cache_bytes < 0:
         raise bad(f"kv_cache_bytes must be >= 0, got {t.kv_cache_bytes}")
+    if t.step_masks < 0:
+        raise bad(f"step_masks must be >= 0, got {t.step_masks}")
+    _check_masked_weights(t, bad)
+
+
+def _check_scalars(t: Trace, bad: Callable[[str], MaskvizError]) -> None:
+    """Each scalar of its documented type, NumPy scalars stored as the Python ones: a file
+    holding 3.7 for an integer or true for a seed is refused, not read as 3 or 1."""
+    for name, kind in (*_SCALARS.items(), *((k, kind) for k, (kind, _) in _OPTIONAL.items())):
+        value = getattr(t, name)
+        if value is None and name in _NONE_AS_MINUS_ONE:
+            continue
+        if kind is int:
+            try:
+                value = as_integer(value, name)
+            except MaskvizError:
+                raise bad(f"{name} must be an integer, got {value!r}") from None
+        elif kind is float:
+            if isinstance(value, bool | np.bool_) or not isinstance(value, Real):
+                raise bad(f"{name} must be a number, got {value!r}")
+            value = float(value)
+        elif isinstance(value, str):
+            value = str(value)  # a NumPy string too
+        else:
+            raise bad(f"{name} must be a string, got {value!r}")
+        object.__setattr__(t, name, value)
+
+
+def _check_masked_weights(t: Trace, bad: Callable[[str], MaskvizError]) -> None:
+    """The documented invariant: each recorded layer puts weight only on keys its mask
+    allows, and each row's weights are a distribution (all 0: a row attending to nothing).
+    A file breaking it would be drawn as attention the model never paid."""
+    for li, layer in enumerate(int(x) for x in t.layers):
+        weights = t.attention[li]  # [H', T, T]
+        hidden = (weights != 0) & ~t._layer_mask(layer)
+        if hidden.any():
+            h, q, k = (int(i) for i in np.argwhere(hidden)[0])
+            raise bad(
+                f"'attention' of layer {layer}, head {int(t.heads[h])} puts weight on key {k} "
+                f"for query {q}, which the layer's mask hides (masked weights must be 0)"
+            )
+        sums = weights.sum(axis=-1, dtype=np.float64)  # [H', T]
+        off = (np.abs(sums - 1) > _ROW_SUM_TOLERANCE) & (sums != 0)
+        if off.any():
+            h, q = (int(i) for i in np.argwhere(off)[0])
+            raise bad(
+                f"'attention' of layer {layer}, head {int(t.heads[h])}, query {q} sums to "
+                f"{sums[h, q]:.4g}, not 1"
+            )

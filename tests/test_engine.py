@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -359,3 +360,38 @@ def test_top_k_keeps_exactly_k_candidates_when_logits_tie() -> None:
     picks = {int(model.trace([1], steps=1, temperature=1.0, top_k=1, seed=s).token_ids[-1])
              for s in range(20)}  # fmt: skip
     assert len(picks) == 1
+
+
+def test_numpy_integers_are_accepted_in_configs_and_stored_as_python_ints() -> None:
+    cfg = GPTConfig(np.int64(2), np.int32(2), np.int64(8), np.uint16(32), np.int64(10))  # type: ignore[arg-type]
+    assert cfg == GPTConfig(2, 2, 8, 32, 10) and hash(cfg) == hash(GPTConfig(2, 2, 8, 32, 10))
+    assert {type(getattr(cfg, f.name)) for f in fields(cfg)[:5]} == {int}
+    assert repr(cfg) == repr(GPTConfig(2, 2, 8, 32, 10))
+
+
+@pytest.mark.parametrize("config", [{"n_layer": 1}, None, "gpt2"])
+def test_random_model_and_kv_cache_refuse_what_is_not_a_config(config: object) -> None:
+    expected = (
+        f"takes a model config such as GPTConfig or LlamaConfig, got a {type(config).__name__}"
+    )
+    with pytest.raises(MaskvizError, match=f"random_model {expected}"):
+        random_model(config)  # type: ignore[arg-type]
+    with pytest.raises(MaskvizError, match=f"KVCache {expected}"):
+        KVCache(config, 4, "float32")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((-1, "float32"), "capacity must be from 0 to the model's context 16, got -1"),
+        ((17, "float32"), "capacity must be from 0 to the model's context 16, got 17"),
+        ((2.5, "float32"), "capacity: 2.5 is not an integer"),
+        ((4, "bogus"), "dtype must be one of float32, float64, got 'bogus'"),
+        ((4, "int8"), "dtype must be one of float32, float64, got 'int8'"),
+        ((4, np.int64), "dtype must be one of float32, float64"),
+    ],
+)
+def test_kv_cache_arguments_are_checked(args: tuple[object, object], message: str) -> None:
+    with pytest.raises(MaskvizError, match=message) as info:
+        KVCache(GPTConfig(2, 2, 8, 16, 20), *args)  # type: ignore[arg-type]
+    assert info.value.exit_code == 2

@@ -646,3 +646,46 @@ def test_a_cache_holding_keys_its_rule_forbids_gets_the_rules_mask_and_is_counte
     # layer 0 at steps 3..6 held keys older than its window; layer 1 never did
     assert cache.step_masks == 4
     np.testing.assert_allclose(np.concatenate(rows), m.final_hidden(ids), rtol=0, atol=1e-12)
+
+
+def _config(**changes: Any) -> LlamaConfig:
+    return LlamaConfig(2, 2, 1, 4, 8, 16, 32, 10, **changes)
+
+
+@pytest.mark.parametrize(
+    ("windows", "expected"),
+    [([4, None], (4, None)), ((np.int64(4), None), (4, None)), (np.array([4, 2]), (4, 2))],
+)
+def test_windows_given_as_any_sequence_are_stored_as_a_hashable_tuple_of_ints(
+    windows: Any, expected: tuple[int | None, ...]
+) -> None:
+    cfg = _config(windows=windows)
+    assert cfg.windows == expected
+    assert {type(w) for w in cfg.windows} <= {int, type(None)}
+    assert hash(cfg) == hash(_config(windows=expected))
+    random_model(cfg).trace([1, 2], steps=1)
+
+
+@pytest.mark.parametrize(
+    ("windows", "message"),
+    [
+        ((2.5, None), r"must hold None or integers >= 1, got \[2\.5, None\]"),
+        (("3", None), r"must hold None or integers >= 1, got \['3', None\]"),
+        ((True, None), r"must hold None or integers >= 1, got \[True, None\]"),
+        (3, "must be a sequence of None or integers >= 1, got 3"),
+        ("33", "must be a sequence of None or integers >= 1, got '33'"),
+        (np.array([[2, 2]]), r"must be 1-D, got shape \[1, 2\]"),
+    ],
+)
+def test_windows_that_are_not_none_or_positive_integers_are_refused(
+    windows: object, message: str
+) -> None:
+    with pytest.raises(MaskvizError, match=r"LlamaConfig\.windows " + message) as info:
+        _config(windows=windows)
+    assert info.value.exit_code == 2
+
+
+def test_numpy_integers_are_accepted_in_llama_configs_and_stored_as_python_ints() -> None:
+    cfg = LlamaConfig(*(np.int64(v) for v in (2, 2, 1, 4, 8, 16, 32, 10)))  # type: ignore[arg-type]
+    assert cfg == _config() and repr(cfg) == repr(_config())
+    assert all(type(getattr(cfg, name)) is int for name in ("n_layer", "n_kv_head", "vocab_size"))

@@ -119,9 +119,23 @@ def test_invalid_parameters_raise_usage_errors(call: object, message: str) -> No
     assert info.value.exit_code == 2
 
 
-def test_a_mask_combined_with_a_non_mask_is_pythons_type_error() -> None:
-    with pytest.raises(TypeError, match="unsupported operand"):
-        masks.causal(3) & 5  # type: ignore[operator]
+@pytest.mark.parametrize(
+    "combine",
+    [
+        lambda m: m & np.ones((3, 3), bool),
+        lambda m: np.ones((3, 3), bool) & m,  # NumPy must not apply & to each element
+        lambda m: m | np.ones((3, 3), bool),
+        lambda m: np.ones((3, 3), bool) | m,
+        lambda m: m & 5,
+        lambda m: 5 | m,
+    ],
+)
+def test_a_mask_combined_with_a_non_mask_is_refused_naming_the_type(combine: object) -> None:
+    with pytest.raises(
+        MaskvizError, match=r"combine two Masks, got a Mask and a value of type '(ndarray|int)'"
+    ) as info:
+        combine(masks.causal(3))  # type: ignore[operator]
+    assert info.value.exit_code == 2
 
 
 def _reference_blocks(dense: np.ndarray, k: int) -> np.ndarray:
@@ -138,8 +152,8 @@ mask_kinds = st.sampled_from(["causal", "strict", "bidirectional", "prefix-lm"])
 
 
 @st.composite
-def random_masks(draw: st.DrawFn) -> masks.Mask:
-    n = draw(st.integers(1, 30))
+def random_masks(draw: st.DrawFn, n: int | None = None) -> masks.Mask:
+    n = draw(st.integers(1, 30)) if n is None else n
     kind = draw(mask_kinds)
     mask = masks.build(
         n, kind,
@@ -232,3 +246,49 @@ def test_a_prefix_with_left_padding_is_the_first_real_tokens() -> None:
     assert masks.build(6, "prefix-lm", prefix=3, pad=2).description.startswith("prefix-LM 3")
     longer = masks.build(6, "prefix-lm", prefix=5, pad=2).to_array()  # covers every real token
     assert longer[2:, 2:].all() and not longer[:, :2].any()
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        # a prefix after left padding covers the first real tokens, not positions 0..1
+        (masks.build(6, "prefix-lm", prefix=2, pad=2), masks.prefix_lm(6, 2) & masks.padding(6, 2)),
+        (masks.documents([1] * 8 + [2]), masks.documents([2] + [1] * 8)),
+    ],
+)
+def test_masks_allowing_different_cells_are_unequal(a: masks.Mask, b: masks.Mask) -> None:
+    assert a != b and b != a
+
+
+def test_masks_allowing_the_same_cells_are_equal_however_built() -> None:
+    a = masks.causal(6) & masks.padding(6, 2) & masks.sliding_window(6, 3)
+    b = masks.sliding_window(6, 3) & masks.padding(6, 2) & masks.causal(6)
+    assert a == b and hash(a) == hash(b)
+    assert (
+        masks.causal(6)
+        == masks.sliding_window(6, 6)
+        == masks.strict_causal(6) | masks.sliding_window(6, 1)
+    )
+    assert masks.causal(6) in {masks.sliding_window(6, 9)}  # hash agrees with ==
+
+
+def test_equality_of_huge_masks_needs_no_dense_matrix() -> None:
+    n = 1_000_000  # a dense comparison would need 10^12 cells
+    assert masks.causal(n) & masks.sliding_window(n, 4096) == masks.sliding_window(n, 4096)
+    assert masks.causal(n) & masks.sliding_window(n, 4096) != masks.sliding_window(n, 4095)
+
+
+@st.composite
+def mask_pairs(draw: st.DrawFn) -> tuple[masks.Mask, masks.Mask]:
+    n = draw(st.integers(1, 12))  # small: equal pairs are then found often
+    return draw(random_masks(n)), draw(random_masks(n))
+
+
+@given(pair=mask_pairs())
+def test_masks_are_equal_exactly_when_their_dense_arrays_are(
+    pair: tuple[masks.Mask, masks.Mask],
+) -> None:
+    a, b = pair
+    assert (a == b) == np.array_equal(a.to_array(), b.to_array())
+    if a == b:
+        assert hash(a) == hash(b)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -15,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from maskviz import GPTConfig, MaskvizError, Trace, random_model
+from maskviz import GPTConfig, LlamaConfig, MaskvizError, Trace, load_model, random_model
 
 
 @pytest.fixture
@@ -140,7 +141,7 @@ def _rewrite(src: Path, dst: Path, name: str, value: np.ndarray | None) -> None:
         ("kv_cache_bytes", np.array(-5), "kv_cache_bytes must be >= 0"),
         ("seed", np.array(2**64 - 1, np.uint64), "seed must be from 0 to"),
         # what a damaged or hostile file can hold beyond wrong values
-        ("prompt_len", np.array(np.inf), "cannot read trace: cannot convert float infinity"),
+        ("prompt_len", np.array(np.inf), "invalid trace: prompt_len must be an integer, got inf"),
         ("layers", np.array(0), "invalid trace"),
         ("temperature", np.array(-1.0), "invalid trace"),
         ("stop_reason", np.array("\x1b[2J"), "stop_reason must be one of"),
@@ -156,6 +157,14 @@ def _rewrite(src: Path, dst: Path, name: str, value: np.ndarray | None) -> None:
         ("windows", np.array([-1, 0]), "'windows' must be a 1-D array of integers >= 0"),
         ("mask", np.zeros((7, 7), np.bool_), r"'mask' must be \[8, 8\]"),
         ("label_texts", np.array(["a"]), "'label_ids' and 'label_texts' must be 1-D and of one"),
+        # integer fields hold integers: never truncated, a bool never read as 1
+        ("seed", np.array(2.5), "invalid trace: seed must be an integer, got 2.5"),
+        ("top_k", np.array(True), "invalid trace: top_k must be an integer, got True"),
+        ("prompt_len", np.array(3.7), "invalid trace: prompt_len must be an integer, got 3.7"),
+        # only seed and top_k store None as -1; other fields name themselves
+        ("temperature", np.array(-1), "invalid trace: temperature must be >= 0, got -1"),
+        ("step_masks", np.array(-1), "invalid trace: step_masks must be >= 0, got -1"),
+        ("model_name", np.array(5), "invalid trace: model_name must be a string, got 5"),
         # zeros compress a thousandfold: the declared shape is refused before reading
         ("logits", np.zeros((8, 2**21), np.bool_), r"declares shape \[8, 2097152\]"),
     ],
@@ -251,3 +260,137 @@ def test_text_a_trace_file_carries_is_printed_escaped(trace: Trace, tmp_path: Pa
     result = run_cli("view", str(path), "--plain")
     assert result.exit_code == 0, result.stderr
     assert "\x1b" not in result.stdout and "\\x1b]0;pwned" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("token_ids", [84.9, 1, 2, 3, 4, 5, 6, 7], "token_ids: 84.9 is not an integer"),
+        ("layers", [True, 1], "layers: True is not an integer"),
+        ("prompt_len", 3.7, "prompt_len must be an integer, got 3.7"),
+        ("seed", True, "seed must be an integer, got True"),
+        ("temperature", -1, "temperature must be >= 0, got -1"),
+        ("temperature", None, "temperature must be a number, got None"),
+        ("step_masks", -1, "step_masks must be >= 0, got -1"),
+        ("mask", [[2] * 8] * 8, "'mask' must be an array of kind"),
+    ],
+)
+def test_json_values_of_the_wrong_type_are_refused_naming_the_field(
+    trace: Trace, tmp_path: Path, field: str, value: object, message: str
+) -> None:
+    path = tmp_path / "t.json"
+    trace.save(path)
+    path.write_text(json.dumps({**json.loads(path.read_text()), field: value}))
+    with pytest.raises(MaskvizError, match=f"^{path}: invalid trace: {re.escape(message)}") as info:
+        Trace.load(path)
+    assert info.value.exit_code == 1  # a damaged file, not a usage error
+
+
+def test_seed_and_top_k_alone_read_minus_one_as_none(trace: Trace, tmp_path: Path) -> None:
+    path = tmp_path / "t.json"
+    trace.save(path)
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps({**data, "seed": -1, "top_k": -1}))
+    assert (Trace.load(path).seed, Trace.load(path).top_k) == (None, None)
+    path.write_text(json.dumps({**data, "step_masks": -1}))
+    with pytest.raises(MaskvizError, match="step_masks must be >= 0"):
+        Trace.load(path)
+
+
+@pytest.mark.parametrize("name", ["tiny", "tiny-swa"])
+@pytest.mark.parametrize("mode", ["cached", "training", "recompute"])
+@pytest.mark.parametrize("record_dtype", ["float16", None])
+def test_weight_on_a_key_the_layers_mask_hides_is_refused_and_real_traces_load(
+    tmp_path: Path, name: str, mode: str, record_dtype: str | None
+) -> None:
+    model = load_model(name)
+    prompt = model.tokenizer.encode("To be, or")
+    saved = model.trace(prompt, steps=30, mode=mode, record_dtype=record_dtype)  # type: ignore[arg-type]
+    good, bad = tmp_path / "good.npz", tmp_path / "bad.npz"
+    saved.save(good)
+    Trace.load(good)
+    # tiny-swa's layer 0 slides (W = 32 < T): its last row hides keys the causal mask allows
+    hidden = ~saved.layer_mask(0)
+    q, k = (int(i) for i in np.argwhere(hidden)[-1])
+    assert name == "tiny" or saved.mask[q, k]
+    attention = saved.attention.copy()
+    attention[0, 1, q, k], attention[0, 1, q, q] = attention[0, 1, q, q], 0  # rows still sum to 1
+    _rewrite(good, bad, "attention", attention)
+    with pytest.raises(
+        MaskvizError,
+        match=f"layer 0, head 1 puts weight on key {k} for query {q}, which the layer's mask hides",
+    ):
+        Trace.load(bad)
+
+
+def test_a_recorded_row_that_is_not_a_distribution_is_refused(trace: Trace, tmp_path: Path) -> None:
+    good, bad = tmp_path / "good.npz", tmp_path / "bad.npz"
+    trace.save(good)
+    attention = trace.attention.copy()
+    attention[1, 0, 4] /= 2
+    _rewrite(good, bad, "attention", attention)
+    with pytest.raises(
+        MaskvizError, match=r"'attention' of layer 1, head 0, query 4 sums to 0\.5, not 1"
+    ):
+        Trace.load(bad)
+
+
+@pytest.fixture(scope="module")
+def sliding() -> Trace:
+    cfg = LlamaConfig(3, 2, 1, 4, 8, 16, 32, 20, windows=(2, None, 2))
+    return random_model(cfg, seed=1).trace([1, 2, 3], steps=3, layers=[1])
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda t: t.window(-2), r"layer -2 is not a layer of the trace's model \(layers 0\.\.2\)"),
+        (lambda t: t.window(3), r"layer 3 is not a layer of the trace's model \(layers 0\.\.2\)"),
+        (lambda t: t.layer_mask(99), "layer 99 is not a layer of the trace's model"),
+        (lambda t: t.window(0.5), r"layer: 0\.5 is not an integer"),
+        (lambda t: t.layer_mask(True), "layer: True is not an integer"),
+        (lambda t: t.next_token_probs(0, k=-2), "k must be >= 1, got -2"),
+        (lambda t: t.next_token_probs(0, k=0), "k must be >= 1, got 0"),
+        (lambda t: t.next_token_probs(0, k=1.5), r"k: 1\.5 is not an integer"),
+        (lambda t: t.probabilities(99), r"position 99 is outside 0\.\.5, the trace's tokens"),
+        (lambda t: t.probabilities(-1), r"position -1 is outside 0\.\.5"),
+        (lambda t: t.next_token_probs(6), r"position 6 is outside 0\.\.5"),
+        (lambda t: t.token_label(-5), r"token id -5 is outside the vocabulary 0\.\.19"),
+        (lambda t: t.token_label(20), r"token id 20 is outside the vocabulary 0\.\.19"),
+    ],
+)
+def test_trace_helpers_refuse_layers_positions_and_ids_that_do_not_exist(
+    sliding: Trace, call: object, message: str
+) -> None:
+    with pytest.raises(MaskvizError, match=message) as info:
+        call(sliding)  # type: ignore[operator]
+    assert info.value.exit_code == 2
+
+
+def test_a_0_1_0_trace_knows_the_layers_it_recorded() -> None:
+    old = Trace.load(Path(__file__).parent / "fixtures" / "trace-0.1.0.npz")  # layers [0, 1]
+    assert old.window(1) is None
+    with pytest.raises(
+        MaskvizError, match=r"layer 2 is not a layer of the trace's model \(layers 0\.\.1\)"
+    ):
+        old.layer_mask(2)
+
+
+def test_layer_masks_are_new_arrays_that_leave_the_trace_as_it_was(sliding: Trace) -> None:
+    before = sliding.mask.copy()
+    for layer in range(3):  # full and sliding layers alike
+        sliding.layer_mask(layer)[:] = False
+    np.testing.assert_array_equal(sliding.mask, before)
+    assert sliding.layer_mask(1).any()
+
+
+@pytest.mark.parametrize("name", ["t.txt", "t", "t.npz.bak"])
+def test_a_trace_is_saved_only_under_a_trace_suffix(
+    trace: Trace, tmp_path: Path, name: str
+) -> None:
+    with pytest.raises(MaskvizError, match=r"cannot save to .*; use one of \.npz, \.json") as info:
+        trace.save(tmp_path / name)
+    assert info.value.exit_code == 2
+    assert not list(tmp_path.iterdir())
+    trace.save(tmp_path / "T.NPZ")  # the suffix in any case
+    assert Trace.load(tmp_path / "T.NPZ").n_tokens == trace.n_tokens

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from numbers import Real
 from typing import Any
 
-from maskviz.errors import MaskvizError, usage_error
+from maskviz.errors import MaskvizError, as_integer, usage_error
 
 MAX_SIZE = 1 << 20  # the largest dimension a config may name
 
@@ -80,3 +80,21 @@ def positive_float(owner: object, name: str) -> None:
             f"{type(owner).__name__}.{name} must be a finite number > 0, got {value!r}"
         )
     object.__setattr__(owner, name, float(value))
+
+
+def positive_int(owner: object, name: str) -> None:
+    """Store ``owner.name`` (a frozen dataclass field) as a Python int, or refuse it.
+
+    A NumPy integer is accepted and stored as the int it holds, so that configs built
+    from arrays compare, hash and print as those written by hand.
+    """
+    value = getattr(owner, name)
+    try:
+        number = as_integer(value, name)
+    except MaskvizError:
+        number = 0  # a float, bool or string: refused below with the field's name
+    if number < 1:
+        raise usage_error(
+            f"{type(owner).__name__}.{name} must be a positive integer, got {value!r}"
+        )
+    object.__setattr__(owner, name, number)

@@ -21,7 +21,14 @@ from typing import Any
 import numpy as np
 
 from maskviz.arch import Attend, FloatArray, IntArray
-from maskviz.arch._config import check_allowed, flag, integers, positive_float, unsupported
+from maskviz.arch._config import (
+    check_allowed,
+    flag,
+    integers,
+    positive_float,
+    positive_int,
+    unsupported,
+)
 from maskviz.arch._tensors import Tensors, cast, output_head
 from maskviz.errors import MaskvizError, usage_error
 from maskviz.masks import Mask, causal
@@ -46,9 +53,7 @@ class GPTConfig:
 
     def __post_init__(self) -> None:
         for name in ("n_layer", "n_head", "n_embd", "n_ctx", "vocab_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise usage_error(f"GPTConfig.{name} must be a positive integer, got {value!r}")
+            positive_int(self, name)
         if self.n_embd % self.n_head:
             raise usage_error(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         positive_float(self, "layer_norm_epsilon")

@@ -45,10 +45,11 @@ from maskviz.arch._config import (
     flag,
     integers,
     positive_float,
+    positive_int,
     unsupported,
 )
 from maskviz.arch._tensors import Tensors, cast, output_head
-from maskviz.errors import MaskvizError, usage_error
+from maskviz.errors import MaskvizError, as_integer, usage_error
 from maskviz.masks import Mask, causal, sliding_window
 from maskviz.nn import rms_norm, silu_
 
@@ -98,21 +99,14 @@ class LlamaConfig:
     def __post_init__(self) -> None:
         sizes = ("n_layer", "n_head", "n_kv_head", "head_dim", "n_embd", "intermediate")
         for name in (*sizes, "n_ctx", "vocab_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise usage_error(f"LlamaConfig.{name} must be a positive integer, got {value!r}")
+            positive_int(self, name)
         if self.n_head % self.n_kv_head:
             raise usage_error(
                 f"n_head ({self.n_head}) must be a multiple of n_kv_head ({self.n_kv_head})"
             )
         if self.head_dim % 2:
             raise usage_error(f"head_dim must be even for rotary positions, got {self.head_dim}")
-        if not self.windows:
-            object.__setattr__(self, "windows", (None,) * self.n_layer)
-        if len(self.windows) != self.n_layer:
-            raise usage_error(f"windows has {len(self.windows)} entries for {self.n_layer} layers")
-        if any(w is not None and (isinstance(w, bool) or w < 1) for w in self.windows):
-            raise usage_error(f"windows must be None or >= 1, got {list(self.windows)}")
+        object.__setattr__(self, "windows", _windows_tuple(self.windows, self.n_layer))
         positive_float(self, "rms_norm_eps")
         positive_float(self, "rope_theta")
 
@@ -173,6 +167,33 @@ class LlamaConfig:
             wavelen < high_wavelen, inv, np.where(wavelen > low_wavelen, inv / s.factor, blended)
         )
         return out
+
+
+def _windows_tuple(windows: object, n_layer: int) -> tuple[int | None, ...]:
+    """``LlamaConfig.windows`` as a tuple (hashable, as a frozen config must be) of Python
+    ints and None; empty: every layer full."""
+    if isinstance(windows, str | bytes) or not isinstance(windows, Sequence | np.ndarray):
+        raise usage_error(
+            f"LlamaConfig.windows must be a sequence of None or integers >= 1, got {windows!r}"
+        )
+    if isinstance(windows, np.ndarray) and windows.ndim != 1:
+        raise usage_error(f"LlamaConfig.windows must be 1-D, got shape {list(windows.shape)}")
+    if len(windows) == 0:
+        return (None,) * n_layer
+    if len(windows) != n_layer:
+        raise usage_error(f"windows has {len(windows)} entries for {n_layer} layers")
+    out: list[int | None] = []
+    for w in windows:
+        try:
+            number = None if w is None else as_integer(w, "windows")
+        except MaskvizError:
+            number = 0  # refused below, naming the whole field
+        if number is not None and number < 1:
+            raise usage_error(
+                f"LlamaConfig.windows must hold None or integers >= 1, got {list(windows)}"
+            )
+        out.append(number)
+    return tuple(out)
 
 
 @dataclass
