@@ -431,7 +431,8 @@ class AggChoice(StrEnum):
     max = "max"
 
 
-TRACE_SUFFIXES = (*FIGURE_SUFFIXES, ".gif", ".html", ".npz", ".json")
+TRACE_FILES = (".npz", ".json")  # maskviz.trace.SUFFIXES, without importing it to parse
+TRACE_SUFFIXES = (*FIGURE_SUFFIXES, ".gif", ".html", *TRACE_FILES)
 ModelOption = Annotated[
     str | None,
     typer.Option(
@@ -609,7 +610,7 @@ def trace_command(
     ids = gpt.tokenizer.encode(prompt)
     check_ids(ids, cfg.vocab_size)
     _check_context(len(ids), steps, cfg.n_ctx)
-    full = as_json or (save is not None and save.suffix.lower() in (".npz", ".json", ".html"))
+    full = as_json or (save is not None and save.suffix.lower() in (*TRACE_FILES, ".html"))
     rec_heads = None if (full or agg or head_list) else [head]
     result = gpt.trace(
         ids,
@@ -651,7 +652,7 @@ def _show(
         out.print(render_view(view, plain=_ramp_shading(out)))
     if save is None:
         return
-    if save.suffix.lower() in (".npz", ".json"):
+    if save.suffix.lower() in TRACE_FILES:
         trace.save(save)
     elif save.suffix.lower() == ".html" and page is not None:
         _html().write_page(page(), save)

@@ -394,3 +394,10 @@ def test_a_trace_is_saved_only_under_a_trace_suffix(
     assert not list(tmp_path.iterdir())
     trace.save(tmp_path / "T.NPZ")  # the suffix in any case
     assert Trace.load(tmp_path / "T.NPZ").n_tokens == trace.n_tokens
+
+
+def test_the_command_line_offers_the_trace_formats_the_library_writes() -> None:
+    from maskviz.cli import TRACE_FILES
+    from maskviz.trace import SUFFIXES
+
+    assert TRACE_FILES == SUFFIXES
