@@ -12,9 +12,9 @@
   bounds the tokens per second of cached decoding.
 
 Times are medians over ``repeats`` runs (per position for the per-step curves);
-costs are the architecture's multiply-accumulates (``Config.pass_macs``). Nothing here draws or
-prints: `maskviz.cli` renders a `BenchResult`, `maskviz.render.bench_figures`
-plots it.
+costs are the architecture's multiply-accumulates (``Config.pass_macs``). Nothing
+here draws or prints: `maskviz.cli` renders a `BenchResult`,
+`maskviz.render.bench_figures` plots it.
 
 >>> from maskviz.model import GPTConfig, random_model
 >>> result = run(random_model(GPTConfig(1, 2, 8, 16, 300)), tokens=6, repeats=1, probe=False)
