@@ -769,3 +769,36 @@ def test_pdf_figures_embed_truetype_fonts_not_type_3(tmp_path: Path) -> None:
     pdf = (tmp_path / "m.pdf").read_bytes()
     assert b"/Subtype /CIDFontType2" in pdf or b"/Subtype /TrueType" in pdf  # Type 42
     assert b"/Subtype /Type3" not in pdf
+
+
+@pytest.mark.parametrize(("n", "pad", "side", "cell"), [(6, 2, "left", 1), (2000, 300, "right", 4)])
+def test_mask_figure_hatches_exactly_the_padding_rows_and_columns(
+    n: int, pad: int, side: str, cell: int
+) -> None:
+
+    from maskviz import masks
+
+    padded = masks.padded_positions(n, pad, side)
+    mask = masks.build(n, "causal", pad=pad, pad_side=side)
+    fig = figures.mask_figure(mask, padded=padded.tolist())
+    ax = fig.axes[0]
+    FigureCanvasAgg(fig).draw()
+    to_data = ax.transData.inverted()
+    spans = [  # each hatched patch's extent in data coordinates: x0, x1, y0, y1
+        to_data.transform(p.get_window_extent()).T.ravel() for p in ax.patches if p.get_hatch()
+    ]
+    lo, hi = int(padded.min()), int(padded.max()) + 1  # one run: padding is at one end
+    pads = sorted([lo / cell - 0.5, hi / cell - 0.5])
+    whole = sorted(ax.get_xlim())
+    # one row span and one column span, each covering the pads' cells and nothing else
+    assert len(spans) == 2
+    (x0, x1, y0, y1), (u0, u1, v0, v1) = sorted(spans, key=lambda e: e[1] - e[0], reverse=True)
+    assert sorted([x0, x1]) == pytest.approx(whole)
+    assert sorted([y0, y1]) == pytest.approx(pads)
+    assert sorted([u0, u1]) == pytest.approx(pads)
+    assert sorted([v0, v1]) == pytest.approx(sorted(ax.get_ylim()))
+    assert "padding" in [t.get_text() for t in fig.legends[0].get_texts()]
+    # without padding: no hatching, no legend entry
+    plain = figures.mask_figure(masks.causal(n))
+    assert not [p for p in plain.axes[0].patches if p.get_hatch()]
+    assert "padding" not in [t.get_text() for t in plain.legends[0].get_texts()]

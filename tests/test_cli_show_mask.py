@@ -105,6 +105,14 @@ def test_padded_rows_are_reported() -> None:
     assert "Padded query rows attend to nothing" in flat(result.stdout)
 
 
+def test_a_saved_picture_hatches_padding_only_when_there_is_some(tmp_path: Path) -> None:
+    # SVG draws a hatch as a <pattern>; the picture is the mask's either way
+    for options, hatched in (((), False), (("--pad", "2"), True)):
+        out = tmp_path / f"m{len(options)}.svg"
+        assert run_cli("show-mask", "6", *options, "--save", str(out)).exit_code == 0
+        assert ("<pattern" in out.read_text()) is hatched
+
+
 def test_json_dump_has_the_matrix_and_summary() -> None:
     data = json.loads(run_cli("show-mask", "4", "--kind", "strict", "--json").stdout)
     assert data["mask"] == [[0, 0, 0, 0], [1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0]]

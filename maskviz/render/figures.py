@@ -11,6 +11,7 @@ import re
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib as mpl
 import numpy as np
@@ -23,6 +24,7 @@ from maskviz.masks import Mask
 
 MAX_FIGURE_CELLS = 512  # cells per side before a figure is downsampled
 COLOR_ALLOWED, COLOR_PARTIAL, COLOR_BLOCKED = "#1b7837", "#a6dba0", "#f2f2f2"
+COLOR_PADDING = "#7f7f7f"  # the hatching of padding positions
 COLOR_HIGHLIGHT = "#e7298a"  # magenta: the row a step computes, in every figure and page
 
 mpl.rcParams["svg.hashsalt"] = "maskviz"  # reproducible SVG ids
@@ -40,8 +42,11 @@ def mask_figure(
     labels: Sequence[str] | None = None,
     index_base: int = 1,
     highlight_row: int | None = None,
+    padded: Sequence[int] = (),
 ) -> Figure:
-    """The mask as a heatmap: allowed cells dark, blocked light, rows = queries.
+    """The mask as a heatmap: allowed cells dark, blocked light, rows = queries;
+    ``padded`` positions' rows and columns hatched (their cells are blocked too, but
+    for being padding, not for the rule).
 
     Masks wider than 512 cells are drawn downsampled (partly allowed cells in a
     third colour) and say so in the title.
@@ -97,6 +102,17 @@ def mask_figure(
     ]
     if k > 1:
         handles.insert(1, Patch(color=COLOR_PARTIAL, label="partly"))
+    if len(padded):
+        hatch: dict[str, Any] = {
+            "facecolor": "none",
+            "edgecolor": COLOR_PADDING,
+            "hatch": "///",
+            "linewidth": 0,
+        }
+        for first, last in _runs(sorted(padded)):
+            ax.axhspan(first / k - 0.5, (last + 1) / k - 0.5, **hatch)
+            ax.axvspan(first / k - 0.5, (last + 1) / k - 0.5, **hatch)
+        handles.append(Patch(**hatch, label="padding"))
     if highlight_row is not None:
         r = highlight_row // k
         ax.axhline(r - 0.5, color=COLOR_HIGHLIGHT, linewidth=2)
@@ -105,6 +121,17 @@ def mask_figure(
         handles.append(Line2D([], [], color=COLOR_HIGHLIGHT, linewidth=2, label=f"row {position}"))
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
     return fig
+
+
+def _runs(positions: Sequence[int]) -> Iterator[tuple[int, int]]:
+    """(first, last) of each run of consecutive sorted positions."""
+    start = prev = positions[0]
+    for p in positions[1:]:
+        if p != prev + 1:
+            yield start, prev
+            start = p
+        prev = p
+    yield start, prev
 
 
 @contextlib.contextmanager

@@ -74,6 +74,11 @@ def save_mask(
         return
     from maskviz.render.figures import mask_figure, save_figure
 
-    save_figure(
-        mask_figure(mask, labels=labels, index_base=index_base, highlight_row=highlight), path
+    figure = mask_figure(
+        mask,
+        labels=labels,
+        index_base=index_base,
+        highlight_row=highlight,
+        padded=() if padded is None else [int(r) for r in padded],
     )
+    save_figure(figure, path)
