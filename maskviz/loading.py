@@ -85,11 +85,16 @@ def load_model(spec: str | Path | None = None, *, dtype: DType = "float32") -> G
         try:
             folder = _from_hub(text)
         except MaskvizError as exc:
-            # a bare name the hub could not give may be a shipped name mistyped
-            close = difflib.get_close_matches(text.lower(), list(shipped), n=1)
-            if "/" in text or not close:
+            # a bare name the hub could not give may be meant as a shipped model
+            if "/" in text:
                 raise
-            raise MaskvizError(f"{exc}; or did you mean the shipped model {close[0]!r}?") from None
+            close = difflib.get_close_matches(text.lower(), list(shipped), n=1)
+            hint = (
+                f"or did you mean the shipped model {close[0]!r}?"
+                if close
+                else f"the shipped models are {', '.join(shipped.values())}"
+            )
+            raise MaskvizError(f"{exc}; {hint}", usage=exc.exit_code == 2) from None
         return load_checkpoint(folder, dtype=dtype, name=text)
     raise usage_error(
         f"no model {text!r}: not a shipped model ({', '.join(shipped.values())}), "

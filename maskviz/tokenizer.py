@@ -53,6 +53,8 @@ class ByteTokenizer:
     [104, 195, 169]
     >>> tok.decode([104, 195, 169, 256])
     'hé'
+    >>> tok.decode([104, 0xAC])  # not UTF-8: written as its label
+    'h\\\\xac'
     >>> [tok.token_label(i) for i in (104, 10, 195, 256)]
     ['h', '\\\\n', '\\\\xc3', '<|endoftext|>']
     """
@@ -66,7 +68,9 @@ class ByteTokenizer:
         return list(text.encode("utf-8"))
 
     def decode(self, ids: list[int]) -> str:
-        return bytes(i for i in ids if 0 <= i < 256).decode("utf-8", errors="replace")
+        # bytes that are not UTF-8 (a sampled run can produce them) as \xNN, as token
+        # labels show them
+        return bytes(i for i in ids if 0 <= i < 256).decode("utf-8", errors="backslashreplace")
 
     def token_label(self, token_id: int) -> str:
         if token_id == self.eot_id:

@@ -314,6 +314,8 @@ class Trace:
         that is not what a model computes (weight on a key the layer's mask hides, a
         row that is not a distribution)."""
         p = Path(path)
+        if p.suffix.lower() not in SUFFIXES:
+            raise usage_error(f"{p}: not a trace file: traces are .npz or .json files")
         try:
             if p.suffix.lower() == ".json":
                 data = json.loads(p.read_text(encoding="utf-8"))
@@ -334,6 +336,12 @@ class Trace:
             raise
         except KeyError as exc:
             raise MaskvizError(f"{p}: not a trace: missing key {exc}") from None
+        except zipfile.BadZipFile:
+            raise MaskvizError(f"{p}: not a trace: not an .npz (zip) archive") from None
+        except json.JSONDecodeError as exc:
+            raise MaskvizError(
+                f"{p}: not a trace: not valid JSON ({exc.msg}, line {exc.lineno})"
+            ) from None
         except _UNREADABLE as exc:
             raise MaskvizError(f"{p}: cannot read trace: {first_line(exc)}") from None
         try:

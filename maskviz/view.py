@@ -217,7 +217,7 @@ def trace_view(
             notes[t] = f"→ {shown[t + 1]} {trace.probabilities(t)[int(trace.token_ids[t + 1])]:.0%}"
         else:
             notes[t] = f"(next: {display_label(trace.token_label(top[0][0]))} {top[0][1]:.0%})"
-        alts = tuple(f"'{display_label(trace.token_label(i))}' {q:.0%}" for i, q in top)
+        alts = tuple(f"{_quoted(display_label(trace.token_label(i)))} {q:.0%}" for i, q in top)
         if t >= p and trace.mode == "recompute":
             details[t] = (f"step {t - p + 1}: {plural(t + 1, 'query')} in one masked pass, "
                           "this row kept", *alts)  # fmt: skip
@@ -262,6 +262,15 @@ def trace_view(
     )
 
 
+def _quoted(label: str) -> str:
+    """``label`` in quotes that it does not hold itself: 'a', but "'".
+
+    >>> print(_quoted("a"), _quoted("'"))
+    'a' "'"
+    """
+    return f'"{label}"' if "'" in label and '"' not in label else f"'{label}'"
+
+
 def _trace_footer(trace: Trace) -> tuple[str, ...]:
     p, n = trace.prompt_len, trace.n_tokens
     reason = {
@@ -270,6 +279,11 @@ def _trace_footer(trace: Trace) -> tuple[str, ...]:
         "context": "at the context limit",
     }.get(trace.stop_reason, trace.stop_reason)
     lines = [f"text: {safe_text(trace.text)}"]
+    if trace.temperature > 0:
+        lines.append(
+            "percentages are the model's probabilities, before temperature and top-k: "
+            "sampling may choose an unlikely token"
+        )
     if trace.mode == "training":
         lines.append(
             f"stopped {reason}; one masked pass over {plural(n, 'token')} took "

@@ -354,3 +354,21 @@ def test_piped_output_has_no_trailing_spaces_where_rich_wraps_or_pads(args: list
     lines = result.stdout.splitlines()
     assert len(lines) > 10
     assert [line for line in lines if line.endswith(" ")] == []
+
+
+def test_a_sampled_trace_says_its_percentages_are_before_temperature() -> None:
+    # the chosen token's percentage can be 0%: it is the model's, not the sampler's
+    said = "percentages are the model's probabilities, before temperature and top-k"
+    sampled = trace_cli("To be", "--steps", "4", "--temperature", "5", "--seed", "1", "--plain")
+    greedy = trace_cli("To be", "--steps", "4", "--plain")
+    assert said in " ".join(sampled[1].split())
+    assert said not in " ".join(greedy[1].split())
+
+
+def test_generated_bytes_that_are_not_utf8_read_in_the_text_as_in_the_labels() -> None:
+    # tiny at temperature 5, seed 1 generates 0xac and 0xef, which no UTF-8 text holds
+    code, out, err = trace_cli("To be", "--steps", "4", "--temperature", "5", "--seed", "1")
+    assert code == 0, err
+    text = next(line for line in out.splitlines() if line.startswith("text: "))
+    assert text == "text: To bee\\xac$\\xef"
+    assert "\\xac" in out.split("text: ")[0]  # the grid's label of the same byte

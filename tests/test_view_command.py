@@ -47,7 +47,13 @@ def test_view_saves_pictures_and_converts_traces(tmp_path: Path) -> None:
     [
         (["missing.npz"], 1, "no such file"),
         (["pipe.npz"], 1, "pipe.npz: not a regular file"),
-        (["garbage.npz"], 1, "cannot read trace"),
+        (["garbage.npz"], 1, "garbage.npz: not a trace: not an .npz (zip) archive"),
+        (
+            ["garbage.json"],
+            1,
+            "garbage.json: not a trace: not valid JSON (Expecting value, line 1)",
+        ),
+        (["picture.png"], 2, "picture.png: not a trace file: traces are .npz or .json files"),
         (["t.npz", "--layer", "9"], 2, "--layer 9 was not recorded"),
         (["t.npz", "--head", "1", "--agg", "mean"], 2, "--head cannot be combined with --agg"),
         (["t.npz", "--save", "x.txt"], 2, "extension '.txt'"),
@@ -56,12 +62,13 @@ def test_view_saves_pictures_and_converts_traces(tmp_path: Path) -> None:
 def test_files_it_cannot_trust_and_bad_choices_get_one_line(
     tmp_path: Path, args: list[str], code: int, message: str
 ) -> None:
-    (tmp_path / "garbage.npz").write_bytes(b"not a zip file")
+    for name in ("garbage.npz", "garbage.json", "picture.png"):
+        (tmp_path / name).write_bytes(b"not a zip file")
     os.mkfifo(tmp_path / "pipe.npz")  # there, but reading it would wait forever
     assert (
         run_cli("trace", "To be", "--steps", "2", "--save", str(tmp_path / "t.npz")).exit_code == 0
     )
-    args = [str(tmp_path / a) if a.endswith((".npz", ".txt")) else a for a in args]
+    args = [str(tmp_path / a) if a.endswith((".npz", ".txt", ".json", ".png")) else a for a in args]
     result = run_cli("view", *args)
     assert result.exit_code == code, result.stderr
     assert message in result.stderr
