@@ -130,6 +130,21 @@ def test_large_n_is_downsampled_to_the_width() -> None:
     assert data["cell_size"] == 391 and len(data["cells"]) == 256
 
 
+@pytest.mark.parametrize(
+    ("n", "legend"),
+    [
+        ("6", f"{ALLOWED} may attend   {BLOCKED} may not"),
+        ("70", f"{ALLOWED} all may attend   {PARTIAL} some   {BLOCKED} none"),  # rows pooled
+        ("1000000", f"{ALLOWED} all may attend   {PARTIAL} some   {BLOCKED} none"),
+    ],
+)
+def test_one_legend_says_what_each_glyph_means_at_the_grid_drawn(n: str, legend: str) -> None:
+    out = run_cli("show-mask", n, "--plain").stdout
+    legends = [line for line in out.splitlines() if "rows = queries ↓" in line]
+    assert legends == [f"{legend}   rows = queries ↓, columns = keys →"]
+    assert ("each cell covers 31,250 x 31,250" in out) is (n == "1000000")
+
+
 def test_a_downsampled_grid_names_its_keys_from_the_first_cell_column() -> None:
     lines = run_cli("show-mask", "200", "--window", "40", "--plain").stdout.splitlines()
     header = next(line for line in lines if "keys 1" in line)

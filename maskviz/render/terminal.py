@@ -68,16 +68,20 @@ def _entry(glyph: str, style: Style | None, meaning: str) -> Text:
     return text
 
 
-def legend() -> Legend:
-    """The key to a mask's glyphs."""
-    return Legend(
-        "",
-        [
+def legend(pooled: bool = False) -> Legend:
+    """The key to a mask's glyphs; a pooled cell holds several queries and keys."""
+    if pooled:
+        entries = [
+            ("", _entry(ALLOWED, STYLE_ALLOWED, "all may attend")),
+            ("   ", _entry(PARTIAL, STYLE_PARTIAL, "some")),
+            ("   ", _entry(BLOCKED, STYLE_BLOCKED, "none")),
+        ]
+    else:
+        entries = [
             ("", _entry(ALLOWED, STYLE_ALLOWED, "may attend")),
             ("   ", _entry(BLOCKED, STYLE_BLOCKED, "may not")),
-            ("   ", Text("rows = queries ↓, columns = keys →")),
-        ],
-    )
+        ]
+    return Legend("", [*entries, ("   ", Text("rows = queries ↓, columns = keys →"))])
 
 
 def ruler(numbers: Sequence[int | None], cell: int) -> str:
@@ -113,9 +117,9 @@ class MaskLayout:
 
 @dataclass
 class MaskGrid:
-    """A mask drawn as a ●/○ grid: every key numbered when that fits, else one or two
-    columns per key under a ruler (rows pooled past 64), else downsampled into k x k
-    cells; a pooled cell is ● all allowed, ○ none, ◐ some.
+    """A mask drawn as a ●/○ grid and its legend: every key numbered when that fits, else
+    one or two columns per key under a ruler (rows pooled past 64), else downsampled
+    into k x k cells; a pooled cell is ● all allowed, ◐ some, ○ none.
 
     ``labels`` (one per query position) are shown after the row index;
     ``highlight_row`` (0-based) is marked, e.g. the row one cached step computes.
@@ -176,7 +180,7 @@ class MaskGrid:
             numbers = [key if j == 0 or key % step == 0 else None for j, key in enumerate(keys)]
             header = Text(" " * (label_w + 1) + ruler(numbers, lay.cell), STYLE_LABEL)
         else:
-            cells = f"keys {keys[0]}–{keys[-1]} →, {states.shape[1]} cells"
+            cells = f"keys {keys[0]}–{keys[-1]} →, {lay.key_block:,} per column"
             header = Text(" " * (label_w + 1) + cells, STYLE_LABEL)
         header.rstrip()
         yield header
@@ -195,13 +199,14 @@ class MaskGrid:
             line.no_wrap, line.overflow = True, "crop"
             yield line
         if pooled:
-            what = (
-                f"rows pooled {lay.row_block} per line"
+            yield Text(
+                f"rows pooled {lay.row_block:,} per line"
                 if lay.key_block == 1
-                else f"downsampled: each cell covers {lay.row_block} x {lay.key_block} "
-                "positions (queries x keys)"
+                else f"downsampled: each cell covers {lay.row_block:,} x {lay.key_block:,} "
+                "positions (queries x keys)",
+                STYLE_DIM,
             )
-            yield Text(f"{what}; {ALLOWED} all allowed, {BLOCKED} none, {PARTIAL} some", STYLE_DIM)
+        yield legend(pooled)
 
 
 def mask_report(
@@ -211,11 +216,10 @@ def mask_report(
     highlight_row: int | None = None,
     padded_rows: NDArray[np.int64] | None = None,
 ) -> Group:
-    """What show-mask prints: a title, the grid, the legend, the step's sentence, counts."""
+    """What show-mask prints: a title, the grid and its legend, the step's sentence, counts."""
     parts: list[RenderableType] = [
         Text(mask.heading(index_base)),
         MaskGrid(mask, labels=labels, index_base=index_base, highlight_row=highlight_row),
-        legend(),
     ]
     if highlight_row is not None:
         parts.append(Text(step_sentence(mask, highlight_row, index_base)))
