@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
+import secrets
 import stat
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -61,22 +60,16 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     keeps its permissions.
     """
     shown, target = str(path), Path(os.path.realpath(path))
-    # Ctrl-C or `kill` between creating the temporary file and the `try` that removes
-    # it would leave it behind: they wait until it is guarded (POSIX)
-    held = _hold_signals()
+    # the name is chosen before the file is made, and removed in `finally`: a Ctrl-C
+    # or `kill` at any moment, even while the file is being made, leaves nothing behind
+    # (64 random bits: no other file has this name, and O_EXCL refuses one that does)
+    tmp = target.with_name(f".{target.stem}.{secrets.token_hex(8)}.tmp{target.suffix}")
     try:
-        fd, tmp_name = tempfile.mkstemp(
-            dir=target.parent if str(target.parent) else ".",
-            prefix=f".{target.stem}.",
-            suffix=f".tmp{target.suffix}",
-        )
-    except OSError as exc:
-        _release_signals(held)
-        raise MaskvizError(f"cannot write {shown!r}: {exc.strerror}") from None
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        _release_signals(held)  # a signal that came meanwhile is raised here
+        try:
+            os.close(_create(tmp))
+        except FileExistsError:  # not ours: never removed
+            tmp = target.with_name(f".{target.stem}.{secrets.token_hex(8)}.tmp{target.suffix}")
+            os.close(_create(tmp))
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
@@ -94,19 +87,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-_STOPS = {signal.SIGINT, signal.SIGTERM}
-
-
-def _hold_signals() -> set[int | signal.Signals] | None:
-    """Block Ctrl-C and `kill` in this thread; the mask to restore (None: no such call)."""
-    if not hasattr(signal, "pthread_sigmask"):
-        return None
-    return signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
-
-
-def _release_signals(held: set[int | signal.Signals] | None) -> None:
-    if held is not None:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+def _create(path: Path) -> int:
+    """A new file only its owner can read until it is complete; its descriptor."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:

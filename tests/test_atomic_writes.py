@@ -4,30 +4,29 @@ from __future__ import annotations
 
 import os
 import signal
-import tempfile
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from maskviz import MaskvizError
+from maskviz import MaskvizError, _io
 from maskviz._io import write_bytes
 
 
-@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="POSIX signal masks")
-def test_ctrl_c_just_after_the_temporary_file_is_made_leaves_nothing_behind(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("moment", ["making", "made"])
+def test_ctrl_c_while_or_just_after_the_temporary_file_is_made_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moment: str
 ) -> None:
     target = tmp_path / "trace.json"
     target.write_text("old")
-    real = tempfile.mkstemp
+    real = _io._create
 
-    def made_then_interrupted(*args: Any, **kwargs: Any) -> tuple[int, str]:
-        made = real(*args, **kwargs)
-        os.kill(os.getpid(), signal.SIGINT)  # the user's Ctrl-C, this very moment
-        return made
+    def interrupted(path: Path) -> int:
+        if moment == "made":
+            real(path)  # made, its descriptor not yet returned
+        signal.raise_signal(signal.SIGINT)  # the user's Ctrl-C, this very moment
+        raise AssertionError("not interrupted")
 
-    monkeypatch.setattr(tempfile, "mkstemp", made_then_interrupted)
+    monkeypatch.setattr(_io, "_create", interrupted)
     with pytest.raises(KeyboardInterrupt):
         write_bytes(target, b"new contents")
     assert target.read_text() == "old"
