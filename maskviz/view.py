@@ -14,7 +14,11 @@ Cell states (`Panel.states`, int8 [n, n]):
 - ``MASKED``: the mask forbids the key (the future, another document, a pad, or
   outside a sliding window in a single masked pass);
 - ``EVICTED``: a sliding-window layer's rolling KV cache had dropped the key when
-  this query was computed in cached decoding.
+  this query was computed in cached decoding;
+- ``NOT_YET``: the key did not exist yet when this query was computed, one step at
+  a time (cached decoding, or recompute's kept row): a later step generated it, so
+  nothing had to mask it. The prompt's rows, computed by the prefill, see the
+  generated keys this way too; their masked future is the prompt's own.
 
 Positions are numbered from ``index_base`` (1) in every title and note.
 
@@ -46,8 +50,14 @@ if TYPE_CHECKING:
 FloatArray = NDArray[np.floating[Any]]
 StateArray = NDArray[np.int8]
 
-MASKED, ALLOWED, EVICTED = 0, 1, 2
-STATE_NAMES = {ALLOWED: "may attend", MASKED: "masked", EVICTED: "evicted from the rolling cache"}
+MASKED, ALLOWED, EVICTED, NOT_YET = 0, 1, 2, 3
+STATE_NAMES = {
+    ALLOWED: "may attend",
+    MASKED: "masked",
+    EVICTED: "evicted from the rolling cache",
+    NOT_YET: "not generated yet",
+}
+STEPWISE = ("cached", "recompute")  # modes and sides that computed one new row per step
 PAD_NOTE = "pad"  # a mask view's note on each padding position
 
 
@@ -133,22 +143,36 @@ class AttentionView:
 # ---------------------------------------------------------------- traces
 
 
-def _states(allowed: NDArray[np.bool_], evicted: NDArray[np.bool_] | None = None) -> StateArray:
+def _states(
+    allowed: NDArray[np.bool_],
+    evicted: NDArray[np.bool_] | None = None,
+    stepwise_from: int | None = None,
+) -> StateArray:
+    """[n, n] states; ``stepwise_from`` = p: rows from p on were computed one per step,
+    and rows before p by a prefill over p tokens, so key k did not exist for row r when
+    k > r and k >= p."""
     states = np.where(allowed, ALLOWED, MASKED).astype(np.int8)
     if evicted is not None:
         states[evicted & ~allowed] = EVICTED
+    if stepwise_from is not None:
+        n_q, n_k = allowed.shape
+        keys = np.arange(n_k)
+        later = (keys[None, :] > np.arange(n_q)[:, None]) & (keys >= stepwise_from)[None, :]
+        states[later & ~allowed] = NOT_YET
     return states
 
 
 def trace_states(trace: Trace, layer: int) -> StateArray:
     """The state of every cell of ``layer`` [T, T]: in cached mode a sliding layer's keys
-    beyond its window were evicted from the ring buffer (decoding rows), not masked."""
+    beyond its window were evicted from the ring buffer (decoding rows), not masked;
+    keys generated after a row was computed are NOT_YET, not masked."""
     allowed = trace.layer_mask(layer)
     evicted = None
     if trace.window(layer) is not None and trace.mode == "cached":
         evicted = trace.mask & ~allowed
         evicted[: trace.prompt_len] = False  # the prefill pass masked these: never cached
-    return _states(allowed, evicted)
+    stepwise = trace.prompt_len if trace.mode in STEPWISE else None
+    return _states(allowed, evicted, stepwise)
 
 
 def describe_layer_masks(windows: Sequence[int | None]) -> str:
@@ -324,7 +348,7 @@ def _side_states(side: Side, layer: int, prompt_len: int) -> StateArray:
     if side.name == "cached":  # a sliding layer's ring buffer dropped what its window excludes
         evicted = causal(allowed.shape[0]).to_array() & ~allowed
         evicted[:prompt_len] = False
-    return _states(allowed, evicted)
+    return _states(allowed, evicted, prompt_len if side.name in STEPWISE else None)
 
 
 def comparison_view(

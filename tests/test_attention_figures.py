@@ -35,6 +35,7 @@ from maskviz.view import (
     ALLOWED,
     EVICTED,
     MASKED,
+    NOT_YET,
     AttentionView,
     Mark,
     Panel,
@@ -99,9 +100,10 @@ def pixel(fig: Figure, image: np.ndarray[Any, Any], ax: Any, row: int, col: int)
 
 def pixel_states(image: np.ndarray[Any, Any], ax: Any, n: int, k: int = 1) -> np.ndarray[Any, Any]:
     """The state each drawn cell of ``ax`` shows, read from its pixels: flat grey is masked,
-    the evicted pink and its magenta hatching (and their blends) evicted, anything else a
-    weight. Each cell is judged by the majority of its inner pixels (hatch lines cross it)."""
-    grey = np.array(to_rgb(af.COLOR_MASKED))
+    white not generated yet, the evicted pink and its magenta hatching (and their blends)
+    evicted, anything else a weight. Each cell is judged by the majority of its inner
+    pixels (hatch lines cross it)."""
+    grey, white = np.array(to_rgb(af.COLOR_MASKED)), np.array(to_rgb(af.COLOR_PENDING))
     pink, magenta = np.array(to_rgb(af.COLOR_EVICTED)), np.array(to_rgb(af.COLOR_EVICTED_HATCH))
     cells = math.ceil(n / k)
     out = np.zeros((cells, cells), np.int8)
@@ -117,12 +119,14 @@ def pixel_states(image: np.ndarray[Any, Any], ax: Any, n: int, k: int = 1) -> np
             # distance to the pink-magenta segment: blends of fill and hatch stay on it
             t = np.clip((block - pink) @ (magenta - pink) / np.sum((magenta - pink) ** 2), 0, 1)
             off_segment = np.abs(block - (pink + t[:, None] * (magenta - pink))).max(axis=1)
-            kinds = np.where(
-                np.abs(block - grey).max(axis=1) < 0.04,
-                MASKED,
-                np.where(off_segment < 0.06, EVICTED, ALLOWED),
-            )
-            out[r, c] = np.bincount(kinds, minlength=3).argmax()
+            kinds = np.select(
+                [np.abs(block - grey).max(axis=1) < 0.04,
+                 np.abs(block - white).max(axis=1) < 0.04,
+                 off_segment < 0.06],
+                [MASKED, NOT_YET, EVICTED],
+                ALLOWED,
+            )  # fmt: skip
+            out[r, c] = np.bincount(kinds, minlength=4).argmax()
     return out
 
 
@@ -135,9 +139,17 @@ def terminal_states(view: AttentionView, width: int) -> np.ndarray[Any, Any]:
     pos_w, lab_w = grid._label_width(lay.row_block)
     head = pos_w + 1 + (lab_w + 1 if lab_w else 0)
     cols = math.ceil(view.panels[0].n / lay.key_block)
-    glyph_state = {BLOCKED: MASKED, EVICTED_GLYPH: EVICTED, **{g: ALLOWED for g in RAMP}}
-    rows = [
-        [glyph_state[ch] for ch in line[head : head + lay.cell * cols : lay.cell]]
+    glyph_state = {
+        BLOCKED: MASKED,
+        EVICTED_GLYPH: EVICTED,
+        " ": NOT_YET,
+        **{g: ALLOWED for g in RAMP},
+    }
+    rows = [  # lines end at their last drawn cell: blank cells after it are trimmed
+        [
+            glyph_state[ch]
+            for ch in line.ljust(head + lay.cell * cols)[head : head + lay.cell * cols : lay.cell]
+        ]
         for line in console.export_text().splitlines()
         if line[:pos_w].strip().split("–")[0].isdigit() and line[pos_w : pos_w + 1] == " "
     ]
@@ -188,7 +200,7 @@ def test_masked_cells_differ_from_zero_weight(trace: Trace) -> None:
     weights = panel.weights.copy()
     weights[n - 1, 1] = 0.0  # an allowed cell with weight exactly zero
     assert panel.states[n - 1, 1] == ALLOWED
-    assert panel.states[0, n - 1] == MASKED
+    assert panel.states[0, 1] == MASKED  # the prompt's own future
     fig = af.attention_figure(replace(view, panels=(replace(panel, weights=weights),)))
     (ax,) = heatmap_axes(fig)
     cmap = ax.images[0].get_cmap()
@@ -196,7 +208,7 @@ def test_masked_cells_differ_from_zero_weight(trace: Trace) -> None:
     assert np.abs(np.subtract(cmap.get_bad()[:3], cmap(0.0)[:3])).max() > 0.3
 
     image = rendered(fig)
-    masked, zero = pixel(fig, image, ax, 0, n - 1), pixel(fig, image, ax, n - 1, 1)
+    masked, zero = pixel(fig, image, ax, 0, 1), pixel(fig, image, ax, n - 1, 1)
     assert np.allclose(masked, to_rgb(af.COLOR_MASKED), atol=0.02)
     assert np.allclose(zero, cmap(0.0)[:3], atol=0.02)
     assert np.abs(masked - zero).max() > 0.3
@@ -297,7 +309,8 @@ def test_comparison_with_an_unmasked_pass_reports_a_large_max(model: maskviz.GPT
     fig = af.comparison_figure(view)
     peak = float(np.abs(unmasked.weights.astype(np.float64) - masked.weights).max())
     assert peak > 0.05
-    assert f"max |Δ| = {peak:.2e}" in diff_title(fig)
+    # the verdict covers every layer and head; the panel's title names its own scope
+    assert f"this head's max |Δ| = {peak:.2e}" in diff_title(fig)
     # The unmasked panel has no grey cells; the masked one has.
     unmasked_ax, masked_ax, _ = heatmap_axes(fig)
     assert not np.ma.getmaskarray(unmasked_ax.images[0].get_array()).any()
@@ -310,7 +323,7 @@ def test_comparison_with_an_unmasked_pass_reports_a_large_max(model: maskviz.GPT
 def test_identical_panels_report_zero(trace: Trace) -> None:
     panel = trace_view(trace, layer=1).panels[0]
     fig = af.comparison_figure(view_of(panel, panel))
-    assert "max |Δ| = 0 (identical)" in diff_title(fig)
+    assert "this head's max |Δ| = 0 (identical)" in diff_title(fig)
 
 
 def test_gif_shows_the_prefill_then_each_step_and_holds_the_last_frame(
@@ -439,8 +452,10 @@ def test_pooled_cells_follow_the_terminals_rule(tmp_path: Path) -> None:
     n, k = states.shape[0], 3
     assert n == 153
     blocks = states.reshape(n // k, k, n // k, k).transpose(0, 2, 1, 3).reshape(n // k, n // k, -1)
-    expected = np.where(
-        (blocks == ALLOWED).any(-1), ALLOWED, np.where((blocks == EVICTED).any(-1), EVICTED, MASKED)
+    expected = np.select(
+        [(blocks == ALLOWED).any(-1), (blocks == EVICTED).any(-1), (blocks == NOT_YET).all(-1)],
+        [ALLOWED, EVICTED, NOT_YET],
+        MASKED,
     )
     # evicted blocks that hold an allowed key are drawn allowed, not evicted
     assert ((blocks == EVICTED).any(-1) & (expected == ALLOWED)).any()

@@ -11,6 +11,7 @@ from PIL import Image
 from rich.cells import cell_len
 
 from maskviz import Trace, load_model
+from maskviz.render.terminal import RAMP
 from tests.conftest import run_cli
 
 FIXTURE = str(Path(__file__).parent / "fixtures" / "gpt2-tiny")
@@ -45,10 +46,14 @@ def test_rows_fill_the_triangle_one_key_per_step() -> None:
     _, out, _ = trace_cli(PROMPT, "--model", FIXTURE, "--steps", "3", "--plain")
     rows = [line for line in out.splitlines() if line[:2].strip().isdigit() and line[2] == " "]
     assert len(rows) == 17
-    # row t shows t allowed keys (ramp glyphs) and T - t masked ones
+    # row t shows t allowed keys (ramp glyphs); a prompt row's later prompt keys are
+    # masked, and the keys generated after it, like a decoding row's later keys, blank
+    p = 14
     for t, row in enumerate(rows, start=1):
-        cells = row[8 : 8 + 2 * 17 : 2]
-        assert cells.count("○") == 17 - t, row
+        cells = row.ljust(8 + 2 * 17)[8 : 8 + 2 * 17 : 2]
+        assert sum(c in RAMP for c in cells) == t, row
+        assert cells.count("○") == max(p - t, 0), row
+        assert cells.count(" ") == 17 - max(t, p), row
 
 
 def test_plain_output_uses_the_ramp_and_no_escape_codes() -> None:

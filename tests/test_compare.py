@@ -387,5 +387,6 @@ def test_every_rows_note_stays_on_its_row_when_narrower_cells_make_room() -> Non
     ).stdout  # fmt: skip
     rows = [line for line in out.splitlines() if "│" in line]
     assert len(rows) == 14
-    assert all(re.search(r"│ \S+ \d\.\de[+-]\d\d", row) for row in rows), rows
+    # the cached side leaves keys not generated yet blank: spaces before the note
+    assert all(re.search(r"│ \S+ +\d\.\de[+-]\d\d", row) for row in rows), rows
     assert max(len(line) for line in out.splitlines()) <= 80

@@ -23,6 +23,7 @@ from maskviz.similarity import similarity
 from maskviz.view import (
     ALLOWED,
     EVICTED,
+    NOT_YET,
     AttentionView,
     comparison_view,
     similarity_view,
@@ -73,6 +74,8 @@ def grid_rows(view: AttentionView, width: int) -> list[tuple[int, str]]:
     for line in render(view, width):
         start = line[:pos_w].strip().split("–")[0]
         if start.isdigit() and len(line) > head and line[pos_w] == " ":
+            # trailing blank cells (keys not generated yet) are trimmed from the line
+            line = line.ljust(head + lay.cell * cols)
             out.append((int(start) - 1, line[head : head + lay.cell * cols : lay.cell]))
     return out
 
@@ -98,12 +101,19 @@ def test_every_key_is_drawn_and_no_attending_row_looks_masked(
     states = view.panels[0].states
     rows = grid_rows(view, width)
     assert rows, "no grid rows found"
-    for first, cells in rows:
+    ends = [first for first, _ in rows[1:]] + [n]  # a block ends where decoding starts
+    for (first, cells), end in zip(rows, ends, strict=True):
         # every key (or block of keys) has its own cell
         assert len(cells) == math.ceil(n / lay.key_block)
         block = states[first : first + lay.row_block]
         may_attend = bool((block == ALLOWED).any())
         assert any(c in RAMP for c in cells) == may_attend, (name, width, first, cells)
+        if len(view.panels) > 1:
+            continue  # the lines of stacked panels interleave: their rows are not one block
+        # blank only where no key of the block had been generated when its queries ran
+        for c, cell in enumerate(cells):
+            keys = states[first:end, c * lay.key_block : (c + 1) * lay.key_block]
+            assert (cell == " ") == bool((keys == NOT_YET).all()), (name, width, first, c)
 
 
 def test_the_densest_faithful_layout_is_chosen(views: dict[str, AttentionView]) -> None:
@@ -133,9 +143,13 @@ def test_narrow_comparisons_stack_instead_of_pooling(views: dict[str, AttentionV
 def test_pooled_blocks_are_masked_only_when_every_key_is(views: dict[str, AttentionView]) -> None:
     view = views["trace"]
     # at 24 columns the 35 keys pool several per cell: row 1 sees key 1 only, yet its
-    # first block must be drawn allowed
+    # first block must be drawn allowed; the prompt's other keys are masked, and the
+    # blocks of keys generated after the prefill are blank
     first, cells = grid_rows(view, 24)[0]
-    assert first == 0 and cells[0] in RAMP and set(cells[1:]) == {"○"}
+    key_block = AttentionGrid(view).layout(24).key_block
+    prompt_cells = -(-view.steps_from // key_block)
+    assert first == 0 and cells[0] in RAMP
+    assert set(cells[1:prompt_cells]) == {"○"} and set(cells[prompt_cells:]) == {" "}
 
 
 def test_multi_character_tokens_are_never_sliced_into_the_key_header() -> None:

@@ -351,15 +351,37 @@ def test_heads_combined_as_asked_are_on_the_page_and_open_first(
     assert "max over" in tab.eval("document.querySelector('.maskviz figcaption').textContent")
 
 
-def test_future_keys_say_masked_and_unreached_ones_say_so(
-    tab: chromium.Tab, pages: dict[str, Path]
+def cell_rgb(tab: chromium.Tab, row: int, key: int) -> list[int]:
+    """The colour at the centre of cell (row, key) (0-based) of the first heatmap."""
+    color: list[int] = tab.eval(
+        "(() => { const c = document.querySelector('.maskviz .mv-canvas');"
+        " const s = Number(c.dataset.cell), r = window.devicePixelRatio || 1;"
+        f" const x = (Number(c.dataset.left) + ({key} + 0.5) * s) * r;"
+        f" const y = (Number(c.dataset.top) + ({row} + 0.5) * s) * r;"
+        " return [...c.getContext('2d').getImageData(x, y, 1, 1).data]; })()"
+    )
+    return color[:3]
+
+
+def test_the_prompts_future_is_masked_and_keys_generated_later_are_blank(
+    tab: chromium.Tab, pages: dict[str, Path], headline: Trace
 ) -> None:
-    tab.open(url(pages["trace"], "layer=0&head=0&step=2"))  # rows 1..21 computed
+    p = headline.prompt_len
+    tab.open(url(pages["trace"], "layer=0&head=0&step=2"))  # rows 1..p+2 computed
+    # the prefill masked the prompt's own future
     assert tooltip_at(tab, 10, 12).endswith("masked: future (key after query)")
     assert "weight" not in tooltip_at(tab, 10, 12)
-    assert tooltip_at(tab, 25, 3).endswith("not computed yet at step 2")
-    assert tooltip_at(tab, 19, 20).endswith("masked: future (key after query)")
-    assert tooltip_at(tab, 19, 25).endswith("not in the KV cache yet at step 2")
+    # keys that a later step generated: there was nothing to mask, as the terminal's blank
+    not_yet = "not generated yet when this query ran: nothing to mask"
+    assert tooltip_at(tab, 10, p).endswith(not_yet)
+    assert tooltip_at(tab, p, p + 1).endswith(not_yet)
+    assert cell_rgb(tab, p, p + 1) == cell_rgb(tab, 10, p) == [255, 255, 255]
+    assert cell_rgb(tab, 10, 12) != [255, 255, 255]
+    # beyond the step: rows and keys not reached yet
+    assert tooltip_at(tab, p + 6, 3).endswith("not computed yet at step 2")
+    assert tooltip_at(tab, p, p + 6).endswith("not in the KV cache yet at step 2")
+    legend = tab.eval("document.querySelector('.maskviz .mv-legend').textContent")
+    assert "not generated yet" in legend and "not reached yet" not in legend
 
 
 def test_a_focused_heatmap_reads_cells_with_the_arrow_keys(

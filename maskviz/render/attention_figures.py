@@ -45,7 +45,15 @@ from numpy.typing import NDArray
 from maskviz._io import atomic_path
 from maskviz._text import display_label, fit, safe_text
 from maskviz.render.figures import COLOR_HIGHLIGHT
-from maskviz.view import ALLOWED, EVICTED, MASKED, STATE_NAMES, AttentionView, Panel
+from maskviz.view import (
+    ALLOWED,
+    EVICTED,
+    MASKED,
+    NOT_YET,
+    STATE_NAMES,
+    AttentionView,
+    Panel,
+)
 
 if TYPE_CHECKING:
     from maskviz.trace import Trace
@@ -60,7 +68,7 @@ COLOR_EVICTED = "#fde0ef"  # light pink: a hue viridis never takes
 COLOR_EVICTED_HATCH = "#c51b7d"  # dark magenta lines: the pattern survives any colour vision
 EVICTED_HATCH = "///"
 COLOR_BOUNDARY = "#e8590c"  # orange: visible on both the viridis and the grey cells
-COLOR_PENDING = "white"  # rows the decoding GIF has not reached yet
+COLOR_PENDING = "white"  # what does not exist yet: keys not generated, rows a GIF has not reached
 COLOR_GOOD, COLOR_BAD = "#1b7837", "#b2182b"  # a comparison's verdict
 WEIGHTS_CMAP = "viridis"
 DIFF_CMAP = "inferno"
@@ -69,6 +77,7 @@ LABEL_WIDTH = 12  # terminal cells of a token label before it is cut with '…'
 GIF_DPI = 100
 MASKED_LABEL = "masked (not allowed)"
 EVICTED_LABEL = STATE_NAMES[EVICTED]
+NOT_YET_LABEL = STATE_NAMES[NOT_YET]
 BOUNDARY_LABEL = "prompt | generated"
 DELIMITER_LABEL = "delimiter (between the dashed lines)"
 MARK_LABELS = {"prompt": BOUNDARY_LABEL, "delimiter": DELIMITER_LABEL}
@@ -187,12 +196,19 @@ class _Grid:
 
     def states(self, states: StateArray) -> StateArray:
         """Each cell's state by the terminal's rule: allowed if any position in it is,
-        evicted if none is and one was evicted, else masked."""
+        evicted if none is and one was evicted, not generated yet if every one was not,
+        else masked."""
         if self.k == 1:
             return states
-        allowed = self._reduce(np.add, (states == ALLOWED).astype(np.int64)) > 0
-        evicted = self._reduce(np.add, (states == EVICTED).astype(np.int64)) > 0
-        return np.where(allowed, ALLOWED, np.where(evicted, EVICTED, MASKED)).astype(np.int8)
+
+        def some(state: int) -> BoolArray:
+            return self._reduce(np.add, (states == state).astype(np.int64)) > 0
+
+        out = np.full(some(ALLOWED).shape, MASKED, np.int8)
+        out[~(self._reduce(np.add, (states != NOT_YET).astype(np.int64)) > 0)] = NOT_YET
+        out[some(EVICTED)] = EVICTED
+        out[some(ALLOWED)] = ALLOWED
+        return out
 
     def max(self, values: FloatArray, shown: BoolArray) -> np.ma.MaskedArray[Any, Any]:
         """Largest value in each block, as the terminal shades pooled cells (a pooled
@@ -255,38 +271,41 @@ def _heatmap(
     return image
 
 
-def _hatch_evicted(ax: Axes, cells: StateArray, grid: _Grid) -> None:
-    """Cover the EVICTED ``cells`` (pooled states) with hatched patches, one per run in a row.
+# how the cells of each state the image cannot show are covered: evicted hatched, keys not
+# generated yet blank (as the GIF's keys not cached yet, and the terminal's blank)
+_COVERS: dict[int, dict[str, Any]] = {
+    EVICTED: {"facecolor": COLOR_EVICTED, "edgecolor": COLOR_EVICTED_HATCH, "hatch": EVICTED_HATCH},
+    NOT_YET: {"facecolor": COLOR_PENDING, "edgecolor": COLOR_PENDING},
+}
+
+
+def _cover(ax: Axes, cells: StateArray, grid: _Grid) -> None:
+    """Cover the evicted and not-yet ``cells`` (pooled states) with patches, one per run
+    in a row.
 
     The image under them holds no weight there (drawn grey), so a hidden patch
     could never pass for a weight; one patch per run keeps the hatching continuous.
     """
-    boxes = []
-    for r, row in enumerate(cells == EVICTED):
-        edges = np.flatnonzero(np.diff(np.concatenate(([0], row.astype(np.int8), [0]))))
-        for start, stop in zip(edges[::2], edges[1::2], strict=True):
-            corner = (int(start) * grid.k - 0.5, r * grid.k - 0.5)
-            boxes.append(Rectangle(corner, int(stop - start) * grid.k, grid.k))
-    if boxes:
-        # zorder 1: above the image, under the cell grid, the dashed marks and the GIF's blanks
-        patches = PatchCollection(
-            boxes,
-            facecolor=COLOR_EVICTED,
-            edgecolor=COLOR_EVICTED_HATCH,
-            linewidth=0,
-            hatch=EVICTED_HATCH,
-            zorder=1,
-        )
-        ax.add_collection(patches, autolim=False)
+    for state, style in _COVERS.items():
+        boxes = []
+        for r, row in enumerate(cells == state):
+            edges = np.flatnonzero(np.diff(np.concatenate(([0], row.astype(np.int8), [0]))))
+            for start, stop in zip(edges[::2], edges[1::2], strict=True):
+                corner = (int(start) * grid.k - 0.5, r * grid.k - 0.5)
+                boxes.append(Rectangle(corner, int(stop - start) * grid.k, grid.k))
+        if boxes:
+            # zorder 1: above the image, under the cell grid, the dashed marks and the GIF's
+            # blanks
+            ax.add_collection(PatchCollection(boxes, **style, linewidth=0, zorder=1), autolim=False)
 
 
 def _draw_panel(
     ax: Axes, panel: Panel, grid: _Grid, cmap: Colormap, norm: Normalize
 ) -> tuple[AxesImage, set[int]]:
-    """The panel's weights and its evicted cells; return the image and the states drawn."""
+    """The panel's weights, evicted and not-yet cells; return the image and the states drawn."""
     cells = grid.states(panel.states)
     image = _heatmap(ax, grid.max(panel.weights, panel.states == ALLOWED), grid, cmap, norm)
-    _hatch_evicted(ax, cells, grid)
+    _cover(ax, cells, grid)
     return image, {int(s) for s in np.unique(cells)}
 
 
@@ -366,18 +385,13 @@ def _legend(
     *,
     verdict: tuple[str, bool] | None = None,
 ) -> None:
-    """Legend under the panels: masked, evicted (only if drawn), what the dashed lines
+    """Legend under the panels: masked, evicted and not yet (only if drawn), what the dashed lines
     mean; a comparison's ``verdict`` heads it (a separate text would collide with it)."""
     handles: list[Artist] = [Patch(facecolor=COLOR_MASKED, edgecolor="0.6", label=MASKED_LABEL)]
     if EVICTED in drawn:
-        handles.append(
-            Patch(
-                facecolor=COLOR_EVICTED,
-                edgecolor=COLOR_EVICTED_HATCH,
-                hatch=EVICTED_HATCH,
-                label=EVICTED_LABEL,
-            )
-        )
+        handles.append(Patch(**_COVERS[EVICTED], label=EVICTED_LABEL))
+    if NOT_YET in drawn:
+        handles.append(Patch(facecolor=COLOR_PENDING, edgecolor="0.6", label=NOT_YET_LABEL))
     for kind in mark_kinds:
         handles.append(
             Line2D(
@@ -523,9 +537,9 @@ def comparison_figure(view: AttentionView) -> Figure:
     fig.colorbar(diff_image, ax=ax_diff, label="|left − right|", shrink=0.85, extend="min")
 
     if peak == 0.0:
-        summary = "max |Δ| = 0 (identical)"
+        summary = "this head's max |Δ| = 0 (identical)"
     else:
-        summary = f"max |Δ| = {peak:.2e} (query {query + 1}, key {key + 1})"
+        summary = f"this head's max |Δ| = {peak:.2e} (query {query + 1}, key {key + 1})"
     for ax, panel in ((ax_left, left), (ax_right, right)):
         ax.set_title(_wrapped(panel.title, side, 10), fontsize=10, parse_math=False)
     ax_diff.set_title(f"|left − right|\n{summary}", fontsize=10)
@@ -723,9 +737,9 @@ def save_decode_gif(
     extra: list[Artist] = [
         Patch(fill=False, edgecolor=COLOR_HIGHLIGHT, linewidth=2.2, label=outline_label)
     ]
-    if any(frame.filled < n for frame in frames):
-        extra.insert(0, Patch(facecolor=COLOR_PENDING, edgecolor="0.6", label="not computed yet"))
-    _legend(fig, drawn, _mark_kinds(panels), extra=extra)
+    if any(frame.filled < n for frame in frames) and NOT_YET not in drawn:
+        extra.insert(0, Patch(facecolor=COLOR_PENDING, edgecolor="0.6", label=NOT_YET_LABEL))
+    _legend(fig, drawn, _mark_kinds(panels), extra=extra)  # one blank entry: rows and keys
     caption = body.suptitle("", fontsize=10, parse_math=False)
 
     def draw(index: int) -> list[Artist]:

@@ -40,7 +40,8 @@ from maskviz.render.terminal import (
     ruler,
     weight_glyph,
 )
-from maskviz.view import ALLOWED, MASKED, AttentionView, Panel, detail_text
+from maskviz.view import ALLOWED, NOT_YET, AttentionView, Panel, detail_text
+from maskviz.view import EVICTED as EVICTED_STATE
 
 ROW_LIMIT = 64  # rows drawn one per line up to this many; longer sequences pool rows
 LABEL_MAX = 10  # columns a token may take in a row label
@@ -296,8 +297,10 @@ class AttentionGrid:
                 w = float(weights[:, keys.start : keys.stop][allowed].max())
                 glyph, style = weight_glyph(w, self.plain)
                 line.append(glyph + pad, style or "")
-            elif (block != MASKED).any():
+            elif (block == EVICTED_STATE).any():
                 line.append(EVICTED + pad, STYLE_EVICTED)
+            elif (block == NOT_YET).all():  # nothing there to mask: left blank
+                line.append(" " + pad)
             else:
                 line.append(BLOCKED + pad, STYLE_BLOCKED)
 
@@ -346,7 +349,9 @@ def render_view(view: AttentionView, plain: bool) -> Group:
     parts: list[RenderableType] = [Text(line) for line in view.header]
     parts.append(AttentionGrid(view, plain))
     states = view.states_present
-    parts.append(attention_legend(plain, evicted=2 in states))
+    parts.append(
+        attention_legend(plain, evicted=EVICTED_STATE in states, not_yet=NOT_YET in states)
+    )
     for table in view.tables:
         parts.extend([Text(), TableView(table)])
     if view.tables and view.footer:

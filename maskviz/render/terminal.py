@@ -348,7 +348,7 @@ def weight_glyph(weight: float, plain: bool) -> tuple[str, Style | None]:
     return ALLOWED, _SHADE_STYLES[level]
 
 
-def attention_legend(plain: bool, evicted: bool = False) -> Legend:
+def attention_legend(plain: bool, evicted: bool = False, not_yet: bool = False) -> Legend:
     if plain:
         levels = [(w, f"{edge}{bound:.0%}") for w, edge, bound in _RAMP_LEGEND]
     else:
@@ -360,6 +360,8 @@ def attention_legend(plain: bool, evicted: bool = False) -> Legend:
     entries.append(("   ", _entry(BLOCKED, STYLE_BLOCKED, "masked")))
     if evicted:
         entries.append(("   ", _entry(EVICTED, STYLE_EVICTED, "evicted from the rolling cache")))
+    if not_yet:
+        entries.append(("   ", Text("blank: not generated yet")))
     return Legend("allowed cells by weight: ", entries)
 
 

@@ -4,7 +4,7 @@ function (root) {
   // share a notebook page. No network: all data and code are in the page.
   "use strict";
   root.dataset.maskvizBound = "1";
-  const ALLOWED = 1, EVICTED = 2;
+  const ALLOWED = 1, EVICTED = 2, NOT_YET = 3; // maskviz.view's cell states
   const data = JSON.parse(root.querySelector("script.maskviz-data").textContent);
   const pool = data.pool, C = data.colors, base = data.indexBase;
   const stepping = data.mode === "cached" && data.steps > 0;
@@ -184,6 +184,7 @@ function (root) {
       return [L[k], L[k + 1], L[k + 2]];
     }
     if (s[i] === EVICTED) return rgb(C.evicted);
+    if (s[i] === NOT_YET) return rgb(C.pending); // nothing there yet: blank, not masked
     if (s[i] !== ALLOWED) return rgb(C.masked);
     if (kind === "mask") return rgb(data.allowedColor);
     const k = 3 * Math.round(255 * w[i]);
@@ -321,6 +322,7 @@ function (root) {
     const v = s[r * panel.n + c];
     if (v === ALLOWED) return stepping && r >= data.stepsFrom ? "allowed (in the KV cache)" : "allowed";
     if (v === EVICTED) return "evicted from the rolling KV cache (sliding window " + view.window + ")";
+    if (v === NOT_YET) return "not generated yet when this query ran: nothing to mask";
     if (c > r) return "masked: future (key after query)";
     const pads = view.pads || [];
     if (pads.includes(c) || pads.includes(r)) return "masked: padding";
@@ -460,7 +462,7 @@ function (root) {
     const present = new Set();
     for (const p of panels) for (const v of statesOf(p)) present.add(v);
     if (present.has(EVICTED)) swatch(legend, C.evicted, "evicted from the rolling KV cache", true);
-    if (stepping) swatch(legend, C.pending, "not reached yet at this step");
+    if (stepping || present.has(NOT_YET)) swatch(legend, C.pending, "not generated yet");
     const kinds = new Set(panels.flatMap((p) => p.marks.map((m) => m[1])));
     if (kinds.has("prompt")) swatch(legend, C.boundary, "prompt | generated (dashed line)");
     if (stepping) swatch(legend, C.highlight, "the rows this step computes (the prefill: the prompt)");
