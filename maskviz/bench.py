@@ -484,7 +484,7 @@ def blas_info() -> dict[str, Any]:
         "version": config.get("version"),
         "kernel": None,
         "threads": None,
-        "source": "numpy build info (pip install threadpoolctl for the kernel)",
+        "source": "numpy build info (pip install 'maskviz[bench]' for the kernel and threads)",
     }
 
 

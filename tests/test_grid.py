@@ -90,6 +90,16 @@ def test_no_line_is_wider_than_the_console(
         assert cell_len(line) <= width, (name, width, line)
 
 
+def test_the_decoding_rule_spans_the_grid_not_a_wide_terminal(
+    views: dict[str, AttentionView],
+) -> None:
+    lines = render(views["trace"], 300)
+    rule = next(line for line in lines if line.startswith("── "))
+    grid = max(cell_len(line) for line in lines if line[:2].strip().isdigit())
+    assert rule.endswith("───") and cell_len(rule) <= max(grid, cell_len(rule.rstrip("─ ")) + 4)
+    assert cell_len(rule) < 150
+
+
 @pytest.mark.parametrize("width", WIDTHS)
 @pytest.mark.parametrize("name", ["trace", "compare", "similarity", "long"])
 def test_every_key_is_drawn_and_no_attending_row_looks_masked(

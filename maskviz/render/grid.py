@@ -248,7 +248,12 @@ class AttentionGrid:
             rows = range(start, stop)
             for index in sorted(marks):
                 if index == start and index > 0:
-                    yield from _divider(marks[index], width)
+                    # across the grid (and its notes), not the whole of a wide terminal
+                    grid = head + sum(len(self._columns(p.n, lay)) * lay.cell for p in panels)
+                    grid += len(PANEL_GAP) * (len(panels) - 1)
+                    grid += 0 if lay.notes_below else self._note_width() + 1
+                    rule = min(width, max(grid, cell_width(marks[index]) + 7))
+                    yield from _divider(marks[index], rule)
             if lay.row_block == 1:
                 label = fit(display_label(panels[-1].labels[start]), LABEL_MAX)
                 line = Text(f"{start + base:>{pos_w}} ", STYLE_LABEL)
