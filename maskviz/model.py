@@ -134,7 +134,7 @@ class KVCache:
         if slots < self.capacity:
             # a ring buffer prefilling several positions: they attend over what it held
             # and each other (the layer's rule masks the rest), then the last W stay
-            past = held >= 0
+            past = (held >= 0) & (held < idx[0])  # what earlier passes left (a rerun too)
             out_k = np.concatenate([keys[:, past], k], axis=1)
             out_v = np.concatenate([values[:, past], v], axis=1)
             out_idx = np.concatenate([held[past], idx])
@@ -242,16 +242,27 @@ class GPT:
                 record.report(layer, weights, idx, key_idx)
             return out
 
+        def run() -> FloatArray:
+            x = self.weights.embed(ids, positions)
+            for layer in range(self.config.n_layer):
+                x = self.weights.layer(layer, x, positions, attend)
+            hidden: FloatArray = self.weights.final_norm(x)
+            return hidden
+
         # an overflow is one error, not NumPy warnings and garbage: NumPy raises on its
-        # own loops, and the check after catches what BLAS products leave
-        try:
-            with np.errstate(over="raise", invalid="raise"):
-                x = self.weights.embed(ids, positions)
-                for layer in range(self.config.n_layer):
-                    x = self.weights.layer(layer, x, positions, attend)
-                hidden: FloatArray = self.weights.final_norm(x)
-        except FloatingPointError:
-            raise self._overflow(start) from None
+        # own loops, and the check after catches what BLAS products leave. OpenBLAS
+        # kernels can leave a floating-point flag on a finite product, which NumPy then
+        # reports (numpy/numpy#24067): such a flag rarely comes twice, a real overflow
+        # always does, so the pass runs once more (it writes the same cache slots and
+        # recorded rows again) before the overflow is reported
+        for attempt in (1, 2):
+            try:
+                with np.errstate(over="raise", invalid="raise"):
+                    hidden = run()
+                break
+            except FloatingPointError:
+                if attempt == 2:
+                    raise self._overflow(start) from None
         self._check_finite(hidden, start)
         if cache is not None:
             cache.length = start + ids.shape[0]
