@@ -63,12 +63,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     # the name is chosen before the file is made, and removed in `finally`: a Ctrl-C
     # or `kill` at any moment, even while the file is being made, leaves nothing behind
     # (64 random bits: no other file has this name, and O_EXCL refuses one that does)
-    tmp = target.with_name(f".{target.stem}.{secrets.token_hex(8)}.tmp{target.suffix}")
+    tmp = _temporary(target)
     try:
         try:
             os.close(_create(tmp))
         except FileExistsError:  # not ours: never removed
-            tmp = target.with_name(f".{target.stem}.{secrets.token_hex(8)}.tmp{target.suffix}")
+            tmp = _temporary(target)
             os.close(_create(tmp))
         yield tmp
         with open(tmp, "rb+") as fh:
@@ -85,6 +85,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise MaskvizError(f"cannot write {shown!r}: {exc.strerror or exc}") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _temporary(target: Path) -> Path:
+    """A new name beside ``target``, hidden, with its suffix (writers pick formats by it)."""
+    return target.with_name(f".{target.stem}.{secrets.token_hex(8)}.tmp{target.suffix}")
 
 
 def _create(path: Path) -> int:

@@ -201,13 +201,13 @@ class _Grid:
         if self.k == 1:
             return states
 
-        def some(state: int) -> BoolArray:
-            return self._reduce(np.add, (states == state).astype(np.int64)) > 0
+        def some(cells: BoolArray) -> BoolArray:  # per block: any cell
+            return self._reduce(np.add, cells.astype(np.int64)) > 0
 
-        out = np.full(some(ALLOWED).shape, MASKED, np.int8)
-        out[~(self._reduce(np.add, (states != NOT_YET).astype(np.int64)) > 0)] = NOT_YET
-        out[some(EVICTED)] = EVICTED
-        out[some(ALLOWED)] = ALLOWED
+        out = np.full(some(states == ALLOWED).shape, MASKED, np.int8)
+        out[~some(states != NOT_YET)] = NOT_YET
+        out[some(states == EVICTED)] = EVICTED
+        out[some(states == ALLOWED)] = ALLOWED
         return out
 
     def max(self, values: FloatArray, shown: BoolArray) -> np.ma.MaskedArray[Any, Any]:
