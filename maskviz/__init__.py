@@ -15,21 +15,24 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from maskviz import masks
-from maskviz.errors import MaskvizError
-from maskviz.masks import Mask
-
 if TYPE_CHECKING:
+    from maskviz import masks
     from maskviz.arch.llama import LlamaConfig
+    from maskviz.errors import MaskvizError
     from maskviz.loading import load_model
+    from maskviz.masks import Mask
     from maskviz.model import GPT, GPTConfig, KVCache, random_model
     from maskviz.trace import Trace
 
 __version__ = "0.2.1"
 
-# The engine, loading and traces are imported on first use, so commands that only
-# draw masks (``maskviz show-mask``) start without them.
+# Everything is imported on first use: commands that only draw masks (``maskviz
+# show-mask``) start without the engine, and the command line's entry point
+# (`maskviz.__main__.main`) runs before NumPy is loaded.
 _LAZY = {
+    "masks": "maskviz.masks",  # the module itself
+    "Mask": "maskviz.masks",
+    "MaskvizError": "maskviz.errors",
     "GPT": "maskviz.model",
     "GPTConfig": "maskviz.model",
     "KVCache": "maskviz.model",
@@ -44,7 +47,9 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'maskviz' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
+    value = import_module(module)
+    if name != "masks":
+        value = getattr(value, name)
     globals()[name] = value  # later look-ups skip this function
     return value
 

@@ -23,31 +23,44 @@ def output_path(value: str) -> Path:
 
 
 def check_output_path(path: str | Path, suffixes: Sequence[str]) -> Path:
-    """Validate an output path before any work is done; return it as a Path.
+    """Validate an output path before any work is done; return it as Path(path).
 
-    The suffix must be one of ``suffixes`` and the folder must exist and be
-    writable. Nothing is created.
+    The suffix must be one of ``suffixes``. What will be replaced is the file the path
+    names, or a symbolic link's target: it must be a regular file (never a device or
+    a pipe) and writable, or not exist yet in an existing, writable folder. Nothing is
+    created.
     """
     p = Path(path)
-    parent = p.parent if str(p.parent) else Path(".")
+    shown = str(p)
     try:
         # what is there first: "no extension" would mislead about an existing folder
         if p.is_dir():
-            raise usage_error(f"cannot save to {str(p)!r}: it is a folder")
+            raise usage_error(f"cannot save to {shown!r}: it is a folder")
         if p.suffix.lower() not in suffixes:
             what = f"extension {p.suffix!r}" if p.suffix else "no extension"
-            raise usage_error(
-                f"cannot save to {str(p)!r}: {what}; use one of {', '.join(suffixes)}"
-            )
+            raise usage_error(f"cannot save to {shown!r}: {what}; use one of {', '.join(suffixes)}")
+        real = Path(os.path.realpath(p))  # a symbolic link's target is what is replaced
+        if real.is_symlink():  # realpath stops at a link it cannot resolve: a loop
+            raise usage_error(f"cannot save to {shown!r}: its symbolic links form a loop")
+        if real.exists() and not real.is_file():
+            raise usage_error(f"cannot save to {shown!r}: {_named(real, p)} is not a regular file")
+        parent = real.parent
         if parent.exists() and not parent.is_dir():
-            raise usage_error(f"cannot save to {str(p)!r}: {str(parent)!r} is a file, not a folder")
+            raise usage_error(f"cannot save to {shown!r}: {str(parent)!r} is a file, not a folder")
         if not parent.is_dir():
-            raise usage_error(f"cannot save to {str(p)!r}: folder {str(parent)!r} does not exist")
+            raise usage_error(f"cannot save to {shown!r}: folder {str(parent)!r} does not exist")
     except OSError as exc:  # e.g. a name longer than the file system allows
-        raise usage_error(f"cannot save to {str(p)!r}: {exc.strerror or exc}") from None
+        raise usage_error(f"cannot save to {shown!r}: {exc.strerror or exc}") from None
     if not os.access(parent, os.W_OK):
-        raise usage_error(f"cannot save to {str(p)!r}: folder {str(parent)!r} is not writable")
+        raise usage_error(f"cannot save to {shown!r}: folder {str(parent)!r} is not writable")
+    if real.exists() and not os.access(real, os.W_OK):  # replacing it would defeat that
+        raise usage_error(f"cannot save to {shown!r}: {_named(real, p)} is read-only")
     return p
+
+
+def _named(real: Path, given: Path) -> str:
+    """How a message names the file a path leads to: 'it', or a link's target."""
+    return "it" if real == Path(os.path.abspath(given)) else f"its target {str(real)!r}"
 
 
 @contextlib.contextmanager
@@ -60,6 +73,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     keeps its permissions.
     """
     shown, target = str(path), Path(os.path.realpath(path))
+    if target.exists() and not target.is_file():  # a device or a pipe is never replaced
+        raise MaskvizError(f"cannot write {shown!r}: not a regular file")
     # the name is chosen before the file is made, and removed in `finally`: a Ctrl-C
     # or `kill` at any moment, even while the file is being made, leaves nothing behind
     # (64 random bits: no other file has this name, and O_EXCL refuses one that does)

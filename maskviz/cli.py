@@ -41,13 +41,15 @@ P = ParamSpec("P")
 
 def _fail(message: str, code: int) -> NoReturn:
     line = safe_text(" ".join(str(message).split()))  # messages may quote user input
-    sys.stderr.write(f"{PROG}: error: {line}\n")
-    sys.stderr.flush()
+    if sys.stderr is not None:  # None: started with stderr closed, the code still tells
+        sys.stderr.write(f"{PROG}: error: {line}\n")
+        sys.stderr.flush()
     sys.exit(code)
 
 
 def _warning_line(message: Warning | str, *_: object, **__: object) -> None:
-    sys.stderr.write(f"{PROG}: warning: {safe_text(' '.join(str(message).split()))}\n")
+    if sys.stderr is not None:
+        sys.stderr.write(f"{PROG}: warning: {safe_text(' '.join(str(message).split()))}\n")
 
 
 def _did_you_mean(exc: Exception, args: list[str]) -> str:
@@ -374,7 +376,7 @@ def show_mask(
         raise usage_error("--pad-side needs --pad")
     labels = text.split() if text is not None else None
     if labels is not None and len(labels) != n:
-        raise usage_error(f"--text has {len(labels)} words but N is {n}")
+        raise usage_error(f"--text has {plural(len(labels), 'word')} but N is {n}")
     if save is not None:
         save = check_output_path(save, FIGURE_OR_PAGE)
         if save.suffix.lower() == ".html":
@@ -560,7 +562,7 @@ def trace_command(
     ] = 0.0,
     top_k: Annotated[
         int | None,
-        typer.Option(help="Sample only from the K most likely tokens.", show_default=False),
+        typer.Option(help="Sample only from the K most likely tokens.", show_default=False, min=1),
     ] = None,
     seed: Annotated[
         int | None,
@@ -1039,7 +1041,9 @@ def _bench_with_progress(gpt: GPT, tokens: int, repeats: int, *, plain: bool) ->
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Run the command line (`maskviz.__main__.main` loads it)."""
+    if sys.stdout is None:  # started with stdout closed: what it prints would be lost
+        _fail("standard output is closed: there is nowhere to print", 2)
     for stream in (sys.stdout, sys.stderr):
         use_ascii_stand_ins(stream)
     # `kill` unwinds like Ctrl-C: a save in progress removes its temporary file

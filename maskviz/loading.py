@@ -68,6 +68,8 @@ def load_model(spec: str | Path | None = None, *, dtype: DType = "float32") -> G
     if spec is not None and not isinstance(spec, str | os.PathLike):
         raise usage_error(f"model must be a name, a folder or a hub id, got {spec!r}")
     text = DEFAULT_MODEL if spec is None else str(spec)
+    if not text.strip():  # "" is not the current folder
+        raise usage_error(f"model must be a name, a folder or a hub id, got {text!r}")
     shipped = {name.lower(): name for name in shipped_models()}
     name = shipped.get(text.lower())
     if name is not None:

@@ -65,7 +65,7 @@ class ByteTokenizer:
     prefix_ids: tuple[int, ...] = ()
 
     def encode(self, text: str) -> list[int]:
-        return list(text.encode("utf-8"))
+        return list(utf8(text))
 
     def decode(self, ids: list[int]) -> str:
         # bytes that are not UTF-8 (a sampled run can produce them) as \xNN, as token
@@ -119,6 +119,7 @@ class HFTokenizer:
         self.vocab_size = max(ids, default=-1) + 1
 
     def encode(self, text: str) -> list[int]:
+        utf8(text)  # the same error for bytes that are not text
         return [int(i) for i in self._tok.encode(text).ids]
 
     def decode(self, ids: list[int]) -> str:
@@ -126,6 +127,25 @@ class HFTokenizer:
 
     def token_label(self, token_id: int) -> str:
         return safe_text(self.decode([token_id]))  # special tokens decode to their own text
+
+
+def utf8(text: str) -> bytes:
+    """``text`` as UTF-8; a usage error when it holds bytes that were not UTF-8 (a
+    command line gives them as lone surrogates).
+
+    >>> utf8("hé")
+    b'h\\xc3\\xa9'
+    >>> utf8("a\\udcff")
+    Traceback (most recent call last):
+    ...
+    maskviz.errors.MaskvizError: the text is not UTF-8: it holds the byte 0xff
+    """
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        char = ord(text[exc.start])
+        what = f"the byte 0x{char - 0xDC00:02x}" if 0xDC80 <= char <= 0xDCFF else f"U+{char:04X}"
+        raise usage_error(f"the text is not UTF-8: it holds {what}") from None
 
 
 def check_ids(ids: list[int], vocab_size: int) -> None:

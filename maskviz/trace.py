@@ -336,6 +336,8 @@ class Trace:
             raise
         except KeyError as exc:
             raise MaskvizError(f"{p}: not a trace: missing key {exc}") from None
+        except MemoryError:
+            raise MaskvizError(f"{p}: not enough memory to read this trace") from None
         except zipfile.BadZipFile:
             raise MaskvizError(f"{p}: not a trace: not an .npz (zip) archive") from None
         except json.JSONDecodeError as exc:

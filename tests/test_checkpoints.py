@@ -321,6 +321,9 @@ def test_missing_folder_and_unknown_names_are_usage_errors(tmp_path: Path) -> No
     with pytest.raises(MaskvizError, match="a name, a folder or a hub id, got 123") as info:
         load_model(123)  # type: ignore[arg-type]
     assert info.value.exit_code == 2
+    for empty in ("", "  "):  # never the current folder
+        with pytest.raises(MaskvizError, match=f"a name, a folder or a hub id, got {empty!r}"):
+            load_model(empty)
 
 
 def test_hub_id_offline_and_not_cached_says_how_to_get_it_or_the_shipped_name_meant(

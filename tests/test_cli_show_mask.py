@@ -196,6 +196,7 @@ def test_failed_save_keeps_the_existing_file(tmp_path: Path) -> None:
         (["6", "--kind", "sideways"], "'sideways' is not one of"),
         (["6", "--pad-side", "right"], "--pad-side needs --pad"),
         (["6", "--text", "a b"], "--text has 2 words"),
+        (["6", "--text", "a"], "--text has 1 word but N is 6"),
         (["6", "--step", "7"], "--step must be"),
         (["6", "--index-base", "2"], "--index-base"),
         (["6", "--save", "mask"], "no extension"),
@@ -241,6 +242,39 @@ def test_save_paths_that_are_folders_or_under_a_file_are_refused_naming_why(tmp_
             result = run_cli(*command, "--save", str(target))
             assert result.exit_code == 2 and message in result.stderr, (command, result.stderr)
     assert (tmp_path / "keep.png").read_bytes() == b"mine"
+
+
+def test_save_paths_that_lead_to_no_regular_file_are_refused_before_any_work(
+    tmp_path: Path,
+) -> None:
+    os.mkfifo(tmp_path / "pipe.png")
+    (tmp_path / "null.png").symlink_to("/dev/null")
+    (tmp_path / "nowhere.png").symlink_to(tmp_path / "missing" / "x.png")
+    (tmp_path / "a.png").symlink_to(tmp_path / "b.png")
+    (tmp_path / "b.png").symlink_to(tmp_path / "a.png")
+    for name, message in [
+        ("pipe.png", "it is not a regular file"),
+        ("null.png", "its target '/dev/null' is not a regular file"),
+        ("nowhere.png", f"folder '{tmp_path / 'missing'}' does not exist"),
+        ("a.png", "its symbolic links form a loop"),
+    ]:
+        result = run_cli("show-mask", "4", "--save", str(tmp_path / name))
+        assert result.exit_code == 2, result.stderr
+        assert result.stderr == f"maskviz: error: cannot save to '{tmp_path / name}': {message}\n"
+        assert result.stdout == ""  # refused before drawing anything
+    assert (tmp_path / "pipe.png").is_fifo() and Path("/dev/null").is_char_device()
+
+
+def test_a_read_only_file_is_not_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "keep.png"
+    target.write_bytes(b"mine")
+    target.chmod(0o444)
+    # root may write any file: the check asks as an ordinary user would be answered
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, m: real(p, m) and Path(p) != target)
+    result = run_cli("show-mask", "4", "--save", str(target))
+    assert result.exit_code == 2 and "it is read-only" in result.stderr
+    assert target.read_bytes() == b"mine"
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")

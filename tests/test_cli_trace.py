@@ -218,6 +218,7 @@ def test_failed_save_leaves_no_partial_file(tmp_path: Path) -> None:
         (["--head", "1", "--heads", "all"], "--head cannot be combined with --heads"),
         (["--head", "1", "--agg", "mean"], "--head cannot be combined with --agg"),
         (["--steps", "60"], "use --steps 50 or fewer"),
+        (["--temperature", "1", "--top-k", "0"], "Invalid value for '--top-k'"),
     ],
 )
 def test_options_that_would_do_nothing_are_usage_errors(args: list[str], message: str) -> None:

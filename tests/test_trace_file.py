@@ -401,3 +401,19 @@ def test_the_command_line_offers_the_trace_formats_the_library_writes() -> None:
     from maskviz.trace import SUFFIXES
 
     assert TRACE_FILES == SUFFIXES
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".json"])
+def test_a_trace_too_large_for_memory_says_so_about_the_file(
+    trace: Trace, tmp_path: Path, suffix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / f"t{suffix}"
+    trace.save(path)
+
+    def no_memory(*args: object, **kwargs: object) -> None:
+        raise MemoryError  # as NumPy or json raise it: no text
+
+    monkeypatch.setattr(np.lib.format, "read_array", no_memory)
+    monkeypatch.setattr(json, "loads", no_memory)
+    with pytest.raises(MaskvizError, match=f"^{re.escape(str(path))}: not enough memory to read"):
+        Trace.load(path)

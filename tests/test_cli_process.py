@@ -1,0 +1,86 @@
+"""The command line as a process meets it: signals while it loads, closed streams,
+arguments that are not UTF-8."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+MASKVIZ = [sys.executable, "-m", "maskviz"]
+
+# Ctrl-C at the moment the command line starts loading NumPy, Typer and Rich
+INTERRUPTED_WHILE_LOADING = """
+import importlib.abc, os, signal, sys
+
+class CtrlC(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "maskviz.cli":
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+sys.meta_path.insert(0, CtrlC())
+sys.argv = ["maskviz", "show-mask", "3"]
+from maskviz.__main__ import main
+main()
+"""
+
+
+def test_ctrl_c_while_the_command_line_loads_ends_it_without_a_traceback() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", INTERRUPTED_WHILE_LOADING],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == -signal.SIGINT  # ended by the signal, as the shell reports
+    assert result.stdout == "" and result.stderr == ""
+
+
+def test_the_command_line_keeps_ctrl_c_as_the_shell_gave_it() -> None:
+    # a background job starts with Ctrl-C ignored: loading must not turn it back on
+    script = (
+        "import signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN);"
+        " sys.argv = ['maskviz', 'show-mask', '2']; from maskviz.__main__ import main;"
+        " import atexit; atexit.register(lambda: print(signal.getsignal(signal.SIGINT)"
+        " is signal.SIG_IGN, file=sys.stderr)); main()"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert result.returncode == 0 and result.stderr == "True\n"
+
+
+def test_a_closed_standard_output_is_an_error_not_silence() -> None:
+    result = subprocess.run(
+        [*MASKVIZ, "show-mask", "6"], stdout=None, stderr=subprocess.PIPE, text=True,
+        check=False, timeout=120, close_fds=True,
+        preexec_fn=lambda: os.close(1),
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr == "maskviz: error: standard output is closed: there is nowhere to print\n"
+
+
+def test_a_usage_error_exits_2_with_standard_error_closed() -> None:
+    result = subprocess.run(
+        [*MASKVIZ, "show-mask", "0"], capture_output=False, stdout=subprocess.DEVNULL,
+        check=False, timeout=120, preexec_fn=lambda: os.close(2),
+    )  # fmt: skip
+    assert result.returncode == 2
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["trace", b"a\xff", "--steps", "1"],
+        ["compare", "training-vs-cached", "--prompt", b"a\xff"],
+        ["similarity", b"a\xff", "b"],
+    ],
+)
+def test_a_prompt_that_is_not_utf8_is_a_usage_error(command: list[str | bytes]) -> None:
+    result = subprocess.run(
+        [*MASKVIZ, *command], capture_output=True, check=False, timeout=120
+    )  # the bytes reach Python as they would from a shell
+    assert result.returncode == 2
+    assert result.stderr == b"maskviz: error: the text is not UTF-8: it holds the byte 0xff\n"
