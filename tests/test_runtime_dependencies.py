@@ -28,7 +28,7 @@ class Missing(importlib.abc.MetaPathFinder):
 
 sys.meta_path.insert(0, Missing())
 sys.argv = ["maskviz", *sys.argv[1:]]
-from maskviz.cli import main
+from maskviz.__main__ import main  # the console script's entry point
 main()
 """
 
