@@ -630,11 +630,10 @@ def trace_command(
         result, layer=layer, head=None if agg or head_list else head, heads=head_list,
         agg=agg.value if agg else None,
     )  # fmt: skip
-    first = "all" if head_list else head
     _show(
         view, result.to_dict(), plain=plain, as_json=as_json, save=save, trace=result,
         page=lambda: _html().trace_page(
-            result, layer=layer, head=first, agg=agg.value if agg else None
+            result, layer=layer, head=head, agg=agg.value if agg else None, group=head_list
         ),
     )  # fmt: skip
 
@@ -754,11 +753,10 @@ def view_command(
         raise usage_error(f"--head {head} was not recorded in {file} (heads {recorded})")
     chosen = _heads(heads, trace)
     view = trace_view(trace, layer=layer, head=head, heads=chosen, agg=agg.value if agg else None)
-    first = "all" if heads else head
     _show(
         view, trace.to_dict(), plain=plain, as_json=as_json, save=save, trace=trace,
         page=lambda: _html().trace_page(
-            trace, layer=layer, head=first, agg=agg.value if agg else None
+            trace, layer=layer, head=head, agg=agg.value if agg else None, group=chosen
         ),
     )  # fmt: skip
 

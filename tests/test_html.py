@@ -351,6 +351,28 @@ def test_heads_combined_as_asked_are_on_the_page_and_open_first(
     assert "max over" in tab.eval("document.querySelector('.maskviz figcaption').textContent")
 
 
+@pytest.mark.parametrize("command", ["trace", "view"])
+def test_heads_chosen_with_heads_open_side_by_side_and_stay_selectable(
+    tab: chromium.Tab, pages: dict[str, Path], tmp_path: Path, command: str
+) -> None:
+    page = tmp_path / "some.html"
+    source = [HEADLINE] if command == "trace" else [str(pages["trace_npz"])]
+    result = run_cli(command, *source, "--layer", "2", "--heads", "3,1", "--save", str(page))
+    assert result.exit_code == 0, result.stderr
+    tab.open(url(page))
+    assert (root_state(tab)["layer"], root_state(tab)["head"]) == ("2", "3,1")
+    captions = tab.eval(
+        "[...document.querySelectorAll('.maskviz figcaption')].map((c) => c.textContent)"
+    )
+    assert captions == ["head 3", "head 1"]
+    options = tab.eval(
+        "[...document.querySelectorAll('.maskviz select')[1].options].map((o) => o.text)"
+    )
+    assert options == ["0", "1", "2", "3", "heads 3, 1", "all heads"]
+    tab.open(url(page, "layer=0&head=3,1"))  # every layer has the same group
+    assert len(tab.eval("[...document.querySelectorAll('.maskviz figcaption')]")) == 2
+
+
 def cell_rgb(tab: chromium.Tab, row: int, key: int) -> list[int]:
     """The colour at the centre of cell (row, key) (0-based) of the first heatmap."""
     color: list[int] = tab.eval(

@@ -241,18 +241,24 @@ def trace_page(
     layer: int | None = None,
     head: int | str | None = None,
     agg: str | None = None,
+    group: Sequence[int] | None = None,
     top_k: int = TOP_K,
 ) -> Page:
     """Every recorded layer and head of a trace; cached traces step through decoding.
 
     ``layer``/``head`` choose what the page opens on (``head="all"``: every head);
-    ``agg`` ("mean"/"max") adds each layer's heads combined, and opens on that.
+    ``agg`` ("mean"/"max") adds each layer's heads combined, and opens on that;
+    ``group`` (some recorded heads, as ``--heads 1,3``) adds them side by side and
+    opens on them.
     """
     check_positions(trace.n_tokens)
     layers = [int(x) for x in trace.layers]
     heads = [int(x) for x in trace.heads]
     if not layers or not heads:
         raise usage_error("the trace recorded no attention to draw")
+    if group is not None and not set(group) <= set(heads):
+        raise usage_error(f"heads {list(group)} were not all recorded (heads {heads})")
+    picked = ",".join(map(str, group)) if group and list(group) != heads else None
     p, n = trace.prompt_len, trace.n_tokens
     q = _levels(len(layers) * len(heads) * n * (n + 1) // 2)
     pool = _Pool()
@@ -288,6 +294,8 @@ def trace_page(
         for hi, h in enumerate(heads):
             select[f"{lay}/{h}"] = [len(views) - 1, [hi]]
         select[f"{lay}/all"] = [len(views) - 1, list(range(len(heads)))]
+        if picked:
+            select[f"{lay}/{picked}"] = [len(views) - 1, [heads.index(h) for h in group or ()]]
         if agg is not None:  # as the terminal draws it, this layer's heads in one panel
             combined = trace_view(trace, layer=lay, agg=agg)
             pan = replace(combined.panels[0], title=f"{agg} over {len(heads)} heads")
@@ -307,8 +315,8 @@ def trace_page(
         )
     cached = trace.mode == "cached" and n > p
     first = layers[0] if layer is None or layer not in layers else layer
-    start: int | str = agg or (heads[0] if head is None else head)
-    if start not in (*heads, "all", agg):
+    start: int | str = agg or picked or ("all" if group else heads[0] if head is None else head)
+    if start not in (*heads, "all", agg, picked):
         start = heads[0]
     name = safe_text(trace.model_name) or "model"
     return _page(
@@ -327,6 +335,7 @@ def trace_page(
         rows=rows,
         allHeads=True,
         aggs=[agg] if agg else [],
+        groups=[picked] if picked else [],
     )
 
 

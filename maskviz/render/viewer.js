@@ -103,8 +103,11 @@ function (root) {
     return sel;
   }
   const aggs = data.aggs || [];  // heads combined ("mean", "max"), when the page has them
-  // a head selector's value: a head number, "all", or an aggregate's name
-  const headValue = (v) => (v === "all" || aggs.includes(v) ? v : Number(v));
+  const groups = data.groups || [];  // some heads side by side ("1,3"), as --heads chose
+  // a head selector's value: a head number, "all", a group, or an aggregate's name
+  const named = (v) => v === "all" || aggs.includes(v) || groups.includes(v);
+  const headValue = (v) => (named(v) ? v : Number(v));
+  const several = () => st.head === "all" || groups.includes(st.head);
   const many = data.layers.length > 1 || data.heads.length > 1 || data.allHeads;
   let layerSel = null, headSel = null, slider = null, play = null, stepOut = null;
   if (many) {
@@ -112,6 +115,7 @@ function (root) {
       st.layer = Number(v); update();
     });
     const heads = data.heads.map((h) => [h, String(h)]);
+    for (const g of groups) heads.push([g, "heads " + g.replaceAll(",", ", ")]);
     if (data.allHeads) heads.push(["all", "all heads"]);
     for (const a of aggs) heads.push([a, a + " over heads"]);
     headSel = select("head", heads, st.head, (v) => { st.head = headValue(v); update(); });
@@ -142,7 +146,7 @@ function (root) {
     ? list.reduce((a, b) => (Math.abs(b - v) < Math.abs(a - v) ? b : a)) : list[0]);
   function clampState() {
     if (!data.layers.includes(st.layer)) st.layer = nearest(data.layers, st.layer);
-    if (st.head === "all" ? !data.allHeads : typeof st.head === "string" && !aggs.includes(st.head)) {
+    if (st.head === "all" ? !data.allHeads : typeof st.head === "string" && !named(st.head)) {
       st.head = data.heads[0];
     } else if (typeof st.head === "number" && !data.heads.includes(st.head)) {
       st.head = nearest(data.heads, st.head);
@@ -475,7 +479,7 @@ function (root) {
     const { view, panels } = current();
     figures.textContent = "";
     hideTip();
-    const all = st.head === "all";
+    const all = several();
     const kind = data.kind === "mask" ? "mask" : "weights";
     const n = Math.max(...panels.map((p) => p.n));
     const perRow = all ? Math.min(panels.length, 4) : view.delta ? 3 : view.sideBySide ? panels.length : 1;
