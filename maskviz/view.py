@@ -505,6 +505,95 @@ def _ordering_panel(
 # ---------------------------------------------------------------- masks
 
 
+def key_ranges(intervals: Sequence[tuple[int, int]], index_base: int = 1) -> str:
+    """Intervals of keys as text with their count, e.g. "keys 3–4 (2)" or "no key".
+
+    >>> key_ranges([(0, 1), (4, 4)])
+    'keys 1–2, 5 (3)'
+    """
+    count = sum(b - a + 1 for a, b in intervals)
+    if count == 0:
+        return "no key"
+    parts = [
+        str(a + index_base) if a == b else f"{a + index_base}–{b + index_base}"
+        for a, b in intervals
+    ]
+    return f"key{'s' if count > 1 else ''} {', '.join(parts)} ({count:,})"
+
+
+def step_sentence(mask: Mask, row: int, index_base: int = 1) -> str:
+    """What one cached decoding step does for query ``row``, or why it cannot do it.
+
+    >>> from maskviz.masks import bidirectional, causal, sliding_window
+    >>> step_sentence(causal(6) & sliding_window(6, 2), 3)
+    'Step 4: cached decoding computes only this row: one query at position 4 against the cached keys the mask allows, plus itself: keys 3–4 (2). A cache that keeps only these keys needs no mask.'
+    >>> step_sentence(bidirectional(6), 2)
+    'Row 3 may attend to keys 1–6 (6), including later positions: cached decoding, whose KV cache holds only the past, cannot reproduce this row.'
+    """
+    intervals = mask.allowed_keys(row)
+    pos = row + mask.query_offset
+    step, keys = pos + index_base, key_ranges(intervals, index_base)
+    if not intervals:
+        return f"Row {step} may attend to {keys}: its attention is all zeros, and one cached step has nothing to compute."
+    if intervals[-1][1] > pos:
+        return (
+            f"Row {step} may attend to {keys}, including later positions: cached decoding, "
+            "whose KV cache holds only the past, cannot reproduce this row."
+        )
+    itself = intervals[-1][1] == pos
+    earlier = sum(min(b, pos - 1) - a + 1 for a, b in intervals if a < pos)
+    if earlier == pos:
+        cache, note = "every key held in the KV cache", ""
+    else:
+        cache, note = (
+            "the cached keys the mask allows",
+            " A cache that keeps only these keys needs no mask.",
+        )
+    if earlier == 0:
+        cache = "no cached key"
+    own = ", plus itself" if itself else ", not itself"
+    return (
+        f"Step {step}: cached decoding computes only this row: one query at position {step} "
+        f"against {cache}{own}: {keys}.{note}"
+    )
+
+
+ZERO_ROWS_NOTE = "The engine gives fully masked rows all-zero attention weights, never NaN."
+
+
+def mask_notes(
+    mask: Mask, index_base: int = 1, padded_rows: Sequence[int] | NDArray[np.int64] | None = None
+) -> list[str]:
+    """What a mask's counts mean, as lines: allowed cells, fully masked rows and why.
+
+    >>> from maskviz.masks import causal
+    >>> mask_notes(causal(4))
+    ['10 of 16 cells allowed (62.5%); no fully masked rows.']
+    """
+    s = mask.summary()
+    n_full = s.fully_masked.size
+    if n_full == 0:
+        return [f"{s.allowed_text()}; no fully masked rows."]
+    shown = ", ".join(str(int(r) + mask.query_offset + index_base) for r in s.fully_masked[:10])
+    more = f", … ({n_full - 10:,} more)" if n_full > 10 else ""
+    lines = [
+        f"{s.allowed_text()}; {n_full:,} fully masked row{'s' if n_full > 1 else ''}: {shown}{more}."
+    ]
+    pads = {int(r) for r in padded_rows} if padded_rows is not None else set()
+    real = [int(r) + mask.query_offset for r in s.fully_masked]
+    real = [r for r in real if r not in pads]
+    first_token = next((i for i in range(mask.n_keys) if i not in pads), None)
+    if real and real[0] == first_token:
+        who = "the first token after the padding" if first_token else "the first token"
+        lines.append(
+            f"Row {first_token + index_base} has no key to attend to: {who} is generated "
+            "from the start symbol alone."
+        )
+    if pads:
+        lines.append("Padded query rows attend to nothing; their outputs are ignored.")
+    return [*lines, ZERO_ROWS_NOTE]
+
+
 def mask_view(
     mask: Mask,
     *,
@@ -531,13 +620,9 @@ def mask_view(
     if highlight is not None:
         notes[highlight] = "◀ one cached decoding step computes this row"
     panel = Panel(mask.description, np.zeros((n, n), np.float32), states, names, (), notes)
-    s = mask.summary()
-    footer = [s.allowed_text()]
-    if s.fully_masked.size:
-        rows = ", ".join(str(int(r) + index_base) for r in s.fully_masked[:20])
-        footer.append(
-            f"rows that may attend to nothing: {rows}" + (" …" if s.fully_masked.size > 20 else "")
-        )
+    footer = mask_notes(mask, index_base, padded)
+    if highlight is not None:
+        footer.insert(0, step_sentence(mask, highlight, index_base))
     return AttentionView(
         title=f"{mask.description} mask",
         header=(mask.heading(index_base),),

@@ -401,7 +401,7 @@ def test_the_prompts_future_is_masked_and_keys_generated_later_are_blank(
     assert cell_rgb(tab, 10, 12) != [255, 255, 255]
     # beyond the step: rows and keys not reached yet
     assert tooltip_at(tab, p + 6, 3).endswith("not computed yet at step 2")
-    assert tooltip_at(tab, p, p + 6).endswith("not in the KV cache yet at step 2")
+    assert tooltip_at(tab, p, p + 6).endswith("not generated yet at step 2")
     legend = tab.eval("document.querySelector('.maskviz .mv-legend').textContent")
     assert "not generated yet" in legend and "not reached yet" not in legend
 
@@ -551,27 +551,47 @@ def test_panels_that_do_not_fit_side_by_side_wrap_instead_of_overflowing(
     assert narrow.eval(f"{ROOT_JS}.scrollWidth <= {ROOT_JS}.clientWidth")
 
 
-def test_the_tooltip_stays_by_its_cell_when_a_narrow_page_scrolls(
+def test_a_heatmap_fits_a_phone_screen_and_the_keys_keep_the_cursor_in_view(
     browser: chromium.Browser, pages: dict[str, Path]
 ) -> None:
     narrow = browser.tab()
-    metrics = {"width": 260, "height": 800, "deviceScaleFactor": 1, "mobile": False}
+    metrics = {"width": 360, "height": 640, "deviceScaleFactor": 1, "mobile": False}
     narrow.send("Emulation.setDeviceMetricsOverride", metrics)
-    narrow.open(url(pages["compare"]))
-    tooltip_at(narrow, 10, 10, canvas=1)  # scrolls the viewer to the second panel
-    assert narrow.eval(f"{ROOT_JS}.scrollLeft") > 0
-    tip, corner, root = narrow.eval(
-        "(() => { const c = document.querySelectorAll('.maskviz .mv-canvas')[1];"
-        " const b = c.getBoundingClientRect(), s = Number(c.dataset.cell);"
-        " const t = document.querySelector('.maskviz .mv-tip').getBoundingClientRect();"
-        f" const r = {ROOT_JS}.getBoundingClientRect();"
-        " return [[t.left, t.top, t.right],"
-        "         [b.left + Number(c.dataset.left) + 11 * s, b.top + Number(c.dataset.top) + 11 * s],"
-        "         [r.left, r.right]]; })()"
+    narrow.open(url(pages["trace"]))
+    assert narrow.eval(f"{ROOT_JS}.scrollWidth <= {ROOT_JS}.clientWidth")  # the map shrank
+    narrow.eval("document.querySelector('.maskviz .mv-canvas').focus()")
+    for key in ["ArrowRight"] * 30 + ["ArrowUp"] * 30:
+        narrow.key(key)
+    box = narrow.eval(
+        "(() => { const b = document.querySelector('.maskviz .mv-cursor').getBoundingClientRect();"
+        " return [b.left, b.top, b.right, b.bottom]; })()"
     )
-    # just below the hovered cell, not displaced by the scroll, and wholly on screen
-    assert tip[1] == pytest.approx(corner[1] + 8, abs=2)
-    assert root[0] <= tip[0] <= corner[0] + 8 and tip[2] <= root[1]
+    left, top, right, bottom = box
+    assert left >= 0 and top >= 0 and right <= 360 and bottom <= 640
+
+
+def test_the_tooltip_opens_above_a_cell_near_the_bottom_of_the_window(
+    browser: chromium.Browser, pages: dict[str, Path]
+) -> None:
+    tab = browser.tab()
+    metrics = {"width": 1200, "height": 500, "deviceScaleFactor": 1, "mobile": False}
+    tab.send("Emulation.setDeviceMetricsOverride", metrics)
+    tab.open(url(pages["compare"]))
+    n = page_data(pages["compare"])["views"][0]["panels"][0]["n"]
+    x, y, cell = tab.eval(
+        "(() => { const c = document.querySelectorAll('.maskviz .mv-canvas')[2];"
+        " c.scrollIntoView({block: 'end'}); const b = c.getBoundingClientRect();"
+        " const s = Number(c.dataset.cell);"
+        f" return [b.left + Number(c.dataset.left) + ({n} - 0.5) * s,"
+        f"         b.top + Number(c.dataset.top) + ({n} - 0.5) * s, s]; }})()"
+    )
+    tab.mouse_move(x, y)
+    tip = tab.eval(
+        "(() => { const t = document.querySelector('.maskviz .mv-tip').getBoundingClientRect();"
+        " return [t.top, t.bottom, window.innerHeight]; })()"
+    )
+    assert tip[1] <= tip[2]  # wholly in the window
+    assert tip[1] == pytest.approx(y - cell / 2 - 8, abs=2)  # just above the cell
 
 
 def test_two_notebook_outputs_on_one_page_render_and_stay_independent(

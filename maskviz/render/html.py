@@ -152,7 +152,7 @@ def _panel(
         "w": _quantised(panel.weights, panel.states, q),
         "marks": [[m.index, m.kind, m.text] for m in panel.marks],
         "notes": pool.ref(sorted([int(k), v] for k, v in source.notes.items())),
-        "details": pool.ref(sorted([int(k), detail_text(v)] for k, v in source.details.items())),
+        "details": pool.ref(sorted([int(k), detail_text(v, 0)] for k, v in source.details.items())),
         "highlight": highlight,
     }
 

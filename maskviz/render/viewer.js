@@ -9,7 +9,7 @@ function (root) {
   const pool = data.pool, C = data.colors, base = data.indexBase;
   const stepping = data.mode === "cached" && data.steps > 0;
   const st = { layer: data.initial.layer, head: data.initial.head, step: data.initial.step,
-               focusRow: null, timer: null };
+               focusRow: null, timer: null, cursor: null };  // cursor: the cell keys moved to
   const memo = new Map();
 
   // ---------------------------------------------------------------- data
@@ -124,7 +124,6 @@ function (root) {
     const wrap = el("span", "mv-control mv-stepper", null, controls);
     play = el("button", "mv-play", "▶ play", wrap);
     play.type = "button";
-    play.setAttribute("aria-pressed", "false");
     play.addEventListener("click", togglePlay);
     const lab = el("label", null, "step ", wrap);
     slider = el("input", "mv-slider", null, lab);
@@ -161,7 +160,7 @@ function (root) {
     if (h.has("step")) st.step = Number(h.get("step"));
   }
   function writeHash() {
-    if (!data.standalone) return;
+    if (!data.standalone || !(many || stepping)) return;
     const h = "#layer=" + st.layer + "&head=" + st.head + (stepping ? "&step=" + st.step : "");
     if (location.hash !== h) history.replaceState(null, "", h);
   }
@@ -176,6 +175,21 @@ function (root) {
     const l = pool[panel.labels][i];
     return l ? String(i + base) + " " + l : String(i + base);
   };
+  // what the axes and tooltips name a position: its token only once it exists
+  const shown = (panel, i) => (i <= lastRow(panel.n) ? label(panel, i) : String(i + base));
+  const axisLabel = (panel, i, cell) => (cell >= 10 ? shown(panel, i) : String(i + base));
+  // a heatmap's margins: row labels (as wide as the longest) and notes beside the rows
+  function margins(panel, kind, cell, withLabels) {
+    const notes = rowsMap(panel.notes);
+    const labelW = withLabels
+      ? Math.max(...pool[panel.labels].map((_, i) => textWidth(cell >= 10 ? label(panel, i) : String(i + base)))) + 6
+      : 0;
+    // notes beside their rows only where a row is tall enough to read; the tooltip
+    // gives them at any size
+    const notesW = withLabels && kind !== "delta" && notes.size && cell >= 10
+      ? Math.max(...[...notes.values()].map(textWidth)) + 8 : 0;
+    return { labelW, notesW, width: labelW + panel.n * cell + notesW + 2 };
+  }
 
   function cellColor(kind, panel, view, i, s, w, d, pending) {
     if (pending) return rgb(C.pending);
@@ -202,11 +216,7 @@ function (root) {
     const d = kind === "delta" ? deltaOf(view) : null;
     const last = lastRow(n);
     const notes = rowsMap(panel.notes);
-    const labelW = withLabels ? Math.max(...pool[panel.labels].map((_, i) => textWidth(label(panel, i)))) + 6 : 0;
-    // notes beside their rows only where a row is tall enough to read; the tooltip
-    // gives them at any size
-    const notesW = withLabels && kind !== "delta" && notes.size && cell >= 10
-      ? Math.max(...[...notes.values()].map(textWidth)) + 8 : 0;
+    const { labelW, notesW } = margins(panel, kind, cell, withLabels);
     const left = labelW, top = labelW, side = n * cell;
     const cssW = left + side + notesW + 2, cssH = top + side + 2;
     const canvas = el("canvas", "mv-canvas", null, fig);
@@ -236,7 +246,7 @@ function (root) {
     off.getContext("2d").putImageData(img, 0, 0);
     ctx.imageSmoothingEnabled = false;
     ctx.drawImage(off, left, top, side, side);
-    ctx.strokeStyle = "#b0b0b0"; // a frame: keys not reached yet are white like the page
+    ctx.strokeStyle = "#808080"; // a frame: keys not reached yet are white like the page
     ctx.lineWidth = 1;
     ctx.strokeRect(left - 0.5, top - 0.5, side + 1, side + 1);
     if (cell >= 4) { // evicted keys are hatched: told apart from masked without colour
@@ -277,7 +287,7 @@ function (root) {
       ctx.textBaseline = "middle";
       const every = Math.max(1, Math.ceil(12 / cell));
       for (let i = 0; i < n; i += every) {
-        const t = cell >= 10 ? label(panel, i) : String(i + base);
+        const t = axisLabel(panel, i, cell);
         ctx.textAlign = "right";
         ctx.fillText(t, left - 4, top + (i + 0.5) * cell);
         ctx.save();
@@ -294,7 +304,11 @@ function (root) {
         }
       }
     }
-    const cursor = { r: hl ?? n - 1, c: 0 };
+    // the reading cursor starts on the step's row and stays where the keys moved it,
+    // across steps, heads and layers
+    const cursor = () => (st.cursor
+      ? { r: Math.min(st.cursor.r, n - 1), c: Math.min(st.cursor.c, n - 1) }
+      : { r: hl ?? n - 1, c: 0 });
     const cellAt = (x, y) => {
       const r = Math.floor((y - top) / cell), c = Math.floor((x - left) / cell);
       return r >= 0 && c >= 0 && r < n && c < n ? { r, c } : null;
@@ -304,16 +318,21 @@ function (root) {
       if (hit) showTip(canvas, panel, view, kind, hit.r, hit.c); else hideTip();
     });
     canvas.addEventListener("mouseleave", hideTip);
-    canvas.addEventListener("focus", () => showTip(canvas, panel, view, kind, cursor.r, cursor.c));
+    canvas.addEventListener("focus", () => {
+      const { r, c } = cursor();
+      showTip(canvas, panel, view, kind, r, c);
+    });
     canvas.addEventListener("blur", hideTip);
     canvas.addEventListener("keydown", (e) => {
       const move = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1] }[e.key];
       if (!move) return;
       e.preventDefault();
       e.stopPropagation();
-      cursor.r = Math.max(0, Math.min(n - 1, cursor.r + move[0]));
-      cursor.c = Math.max(0, Math.min(n - 1, cursor.c + move[1]));
-      showTip(canvas, panel, view, kind, cursor.r, cursor.c);
+      const { r, c } = cursor();
+      st.cursor = { r: Math.max(0, Math.min(n - 1, r + move[0])),
+                    c: Math.max(0, Math.min(n - 1, c + move[1])) };
+      showTip(canvas, panel, view, kind, st.cursor.r, st.cursor.c);
+      cursorBox.scrollIntoView({ block: "nearest", inline: "nearest" });  // on narrow screens
     });
     return canvas;
   }
@@ -322,7 +341,7 @@ function (root) {
   function stateText(panel, view, r, c, s) {
     const last = lastRow(panel.n);
     if (r > last) return "not computed yet at step " + st.step;
-    if (c > last) return "not in the KV cache yet at step " + st.step;
+    if (c > last) return "not generated yet at step " + st.step;
     const v = s[r * panel.n + c];
     if (v === ALLOWED) return stepping && r >= data.stepsFrom ? "allowed (in the KV cache)" : "allowed";
     if (v === EVICTED) return "evicted from the rolling KV cache (sliding window " + view.window + ")";
@@ -339,7 +358,7 @@ function (root) {
     return x >= 0.002 ? "≈" + x.toFixed(3) : "< 0.002";
   }
   function tipText(panel, view, kind, r, c) {
-    const lines = ["query " + label(panel, r), "key " + label(panel, c)];
+    const lines = ["query " + shown(panel, r), "key " + shown(panel, c)];
     const s = statesOf(panel);
     const i = r * panel.n + c;
     if (kind === "delta") {
@@ -358,9 +377,9 @@ function (root) {
       lines.push("weight " + fmtWeight(weightsOf(panel)[i]));
     }
     // the row's note (next token, its max |Δ|, ...): beside the row only when rows are
-    // tall enough, so here at any size
-    const note = rowsMap(panel.notes).get(r);
-    if (note && r <= lastRow(panel.n)) lines.push((view.notesLabel || "") + note);
+    // tall enough, so here at any size; a comparison's belong to the row, both sides
+    const note = rowsMap((view.delta ? view.panels[1] : panel).notes).get(r);
+    if (note && r <= lastRow(panel.n)) lines.push((view.notesLabel || "") + note.replace(/^◀ /, ""));
     lines.push(state);
     return lines.join("\n");
   }
@@ -370,12 +389,15 @@ function (root) {
     const cell = Number(canvas.dataset.cell);
     // in the root's content coordinates: the root scrolls when the page is narrow
     const box = canvas.getBoundingClientRect(), rb = root.getBoundingClientRect();
-    const x = box.left - rb.left + root.scrollLeft + Number(canvas.dataset.left) + (c + 1) * cell + 8;
-    const y = box.top - rb.top + root.scrollTop + Number(canvas.dataset.top) + (r + 1) * cell + 8;
+    const cellTop = box.top + Number(canvas.dataset.top) + r * cell;  // in the window
+    const x = box.left - rb.left + root.scrollLeft + Number(canvas.dataset.left) + c * cell;
+    const y = cellTop - rb.top + root.scrollTop;
     const right = root.scrollLeft + root.clientWidth - tip.offsetWidth - 4;
-    tip.style.left = Math.max(root.scrollLeft, Math.min(x, right)) + "px";
-    tip.style.top = y + "px";
-    Object.assign(cursorBox.style, { left: x - cell - 9 + "px", top: y - cell - 9 + "px",
+    const below = cellTop + cell + 8 + tip.offsetHeight <= window.innerHeight
+      || cellTop - 8 - tip.offsetHeight < 0;
+    tip.style.left = Math.max(root.scrollLeft, Math.min(x + cell + 8, right)) + "px";
+    tip.style.top = (below ? y + cell + 8 : y - 8 - tip.offsetHeight) + "px";
+    Object.assign(cursorBox.style, { left: x - 1 + "px", top: y - 1 + "px",
                                      width: cell + 2 + "px", height: cell + 2 + "px" });
     cursorBox.hidden = false;
     tip.dataset.row = String(r + base);
@@ -477,14 +499,19 @@ function (root) {
   function update() {
     clampState();
     const { view, panels } = current();
+    const focused = [...figures.querySelectorAll("canvas")].indexOf(document.activeElement);
     figures.textContent = "";
     hideTip();
     const all = several();
     const kind = data.kind === "mask" ? "mask" : "weights";
     const n = Math.max(...panels.map((p) => p.n));
     const perRow = all ? Math.min(panels.length, 4) : view.delta ? 3 : view.sideBySide ? panels.length : 1;
-    const target = all ? 200 : perRow >= 3 ? 300 : perRow === 2 ? 420 : 560;
-    const cell = Math.max(1, Math.min(18, Math.floor(target / n)));
+    // one map alone grows with long sequences (at most 4 px a cell, up to 1024 px)
+    const target = all ? 200 : perRow >= 3 ? 300 : perRow === 2 ? 420 : Math.max(560, Math.min(4 * n, 1024));
+    let cell = Math.max(1, Math.min(18, Math.floor(target / n)));
+    // every map, its labels and notes fit the page's width (a phone's too); maps wrap
+    const room = figures.clientWidth;
+    while (cell > 1 && panels.some((p) => margins(p, kind, cell, !all || cell >= 10).width > room)) cell--;
     const figure = (title) => {
       const f = el("figure", "mv-figure", null, figures);
       el("figcaption", null, title, f);
@@ -494,14 +521,18 @@ function (root) {
       const f = figure(all ? p.title : data.kind === "trace" ? "layer " + st.layer + " · " + p.title : p.title);
       const canvas = drawPanel(f, p, view, kind, cell, !all || cell >= 10);
       if (all) {
-        canvas.title = "open " + p.title;
-        canvas.addEventListener("click", () => { st.head = Number(p.title.replace(/^head /, "")); update(); });
+        canvas.title = "open " + p.title + " (click or Enter)";
+        const open = () => { st.head = Number(p.title.replace(/^head /, "")); update(); };
+        canvas.addEventListener("click", open);
+        canvas.addEventListener("keydown", (e) => { if (e.key === "Enter") open(); });
       }
     });
     if (view.delta) {
       const f = figure("|left − right|");
       drawPanel(f, view.panels[1], view, "delta", cell, true);
     }
+    const again = figures.querySelectorAll("canvas")[focused];
+    if (again) again.focus({ preventScroll: true });
     drawText(view);
     drawStepBox(view);
     drawLegend(view, panels);
@@ -510,11 +541,13 @@ function (root) {
     if (slider) {
       slider.value = String(st.step);
       stepOut.textContent = st.step === 0 ? "prefill" : st.step + " / " + data.steps;
+      slider.setAttribute("aria-valuetext", st.step === 0 ? "prefill" : "step " + st.step + " of " + data.steps);
     }
     root.dataset.layer = String(st.layer);
     root.dataset.head = String(st.head);
     root.dataset.step = String(st.step);
     writeHash();
+    drawn = [figures.clientWidth, window.devicePixelRatio];
     root.dataset.maskvizReady = "1";
   }
 
@@ -531,8 +564,7 @@ function (root) {
       }, 700);
       update();
     }
-    play.textContent = st.timer ? "❚❚ pause" : "▶ play";
-    play.setAttribute("aria-pressed", st.timer ? "true" : "false");
+    play.textContent = st.timer ? "❚❚ pause" : "▶ play";  // the label says what a press does
   }
 
   // arrow keys move the step anywhere in the viewer except where they already mean
@@ -550,6 +582,13 @@ function (root) {
     update();
   });
   if (data.standalone) window.addEventListener("hashchange", () => { readHash(); update(); });
+  let drawn = [0, 0], pending = 0;
+  window.addEventListener("resize", () => {
+    clearTimeout(pending);
+    pending = setTimeout(() => {
+      if (drawn[0] !== figures.clientWidth || drawn[1] !== window.devicePixelRatio) update();
+    }, 150);
+  });
   readHash();
   update();
 }
