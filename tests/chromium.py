@@ -45,6 +45,7 @@ KEYS = {
     "Home": 36,
     "End": 35,
     "Tab": 9,
+    "Enter": 13,
 }
 
 

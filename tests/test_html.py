@@ -643,3 +643,90 @@ def test_one_output_shown_twice_draws_twice_with_its_own_controls(
         "[...document.querySelectorAll('.maskviz')].map(r => r.querySelectorAll('select').length)"
     )
     assert selects == [2, 2]  # layer and head, once each
+
+
+def test_a_focused_heatmap_keeps_focus_and_its_cell_when_the_step_moves(
+    tab: chromium.Tab, pages: dict[str, Path]
+) -> None:
+    tab.open(url(pages["trace"], "layer=0&head=0&step=2"))
+    tab.eval("document.querySelector('.maskviz .mv-canvas').focus()")
+    tab.key("ArrowUp")
+    tip = "document.querySelector('.maskviz .mv-tip')"
+    before = tab.eval(f"{tip}.dataset.row + ',' + {tip}.dataset.key")
+    # what a playing step does: the slider moves without taking the focus
+    tab.eval(
+        "(() => { const s = document.querySelector('.maskviz .mv-slider');"
+        " s.value = '3'; s.dispatchEvent(new Event('input')); })()"
+    )
+    assert root_state(tab)["step"] == "3"
+    assert tab.eval("document.activeElement.className") == "mv-canvas"
+    assert tab.eval(f"{tip}.dataset.row + ',' + {tip}.dataset.key") == before
+    tab.key("ArrowDown")  # still reading cells, not scrolling the page
+    assert root_state(tab)["step"] == "3"
+    assert tab.eval(f"{tip}.dataset.row") == str(int(before.split(",")[0]) + 1)
+    slider = "document.querySelector('.maskviz .mv-slider')"
+    assert tab.eval(f"{slider}.getAttribute('aria-valuetext')") == "step 3 of 16"
+
+
+def test_enter_on_a_small_multiple_opens_its_head(
+    tab: chromium.Tab, pages: dict[str, Path]
+) -> None:
+    tab.open(url(pages["trace"], "layer=1&head=all"))
+    tab.eval("document.querySelectorAll('.maskviz .mv-canvas')[3].focus()")
+    tab.key("Enter")
+    assert root_state(tab)["head"] == "3"
+
+
+def test_positions_not_generated_at_the_step_show_no_token(
+    tab: chromium.Tab, pages: dict[str, Path], headline: Trace
+) -> None:
+    p = headline.prompt_len
+    tab.open(url(pages["trace"], "layer=0&head=0&step=1"))
+    ahead = tooltip_at(tab, p + 4, 2).split("\n")
+    assert ahead[0] == f"query {p + 5}"  # the number alone: the token comes later
+    assert ahead[-1] == "not computed yet at step 1"
+    assert tooltip_at(tab, p, p + 3).split("\n")[1] == f"key {p + 4}"
+
+
+def test_both_sides_of_a_comparison_give_the_rows_max_delta(
+    tab: chromium.Tab, pages: dict[str, Path]
+) -> None:
+    tab.open(url(pages["compare"], "layer=1&head=3"))
+    for canvas in (0, 1):
+        assert ROW_DELTA in tooltip_at(tab, 20, 3, canvas)
+
+
+ROW_DELTA = "row's max |Δ|, all layers and heads: "
+
+
+def test_mask_page_says_what_the_terminal_says_and_leaves_the_address_alone(
+    tab: chromium.Tab, tmp_path: Path
+) -> None:
+    page = tmp_path / "step.html"
+    args = ["show-mask", "12", "--window", "4", "--step", "9", "--pad", "2"]
+    terminal = run_cli(*args, "--plain")
+    assert run_cli(*args, "--save", str(page)).exit_code == 0
+    tab.open(url(page))
+    footer = tab.eval("document.querySelector('.maskviz .mv-footer').innerText")
+    assert "Step 9: cached decoding computes only this row" in footer
+    assert "Padded query rows attend to nothing; their outputs are ignored." in footer
+    for line in footer.split("\n"):
+        assert " ".join(line.split()) in " ".join(terminal.stdout.split())
+    assert tooltip_at(tab, 8, 7).split("\n")[2] == "one cached decoding step computes this row"
+    assert tab.eval("location.hash") == ""  # nothing to choose on this page
+
+
+def test_printing_keeps_the_colours_and_drops_the_controls(
+    tab: chromium.Tab, pages: dict[str, Path]
+) -> None:
+    tab.open(url(pages["trace"]))
+    tab.send("Emulation.setEmulatedMedia", {"media": "print"})
+    try:
+        style = tab.eval(
+            "(() => { const r = getComputedStyle(document.querySelector('.maskviz'));"
+            " const c = getComputedStyle(document.querySelector('.maskviz .mv-controls'));"
+            " return [r.printColorAdjust, c.display]; })()"
+        )
+    finally:
+        tab.send("Emulation.setEmulatedMedia", {"media": ""})
+    assert style == ["exact", "none"]
