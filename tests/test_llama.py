@@ -330,8 +330,32 @@ BASE = {
             },
             {"rope_theta": 500000.0, "rope_scaling": Llama3Scaling(8.0, 1.0, 4.0, 8192)},
         ),
+        # both spellings: transformers takes rope_scaling (and the top-level theta)
+        (
+            {
+                "rope_parameters": {"rope_type": "default", "rope_theta": 100.0},
+                "rope_scaling": {"rope_type": "llama3", "factor": 2, "low_freq_factor": 1,
+                                 "high_freq_factor": 4, "original_max_position_embeddings": 32},
+            },
+            {"rope_theta": 10000.0, "rope_scaling": Llama3Scaling(2.0, 1.0, 4.0, 32)},
+        ),
+        # llama3's pretraining context: top level, then the parameters', then the config's
+        (
+            {"rope_parameters": {"rope_type": "llama3", "factor": 2, "low_freq_factor": 1,
+                                 "high_freq_factor": 4}},
+            {"rope_scaling": Llama3Scaling(2.0, 1.0, 4.0, 64)},
+        ),
+        (
+            {"original_max_position_embeddings": 16,
+             "rope_parameters": {"rope_type": "llama3", "factor": 2, "low_freq_factor": 1,
+                                 "high_freq_factor": 4, "original_max_position_embeddings": 32}},
+            {"rope_scaling": Llama3Scaling(2.0, 1.0, 4.0, 16)},
+        ),
+        # transformers' Llama has no sliding window: the field changes nothing
+        ({"model_type": "llama", "sliding_window": 4}, {"windows": (None,) * 30}),
+        ({"model_type": "qwen3", "is_causal": True}, {"qk_norm": True}),
     ],
-)
+)  # fmt: skip
 def test_hf_fields_are_read_with_transformers_defaults(
     fields: dict[str, Any], expected: dict[str, Any]
 ) -> None:
@@ -399,7 +423,7 @@ def test_generation_config_end_tokens_stop_generation_as_generate_reads_them(
         ({"hidden_act": "gelu"}, "hidden_act"),
         ({"mlp_bias": True}, "mlp_bias"),
         ({"model_type": "gemma3_text"}, "model_type"),
-        ({"sliding_window": 4}, "sliding_window"),  # llama layers attend to every key
+        ({"is_causal": False}, "is_causal"),  # transformers would attend both ways
         ({"head_dim": "eight"}, "head_dim"),
     ],
 )

@@ -27,6 +27,14 @@ def unsupported(
     return MaskvizError(f"{source}: {key} = {as_json(value)} is not supported ({why})", usage=usage)
 
 
+def check_causal(data: Mapping[str, Any], source: str, family: str) -> None:
+    """Refuse ``is_causal: false``: transformers then attends both ways, this engine never."""
+    if data.get("is_causal") not in (True, None):
+        raise unsupported(
+            source, "is_causal", data["is_causal"], f"maskviz runs {family} causally", usage=True
+        )
+
+
 def check_allowed(
     data: Mapping[str, Any], allowed: Mapping[str, tuple[Any, ...]], source: str
 ) -> None:

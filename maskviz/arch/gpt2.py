@@ -23,6 +23,7 @@ import numpy as np
 from maskviz.arch import Attend, FloatArray, IntArray
 from maskviz.arch._config import (
     check_allowed,
+    check_causal,
     flag,
     integers,
     positive_float,
@@ -258,11 +259,7 @@ def config_from_hf(data: dict[str, Any], source: str = "config.json") -> GPTConf
     maskviz.errors.MaskvizError: config.json: is_causal = false is not supported (maskviz runs GPT-2 causally)
     """
     check_allowed(data, _REQUIRED, source)
-    # transformers honours is_causal = false and attends both ways; this engine never does
-    if data.get("is_causal") not in (True, None):
-        raise unsupported(
-            source, "is_causal", data["is_causal"], "maskviz runs GPT-2 causally", usage=True
-        )
+    check_causal(data, source, "GPT-2")
     fields = integers(
         data,
         source,

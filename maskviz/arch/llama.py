@@ -42,6 +42,7 @@ from maskviz.arch._config import (
     MAX_SIZE,
     as_json,
     check_allowed,
+    check_causal,
     flag,
     integers,
     positive_float,
@@ -380,18 +381,19 @@ _ALLOWED: dict[str, tuple[Any, ...]] = {
 def config_from_hf(data: dict[str, Any], source: str = "config.json") -> LlamaConfig:
     """A `LlamaConfig` from Hugging Face llama/mistral/qwen2/qwen3 config fields.
 
-    >>> config_from_hf({"model_type": "mistral", "hidden_size": 8, "intermediate_size": 16,
-    ...     "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
-    ...     "max_position_embeddings": 32, "vocab_size": 10, "sliding_window": 4}).windows
+    >>> shape = {"hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 2,
+    ...     "num_attention_heads": 2, "num_key_value_heads": 1,
+    ...     "max_position_embeddings": 32, "vocab_size": 10}
+    >>> config_from_hf({**shape, "model_type": "mistral", "sliding_window": 4}).windows
     (4, 4)
-    >>> config_from_hf({"model_type": "llama", "rope_scaling": {"rope_type": "yarn"}})
+    >>> config_from_hf({**shape, "rope_scaling": {"rope_type": "yarn"}})
     Traceback (most recent call last):
     ...
     maskviz.errors.MaskvizError: config.json: rope type = "yarn" is not supported (this engine implements "default" or "llama3")
     """
     model_type = data.get("model_type", "llama")
     check_allowed(data, _ALLOWED, source)
-    rope_theta, scaling = _rope(data, source)
+    check_causal(data, source, "Llama-family models")
     f = integers(
         data,
         source,
@@ -402,6 +404,7 @@ def config_from_hf(data: dict[str, Any], source: str = "config.json") -> LlamaCo
         n_ctx="max_position_embeddings",
         vocab_size="vocab_size",
     )
+    rope_theta, scaling = _rope(data, source)
     more = integers(
         {**data, "num_key_value_heads": data.get("num_key_value_heads") or f["n_head"]},
         source,
@@ -446,8 +449,9 @@ def config_from_hf(data: dict[str, Any], source: str = "config.json") -> LlamaCo
 
 def _rope(data: dict[str, Any], source: str) -> tuple[float, Llama3Scaling | None]:
     """rope_theta and Llama 3 scaling from ``rope_parameters`` (transformers 5) or the
-    older ``rope_theta`` + ``rope_scaling``."""
-    params = data.get("rope_parameters") or data.get("rope_scaling") or {}
+    older ``rope_theta`` + ``rope_scaling``, which wins when both are there, as in
+    transformers."""
+    params = data.get("rope_scaling") or data.get("rope_parameters") or {}
     if not isinstance(params, dict):
         raise MaskvizError(f"{source}: rope_parameters must be an object")
     nested = [k for k, v in params.items() if isinstance(v, dict)]
@@ -465,17 +469,25 @@ def _rope(data: dict[str, Any], source: str) -> tuple[float, Llama3Scaling | Non
         raise MaskvizError(f"{source}: rope_theta must be a positive number, got {as_json(theta)}")
     if kind == "default":
         return float(theta), None
+    # the pretraining context: a top-level field first, then the rope parameters',
+    # then max_position_embeddings, in transformers' order
+    context = data.get("original_max_position_embeddings") or params.get(
+        "original_max_position_embeddings", data["max_position_embeddings"]
+    )
     try:
         scaling = Llama3Scaling(
             float(params["factor"]),
             float(params["low_freq_factor"]),
             float(params["high_freq_factor"]),
-            int(params["original_max_position_embeddings"]),
+            int(context),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise MaskvizError(f"{source}: llama3 rope scaling needs {exc}") from None
     if not (scaling.factor > 0 and scaling.high_freq_factor > scaling.low_freq_factor > 0):
-        raise MaskvizError(f"{source}: llama3 rope scaling factors are inconsistent")
+        raise MaskvizError(
+            f"{source}: llama3 rope scaling needs factor > 0 and "
+            "high_freq_factor > low_freq_factor > 0"
+        )
     return float(theta), scaling
 
 
@@ -483,11 +495,8 @@ def _windows(
     data: dict[str, Any], model_type: str, n_layer: int, source: str
 ) -> tuple[int | None, ...]:
     """Each layer's sliding window, as transformers decides it for this model type."""
-    if model_type == "llama":
-        window = data.get("sliding_window")
-        if window is None:
-            return (None,) * n_layer
-        raise unsupported(source, "sliding_window", window, "llama layers attend to every key")
+    if model_type == "llama":  # transformers' Llama has no sliding window: a stray
+        return (None,) * n_layer  # sliding_window field changes nothing there either
     # an absent sliding_window is transformers' default of 4096 (null: none)
     window = data.get("sliding_window", 4096)
     types: Sequence[Any] | None = data.get("layer_types")
