@@ -14,6 +14,13 @@ from maskviz.errors import MaskvizError, usage_error
 FIGURE_SUFFIXES = (".png", ".svg", ".pdf")  # the formats pictures are saved in
 
 
+def as_path(path: object) -> Path:
+    """``path`` as a Path; anything but a str or os.PathLike is refused by name."""
+    if isinstance(path, str | os.PathLike):
+        return Path(path)
+    raise usage_error(f"a path must be a str or os.PathLike, got {type(path).__name__}")
+
+
 def output_path(value: str) -> Path:
     """A ``--save`` argument as typed: a trailing slash names a folder, which `Path` would
     silently drop (``x.png/`` is not the file ``x.png``)."""
@@ -30,7 +37,7 @@ def check_output_path(path: str | Path, suffixes: Sequence[str]) -> Path:
     a pipe) and writable, or not exist yet in an existing, writable folder. Nothing is
     created.
     """
-    p = Path(path)
+    p = as_path(path)
     shown = str(p)
     try:
         # what is there first: "no extension" would mislead about an existing folder

@@ -40,7 +40,7 @@ from numpy.typing import NDArray
 from maskviz._text import plural
 from maskviz.arch import step_macs as decode_step_macs
 from maskviz.errors import as_integer, as_integers, usage_error
-from maskviz.model import GPT
+from maskviz.model import GPT, check_model
 from maskviz.trace import FloatArray, Trace
 
 Pair = Literal[
@@ -94,7 +94,7 @@ def score_spread(attention: FloatArray) -> float:
     return spread
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # equal only to itself: its fields are arrays
 class Side:
     """One way of running the sequence."""
 
@@ -109,7 +109,7 @@ class Side:
     choices: NDArray[np.int64]  # [T - P] greedy choice at each step
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class Comparison:
     pair: str
     dtype: str
@@ -174,6 +174,13 @@ class Comparison:
             self.max_abs_diff_attention <= self.tolerance_attention
             and self.max_abs_diff_logits <= self.tolerance_logits
             and self.tokens_agree
+        )
+
+    def __repr__(self) -> str:
+        verdict = "agree" if self.agree else "differ"
+        return (
+            f"<Comparison {self.pair}: {verdict}, {self.token_ids.shape[0]} tokens, "
+            f"max |Δ| attention {self.max_abs_diff_attention:.2e}, {self.dtype}>"
         )
 
     def _repr_html_(self) -> str | None:
@@ -305,7 +312,7 @@ def _padded(
 
 def compare(
     model: GPT,
-    pair: str,
+    pair: Pair,
     prompt: Sequence[int] | NDArray[np.integer[Any]],
     steps: int,
     *,
@@ -328,6 +335,7 @@ def compare(
     >>> compare(m, "shifted-vs-cached", [1, 2, 3], 5).agree  # learned positions shift
     False
     """
+    check_model(model, "compare")
     if pair not in PAIRS:
         raise usage_error(f"unknown comparison {pair!r}; choose from {', '.join(PAIRS)}")
     if side not in ("left", "right"):

@@ -83,9 +83,9 @@ def _intervals(node: _Node, pos: IntArray) -> tuple[IntArray, IntArray]:
     if isinstance(node, _Or):
         return np.concatenate([la, lb], axis=1), np.concatenate([ha, hb], axis=1)
     # (A1 | A2) & (B1 | B2) = every pairwise intersection; intervals intersect to intervals
-    n = pos.shape[0]
-    lo = np.maximum(la[:, :, None], lb[:, None, :]).reshape(n, -1)
-    hi = np.minimum(ha[:, :, None], hb[:, None, :]).reshape(n, -1)
+    n, m = pos.shape[0], la.shape[1] * lb.shape[1]  # m named: no query leaves -1 unknowable
+    lo = np.maximum(la[:, :, None], lb[:, None, :]).reshape(n, m)
+    hi = np.minimum(ha[:, :, None], hb[:, None, :]).reshape(n, m)
     return lo, hi
 
 
@@ -119,7 +119,7 @@ def _merged(lo: IntArray, hi: IntArray) -> tuple[IntArray, IntArray]:
     return out_lo, out_hi
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class MaskSummary:
     """Counts that describe a mask: allowed cells, density, fully masked rows.
 
@@ -131,6 +131,15 @@ class MaskSummary:
     n_keys: int
     allowed: int
     fully_masked: IntArray
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, MaskSummary) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def _key(self) -> tuple[int, int, int, bytes]:
+        return self.n_queries, self.n_keys, self.allowed, self.fully_masked.tobytes()
 
     @property
     def cells(self) -> int:

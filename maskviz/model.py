@@ -122,6 +122,11 @@ class KVCache:
         and value the new queries attend over, with the position of each [n_k]."""
         keys, values, held = self.k[layer], self.v[layer], self.index[layer]
         slots = keys.shape[1]
+        # past the capacity a full layer's slot would silently wrap onto an earlier position
+        if idx.shape[0] and not 0 <= idx[0] <= idx[-1] < self.capacity:
+            raise usage_error(
+                f"KVCache positions must lie in 0..{self.capacity - 1}, got {idx.tolist()}"
+            )
         if idx.shape[0] == 1:
             # a decoding step: one slot by basic slicing (fancy indexing costs 3x per layer)
             pos = int(idx[0])
@@ -356,7 +361,10 @@ class GPT:
         pos = self._positions(positions, n)
         pads = None
         if padded is not None:
-            pads = np.asarray(padded, dtype=np.bool_)
+            given = np.asarray(padded)
+            if given.dtype != np.bool_:  # 2 or "no" would read as True: a pad
+                raise usage_error(f"padded must hold True or False, got {given.dtype} values")
+            pads = given
             if pads.shape != (n,):
                 raise usage_error(
                     f"padded must mark each of the {n} tokens, got {list(pads.shape)}"
@@ -421,6 +429,10 @@ class GPT:
             # choose the seed here and record it, so that any sampled run can be replayed
             seed = int(np.random.SeedSequence().generate_state(1)[0])
         choose = _Chooser(temperature, top_k, seed)
+        if not isinstance(record, bool | np.bool_):  # "no" would record
+            raise usage_error(f"record must be True or False, got {record!r}")
+        _select("layer", layers, self.config.n_layer)  # checked even when nothing is recorded
+        _select("head", heads, self.config.n_head)
         chosen = layers if record else []
         if mode == "training":
             gen = self.trace(
@@ -714,6 +726,15 @@ def random_model(
         ByteTokenizer() if config.vocab_size >= 257 else _IdTokenizer(config.vocab_size)
     )
     return GPT(weights, tokenizer, name=name or f"random(seed={seed})", dtype=dtype)
+
+
+def check_model(model: object, what: str) -> None:
+    """Refuse anything but a model by name, rather than fail on a missing attribute."""
+    if not isinstance(model, GPT):
+        raise usage_error(
+            f"{what} takes a model (maskviz.load_model or random_model), "
+            f"got a {type(model).__name__}"
+        )
 
 
 def _check_config(config: object, what: str) -> ModuleType:

@@ -20,12 +20,12 @@ from numpy.typing import NDArray
 
 from maskviz.errors import usage_error
 from maskviz.masks import Mask
-from maskviz.model import GPT
+from maskviz.model import GPT, check_model
 from maskviz.tokenizer import check_ids
 from maskviz.trace import FloatArray
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # equal only to itself: its fields are arrays
 class Ordering:
     """One pass: tokens, where each segment starts, attention [L, H, T, T], each layer's
     mask rule (causal, or causal & its sliding window), final state [C]."""
@@ -38,7 +38,7 @@ class Ordering:
     last_hidden: FloatArray
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class Similarity:
     forward: Ordering  # [text1; delim; text2]
     backward: Ordering  # [text2; delim; text1]
@@ -56,6 +56,10 @@ class Similarity:
         b = self.backward.last_hidden.astype(np.float64)
         norms = float(np.linalg.norm(a) * np.linalg.norm(b))
         return float(a @ b) / max(norms, 1e-300)
+
+    def __repr__(self) -> str:
+        n = (self.forward.token_ids.shape[0], self.backward.token_ids.shape[0])
+        return f"<Similarity: cosine {self.cosine:.4f}, orderings of {n[0]} and {n[1]} tokens>"
 
     def _repr_html_(self) -> str | None:
         """A notebook shows both orderings interactively (the tokenizer is not kept:
@@ -104,6 +108,10 @@ def similarity(model: GPT, text1: str, text2: str, delimiter: str = "$") -> Simi
     >>> bool(np.array_equal(s.representation, similarity(m, "a dog", "a cat").representation))
     True
     """
+    check_model(model, "similarity")
+    for name, text in (("text1", text1), ("text2", text2), ("delimiter", delimiter)):
+        if not isinstance(text, str):
+            raise usage_error(f"{name} must be a str, got a {type(text).__name__}")
     d = delimiter_id(model, delimiter)
     a, b = _body(model, text1), _body(model, text2)
     prefix = list(model.tokenizer.prefix_ids)

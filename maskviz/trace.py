@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from maskviz._io import atomic_path, check_output_path, write_text
+from maskviz._io import as_path, atomic_path, check_output_path, write_text
 from maskviz.arch._config import MAX_SIZE as MAX_DIM  # no trace dimension exceeds a config's
 from maskviz.errors import MaskvizError, as_integer, as_integers, first_line, usage_error
 from maskviz.tokenizer import ByteTokenizer
@@ -95,7 +95,7 @@ MAX_SEED = 2**63 - 1  # saved as int64
 _ROW_SUM_TOLERANCE = 1e-2
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class Trace:
     """What one run of the model computed, step by step. See the module docstring."""
 
@@ -130,11 +130,22 @@ class Trace:
             n = self.token_ids.shape[0] if isinstance(self.token_ids, np.ndarray) else 0
             object.__setattr__(self, "positions", np.arange(n, dtype=np.int64))
         _validate(self)
+        for name in (*_ARRAYS, *_NEWER_ARRAYS):  # read-only views: a trace is a record
+            view = getattr(self, name).view()
+            view.flags.writeable = False
+            object.__setattr__(self, name, view)
         if not self.text:  # a 0.1.0 file: the shipped model's bytes, else the labels
             byte_level = self.logits.shape[1] == ByteTokenizer.vocab_size
             ids = [int(i) for i in self.token_ids]
             text = ByteTokenizer().decode(ids) if byte_level else "".join(self.labels)
             object.__setattr__(self, "text", text)
+
+    def __repr__(self) -> str:
+        name = f" of {self.model_name}" if self.model_name else ""
+        return (
+            f"<Trace{name}: {self.mode}, {self.n_tokens} tokens (prompt {self.prompt_len}), "
+            f"layers {self.layers.tolist()}, heads {self.heads.tolist()}, {self.dtype}>"
+        )
 
     @property
     def n_tokens(self) -> int:
@@ -146,6 +157,7 @@ class Trace:
 
     def head_attention(self, layer: int, head: int) -> FloatArray:
         """The T x T attention of one recorded (layer, head), by model indices."""
+        layer, head = as_integer(layer, "layer"), as_integer(head, "head")  # True is not 1
         try:
             li = int(np.flatnonzero(self.layers == layer)[0])
             hi = int(np.flatnonzero(self.heads == head)[0])
@@ -240,8 +252,9 @@ class Trace:
     def decoding(self) -> str:
         """How tokens were chosen, enough to replay the run: "greedy" or the sampling settings.
 
-        >>> Trace(np.array([1]), 1, np.zeros((1, 2)), np.zeros((0, 0, 1, 1)), np.ones((1, 1), bool),
-        ...       "cached", np.zeros(0, np.int64), np.zeros(0, np.int64), temperature=0.8, seed=7).decoding
+        >>> Trace(np.array([1]), 1, np.zeros((1, 2), np.float32), np.zeros((0, 0, 1, 1)),
+        ...       np.ones((1, 1), bool), "cached", np.zeros(0, np.int64), np.zeros(0, np.int64),
+        ...       temperature=0.8, seed=7).decoding
         'sampled: temperature 0.8, seed 7'
         """
         if self.temperature == 0:
@@ -290,14 +303,8 @@ class Trace:
         """Write the trace atomically: ``.npz`` (no pickle) or ``.json``, by the suffix."""
         p = check_output_path(path, SUFFIXES)  # never an .npz under another name
         if p.suffix.lower() == ".json":
-            try:
-                text = json.dumps(self.to_dict(), allow_nan=False)
-            except ValueError:
-                raise MaskvizError(
-                    f"{p}: this trace holds NaN or infinite values, which JSON cannot "
-                    "store; save it as .npz"
-                ) from None
-            write_text(p, text)
+            # every value is finite (checked when the trace was made): strict JSON
+            write_text(p, json.dumps(self.to_dict(), allow_nan=False))
             return
         arrays = {name: getattr(self, name) for name in (*_ARRAYS, *_NEWER_ARRAYS)}
         arrays.update({name: np.array(getattr(self, name)) for name in _SCALARS})
@@ -313,7 +320,7 @@ class Trace:
         a value of the wrong type (3.7 for an integer is never read as 3), or attention
         that is not what a model computes (weight on a key the layer's mask hides, a
         row that is not a distribution)."""
-        p = Path(path)
+        p = as_path(path)
         if p.suffix.lower() not in SUFFIXES:
             raise usage_error(f"{p}: not a trace file: traces are .npz or .json files")
         try:
@@ -517,6 +524,8 @@ def _validate(t: Trace) -> None:
         raise bad("'attention' weights must lie in 0..1 (no NaN or inf)")
     if t.mask.shape != (n, n):
         raise bad(f"'mask' must be [{n}, {n}], got {list(t.mask.shape)}")
+    if not np.array_equal(t.mask, np.tri(n, dtype=bool)):  # what every run starts from
+        raise bad("'mask' must be the causal mask (query t sees keys 0..t)")
     if t.positions is None or t.positions.shape != (n,) or (t.positions < 0).any():
         raise bad(f"'positions' must be {n} integers >= 0")
     if t.windows.ndim != 1 or (t.windows < 0).any():
@@ -536,6 +545,8 @@ def _validate(t: Trace) -> None:
         raise bad(f"unknown dtype {t.dtype!r}")
     if t.logits.dtype.name not in _FLOAT_DTYPES or t.attention.dtype.name not in _FLOAT_DTYPES:
         raise bad(f"'logits' and 'attention' must be {', '.join(_FLOAT_DTYPES)}")
+    if t.logits.dtype.name != t.dtype:  # the model's dtype (attention may be recorded in another)
+        raise bad(f"'logits' are {t.logits.dtype.name} but dtype says {t.dtype}")
     if t.step_seconds.ndim != 1 or not np.isfinite(t.step_seconds).all():
         raise bad("'step_seconds' must be a 1-D array of finite times")
     if not (math.isfinite(t.prefill_seconds) and t.prefill_seconds >= 0):

@@ -390,3 +390,17 @@ def test_every_rows_note_stays_on_its_row_when_narrower_cells_make_room() -> Non
     # the cached side leaves keys not generated yet blank: spaces before the note
     assert all(re.search(r"│ \S+ +\d\.\de[+-]\d\d", row) for row in rows), rows
     assert max(len(line) for line in out.splitlines()) <= 80
+
+
+def test_results_print_in_one_short_line_and_compare_without_raising() -> None:
+    model = random_model(GPTConfig(2, 2, 8, 16, 20), seed=1)
+    result = compare(model, "training-vs-cached", [1, 2, 3], 4)
+    text = repr(result)
+    assert text.startswith("<Comparison training-vs-cached: agree, 7 tokens") and len(text) < 120
+    assert result == result and result != compare(model, "training-vs-cached", [1, 2, 3], 4)
+    trace = model.trace([1, 2, 3], steps=4)
+    assert repr(trace) == (
+        "<Trace of random(seed=1): cached, 7 tokens (prompt 3), layers [0, 1], heads [0, 1], float32>"
+    )
+    pair = similarity(model, "1 2", "2 1", delimiter="5")
+    assert repr(pair).startswith("<Similarity: cosine ") and len(repr(pair)) < 100

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import warnings
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,8 @@ from hypothesis import strategies as st
 
 import maskviz
 from maskviz import GPTConfig, LlamaConfig, MaskvizError, random_model
-from maskviz.compare import tolerance
+from maskviz.arch import Config
+from maskviz.compare import compare, tolerance
 from maskviz.model import KVCache, attention, masked_softmax
 
 configs = st.builds(
@@ -259,6 +262,36 @@ def test_bad_configs_are_refused() -> None:
         GPTConfig(1, 3, 8, 8, 8)
     with pytest.raises(MaskvizError, match="n_layer"):
         GPTConfig(0, 1, 8, 8, 8)
+    with pytest.raises(MaskvizError, match=r"n_ctx must be an integer from 1 to 1048576"):
+        GPTConfig(1, 1, 8, 10**9, 8)  # not a MemoryError when its weights are made
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        # "no" is truthy: it would silently mean tied
+        (lambda: GPTConfig(1, 1, 8, 8, 8, tie_word_embeddings="no"),
+         r"GPTConfig.tie_word_embeddings must be True or False, got 'no'"),
+        (lambda: LlamaConfig(1, 2, 1, 4, 8, 16, 8, 8, qkv_bias="x"),
+         r"LlamaConfig.qkv_bias must be True or False"),
+        (lambda: LlamaConfig(1, 2, 1, 4, 8, 16, 8, 8, rope_scaling={"factor": 8}),  # type: ignore[arg-type]
+         r"LlamaConfig.rope_scaling must be a Llama3Scaling or None"),
+    ],
+)  # fmt: skip
+def test_config_fields_of_the_wrong_type_are_refused_when_the_config_is_made(
+    make: Callable[[], object], message: str
+) -> None:
+    with pytest.raises(MaskvizError, match=message):
+        make()
+
+
+@pytest.mark.parametrize(
+    "config", [GPTConfig(2, 1, 8, 8, 8), LlamaConfig(2, 2, 1, 4, 8, 16, 8, 8, windows=(2, None))]
+)
+def test_layer_mask_refuses_a_layer_the_model_does_not_have(config: Config) -> None:
+    for layer in (-1, 2, 99):
+        with pytest.raises(MaskvizError, match=rf"layer {layer} is outside 0\.\.1"):
+            config.layer_mask(layer, 4)
 
 
 def test_activations_that_overflow_are_an_error_not_nan() -> None:
@@ -431,3 +464,38 @@ def test_kv_cache_arguments_are_checked(args: tuple[object, object], message: st
     with pytest.raises(MaskvizError, match=message) as info:
         KVCache(GPTConfig(2, 2, 8, 16, 20), *args)  # type: ignore[arg-type]
     assert info.value.exit_code == 2
+
+
+@pytest.mark.parametrize("windows", [(None,), (2,)])
+def test_a_kv_cache_refuses_positions_past_its_capacity_instead_of_wrapping(
+    windows: tuple[int | None, ...],
+) -> None:
+    cache = KVCache(LlamaConfig(1, 2, 1, 4, 8, 16, 8, 8, windows=windows), 4, "float32")
+    kv = np.zeros((1, 1, 4), np.float32)
+    cache.update(0, kv, kv, np.array([3]))  # the last slot
+    for idx in ([4], [7], [-1], [2, 3, 4]):
+        n = len(idx)
+        with pytest.raises(MaskvizError, match=r"KVCache positions must lie in 0\.\.3"):
+            cache.update(0, np.zeros((1, n, 4), np.float32), np.zeros((1, n, 4), np.float32),
+                         np.array(idx))  # fmt: skip
+
+
+def test_public_functions_refuse_arguments_of_the_wrong_type_by_name() -> None:
+    from maskviz import Trace
+    from maskviz.similarity import similarity
+
+    model = random_model(GPTConfig(2, 2, 8, 16, 20), seed=0)
+    trace = model.trace([1, 2], steps=1)
+    calls: list[tuple[Callable[[], object], str]] = [
+        (lambda: Trace.load(3), "a path must be a str or os.PathLike, got int"),  # type: ignore[arg-type]
+        (lambda: trace.save(3), "a path must be a str or os.PathLike, got int"),  # type: ignore[arg-type]
+        (lambda: compare(None, "training-vs-cached", [1], 2), "compare takes a model"),  # type: ignore[arg-type]
+        (lambda: similarity(model, 3, "x"), "text1 must be a str, got a int"),  # type: ignore[arg-type]
+        (lambda: model.trace([1, 2], steps=1, record="no"), "record must be True or False"),  # type: ignore[arg-type]
+        (lambda: model.trace([1], steps=1, record=False, layers=[99]), "layer 99 is out of range"),
+        (lambda: model.forward([1, 2], padded=[2, 2]), "padded must hold True or False"),
+        (lambda: trace.head_attention(True, 0), "layer: True is not an integer"),
+    ]  # fmt: skip
+    for call, message in calls:
+        with pytest.raises(MaskvizError, match=re.escape(message)):
+            call()

@@ -292,3 +292,14 @@ def test_masks_are_equal_exactly_when_their_dense_arrays_are(
     assert (a == b) == np.array_equal(a.to_array(), b.to_array())
     if a == b:
         assert hash(a) == hash(b)
+
+
+def test_no_queries_give_an_empty_answer_for_combined_masks_too() -> None:
+    for mask in (masks.causal(4), masks.causal(4) & masks.sliding_window(4, 2)):
+        assert mask.allows([], [1, 2]).shape == (0, 2)
+
+
+def test_summaries_compare_and_hash_by_their_counts() -> None:
+    a, b = masks.causal(5).summary(), masks.causal(5).summary()
+    assert a == b and hash(a) == hash(b) and len({a, b}) == 1
+    assert a != masks.strict_causal(5).summary()

@@ -57,13 +57,16 @@ def test_every_recording_round_trips_with_its_dtype_and_shape(
     assert_same(saved, Trace.load(tmp_path / f"t{suffix}"))
 
 
-def test_a_trace_json_cannot_hold_is_refused_naming_the_way_out(
-    trace: Trace, tmp_path: Path
-) -> None:
-    trace.logits[0, 0] = np.inf
-    with pytest.raises(MaskvizError, match=r"NaN or infinite values.*save it as \.npz"):
-        trace.save(tmp_path / "t.json")
-    assert not (tmp_path / "t.json").exists()
+def test_a_trace_is_read_only_so_what_it_recorded_cannot_change(trace: Trace) -> None:
+    before = trace.attention.copy()
+    for write in (
+        lambda: trace.logits.__setitem__((0, 0), np.inf),
+        lambda: trace.head_attention(0, 0).__setitem__((0, 0), 5.0),
+        lambda: trace.windows.__setitem__(0, 1),
+    ):
+        with pytest.raises(ValueError, match="read-only"):
+            write()
+    np.testing.assert_array_equal(trace.attention, before)
 
 
 @pytest.mark.parametrize("suffix", [".npz", ".json"])
@@ -333,6 +336,21 @@ def test_a_recorded_row_that_is_not_a_distribution_is_refused(trace: Trace, tmp_
         MaskvizError, match=r"'attention' of layer 1, head 0, query 4 sums to 0\.5, not 1"
     ):
         Trace.load(bad)
+
+
+def test_a_file_whose_mask_is_not_causal_is_refused_so_forged_weights_cannot_pass(
+    trace: Trace, tmp_path: Path
+) -> None:
+    good, bad = tmp_path / "good.npz", tmp_path / "bad.npz"
+    trace.save(good)
+    _rewrite(good, bad, "mask", np.ones_like(trace.mask))  # would let weight on the future
+    with pytest.raises(MaskvizError, match=r"'mask' must be the causal mask"):
+        Trace.load(bad)
+
+
+def test_a_dtype_that_is_not_the_logits_dtype_is_refused(trace: Trace) -> None:
+    with pytest.raises(MaskvizError, match="'logits' are float32 but dtype says float64"):
+        dataclasses.replace(trace, dtype="float64")
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from numbers import Real
 from typing import Any
 
+import numpy as np
+
 from maskviz.errors import MaskvizError, as_integer, usage_error
 
 MAX_SIZE = 1 << 20  # the largest dimension a config may name
@@ -90,6 +92,24 @@ def positive_float(owner: object, name: str) -> None:
     object.__setattr__(owner, name, float(value))
 
 
+def boolean(owner: object, name: str) -> None:
+    """Refuse ``owner.name`` unless it is True or False (a NumPy bool is stored as one):
+    "no" is truthy, and would silently mean yes."""
+    value = getattr(owner, name)
+    if not isinstance(value, bool | np.bool_):
+        raise usage_error(f"{type(owner).__name__}.{name} must be True or False, got {value!r}")
+    object.__setattr__(owner, name, bool(value))
+
+
+def layer_index(config: Any, layer: int) -> int:
+    """``layer`` checked against ``config.n_layer`` (negative ones are refused, as
+    everywhere layers are named)."""
+    index = as_integer(layer, "layer")
+    if not 0 <= index < config.n_layer:
+        raise usage_error(f"layer {layer} is outside 0..{config.n_layer - 1}")
+    return index
+
+
 def positive_int(owner: object, name: str) -> None:
     """Store ``owner.name`` (a frozen dataclass field) as a Python int, or refuse it.
 
@@ -101,8 +121,8 @@ def positive_int(owner: object, name: str) -> None:
         number = as_integer(value, name)
     except MaskvizError:
         number = 0  # a float, bool or string: refused below with the field's name
-    if number < 1:
+    if not 1 <= number <= MAX_SIZE:
         raise usage_error(
-            f"{type(owner).__name__}.{name} must be a positive integer, got {value!r}"
+            f"{type(owner).__name__}.{name} must be an integer from 1 to {MAX_SIZE}, got {value!r}"
         )
     object.__setattr__(owner, name, number)

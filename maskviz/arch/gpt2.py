@@ -22,10 +22,12 @@ import numpy as np
 
 from maskviz.arch import Attend, FloatArray, IntArray
 from maskviz.arch._config import (
+    boolean,
     check_allowed,
     check_causal,
     flag,
     integers,
+    layer_index,
     positive_float,
     positive_int,
     unsupported,
@@ -58,6 +60,7 @@ class GPTConfig:
         if self.n_embd % self.n_head:
             raise usage_error(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         positive_float(self, "layer_norm_epsilon")
+        boolean(self, "tie_word_embeddings")
 
     architecture = "gpt2"
     position_encoding = "learned"  # wpe: one embedding per absolute position
@@ -91,6 +94,7 @@ class GPTConfig:
         )
 
     def layer_mask(self, layer: int, n: int) -> Mask:
+        layer_index(self, layer)
         return causal(n)
 
     def pass_macs(

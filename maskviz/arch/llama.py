@@ -41,10 +41,12 @@ from maskviz.arch import Attend, FloatArray, IntArray
 from maskviz.arch._config import (
     MAX_SIZE,
     as_json,
+    boolean,
     check_allowed,
     check_causal,
     flag,
     integers,
+    layer_index,
     positive_float,
     positive_int,
     unsupported,
@@ -110,6 +112,12 @@ class LlamaConfig:
         object.__setattr__(self, "windows", _windows_tuple(self.windows, self.n_layer))
         positive_float(self, "rms_norm_eps")
         positive_float(self, "rope_theta")
+        for name in ("qkv_bias", "o_bias", "qk_norm", "tie_word_embeddings"):
+            boolean(self, name)
+        if not isinstance(self.rope_scaling, Llama3Scaling | None):
+            raise usage_error(
+                f"LlamaConfig.rope_scaling must be a Llama3Scaling or None, got {self.rope_scaling!r}"
+            )
 
     @property
     def n_params(self) -> int:
@@ -128,7 +136,7 @@ class LlamaConfig:
         )
 
     def layer_mask(self, layer: int, n: int) -> Mask:
-        w = self.windows[layer]
+        w = self.windows[layer_index(self, layer)]
         return causal(n) if w is None else causal(n) & sliding_window(n, w)
 
     def pass_macs(
