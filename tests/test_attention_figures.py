@@ -255,7 +255,7 @@ def test_long_sequence_is_downsampled(model: maskviz.GPT) -> None:
     for r, c in ((0, 0), (10, 3), (37, 37)):
         block = weights[2 * r : 2 * r + 2, 2 * c : 2 * c + 2]
         assert shown[r, c] == pytest.approx(float(block.max()))
-    assert "its largest value" in fig.get_suptitle()
+    assert "shaded by the largest weight" in fig.get_suptitle()
     # Numeric position ticks instead of token labels.
     assert all(t.get_text().lstrip("−-").isdigit() for t in ax.get_xticklabels() if t.get_text())
 
@@ -348,6 +348,20 @@ def test_gif_shows_the_prefill_then_each_step_and_holds_the_last_frame(
     # frame k shows the f x f square of rows computed and keys cached, the rest blank
     for filled, frame in enumerate(gif_frames, start=p):
         assert frame["blank_area"] == [n * n - filled * filled], filled
+
+
+def test_every_gif_frame_draws_with_one_palette_so_colours_do_not_flicker(
+    model: maskviz.GPT, tmp_path: Path
+) -> None:
+    path = tmp_path / "decode.gif"
+    af.save_decode_gif(path, trace_view(model.trace(list(b"To be, or"), steps=12)))
+    colours: set[tuple[int, ...]] = set()
+    with Image.open(path) as gif:
+        for i in range(gif.n_frames):
+            gif.seek(i)
+            rgb = np.asarray(gif.convert("RGB")).reshape(-1, 3)
+            colours |= {tuple(c) for c in np.unique(rgb, axis=0).tolist()}
+    assert len(colours) <= 256  # one palette: a frame of its own would bring new shades
 
 
 def test_gif_of_a_prefill_only_trace_has_one_frame(model: maskviz.GPT, tmp_path: Path) -> None:
@@ -751,7 +765,9 @@ def test_mask_figure_ticks_are_positions_wherever_they_are_drawn(
     ax = fig.axes[0]
     FigureCanvasAgg(fig).draw()
     for axis in (ax.xaxis, ax.yaxis):
-        ticks = [(t.get_loc(), int(t.label1.get_text())) for t in axis.get_major_ticks()]
+        ticks = [
+            (t.get_loc(), int(t.label1.get_text().replace(",", ""))) for t in axis.get_major_ticks()
+        ]
         assert len(ticks) >= 3
         for loc, position in ticks:
             # cell c holds positions c k .. c k + k - 1 (numbered from base)

@@ -511,3 +511,34 @@ def test_characters_the_figure_font_lacks_are_named_in_one_warning_line(tmp_path
         "maskviz: warning: the figure's font has no glyph for 3 characters (日 本 語): "
         "they are drawn as empty boxes\n"
     )
+
+
+def test_labels_with_dollar_signs_are_drawn_as_text_not_typeset(tmp_path: Path) -> None:
+    from maskviz import masks
+    from maskviz.render.figures import mask_figure
+
+    result = run_cli("show-mask", "3", "--text", "$x_$ b c", "--save", str(tmp_path / "m.png"))
+    assert result.exit_code == 0, result.stderr  # "$x_$" is not a formula that fails to parse
+    fig = mask_figure(masks.causal(3), labels=["$x^2$", "b", "c"])
+    labels = fig.axes[0].get_yticklabels()
+    assert labels[0].get_text() == "1 $x^2$"
+    assert not any(label.get_parse_math() for label in labels)
+
+
+def test_vector_pictures_hold_one_pixel_per_cell_drawn_sharp(tmp_path: Path) -> None:
+    path = tmp_path / "m.svg"
+    assert run_cli("show-mask", "6", "--save", str(path)).exit_code == 0
+    image = re.search(
+        r'<image [^>]*width="(\d+)" height="(\d+)"[^>]*style="([^"]*)"', path.read_text()
+    )
+    assert image is not None
+    assert image.group(1, 2) == ("6", "6") and "pixelated" in image.group(3)
+
+
+def test_big_mask_pictures_write_numbers_with_thousands_separators(tmp_path: Path) -> None:
+    from maskviz import masks
+    from maskviz.render.figures import mask_figure
+
+    fig = mask_figure(masks.causal(1_000_000))
+    assert "1,000,000 x 1,000,000" in fig.axes[0].get_title()
+    assert "(downsampled: one cell = 1,954 x 1,954 positions)" in fig.axes[0].get_title()

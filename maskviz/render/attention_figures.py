@@ -246,7 +246,7 @@ def _ticks(side: float, grid: _Grid) -> _Ticks:
     # Roughly 80% of a panel's side is the image; fit the font to one cell and
     # skip labels when even the smallest readable font would overlap.
     cell_pt = side * 72 * 0.8 / grid.cells
-    fontsize = float(np.clip(0.7 * cell_pt, 5.0, 9.0))
+    fontsize = float(np.clip(0.7 * cell_pt, 6.0, 9.0))  # 6 pt: still legible on a slide
     return _Ticks(fontsize, max(1, math.ceil(1.15 * fontsize / cell_pt)))
 
 
@@ -261,7 +261,7 @@ def _heatmap(
         values,
         cmap=cmap,
         norm=norm,
-        interpolation="nearest",
+        interpolation="none",  # vector files: one pixel per cell, sharp
         aspect="equal",
         extent=grid.extent,
     )
@@ -431,7 +431,10 @@ def _legend_columns(labels: Sequence[str], inches: float) -> int:
 def _suptitle(fig: Figure, text: str, grid: _Grid) -> None:
     title = _text(text)
     if grid.k > 1:
-        note = f"downsampled: one cell = {grid.k} x {grid.k} positions, its largest value"
+        note = (
+            f"downsampled: one cell = {grid.k:,} x {grid.k:,} positions, allowed if any is, "
+            "shaded by the largest weight"
+        )
         title = f"{title}\n({note})" if title else f"({note})"
     if title:
         fig.suptitle(title, fontsize=12, parse_math=False)
@@ -516,7 +519,7 @@ def comparison_figure(view: AttentionView) -> Figure:
         raise ValueError(f"a comparison has 2 panels, got {len(view.panels)}")
     left, right = view.panels
     grid = _Grid.for_size(n)
-    side = float(np.clip(0.08 * grid.cells + 3.0, 3.2, 5.5))
+    side = float(np.clip(0.06 * grid.cells + 3.0, 3.2, 4.5))  # three panels fit a slide
     fig = Figure(figsize=(3 * side + 3.2, side + 2.0), layout="constrained")
     ax_left, ax_right, ax_diff = fig.subplots(1, 3)
     ticks = _ticks(side, grid)
@@ -632,16 +635,22 @@ def _decode_frames(view: AttentionView) -> list[_Frame]:
     return frames
 
 
-def _gif_frame(fig: Figure, canvas: Any, still: Any, moving: Sequence[Artist]) -> Any:
+def _gif_frame(
+    fig: Figure, canvas: Any, still: Any, moving: Sequence[Artist], palette: Any = None
+) -> Any:
     """One GIF frame: the still picture with the moving artists drawn over it, as the
-    palette image GIF stores (made now: a quarter of the memory of keeping RGBA)."""
+    palette image GIF stores (made now: a quarter of the memory of keeping RGBA). Every
+    frame takes one ``palette`` (the first frame's colours when none is given): a colour
+    keeps one value throughout, with no flicker between frames."""
     from PIL import Image
 
     canvas.restore_region(still)
     for artist in moving:
         fig.draw_artist(artist)
-    rgb = np.asarray(canvas.buffer_rgba())[..., :3]
-    return Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE)
+    rgb = Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3])
+    if palette is None:
+        palette = rgb.convert("P", palette=Image.Palette.ADAPTIVE)
+    return rgb.quantize(palette=palette, dither=Image.Dither.NONE)
 
 
 def save_decode_gif(
@@ -770,7 +779,7 @@ def save_decode_gif(
     with atomic_path(path) as tmp:
         for index in range(len(frames)):
             draw(index)
-            images.append(_gif_frame(fig, canvas, still, moving))
+            images.append(_gif_frame(fig, canvas, still, moving, images[0] if images else None))
             if progress is not None:
                 progress(index + 1, len(frames))
         # the last frame holds for 2 s before the loop starts again

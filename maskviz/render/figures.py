@@ -58,16 +58,22 @@ def mask_figure(
     fig = Figure(figsize=(side + 1.0, side), layout="constrained")
     ax = fig.add_subplot()
     cmap = ListedColormap([COLOR_BLOCKED, COLOR_PARTIAL, COLOR_ALLOWED])
-    ax.imshow(states, cmap=cmap, vmin=0, vmax=2, interpolation="nearest", aspect="equal")
-    title = f"{mask.description} mask, {mask.n_queries} x {mask.n_keys}"
+    # "none": SVG and PDF hold one pixel per cell, drawn sharp at any zoom
+    ax.imshow(states, cmap=cmap, vmin=0, vmax=2, interpolation="none", aspect="equal")
+    title = f"{mask.description} mask, {mask.n_queries:,} x {mask.n_keys:,}"
     if k > 1:
-        title += f"\n(downsampled: one cell = {k} x {k} positions)"
-    ax.set_title(title)
+        title += f"\n(downsampled: one cell = {k:,} x {k:,} positions)"
+    ax.set_title(title, parse_math=False)
     ax.set_xlabel("key position →")
     ax.set_ylabel("query position ↓")
     if k == 1 and max(n_rows, n_cols) <= 64:
+        # parse_math=False: a label such as "$x$" is text, not a formula to typeset
         ax.set_xticks(range(n_cols), _tick_labels(n_cols, 0, index_base, None))
-        ax.set_yticks(range(n_rows), _tick_labels(n_rows, mask.query_offset, index_base, labels))
+        ax.set_yticks(
+            range(n_rows),
+            _tick_labels(n_rows, mask.query_offset, index_base, labels),
+            parse_math=False,
+        )
         ax.set_xticks(np.arange(-0.5, n_cols), minor=True)
         ax.set_yticks(np.arange(-0.5, n_rows), minor=True)
         ax.grid(which="minor", color="white", linewidth=1.0)
@@ -92,7 +98,7 @@ def mask_figure(
                 for p in MaxNLocator(nbins=8, integer=True).tick_values(first, first + count - 1)
                 if first <= p < first + count
             ]
-            set_ticks([(p - first + 0.5) / k - 0.5 for p in shown], [str(p) for p in shown])
+            set_ticks([(p - first + 0.5) / k - 0.5 for p in shown], [f"{p:,}" for p in shown])
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
