@@ -775,7 +775,7 @@ def save_decode_gif(
         artist.set_animated(True)
     canvas.draw()
     still = canvas.copy_from_bbox(fig.bbox)
-    images = []
+    images: list[Any] = []  # PIL images, imported with the GIF writer
     with atomic_path(path) as tmp:
         for index in range(len(frames)):
             draw(index)
