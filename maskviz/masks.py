@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from maskviz._text import plural
 from maskviz.errors import MaskvizError, as_integer, usage_error
@@ -304,7 +304,7 @@ class Mask:
             data["cells_legend"] = {"0": "none allowed", "1": "some allowed", "2": "all allowed"}
         return data
 
-    def allows(self, queries: IntArray, keys: IntArray) -> BoolArray:
+    def allows(self, queries: ArrayLike, keys: ArrayLike) -> BoolArray:
         """Whether each query position may attend to each key position: bool [n_q, n_k].
 
         Positions are absolute and need not be contiguous or sorted: this is how the
@@ -537,7 +537,9 @@ def _segments(n: int, starts: IntArray, queries: int | None, description: str) -
     return _mask(n, queries, description, rule)
 
 
-def documents(lengths: Sequence[int], *, queries: int | None = None) -> Mask:
+def documents(
+    lengths: Sequence[int] | NDArray[np.integer[Any]], *, queries: int | None = None
+) -> Mask:
     """Packed documents: block-diagonal, no attention across documents.
 
     ``lengths`` are the documents' lengths in order; n = their sum. Within a
