@@ -83,7 +83,7 @@ def _intervals(node: _Node, pos: IntArray) -> tuple[IntArray, IntArray]:
     if isinstance(node, _Or):
         return np.concatenate([la, lb], axis=1), np.concatenate([ha, hb], axis=1)
     # (A1 | A2) & (B1 | B2) = every pairwise intersection; intervals intersect to intervals
-    n, m = pos.shape[0], la.shape[1] * lb.shape[1]  # m named: no query leaves -1 unknowable
+    n, m = pos.shape[0], la.shape[1] * lb.shape[1]  # not -1: with no queries it is unknown
     lo = np.maximum(la[:, :, None], lb[:, None, :]).reshape(n, m)
     hi = np.minimum(ha[:, :, None], hb[:, None, :]).reshape(n, m)
     return lo, hi

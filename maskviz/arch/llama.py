@@ -503,8 +503,9 @@ def _windows(
     data: dict[str, Any], model_type: str, n_layer: int, source: str
 ) -> tuple[int | None, ...]:
     """Each layer's sliding window, as transformers decides it for this model type."""
-    if model_type == "llama":  # transformers' Llama has no sliding window: a stray
-        return (None,) * n_layer  # sliding_window field changes nothing there either
+    if model_type == "llama":
+        # transformers' Llama has no sliding window: the field changes nothing there
+        return (None,) * n_layer
     # an absent sliding_window is transformers' default of 4096 (null: none)
     window = data.get("sliding_window", 4096)
     types: Sequence[Any] | None = data.get("layer_types")

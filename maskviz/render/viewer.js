@@ -181,9 +181,11 @@ function (root) {
   // a heatmap's margins: row labels (as wide as the longest) and notes beside the rows
   function margins(panel, kind, cell, withLabels) {
     const notes = rowsMap(panel.notes);
-    const labelW = withLabels
-      ? Math.max(...pool[panel.labels].map((_, i) => textWidth(cell >= 10 ? label(panel, i) : String(i + base)))) + 6
-      : 0;
+    // measured once per label set: the layout tries several cell sizes (full labels,
+    // even for tokens not generated yet, so that stepping never moves the map)
+    const full = cell >= 10;
+    const labelW = withLabels ? once("w" + panel.labels + full, () => Math.max(
+      ...pool[panel.labels].map((_, i) => textWidth(full ? label(panel, i) : String(i + base))))) + 6 : 0;
     // notes beside their rows only where a row is tall enough to read; the tooltip
     // gives them at any size
     const notesW = withLabels && kind !== "delta" && notes.size && cell >= 10
