@@ -171,6 +171,20 @@ def test_html_is_refused_beyond_the_position_limit(tmp_path: Path) -> None:
     assert not (tmp_path / "big.html").exists()
 
 
+def test_a_page_past_the_size_a_browser_opens_quickly_is_written_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    page = tmp_path / "big.html"
+    monkeypatch.setattr(mvhtml, "LARGE_PAGE", 50_000)  # the headline page is about 75 KB
+    result = run_cli("trace", HEADLINE, "--save", str(page))
+    assert result.exit_code == 0
+    size = page.stat().st_size / 1e6
+    assert result.stderr == (
+        f"maskviz: warning: {page} is {size:.1f} MB: a browser may take seconds to open it and "
+        "to switch layers (record fewer steps, or save a .png, which pools)\n"
+    )
+
+
 def test_token_text_cannot_close_the_script_element(headline: Trace) -> None:
     page = mvhtml.trace_page(headline)
     evil = "</script><script>alert(1)</script>"

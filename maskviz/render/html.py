@@ -34,6 +34,7 @@ import base64
 import html
 import json
 import uuid
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import cache
@@ -66,6 +67,7 @@ if TYPE_CHECKING:
 
 MAX_POSITIONS = 1024  # positions a page draws cell by cell
 WEIGHT_BUDGET = 8_000_000  # bytes of 16-bit weights a page may hold before it drops to 8 bits
+LARGE_PAGE = 32_000_000  # bytes past which a page is written with a warning: browsers slow
 TOP_K = 5  # next-token candidates shown per row
 COLOR_PENDING = "#ffffff"  # rows and keys a decoding step has not reached yet
 
@@ -522,8 +524,16 @@ def render_document(page: Page) -> str:
 
 
 def write_page(page: Page, path: str | Path) -> None:
-    """Write the standalone document atomically."""
+    """Write the standalone document atomically; past `LARGE_PAGE` bytes, say so."""
     write_text(path, render_document(page))
+    size = Path(path).stat().st_size
+    if size > LARGE_PAGE:
+        warnings.warn(
+            f"{path} is {size / 1e6:.1f} MB: a browser may take seconds to open it and "
+            "to switch layers (record fewer steps, or save a .png, which pools)",
+            UserWarning,
+            stacklevel=2,
+        )
 
 
 def save_html(view: AttentionView, path: str | Path) -> None:
