@@ -363,7 +363,7 @@ def compare(
         other = _padded(model, ids, p, side)
     if other.logits.shape[0] != cached.logits.shape[0]:
         # generation stopped early on one side only (end-of-text): rows would not pair up
-        raise usage_error("the two sides generated different lengths; try fewer --steps")
+        raise usage_error("the two sides generated different lengths; try fewer steps")
     result = Comparison(pair, model.dtype, ids, p, other, cached, windows=model.config.windows)
     return replace(result, note=_why(result, model))
 

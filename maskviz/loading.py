@@ -78,10 +78,10 @@ def load_model(spec: str | Path | None = None, *, dtype: DType = "float32") -> G
     try:
         exists = path.exists()
     except OSError as exc:  # e.g. a name longer than the file system allows
-        raise usage_error(f"--model {text!r}: {exc.strerror or exc}") from None
+        raise usage_error(f"model {text!r}: {exc.strerror or exc}") from None
     if exists:
         if not path.is_dir():
-            raise usage_error(f"--model {text!r} is a file; give the checkpoint's folder")
+            raise usage_error(f"model {text!r} is a file; give the checkpoint's folder")
         return load_checkpoint(path, dtype=dtype)
     if _HUB_ID.match(text) and not text.startswith((".", "/")):
         try:

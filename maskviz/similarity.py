@@ -115,7 +115,7 @@ def similarity(model: GPT, text1: str, text2: str, delimiter: str = "$") -> Simi
     d = delimiter_id(model, delimiter)
     a, b = _body(model, text1), _body(model, text2)
     prefix = list(model.tokenizer.prefix_ids)
-    for name, ids in (("TEXT1", a), ("TEXT2", b)):
+    for name, ids in (("text1", a), ("text2", b)):
         if not ids:
             raise usage_error(f"{name} is empty")
         check_ids(prefix + ids, model.config.vocab_size)
