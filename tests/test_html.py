@@ -11,6 +11,7 @@ import base64
 import json
 import os
 import re
+import time
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -744,3 +745,21 @@ def test_printing_keeps_the_colours_and_drops_the_controls(
     finally:
         tab.send("Emulation.setEmulatedMedia", {"media": ""})
     assert style == ["exact", "none"]
+
+
+def test_a_narrower_window_redraws_the_maps_smaller(
+    browser: chromium.Browser, pages: dict[str, Path]
+) -> None:
+    tab = browser.tab()
+    wide = {"width": 1200, "height": 900, "deviceScaleFactor": 1, "mobile": False}
+    tab.send("Emulation.setDeviceMetricsOverride", wide)
+    tab.open(url(pages["trace"]))
+    cell = "Number(document.querySelector('.maskviz .mv-canvas').dataset.cell)"
+    before = tab.eval(cell)
+    tab.send("Emulation.setDeviceMetricsOverride", {**wide, "width": 300})
+    for _ in range(100):  # the redraw waits for the resizing to settle (150 ms)
+        if tab.eval(cell) < before:
+            break
+        time.sleep(0.05)
+    assert tab.eval(cell) < before
+    assert tab.eval(f"{ROOT_JS}.scrollWidth <= {ROOT_JS}.clientWidth")
