@@ -347,14 +347,20 @@ def test_hovering_a_cell_shows_query_key_weight_and_state(
     assert lines[4] == "allowed (in the KV cache)"
 
 
+def saved_page(pages: dict[str, Path], tmp_path: Path, command: str, *options: str) -> Path:
+    """The headline run's page as ``command`` (trace, or view of its file) saves it."""
+    page = tmp_path / "page.html"
+    source = [HEADLINE] if command == "trace" else [str(pages["trace_npz"])]
+    result = run_cli(command, *source, *options, "--save", str(page))
+    assert result.exit_code == 0, result.stderr
+    return page
+
+
 @pytest.mark.parametrize("command", ["trace", "view"])
 def test_heads_combined_as_asked_are_on_the_page_and_open_first(
     tab: chromium.Tab, pages: dict[str, Path], headline: Trace, tmp_path: Path, command: str
 ) -> None:
-    page = tmp_path / "max.html"
-    source = [HEADLINE] if command == "trace" else [str(pages["trace_npz"])]
-    result = run_cli(command, *source, "--layer", "1", "--agg", "max", "--save", str(page))
-    assert result.exit_code == 0, result.stderr
+    page = saved_page(pages, tmp_path, command, "--layer", "1", "--agg", "max")
     tab.open(url(page))
     assert (root_state(tab)["layer"], root_state(tab)["head"]) == ("1", "max")
     caption = tab.eval("document.querySelector('.maskviz figcaption').textContent")
@@ -370,10 +376,7 @@ def test_heads_combined_as_asked_are_on_the_page_and_open_first(
 def test_heads_chosen_with_heads_open_side_by_side_and_stay_selectable(
     tab: chromium.Tab, pages: dict[str, Path], tmp_path: Path, command: str
 ) -> None:
-    page = tmp_path / "some.html"
-    source = [HEADLINE] if command == "trace" else [str(pages["trace_npz"])]
-    result = run_cli(command, *source, "--layer", "2", "--heads", "3,1", "--save", str(page))
-    assert result.exit_code == 0, result.stderr
+    page = saved_page(pages, tmp_path, command, "--layer", "2", "--heads", "3,1")
     tab.open(url(page))
     assert (root_state(tab)["layer"], root_state(tab)["head"]) == ("2", "3,1")
     captions = tab.eval(
