@@ -552,15 +552,20 @@ def test_mask_page_names_the_sliding_window_in_the_tooltip(
     assert tooltip_at(tab, 20, 25).endswith("masked: future (key after query)")
 
 
+def sized(tab: chromium.Tab, width: int, height: int) -> chromium.Tab:
+    """``tab`` with a window of ``width`` x ``height`` CSS pixels (density 1), as a resize."""
+    metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}
+    tab.send("Emulation.setDeviceMetricsOverride", metrics)
+    return tab
+
+
 @pytest.mark.parametrize(
     ("page", "fragment", "width"), [("compare", "", 420), ("trace", "head=all", 600)]
 )
 def test_panels_that_do_not_fit_side_by_side_wrap_instead_of_overflowing(
     browser: chromium.Browser, pages: dict[str, Path], page: str, fragment: str, width: int
 ) -> None:
-    narrow = browser.tab()
-    metrics = {"width": width, "height": 800, "deviceScaleFactor": 1, "mobile": False}
-    narrow.send("Emulation.setDeviceMetricsOverride", metrics)
+    narrow = sized(browser.tab(), width, 800)
     narrow.open(url(pages[page], fragment))
     tops = narrow.eval(
         "[...document.querySelectorAll('.maskviz .mv-figure')].map(f => f.offsetTop)"
@@ -572,9 +577,7 @@ def test_panels_that_do_not_fit_side_by_side_wrap_instead_of_overflowing(
 def test_a_heatmap_fits_a_phone_screen_and_the_keys_keep_the_cursor_in_view(
     browser: chromium.Browser, pages: dict[str, Path]
 ) -> None:
-    narrow = browser.tab()
-    metrics = {"width": 360, "height": 640, "deviceScaleFactor": 1, "mobile": False}
-    narrow.send("Emulation.setDeviceMetricsOverride", metrics)
+    narrow = sized(browser.tab(), 360, 640)
     narrow.open(url(pages["trace"]))
     assert narrow.eval(f"{ROOT_JS}.scrollWidth <= {ROOT_JS}.clientWidth")  # the map shrank
     narrow.eval("document.querySelector('.maskviz .mv-canvas').focus()")
@@ -591,9 +594,7 @@ def test_a_heatmap_fits_a_phone_screen_and_the_keys_keep_the_cursor_in_view(
 def test_the_tooltip_opens_above_a_cell_near_the_bottom_of_the_window(
     browser: chromium.Browser, pages: dict[str, Path]
 ) -> None:
-    tab = browser.tab()
-    metrics = {"width": 1200, "height": 500, "deviceScaleFactor": 1, "mobile": False}
-    tab.send("Emulation.setDeviceMetricsOverride", metrics)
+    tab = sized(browser.tab(), 1200, 500)
     tab.open(url(pages["compare"]))
     n = page_data(pages["compare"])["views"][0]["panels"][0]["n"]
     x, y, cell = tab.eval(
@@ -753,13 +754,11 @@ def test_printing_keeps_the_colours_and_drops_the_controls(
 def test_a_narrower_window_redraws_the_maps_smaller(
     browser: chromium.Browser, pages: dict[str, Path]
 ) -> None:
-    tab = browser.tab()
-    wide = {"width": 1200, "height": 900, "deviceScaleFactor": 1, "mobile": False}
-    tab.send("Emulation.setDeviceMetricsOverride", wide)
+    tab = sized(browser.tab(), 1200, 900)
     tab.open(url(pages["trace"]))
     cell = "Number(document.querySelector('.maskviz .mv-canvas').dataset.cell)"
     before = tab.eval(cell)
-    tab.send("Emulation.setDeviceMetricsOverride", {**wide, "width": 300})
+    sized(tab, 300, 900)
     for _ in range(100):  # the redraw waits for the resizing to settle (150 ms)
         if tab.eval(cell) < before:
             break
