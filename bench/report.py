@@ -227,6 +227,14 @@ def llama_section(llama: dict[str, Any]) -> list[str]:
             "down_w": "MLP down [I, C]",
             "head": "output head [V, C]",
         }
+        probe_now = median([r["probe_gb_per_second"] for r in rounds])
+        lines.append(
+            "Each kind of product a step makes, timed in the step's order over the model's "
+            "own weights (median of sweeps), against the probe measured right after them "
+            f"({probe_now:.1f} GB/s: repeated back to back, the probe's matrix is partly "
+            "kept by the last-level cache, so it reads faster than the bound's median "
+            "probe, taken between decoding runs):\n"
+        )
         lines.append(
             "| product (all layers) | layout | MB per step | ms per step | GB/s | of the probe |\n"
             "|---|---|---:|---:|---:|---:|"
@@ -235,7 +243,6 @@ def llama_section(llama: dict[str, Any]) -> list[str]:
         for key, label in labels.items():
             secs = median([r[key]["seconds"] for r in rounds])
             gbps = median([r[key]["gb_per_second"] for r in rounds])
-            probe_now = median([r["probe_gb_per_second"] for r in rounds])
             layout = "column-major" if rounds[0][key]["column_major"] else "row-major"
             total += secs * 1e3
             lines.append(

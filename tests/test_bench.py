@@ -259,3 +259,7 @@ def test_recording_is_called_noise_when_runs_disagree_on_its_sign_or_show_a_savi
     assert "time, which is noise: recording adds work" in shown([-0.08])
     # recording adds work: repeats that agree it saved time agree on noise, not a saving
     assert "within run-to-run noise (the 2 runs gave -29.0% to -13.0%)" in shown([-0.13, -0.29])
+    # the headline is the runs' median: never outside the range it is shown with
+    assert "-30.0% time, within run-to-run noise (the 3 runs gave -37.0% to -21.0%)" in shown(
+        [-0.37, -0.21, -0.30]
+    )
