@@ -48,6 +48,8 @@ def report() -> dict[str, Any]:
                 "OPENBLAS_CORETYPE",
                 "OPENBLAS_L2_SIZE",
                 "OMP_NUM_THREADS",
+                "OPENBLAS_NUM_THREADS",
+                "MKL_NUM_THREADS",
                 "HF_HUB_OFFLINE",
                 "HF_HOME",
             )

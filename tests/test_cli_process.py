@@ -84,3 +84,17 @@ def test_a_prompt_that_is_not_utf8_is_a_usage_error(command: list[str | bytes]) 
     )  # the bytes reach Python as they would from a shell
     assert result.returncode == 2
     assert result.stderr == b"maskviz: error: the text is not UTF-8: it holds the byte 0xff\n"
+
+
+def test_version_is_answered_before_numpy_typer_and_rich_load() -> None:
+    script = (
+        "import sys; sys.argv = ['maskviz', '--version']; from maskviz.__main__ import main;"
+        " main(); print(sorted(m for m in ('numpy', 'typer', 'rich') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=120
+    )
+    from maskviz import __version__
+
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == f"maskviz {__version__}\n[]\n"

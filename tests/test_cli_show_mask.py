@@ -299,6 +299,10 @@ def test_version_and_doctor_report_for_bug_reports() -> None:
     data = json.loads(run_cli("doctor", "--json").stdout)
     assert data["maskviz"] == __version__
     assert {"library", "kernel", "threads", "configuration"} <= set(data["blas"])  # as bench
+    # the variables that set the BLAS threads it reports are shown beside them
+    env = {"OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    shown = json.loads(run_cli("doctor", "--json", env=env).stdout)["environment"]
+    assert shown.items() >= env.items()
     models = data["shipped_models"]
     assert set(models) == {"tiny", "tiny-swa"}
     assert all(m["present"] and m["path"].endswith(name) for name, m in models.items())
