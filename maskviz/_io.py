@@ -23,7 +23,9 @@ def as_path(path: object) -> Path:
 
 def output_path(value: str) -> Path:
     """A ``--save`` argument as typed: a trailing slash names a folder, which `Path` would
-    silently drop (``x.png/`` is not the file ``x.png``)."""
+    silently drop (``x.png/`` is not the file ``x.png``), and an empty one would be '.'."""
+    if not value:
+        raise usage_error("cannot save to '': the name is empty")
     if value.endswith(("/", os.sep)):
         raise usage_error(f"cannot save to {value!r}: a path ending in '/' names a folder")
     return Path(value)
@@ -110,8 +112,14 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 def _temporary(target: Path) -> Path:
-    """A new name beside ``target``, hidden, with its suffix (writers pick formats by it)."""
-    return target.with_name(f".{target.stem}.{secrets.token_hex(8)}.tmp{target.suffix}")
+    """A new name beside ``target``, hidden, with its suffix (writers pick formats by it).
+
+    The stem is cut to 64 bytes: a target name near the file system's limit (255 bytes)
+    would otherwise leave no room for the 22 added."""
+    stem = target.stem
+    while len(os.fsencode(stem)) > 64:
+        stem = stem[:-1]
+    return target.with_name(f".{stem}.{secrets.token_hex(8)}.tmp{target.suffix}")
 
 
 def _create(path: Path) -> int:

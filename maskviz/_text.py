@@ -19,6 +19,8 @@ def safe_text(text: str) -> str:
 
     >>> safe_text("a\x1b[31mb\r\u202e")
     'a\\x1b[31mb\\r\\u202e'
+    >>> safe_text("a\udcff")  # the byte 0xff, as a command line passes it
+    'a\\xff'
     >>> safe_text("猫 🐈")
     '猫 🐈'
     >>> safe_text(safe_text("\x07")) == safe_text("\x07")
@@ -28,6 +30,8 @@ def safe_text(text: str) -> str:
     for ch in text:
         if ch in _NAMED:
             out.append(_NAMED[ch])
+        elif 0xDC80 <= ord(ch) <= 0xDCFF:  # a command line's byte that was not UTF-8
+            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
         elif ch in _BIDI or unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
             code = ord(ch)
             out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")

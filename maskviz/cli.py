@@ -31,7 +31,7 @@ from maskviz._io import FIGURE_SUFFIXES, check_output_path, output_path
 from maskviz._text import plural, safe_text, use_ascii_stand_ins
 from maskviz.errors import MaskvizError, usage_error
 from maskviz.render.terminal import mask_report
-from maskviz.tokenizer import check_ids
+from maskviz.tokenizer import check_ids, utf8
 
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # errors only writing can meet
 FIGURE_OR_PAGE = (*FIGURE_SUFFIXES, ".html")
@@ -55,12 +55,7 @@ def _warning_line(message: Warning | str, *_: object, **__: object) -> None:
 def _did_you_mean(exc: Exception, args: list[str]) -> str:
     """A hint such as "did you mean 'causal'?" for a near miss of a closed choice, else ""."""
     param = getattr(exc, "param", None)
-    # Typer 0.29 keeps the Enum itself; earlier versions keep the choices on the type
-    enum = getattr(getattr(param, "type_descriptor", None), "annotation", None)
-    if isinstance(enum, type) and issubclass(enum, StrEnum):
-        choices = [member.value for member in enum]
-    else:
-        choices = [str(c) for c in getattr(getattr(param, "type", None), "choices", None) or ()]
+    choices = [str(c) for c in getattr(getattr(param, "type", None), "choices", None) or ()]
     if not choices:
         return ""
     opts = set(getattr(param, "opts", ()))
@@ -207,6 +202,12 @@ class _TrimmedLines:
 
     def isatty(self) -> bool:
         return False
+
+
+def _say_saved(path: Path, plain: bool) -> None:
+    # the name as typed may hold escape sequences: shown escaped, as in error lines, and
+    # on one line whatever its length, to be copied whole
+    console(plain).print(f"saved {safe_text(str(path))}", soft_wrap=True)
 
 
 def console(plain: bool) -> Console:
@@ -374,6 +375,8 @@ def show_mask(
         )
     if pad is None and pad_side is not PadSide.left:
         raise usage_error("--pad-side needs --pad")
+    if text is not None:
+        utf8(text, "--text")
     labels = text.split() if text is not None else None
     if labels is not None and len(labels) != n:
         raise usage_error(f"--text has {plural(len(labels), 'word')} but N is {n}")
@@ -412,7 +415,7 @@ def show_mask(
             mask, save, labels=labels, index_base=index_base, highlight=highlight, padded=padded
         )
         if not as_json:
-            console(plain).print(f"saved {save}")
+            _say_saved(save, plain)
 
 
 # ---------------------------------------------------------------- trace
@@ -604,6 +607,7 @@ def trace_command(
         given = "--top-k" if top_k is not None else "--seed"
         raise usage_error(f"{given} applies only when sampling: add --temperature > 0")
     head = head or 0
+    utf8(prompt, "the prompt")
     if save is not None:
         save = check_output_path(save, TRACE_SUFFIXES)
     gpt = _load(model, dtype, layer, head)
@@ -667,7 +671,7 @@ def _show(
 
         save_view(view, save)
     if not as_json:
-        console(plain).print(f"saved {save}")
+        _say_saved(save, plain)
 
 
 def _html() -> Any:
@@ -709,12 +713,20 @@ def _progress(
 # ---------------------------------------------------------------- view
 
 
+def _trace_file(value: str) -> Path:
+    if not value:  # Path("") would be the current folder
+        raise usage_error("the trace file's name is empty")
+    return Path(value)
+
+
 @app.command("view")
 def view_command(
     file: Annotated[
         Path,
         typer.Argument(
-            help="A trace saved by `maskviz trace --save` (.npz or .json).", show_default=False
+            help="A trace saved by `maskviz trace --save` (.npz or .json).",
+            show_default=False,
+            parser=_trace_file,
         ),
     ],
     layer: LayerOption = 0,
@@ -779,7 +791,12 @@ DEFAULT_PROMPT = "To be, or not to be, that is the question:"
 @_exits_like_cmp
 def compare_command(
     pair: Annotated[
-        PairChoice, typer.Argument(help="What to compare with cached decoding.", show_default=False)
+        PairChoice,
+        typer.Argument(
+            metavar="PAIR",
+            help="What to compare with cached decoding. training-vs-cached: one masked pass; recompute-vs-cached: the whole prefix at every step; padded-vs-cached: pads masked (--side); shifted-vs-cached: left pads counted in the positions; unmasked-vs-cached: one pass without the mask.",
+            show_default=False,
+        ),
     ],
     prompt: Annotated[str, typer.Option(help="Prompt to start from.")] = DEFAULT_PROMPT,
     steps: Annotated[int, typer.Option(help="Tokens to generate (greedy).")] = 16,
@@ -829,6 +846,7 @@ def compare_command(
         raise usage_error(f"--side applies to padded-vs-cached, not {pair.value}")
     if steps < 1:
         raise usage_error(f"--steps must be >= 1, got {steps}")
+    utf8(prompt, "--prompt")
     if save is not None:
         save = check_output_path(save, FIGURE_OR_PAGE)
     gpt = _load(model, dtype, layer, head)
@@ -884,6 +902,9 @@ def similarity_command(
     """
     from maskviz.similarity import similarity
 
+    for value, name in ((text1, "the first text"), (text2, "the second text")):
+        utf8(value, name)
+    utf8(delimiter, "--delimiter")
     if save is not None:
         save = check_output_path(save, FIGURE_OR_PAGE)
     gpt = _load(model, dtype, layer, head)
@@ -1022,7 +1043,7 @@ def bench_command(
 
         save_figure(latency_figure(result), save)
         if not as_json:
-            console(plain).print(f"saved {save}")
+            _say_saved(save, plain)
 
 
 def _bench_with_progress(gpt: GPT, tokens: int, repeats: int, *, plain: bool) -> BenchResult:

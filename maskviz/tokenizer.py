@@ -129,9 +129,9 @@ class HFTokenizer:
         return safe_text(self.decode([token_id]))  # special tokens decode to their own text
 
 
-def utf8(text: str) -> bytes:
-    """``text`` as UTF-8; a usage error when it holds bytes that were not UTF-8 (a
-    command line gives them as lone surrogates).
+def utf8(text: str, what: str = "the text") -> bytes:
+    """``text`` as UTF-8; a usage error naming ``what`` when it holds bytes that were
+    not UTF-8 (a command line gives them as lone surrogates).
 
     >>> utf8("hé")
     b'h\\xc3\\xa9'
@@ -144,8 +144,8 @@ def utf8(text: str) -> bytes:
         return text.encode("utf-8")
     except UnicodeEncodeError as exc:
         char = ord(text[exc.start])
-        what = f"the byte 0x{char - 0xDC00:02x}" if 0xDC80 <= char <= 0xDCFF else f"U+{char:04X}"
-        raise usage_error(f"the text is not UTF-8: it holds {what}") from None
+        held = f"the byte 0x{char - 0xDC00:02x}" if 0xDC80 <= char <= 0xDCFF else f"U+{char:04X}"
+        raise usage_error(f"{what} is not UTF-8: it holds {held}") from None
 
 
 def check_ids(ids: list[int], vocab_size: int) -> None:

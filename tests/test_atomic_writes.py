@@ -58,3 +58,10 @@ def test_a_new_file_gets_the_permissions_the_umask_gives(tmp_path: Path) -> None
     finally:
         os.umask(old)
     assert (tmp_path / "new.html").stat().st_mode & 0o777 == 0o640
+
+
+def test_a_name_near_the_file_system_limit_is_written(tmp_path: Path) -> None:
+    target = tmp_path / ("é" * 125 + ".png")  # 254 bytes: the temporary name must be shorter
+    write_bytes(target, b"new")
+    assert target.read_bytes() == b"new"
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]

@@ -71,19 +71,24 @@ def test_a_usage_error_exits_2_with_standard_error_closed() -> None:
 
 
 @pytest.mark.parametrize(
-    "command",
+    ("command", "named"),
     [
-        ["trace", b"a\xff", "--steps", "1"],
-        ["compare", "training-vs-cached", "--prompt", b"a\xff"],
-        ["similarity", b"a\xff", "b"],
+        (["trace", b"a\xff", "--steps", "1"], b"the prompt"),
+        (["compare", "training-vs-cached", "--prompt", b"a\xff"], b"--prompt"),
+        (["similarity", b"a\xff", "b"], b"the first text"),
+        (["similarity", "a", b"b\xff"], b"the second text"),
+        (["similarity", "a", "b", "--delimiter", b"\xff"], b"--delimiter"),
+        (["show-mask", "2", "--text", b"\xff b"], b"--text"),
     ],
 )
-def test_a_prompt_that_is_not_utf8_is_a_usage_error(command: list[str | bytes]) -> None:
+def test_text_that_is_not_utf8_is_a_usage_error_naming_the_argument(
+    command: list[str | bytes], named: bytes
+) -> None:
     result = subprocess.run(
         [*MASKVIZ, *command], capture_output=True, check=False, timeout=120
     )  # the bytes reach Python as they would from a shell
     assert result.returncode == 2
-    assert result.stderr == b"maskviz: error: the text is not UTF-8: it holds the byte 0xff\n"
+    assert result.stderr == b"maskviz: error: " + named + b" is not UTF-8: it holds the byte 0xff\n"
 
 
 def test_version_is_answered_before_numpy_typer_and_rich_load() -> None:

@@ -173,6 +173,14 @@ def test_save_writes_a_figure(tmp_path: Path, suffix: str) -> None:
             assert image.size[0] > 300 and image.size[1] > 300
 
 
+def test_the_saved_line_shows_escape_sequences_in_the_name_escaped(tmp_path: Path) -> None:
+    target = tmp_path / "e\x1b[31m\x1b]0;title\x07.png"
+    result = run_cli("show-mask", "2", "--save", str(target))
+    assert result.exit_code == 0 and target.is_file()
+    assert result.stdout.splitlines()[-1].endswith("e\\x1b[31m\\x1b]0;title\\x07.png")
+    assert "\x1b" not in result.stdout and "\x07" not in result.stdout
+
+
 def test_failed_save_keeps_the_existing_file(tmp_path: Path) -> None:
     target = tmp_path / "keep.png"
     target.write_bytes(b"old")

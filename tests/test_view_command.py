@@ -57,6 +57,8 @@ def test_view_saves_pictures_and_converts_traces(tmp_path: Path) -> None:
         (["t.npz", "--layer", "9"], 2, "--layer 9 was not recorded"),
         (["t.npz", "--head", "1", "--agg", "mean"], 2, "--head cannot be combined with --agg"),
         (["t.npz", "--save", "x.txt"], 2, "extension '.txt'"),
+        ([""], 2, "the trace file's name is empty"),  # not the current folder
+        (["t.npz", "--save", ""], 2, "cannot save to '': the name is empty"),
     ],
 )
 def test_files_it_cannot_trust_and_bad_choices_get_one_line(
