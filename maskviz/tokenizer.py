@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import string
 from pathlib import Path
 from typing import Protocol
 
@@ -126,7 +127,37 @@ class HFTokenizer:
         return str(self._tok.decode([int(i) for i in ids], skip_special_tokens=False))
 
     def token_label(self, token_id: int) -> str:
-        return safe_text(self.decode([token_id]))  # special tokens decode to their own text
+        text = self.decode([token_id])  # special tokens decode to their own text
+        if "\ufffd" in text:  # part of a character: its bytes, as the shipped models show them
+            raw = _piece_bytes(self._tok.id_to_token(token_id) or "")
+            if raw is not None:
+                text = raw.decode("utf-8", errors="backslashreplace")
+        return safe_text(text)
+
+
+def _byte_level_alphabet() -> dict[str, int]:
+    """Byte-level BPE's alphabet (GPT-2, Llama 3, Qwen): the character that stands for
+    each byte in a vocabulary. Printable Latin-1 bytes stand for themselves; the other
+    68 are shifted past 255, in byte order."""
+    kept = [*range(0x21, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    alphabet = {chr(b): b for b in kept}
+    shifted = (b for b in range(256) if chr(b) not in alphabet)
+    alphabet.update({chr(256 + i): b for i, b in enumerate(shifted)})
+    return alphabet
+
+
+_BYTE_LEVEL = _byte_level_alphabet()
+
+
+def _piece_bytes(piece: str) -> bytes | None:
+    """The bytes a vocabulary entry stands for: byte-level BPE's characters, or a
+    SentencePiece byte fallback such as ``<0xE4>``; None for anything else."""
+    if len(piece) == 6 and piece[:3] == "<0x" and piece[5] == ">":
+        digits = piece[3:5]
+        return bytes.fromhex(digits) if all(c in string.hexdigits for c in digits) else None
+    if piece and all(ch in _BYTE_LEVEL for ch in piece):
+        return bytes(_BYTE_LEVEL[ch] for ch in piece)
+    return None
 
 
 def utf8(text: str, what: str = "the text") -> bytes:

@@ -82,6 +82,19 @@ def test_tokenizer_encodes_the_prompt_as_transformers_prompts_the_model(name: st
         assert tok.prefix_ids == ()
 
 
+def test_tokens_that_are_pieces_of_a_character_are_labelled_by_their_bytes() -> None:
+    from maskviz.tokenizer import _piece_bytes
+
+    tok = model("qwen3", "float64").tokenizer  # byte-level BPE, as GPT-2's and Llama 3's
+    ids = tok.encode("中文 a")
+    assert [tok.token_label(i) for i in ids] == [
+        *("\\xe4", "\\xb8", "\\xad", "\\xe6", "\\x96", "\\x87"),  # each would decode to U+FFFD
+        " a",
+    ]
+    assert _piece_bytes("<0xE4>") == b"\xe4"  # SentencePiece's byte fallback
+    assert _piece_bytes("<0xZZ>") is None and _piece_bytes("\u2581a") is None  # not bytes
+
+
 def test_similarity_puts_the_bos_once_at_the_start_of_each_ordering() -> None:
     m = model("llama", "float64")
     bos = m.tokenizer.prefix_ids[0]
