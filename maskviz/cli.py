@@ -6,12 +6,14 @@ line on stderr and an exit code (2 for usage errors), never a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import errno
 import functools
 import itertools
 import json
 import os
+import re
 import signal
 import sys
 import warnings
@@ -261,6 +263,33 @@ class PadSide(StrEnum):
 MAX_SHOW_N = 10_000_000
 
 
+# the mask library's words for what show-mask's options set
+MASK_OPTIONS = (
+    *("window", "prefix", "chunk", "pad", "kind"),
+    *("document lengths=--docs", "document length=each --docs length"),
+)
+
+
+@contextlib.contextmanager
+def _options_named(*names: str, n: bool = False) -> Iterator[None]:
+    """Say "--window" where the library says "window": a usage error raised inside
+    names the option the user typed (``n``: the argument N). Parameters with a space
+    are given as "words=--option"."""
+    try:
+        yield
+    except MaskvizError as exc:
+        if exc.exit_code != 2:
+            raise
+        message = str(exc)
+        for name in names:
+            word, _, option = name.partition("=")
+            # whole words only: "prefix" but not "prefix-lm"
+            message = re.sub(rf"(?<![\w'-]){word}(?![\w'-])", option or f"--{word}", message)
+        if n:
+            message = re.sub(r"\bn\b", "N", message)
+        raise usage_error(message) from None
+
+
 def _parse_lengths(value: str) -> list[int]:
     try:
         lengths = [int(part) for part in value.split(",")]
@@ -386,16 +415,17 @@ def show_mask(
             from maskviz.render.html import check_positions
 
             check_positions(n)
-    mask = masks_lib.build(
-        n,
-        kind.value,
-        window=window,
-        prefix=prefix,
-        document_lengths=None if docs is None else _parse_lengths(docs),
-        chunk=chunk,
-        pad=pad,
-        pad_side=pad_side.value,
-    )
+    with _options_named(*MASK_OPTIONS, n=True):
+        mask = masks_lib.build(
+            n,
+            kind.value,
+            window=window,
+            prefix=prefix,
+            document_lengths=None if docs is None else _parse_lengths(docs),
+            chunk=chunk,
+            pad=pad,
+            pad_side=pad_side.value,
+        )
     highlight = None
     if step is not None:
         highlight = step - index_base
@@ -618,16 +648,17 @@ def trace_command(
     _check_context(len(ids), steps, cfg.n_ctx)
     full = as_json or (save is not None and save.suffix.lower() in (*TRACE_FILES, ".html"))
     rec_heads = None if (full or agg or head_list) else [head]
-    result = gpt.trace(
-        ids,
-        steps=steps,
-        mode=mode.value,
-        layers=None if full else [layer],
-        heads=rec_heads,
-        temperature=temperature,
-        top_k=top_k,
-        seed=seed,
-    )
+    with _options_named("temperature", "seed"):
+        result = gpt.trace(
+            ids,
+            steps=steps,
+            mode=mode.value,
+            layers=None if full else [layer],
+            heads=rec_heads,
+            temperature=temperature,
+            top_k=top_k,
+            seed=seed,
+        )
     from maskviz.view import trace_view
 
     view = trace_view(

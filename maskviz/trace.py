@@ -55,6 +55,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from maskviz._io import as_path, atomic_path, check_output_path, write_text
+from maskviz._text import plural
 from maskviz.arch._config import MAX_SIZE as MAX_DIM  # no trace dimension exceeds a config's
 from maskviz.errors import MaskvizError, as_integer, as_integers, first_line, usage_error
 from maskviz.tokenizer import ByteTokenizer
@@ -127,7 +128,8 @@ class Trace:
 
     def __post_init__(self) -> None:
         if self.positions is None:
-            n = self.token_ids.shape[0] if isinstance(self.token_ids, np.ndarray) else 0
+            given = self.token_ids  # of any shape here: _validate names what is wrong
+            n = len(given) if isinstance(given, np.ndarray) and given.ndim else 0
             object.__setattr__(self, "positions", np.arange(n, dtype=np.int64))
         _validate(self)
         for name in (*_ARRAYS, *_NEWER_ARRAYS):  # read-only views: a trace is a record
@@ -316,13 +318,18 @@ class Trace:
 
     @classmethod
     def load(cls, path: str | Path) -> Trace:
-        """Read a trace written by `save` (.npz or .json); any defect is a MaskvizError:
-        a value of the wrong type (3.7 for an integer is never read as 3), or attention
-        that is not what a model computes (weight on a key the layer's mask hides, a
-        row that is not a distribution)."""
+        """Read a trace written by `save` (.npz or .json); any defect is a MaskvizError
+        naming the file and the field: a value of the wrong type (3.7 for an integer is
+        never read as 3), an array of the wrong shape (ragged, nested too deep, a single
+        value), or attention that is not what a model computes (weight on a key the
+        layer's mask hides, a row that is not a distribution)."""
         p = as_path(path)
         if p.suffix.lower() not in SUFFIXES:
             raise usage_error(f"{p}: not a trace file: traces are .npz or .json files")
+        if p.is_dir():
+            raise MaskvizError(f"{p}: is a folder, not a trace file")
+        if not p.is_file():  # a pipe would never end, a device never be a trace
+            raise MaskvizError(f"{p}: {'not a regular file' if p.exists() else 'no such file'}")
         try:
             if p.suffix.lower() == ".json":
                 data = json.loads(p.read_text(encoding="utf-8"))
@@ -334,9 +341,9 @@ class Trace:
             kwargs: dict[str, Any] = {name: arrays[name] for name in _ARRAYS}
             kwargs.update({name: arrays[name] for name in _NEWER_ARRAYS if name in arrays})
             # values as read: the Trace checks their types (an int field never truncates 3.7)
-            kwargs.update({name: _item(arrays[name]) for name in _SCALARS})
+            kwargs.update({name: _one(arrays[name], name, p) for name in _SCALARS})
             for name, (_, default) in _OPTIONAL.items():
-                value = _item(arrays.get(name, default))
+                value = _one(arrays.get(name, default), name, p)
                 minus_one = type(value) is int and value == -1
                 kwargs[name] = None if name in _NONE_AS_MINUS_ONE and minus_one else value
         except MaskvizError:
@@ -369,32 +376,71 @@ _UNREADABLE = (
 )  # fmt: skip
 
 
-def _item(value: Any) -> Any:
+def _one(value: Any, name: str, path: Path) -> Any:
+    """A scalar field's value as read: a 0-D array's item; an array of values is refused
+    (NumPy's item() would only say it cannot convert it)."""
+    if isinstance(value, list | np.ndarray) and np.ndim(value):
+        kind = _SCALARS[name] if name in _SCALARS else _OPTIONAL[name][0]
+        what = {int: "integer", float: "number", str: "string"}[kind]
+        size = value.size if isinstance(value, np.ndarray) else len(value)
+        raise MaskvizError(
+            f"{path}: invalid trace: '{name}' must be one {what}, not an array of {size}"
+        )
     return value.item() if isinstance(value, np.ndarray) else value
 
 
-_EXPECTED_DTYPE = {
-    "token_ids": ("i",),
-    "logits": ("f",),
-    "attention": ("f",),
-    "mask": ("b",),
-    "layers": ("i",),
-    "heads": ("i",),
-    "step_seconds": ("f",),
-    "windows": ("i",),
-    "positions": ("i",),
-    "label_ids": ("i",),
-    "label_texts": ("U",),
+# The values each array field holds (a NumPy dtype kind) and its axes, as documented above
+_FIELDS: dict[str, tuple[str, str]] = {
+    "token_ids": ("i", "T"),
+    "logits": ("f", "T, vocab"),
+    "attention": ("f", "L', H', T, T"),
+    "mask": ("b", "T, T"),
+    "layers": ("i", "L'"),
+    "heads": ("i", "H'"),
+    "step_seconds": ("f", "T - P"),
+    "windows": ("i", "L"),
+    "positions": ("i", "T"),
+    "label_ids": ("i", "M"),
+    "label_texts": ("U", "M"),
 }
+_WANTED = {"i": "integers", "f": "floating-point numbers", "b": "true/false values", "U": "text"}
+_HELD = {
+    "b": "true/false values", "i": "integers", "u": "unsigned integers", "f": "decimal numbers",
+    "c": "complex numbers", "U": "text", "S": "bytes", "O": "null or mixed values",
+}  # fmt: skip
+
+
+def _dims(name: str) -> int:
+    return _FIELDS[name][1].count(",") + 1
+
+
+def _shape_problem(name: str, ndim: int) -> str | None:
+    """What is wrong with an array field of ``ndim`` dimensions, in words, or None."""
+    axes = _FIELDS[name][1]
+    if ndim == 0:
+        return f"'{name}' must be an array [{axes}], not a single value"
+    if ndim != _dims(name):
+        return f"'{name}' must have {plural(_dims(name), 'dimension')} [{axes}], not {ndim}"
+    return None
+
+
+def _array_problem(name: str, value: object) -> str | None:
+    """What is wrong with an array field's value, in words, or None: not an array, the
+    wrong number of dimensions, or values of the wrong kind."""
+    if not isinstance(value, np.ndarray):
+        return f"'{name}' must be a NumPy array [{_FIELDS[name][1]}], got {type(value).__name__}"
+    problem = _shape_problem(name, value.ndim)
+    want, kind = _FIELDS[name][0], value.dtype.kind
+    if problem is None and kind != want:
+        held = _HELD.get(kind, str(value.dtype))
+        if want in "bU" and kind in "iufc":
+            held = "numbers"  # to a mask or a label, 0/1 and 0.0/1.0 are alike wrong
+        problem = f"'{name}' must hold {_WANTED[want]}, not {held}"
+    return problem
 
 
 def _read_npz(path: Path) -> dict[str, Any]:
     """Read the .npz members after checking every header's dtype and size."""
-    if path.is_dir():
-        raise MaskvizError(f"{path}: is a folder, not a trace file")
-    if not path.is_file():
-        what = "not a regular file" if path.exists() else "no such file"
-        raise MaskvizError(f"{path}: {what}")
     out: dict[str, Any] = {}
     total = 0
     with zipfile.ZipFile(path) as zf:
@@ -459,37 +505,63 @@ def _from_json(data: dict[str, Any], path: Path) -> dict[str, Any]:
     dtype = str(data["dtype"])
     if dtype not in _FLOAT_DTYPES:
         raise MaskvizError(f"{path}: unknown dtype {dtype!r}")
-    out: dict[str, Any] = dict(data)
-    out["token_ids"] = _json_integers(data, "token_ids", path)
     recorded = str(data.get("attention_dtype", dtype))  # absent before 0.2.1: the model's
     if recorded not in _FLOAT_DTYPES:
         raise MaskvizError(f"{path}: unknown attention_dtype {recorded!r}")
-    with np.errstate(over="ignore"):  # out-of-range numbers become inf, refused by _validate
-        attention = np.asarray(data["attention"], dtype=recorded)
-        out["logits"] = np.asarray(data["logits"], dtype=dtype)
-    out["layers"] = _json_integers(data, "layers", path)
-    out["heads"] = _json_integers(data, "heads", path)
-    if attention.size == 0:  # nothing recorded: JSON's [] has lost the shape
-        n = out["token_ids"].shape[0]
-        attention = attention.reshape(out["layers"].shape[0], out["heads"].shape[0], n, n)
-    out["attention"] = attention
-    out["mask"] = np.asarray(data["mask"])  # true/false: 2 or 0.5 is refused, not read as true
-    out["step_seconds"] = np.asarray(data["step_seconds"], dtype=np.float64)
-    for name in _NEWER_ARRAYS:
-        if name == "label_texts" and name in data:
-            out[name] = np.asarray(data[name], dtype=str)
-        elif name in data:
-            out[name] = _json_integers(data, name, path)
+    floats = {"logits": dtype, "attention": recorded, "step_seconds": "float64"}
+    out: dict[str, Any] = dict(data)
+    for name in _FIELDS:
+        if name in _ARRAYS or name in data:  # a missing required key: KeyError, named
+            out[name] = _json_array(data[name], name, floats.get(name, ""), path)
+    # JSON writes an empty recording [L', H', T, T] as [] (or [[], ...]): the shape is lost
+    n = len(out["token_ids"])
+    shape = (len(out["layers"]), len(out["heads"]), n, n)
+    if out["attention"].size == 0 and out["attention"].shape != shape:
+        if math.prod(shape):
+            raise MaskvizError(
+                f"{path}: invalid trace: 'attention' holds 0 numbers; a trace of "
+                f"{plural(shape[0], 'layer')}, {plural(shape[1], 'head')} and "
+                f"{plural(n, 'token')} needs {' x '.join(map(str, shape))}"
+            )
+        out["attention"] = out["attention"].reshape(shape)
     return out
 
 
-def _json_integers(data: dict[str, Any], name: str, path: Path) -> NDArray[np.int64]:
-    """A JSON list of integers as int64; 84.9 or true is refused, not read as 84 or 1."""
+def _json_array(value: Any, name: str, dtype: str, path: Path) -> NDArray[Any]:
+    """A JSON array field as an array of its dtype, refused naming the field when it is
+    ragged, a single value, nested too deep, or holds values of the wrong kind."""
+
+    def bad(message: str) -> MaskvizError:
+        return MaskvizError(f"{path}: invalid trace: {message}")
+
+    depth, first = 0, value  # the nesting along first elements: the dimensions, if rectangular
+    while isinstance(first, list):
+        depth, first = depth + 1, first[0] if first else None
+    if depth > _dims(name):  # refused before NumPy, which stops at 64 dimensions
+        raise bad(str(_shape_problem(name, depth)))
     try:
-        values = as_integers(data[name], name)
-    except MaskvizError as exc:  # a damaged file, not a usage error
-        raise MaskvizError(f"{path}: invalid trace: {exc}") from None
-    return np.asarray(values, dtype=np.int64)
+        a = np.asarray(value)  # JSON's own types: bool, int64, float64, str; object: null, mixed
+    except ValueError:  # NumPy: "inhomogeneous shape"
+        raise bad(f"'{name}' is not a rectangular array (rows of different lengths)") from None
+    problem = _shape_problem(name, a.ndim) if a.size else None  # [] for [0, ...]: see above
+    if problem:
+        raise bad(problem)
+    kind = _FIELDS[name][0]
+    if kind == "i":  # element by element: NumPy reads [true, 2.0] as [1, 2] when mixed
+        try:
+            ints = as_integers(value, name)
+        except MaskvizError as exc:  # a damaged file, not a usage error
+            raise bad(str(exc)) from None
+        big = [i for i in ints if not -(2**63) <= i < 2**63]
+        if big:
+            raise bad(f"'{name}' holds {big[0]}, too large for a 64-bit integer")
+        return np.asarray(ints, dtype=np.int64)
+    if kind == "f" and a.dtype.kind in "iuf":
+        with np.errstate(over="ignore"):  # out-of-range numbers become inf, refused by _validate
+            return a.astype(dtype)
+    if kind == "U" == a.dtype.kind and not all(isinstance(x, str) for x in value):
+        return np.asarray(value, dtype=object)  # NumPy reads [1, "a"] as text: _validate refuses
+    return a  # true/false as read; of another kind, refused by _validate naming it
 
 
 def _validate(t: Trace) -> None:
@@ -497,12 +569,10 @@ def _validate(t: Trace) -> None:
         return MaskvizError(f"invalid trace: {message}")
 
     _check_scalars(t, bad)  # first: the checks below compare them as numbers
-    for name, kinds in _EXPECTED_DTYPE.items():
-        value = getattr(t, name)
-        if not isinstance(value, np.ndarray) or value.dtype.kind not in kinds:
-            raise bad(
-                f"'{name}' must be an array of kind {kinds}, got {getattr(value, 'dtype', type(value))}"
-            )
+    for name in _FIELDS:
+        problem = _array_problem(name, getattr(t, name))
+        if problem:
+            raise bad(problem)
     n = t.token_ids.shape[0] if t.token_ids.ndim == 1 else -1
     if n < 1:
         raise bad("'token_ids' must be a non-empty 1-D array")

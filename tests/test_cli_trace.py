@@ -227,6 +227,22 @@ def test_options_that_would_do_nothing_are_usage_errors(args: list[str], message
     assert message in err
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--temperature", "-1"], "--temperature must be a number >= 0, got -1.0"),
+        (["--temperature", "nan"], "--temperature must be a number >= 0, got nan"),
+        (["--temperature", "1", "--seed", "-1"], "--seed must be from 0 to"),
+    ],
+)
+def test_a_value_the_engine_refuses_is_reported_by_its_option(
+    args: list[str], message: str
+) -> None:
+    code, _, err = trace_cli(PROMPT, "--model", FIXTURE, *args)
+    assert code == 2
+    assert err.startswith(f"maskviz: error: {message}")
+
+
 def test_sampling_without_a_seed_prints_and_records_one_that_replays_the_run(
     tmp_path: Path,
 ) -> None:

@@ -8,7 +8,9 @@ import json
 import re
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -132,8 +134,8 @@ def _rewrite(src: Path, dst: Path, name: str, value: np.ndarray | None) -> None:
     [
         ("logits", None, "missing key 'logits'"),
         ("attention", np.zeros((2, 2, 3, 3), np.float32), "'attention' must be"),
-        ("mask", np.zeros((8, 8), np.float32), "'mask' must be an array of kind"),
-        ("token_ids", np.array([1.5, 2.5]), "'token_ids' must be an array of kind"),
+        ("mask", np.zeros((8, 8), np.float32), "'mask' must hold true/false values, not numbers"),
+        ("token_ids", np.array([1.5, 2.5]), "'token_ids' must hold integers, not decimal"),
         ("mode", np.array("sideways"), "mode must be one of"),
         ("logits", np.array([object()], dtype=object), "no pickle"),
         # numbers a drawing would show as NaN% or index past the vocabulary
@@ -145,7 +147,7 @@ def _rewrite(src: Path, dst: Path, name: str, value: np.ndarray | None) -> None:
         ("seed", np.array(2**64 - 1, np.uint64), "seed must be from 0 to"),
         # what a damaged or hostile file can hold beyond wrong values
         ("prompt_len", np.array(np.inf), "invalid trace: prompt_len must be an integer, got inf"),
-        ("layers", np.array(0), "invalid trace"),
+        ("layers", np.array(0), r"'layers' must be an array \[L'\], not a single value"),
         ("temperature", np.array(-1.0), "invalid trace"),
         ("stop_reason", np.array("\x1b[2J"), "stop_reason must be one of"),
         ("step_seconds", np.array([np.nan]), "'step_seconds' must be a 1-D array of finite"),
@@ -275,7 +277,7 @@ def test_text_a_trace_file_carries_is_printed_escaped(trace: Trace, tmp_path: Pa
         ("temperature", -1, "temperature must be >= 0, got -1"),
         ("temperature", None, "temperature must be a number, got None"),
         ("step_masks", -1, "step_masks must be >= 0, got -1"),
-        ("mask", [[2] * 8] * 8, "'mask' must be an array of kind"),
+        ("mask", [[2] * 8] * 8, "'mask' must hold true/false values, not numbers"),
     ],
 )
 def test_json_values_of_the_wrong_type_are_refused_naming_the_field(
@@ -435,3 +437,138 @@ def test_a_trace_too_large_for_memory_says_so_about_the_file(
     monkeypatch.setattr(json, "loads", no_memory)
     with pytest.raises(MaskvizError, match=f"^{re.escape(str(path))}: not enough memory to read"):
         Trace.load(path)
+
+
+# What NumPy says when it is handed a damaged field: a message must name the field instead
+_NUMPY_WORDING = ("inhomogeneous", "reshape", "kind (", "convert an array", "array element")
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A trace of the shipped model, saved as both formats: 4 layers, 4 heads, 25 tokens."""
+    model = load_model("tiny")
+    folder = tmp_path_factory.mktemp("shipped")
+    trace = model.trace(model.tokenizer.encode("To be, or not to be"), steps=6)
+    assert (trace.n_tokens, trace.layers.size, trace.heads.size) == (25, 4, 4)
+    trace.save(folder / "t.json")
+    trace.save(folder / "t.npz")
+    return folder
+
+
+def _refusal(path: Path) -> str:
+    with pytest.raises(MaskvizError) as info:
+        Trace.load(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message
+    assert not [word for word in _NUMPY_WORDING if word in message], message
+    assert info.value.exit_code == 1  # a damaged file, not a usage error
+    return message
+
+
+def _shorten_one_row(data: dict[str, Any]) -> None:
+    data["attention"][1][2][7].pop()
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (_shorten_one_row, "'attention' is not a rectangular array (rows of different lengths)"),
+        (lambda d: d.update(attention=[]),
+         "'attention' holds 0 numbers; a trace of 4 layers, 4 heads and 25 tokens needs "
+         "4 x 4 x 25 x 25"),
+        (lambda d: d.update(mask=[[int(x) for x in row] for row in d["mask"]]),
+         "'mask' must hold true/false values, not numbers"),
+        (lambda d: d["mask"][3].append(False),
+         "'mask' is not a rectangular array (rows of different lengths)"),
+        (lambda d: d.update(prompt_len=[19, 20]), "'prompt_len' must be one integer, not an array of 2"),
+        (lambda d: d.update(temperature=[]), "'temperature' must be one number, not an array of 0"),
+        # a single value where an array belongs
+        (lambda d: d.update(layers=3), "'layers' must be an array [L'], not a single value"),
+        (lambda d: d.update(token_ids="To be"), "'token_ids' must be an array [T], not a single value"),
+        (lambda d: d.update(step_seconds=None), "'step_seconds' must be an array [T - P], not a single"),
+        # text where a number belongs
+        (lambda d: d["logits"][0].__setitem__(5, "0.5"),
+         "'logits' must hold floating-point numbers, not text"),
+        (lambda d: d["attention"][0][0][0].__setitem__(0, "1"),
+         "'attention' must hold floating-point numbers, not text"),
+        (lambda d: d["logits"][0].__setitem__(5, None),
+         "'logits' must hold floating-point numbers, not null or mixed values"),
+        (lambda d: d.update(label_texts=list(range(len(d["label_ids"])))),
+         "'label_texts' must hold text, not numbers"),
+        (lambda d: d["label_texts"].__setitem__(0, 7),
+         "'label_texts' must hold text, not null or mixed values"),
+        # nested too deep, or too shallow
+        (lambda d: d.update(attention=[d["attention"]]),
+         "'attention' must have 4 dimensions [L', H', T, T], not 5"),
+        (lambda d: d.update(token_ids=[[i] for i in d["token_ids"]]),
+         "'token_ids' must have 1 dimension [T], not 2"),
+        (lambda d: d.update(positions=[[[[[[0]]]]]] * 80),
+         "'positions' must have 1 dimension [T], not 6"),
+        (lambda d: d.update(mask=d["mask"][0]), "'mask' must have 2 dimensions [T, T], not 1"),
+        (lambda d: d["token_ids"].__setitem__(0, 10**30),
+         "'token_ids' holds 1000000000000000000000000000000, too large for a 64-bit integer"),
+    ],
+)  # fmt: skip
+def test_a_damaged_json_field_is_refused_naming_the_field_and_what_it_must_be(
+    shipped: Path, tmp_path: Path, damage: Callable[[dict[str, Any]], None], message: str
+) -> None:
+    data = json.loads((shipped / "t.json").read_text())
+    damage(data)
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(data))
+    assert message in _refusal(path)
+
+
+def test_a_ragged_attention_array_is_refused_naming_the_field(
+    shipped: Path, tmp_path: Path
+) -> None:
+    from tests.conftest import run_cli
+
+    data = json.loads((shipped / "t.json").read_text())
+    _shorten_one_row(data)
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(data))
+    result = run_cli("view", str(path), "--plain")
+    assert result.exit_code == 1
+    [line] = result.stderr.strip().splitlines()  # one line, naming the file and the field
+    assert line.endswith(
+        f"{path}: invalid trace: 'attention' is not a rectangular array (rows of different lengths)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("prompt_len", np.array([19, 20]), "'prompt_len' must be one integer, not an array of 2"),
+        ("seed", np.zeros((2, 3), np.int64), "'seed' must be one integer, not an array of 6"),
+        ("prefill_seconds", np.array([]), "'prefill_seconds' must be one number, not an array of 0"),
+        ("model_name", np.array(["tiny", "x"]), "'model_name' must be one string, not an array of 2"),
+        ("token_ids", np.array(7), "'token_ids' must be an array [T], not a single value"),
+        ("attention", np.zeros((1, 4, 4, 25, 25), np.float32),
+         "'attention' must have 4 dimensions [L', H', T, T], not 5"),
+        ("mask", np.tri(25, dtype=np.int64), "'mask' must hold true/false values, not numbers"),
+        ("logits", np.full((25, 257), "0.5"), "'logits' must hold floating-point numbers, not text"),
+        ("logits", np.zeros((25, 257), np.int64),
+         "'logits' must hold floating-point numbers, not integers"),
+        ("layers", np.array([0.0, 1.0, 2.0, 3.0]), "'layers' must hold integers, not decimal numbers"),
+        ("label_texts", np.array([1, 2]), "'label_texts' must hold text, not numbers"),
+    ],
+)  # fmt: skip
+def test_a_damaged_npz_field_is_refused_naming_the_field_and_what_it_must_be(
+    shipped: Path, tmp_path: Path, name: str, value: np.ndarray, message: str
+) -> None:
+    path = tmp_path / "t.npz"
+    _rewrite(shipped / "t.npz", path, name, value)
+    assert message in _refusal(path)
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".json"])
+def test_a_recording_of_no_heads_still_round_trips_its_empty_attention(
+    tmp_path: Path, suffix: str
+) -> None:
+    model = load_model("tiny")
+    saved = model.trace(model.tokenizer.encode("To be"), steps=2, layers=[1, 2], heads=[])
+    saved.save(tmp_path / f"t{suffix}")
+    back = Trace.load(tmp_path / f"t{suffix}")
+    assert back.attention.shape == (2, 0, 7, 7)  # JSON wrote [[], []]
+    assert_same(saved, back)

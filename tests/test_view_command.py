@@ -45,8 +45,11 @@ def test_view_saves_pictures_and_converts_traces(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
-        (["missing.npz"], 1, "no such file"),
+        (["missing.npz"], 1, "missing.npz: no such file"),
+        (["missing.json"], 1, "missing.json: no such file"),
         (["pipe.npz"], 1, "pipe.npz: not a regular file"),
+        (["pipe.json"], 1, "pipe.json: not a regular file"),  # never read: it would not end
+        (["folder.json"], 1, "folder.json: is a folder, not a trace file"),
         (["garbage.npz"], 1, "garbage.npz: not a trace: not an .npz (zip) archive"),
         (
             ["garbage.json"],
@@ -66,7 +69,9 @@ def test_files_it_cannot_trust_and_bad_choices_get_one_line(
 ) -> None:
     for name in ("garbage.npz", "garbage.json", "picture.png"):
         (tmp_path / name).write_bytes(b"not a zip file")
-    os.mkfifo(tmp_path / "pipe.npz")  # there, but reading it would wait forever
+    for name in ("pipe.npz", "pipe.json"):
+        os.mkfifo(tmp_path / name)  # there, but reading it would wait forever
+    (tmp_path / "folder.json").mkdir()
     assert (
         run_cli("trace", "To be", "--steps", "2", "--save", str(tmp_path / "t.npz")).exit_code == 0
     )
