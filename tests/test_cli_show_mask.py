@@ -195,11 +195,15 @@ def test_failed_save_keeps_the_existing_file(tmp_path: Path) -> None:
         (["0"], "N must be >= 1"),
         (["--", "-3"], "N must be >= 1"),
         (["abc"], "Invalid value for 'N'"),
-        (["6", "--window", "0"], "window must be >= 1"),
-        (["6", "--kind", "prefix-lm", "--prefix", "7"], "prefix (7) cannot exceed"),
-        (["6", "--kind", "prefix-lm"], "needs a prefix"),
-        (["6", "--prefix", "2"], "prefix needs kind"),
-        (["6", "--docs", "3,2"], "sum to 5"),
+        # the library's words for what an option sets are the option's name
+        (["6", "--window", "0"], "error: --window must be >= 1, got 0"),
+        (["6", "--chunk", "0"], "error: --chunk must be >= 1, got 0"),
+        (["6", "--pad", "7"], "error: --pad (7) cannot exceed N (6)"),
+        (["6", "--kind", "prefix-lm", "--prefix", "7"], "error: --prefix (7) cannot exceed N (6)"),
+        (["6", "--kind", "prefix-lm"], "error: --kind 'prefix-lm' needs a --prefix length"),
+        (["6", "--prefix", "2"], "error: --prefix needs --kind 'prefix-lm'"),
+        (["6", "--docs", "3,2"], "error: --docs sum to 5, not N = 6"),
+        (["6", "--docs", "6,0"], "error: each --docs length must be >= 1, got 0"),
         (["6", "--docs", "3,x"], "comma-separated"),
         (["6", "--kind", "sideways"], "'sideways' is not one of"),
         (["6", "--pad-side", "right"], "--pad-side needs --pad"),
@@ -475,9 +479,84 @@ def test_ascii_stand_ins_keep_every_grid_s_glyphs_apart_and_one_column_wide() ->
 @pytest.mark.parametrize("columns", ["30", "40", "80"])
 def test_the_step_marker_is_whole_on_a_downsampled_grid(columns: str) -> None:
     result = run_cli("show-mask", "100", "--window", "8", "--step", "50", env={"COLUMNS": columns})
-    marked = [line for line in result.stdout.splitlines() if "◀" in line]
-    assert len(marked) == 1 and marked[0].endswith(" ◀ step")
+    marked = [line for line in result.stdout.splitlines() if "◀" in line or "^ step" in line]
+    assert len(marked) == 1
+    assert marked[0].endswith(" ◀ step") or marked[0].strip() == "^ step 50"
     assert all(len(line) <= int(columns) for line in result.stdout.splitlines())
+
+
+def resolution(stdout: str) -> list[str]:
+    """What a drawn grid resolves, spacing, labels and the step marker aside: how it
+    pools positions, then each line's row number(s) and glyphs."""
+    lines = []
+    for line in grid_lines(stdout):
+        if line.startswith(ALLOWED + " "):  # the legend: the grid is over
+            break
+        lines.append(line)
+    pooled = re.findall(
+        r"each cell covers [\d,]+ x [\d,]+|rows pooled [\d,]+", flat("\n".join(lines))
+    )
+    rows = []
+    for line in lines:
+        words = line.split()
+        glyphs = "".join(w for w in words[1:] if set(w) <= {ALLOWED, BLOCKED, PARTIAL})
+        if glyphs:
+            rows.append(f"{words[0]} {glyphs}")
+    return pooled + rows
+
+
+@pytest.mark.parametrize("columns", ["15", "20", "21"])
+def test_a_step_marker_that_does_not_fit_never_costs_resolution(columns: str) -> None:
+    out = run_cli("show-mask", "12", "--step", "9", env={"COLUMNS": columns}).stdout
+    lines = grid_lines(out)
+    rows = [line for line in lines if re.fullmatch(r" ?\d+ [●○]{12}", line)]
+    assert len(rows) == 12 and "downsampled" not in out
+    under = lines[lines.index(rows[8]) + 1]  # on its own line under its row, naming it
+    assert under == "   ^ step 9"
+    assert max(len(line) for line in lines) <= int(columns)
+
+
+@pytest.mark.parametrize("args", [["12"], ["100", "--window", "8"], ["70", "--kind", "strict"]])
+def test_the_step_marker_never_changes_what_the_grid_resolves(args: list[str]) -> None:
+    for columns in map(str, range(12, 130, 3)):
+        bare = run_cli("show-mask", *args, env={"COLUMNS": columns}).stdout
+        marked = run_cli("show-mask", *args, "--step", "9", env={"COLUMNS": columns}).stdout
+        assert resolution(marked) == resolution(bare), columns
+        assert "◀ step" in marked or "^ step 9" in marked, columns
+
+
+def test_over_long_labels_are_cut_with_an_ellipsis_before_any_key_is_pooled() -> None:
+    out = run_cli(
+        "show-mask", "4", "--text", "abcdefghijklmnopqrstuvwxyz b c d", env={"COLUMNS": "20"}
+    ).stdout
+    rows = [line.split() for line in grid_lines(out) if re.match(r"\d ", line)]
+    assert "downsampled" not in out and [row[2] for row in rows] == ["●○○○", "●●○○", "●●●○", "●●●●"]
+    assert rows[0][1].startswith("abcdefgh") and rows[0][1].endswith("…")
+    assert [row[1] for row in rows[1:]] == ["b", "c", "d"]
+    assert max(len(line) for line in grid_lines(out)) <= 20
+
+
+@pytest.mark.parametrize("words", [list("abcdefghijkl"), [f"token{i}" * 3 for i in range(12)]])
+def test_labels_never_cost_a_key_its_column(words: list[str]) -> None:
+    for columns in map(str, range(10, 60, 2)):
+        bare = run_cli("show-mask", "12", env={"COLUMNS": columns}).stdout
+        labelled = run_cli("show-mask", "12", "--text", " ".join(words), env={"COLUMNS": columns})
+        assert resolution(labelled.stdout) == resolution(bare), columns
+
+
+@pytest.mark.parametrize(
+    ("n", "columns", "why"),
+    [
+        ("70", "200", "a line holds several queries"),  # rows pool past 64 queries
+        ("12", "10", "a line holds several queries"),  # downsampled
+        ("12", "16", "no room beside the grid"),  # one column per key fits, a label does not
+    ],
+)
+def test_labels_left_out_are_said_to_be_left_out(n: str, columns: str, why: str) -> None:
+    words = " ".join(f"w{i}" for i in range(int(n)))
+    out = run_cli("show-mask", n, "--text", words, env={"COLUMNS": columns}).stdout
+    assert f"labels not shown: {why}" in flat(out)
+    assert "w1" not in out
 
 
 def test_row_numbers_are_right_aligned_so_token_labels_line_up() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -105,6 +105,7 @@ def ruler(numbers: Sequence[int | None], cell: int) -> str:
 
 
 COMPACT_ROWS = 64  # a mask with more rows pools them, several per line
+LABEL_MIN = 3  # a label cut shorter than this ("a…") names nothing: left out instead
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,8 @@ class MaskLayout:
     cell: int  # characters per key column: 0 = every key numbered above its column
     row_block: int  # queries per line (1: none pooled)
     key_block: int  # keys per column (1: none pooled)
+    label: int = 0  # columns a row's token label may take (0: labels not shown)
+    marker_below: bool = False  # the step marker on its own line, under its row
 
 
 @dataclass
@@ -124,6 +127,8 @@ class MaskGrid:
 
     ``labels`` (one per query position) are shown after the row index;
     ``highlight_row`` (0-based) is marked, e.g. the row one cached step computes.
+    Labels and the marker are never drawn at the cost of a key's own column: a label
+    is cut with "…" (then left out, saying so), and the marker moves under its row.
     """
 
     mask: Mask
@@ -131,7 +136,7 @@ class MaskGrid:
     index_base: int = 1
     highlight_row: int | None = None
 
-    def _row_label(self, row: int, row_block: int = 1) -> str:
+    def _row_label(self, row: int, row_block: int = 1, label: int = 0) -> str:
         # numbers right-aligned, as trace draws them: the tokens after them line up
         m, base = self.mask, self.mask.query_offset + self.index_base
         last = m.n_queries - 1 + base
@@ -139,38 +144,57 @@ class MaskGrid:
             stop = min(row + row_block, m.n_queries) - 1 + base
             span = f"{row + base}–{stop}" if stop > row + base else str(stop)
             return span.rjust(2 * len(str(last)) + 1)
-        label = str(row + base).rjust(len(str(last)))
-        if self.labels is not None:
-            label += " " + fit(safe_text(self.labels[row + m.query_offset]), LABEL_MAX)
-        return label
+        text = str(row + base).rjust(len(str(last)))
+        if self.labels is not None and label:
+            text += " " + fit(safe_text(self.labels[row + m.query_offset]), label)
+        return text
 
-    def _label_width(self, row_block: int) -> int:
+    def _label_width(self, row_block: int, label: int = 0) -> int:
         rows = range(0, min(self.mask.n_queries, 4096), row_block)
-        return max([cell_width(self._row_label(r, row_block)) for r in rows] + [1])
+        return max([cell_width(self._row_label(r, row_block, label)) for r in rows] + [1])
+
+    def _width(self, lay: MaskLayout) -> int:
+        """Columns the widest line takes: row label, cells, and the marker beside its row."""
+        keys = -(-self.mask.n_keys // lay.key_block)
+        if lay.cell == 0:  # a space and the key's number (right-aligned) per column
+            cells = keys * (len(str(self.mask.n_keys - 1 + self.index_base)) + 1)
+        else:  # a space, then a glyph every `cell` columns
+            cells = 1 + lay.cell * (keys - 1) + 1
+        beside = self.highlight_row is not None and not lay.marker_below
+        return self._label_width(lay.row_block, lay.label) + cells + len(STEP_MARKER) * beside
 
     def layout(self, width: int) -> MaskLayout:
-        """The most detailed layout that fits ``width`` columns."""
+        """The most detailed layout that fits ``width`` columns, keeping one column per
+        key whenever that fits at all: the cells narrow first (every key numbered, then
+        two columns, then one), then the marker moves under its row, then the labels
+        are cut shorter and shorter, then left out; only then are keys pooled."""
         m = self.mask
-        marker = 0 if self.highlight_row is None else len(STEP_MARKER)
-        numbered = len(str(m.n_keys - 1 + self.index_base)) + 1
-        if self._label_width(1) + m.n_keys * numbered + marker <= width:
-            return MaskLayout(0, 1, 1)
         rows = -(-m.n_queries // COMPACT_ROWS) if m.n_queries > COMPACT_ROWS else 1
-        label_w = self._label_width(rows)
-        for cell in (2, 1):
-            if label_w + 1 + cell * (m.n_keys - 1) + 1 + marker <= width:
-                return MaskLayout(cell, rows, 1)
-        label_w = len(self._row_label(0, 2))
-        n_cells = max(1, (width - label_w - 1 - marker) // 2)
+        widest = max((cell_width(safe_text(t)) for t in self.labels or ()), default=0)
+        fits = []
+        for below in (False, True) if self.highlight_row is not None else (False,):
+            for cell, row_block in ((0, 1), (2, rows), (1, rows)):
+                lay = MaskLayout(cell, row_block, 1, 0, below)
+                spare = width - self._width(lay)  # for a label and the space before it
+                if spare < 0:
+                    continue
+                # a pooled line holds several tokens; a label cut to "a…" names nothing
+                if row_block == 1 and widest and spare - 1 >= min(widest, LABEL_MIN):
+                    lay = replace(lay, label=min(spare - 1, LABEL_MAX))
+                fits.append(lay)
+        if fits:  # the longest labels; among equals, the first (densest) tried
+            return max(fits, key=lambda lay: min(lay.label, widest))
+        # not even one glyph per key fits: k x k positions per cell, as many as fit
+        n_cells = max(1, (width - len(self._row_label(0, 2)) - 1) // 2)
         k = max(2, -(-max(m.n_queries, m.n_keys) // n_cells))
-        return MaskLayout(2, k, k)
+        return MaskLayout(2, k, k, 0, self._width(MaskLayout(2, k, k)) > width)
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         lay = self.layout(options.max_width)
         m = self.mask
         pooled = lay.row_block > 1 or lay.key_block > 1
         states = m.blocks(lay.row_block, lay.key_block) if pooled else 2 * m.to_array()
-        label_w = self._label_width(lay.row_block)
+        label_w = self._label_width(lay.row_block, lay.label)
         keys = [j + self.index_base for j in range(m.n_keys)]
         if lay.cell == 0:  # every key numbered: each column as wide as the widest number
             col_w = len(str(keys[-1]))
@@ -186,19 +210,28 @@ class MaskGrid:
         header.rstrip()
         yield header
         gap = " " * (len(str(keys[-1])) if lay.cell == 0 else 1)
-        hi = None if self.highlight_row is None else self.highlight_row // lay.row_block
+        marked = self.highlight_row
+        hi = None if marked is None else marked // lay.row_block
+        # under its line, the marker names its row: the line may hold several
+        below = "" if marked is None else f"^ step {self._row_label(marked).strip()}"
         glyphs = (BLOCKED, PARTIAL, ALLOWED)
         styles = (STYLE_BLOCKED, STYLE_PARTIAL, STYLE_ALLOWED)
         for i, row in enumerate(states):
-            label = self._row_label(i * lay.row_block, lay.row_block)
+            label = self._row_label(i * lay.row_block, lay.row_block, lay.label)
             line = Text(label + " " * (label_w - cell_width(label)), STYLE_LABEL)
             for j, s in enumerate(row):
                 line.append(gap if lay.cell != 1 or j == 0 else "")
                 line.append(glyphs[s], STYLE_HIGHLIGHT if i == hi else styles[s])
-            if i == hi:
+            if i == hi and not lay.marker_below:
                 line.append(STEP_MARKER, STYLE_HIGHLIGHT)
             line.no_wrap, line.overflow = True, "crop"
             yield line
+            if i == hi and lay.marker_below:  # under the row's first cell (or left of it)
+                indent = min(label_w + len(gap), options.max_width - len(below))
+                line = Text(" " * max(indent, 0))
+                line.append(below, STYLE_HIGHLIGHT)
+                line.no_wrap, line.overflow = True, "crop"
+                yield line
         if pooled:
             yield Text(
                 f"rows pooled {lay.row_block:,} per line"
@@ -207,6 +240,9 @@ class MaskGrid:
                 "positions (queries x keys)",
                 STYLE_DIM,
             )
+        if self.labels is not None and not lay.label:  # never dropped without a word
+            why = "a line holds several queries" if pooled else "no room beside the grid"
+            yield Text(f"labels not shown: {why}", STYLE_DIM)
         yield legend(pooled)
 
 
