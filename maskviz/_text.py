@@ -62,10 +62,12 @@ def fit(text: str, width: int) -> str:
 def display_label(label: str) -> str:
     """A token label with edge spaces made visible (␣), control characters escaped.
 
-    >>> display_label(" the"), display_label(" ")
-    ('␣the', '␣')
+    >>> display_label(" the"), display_label(" "), display_label("\u0301")
+    ('␣the', '␣', '\\\\u0301')
     """
     label = safe_text(label)
+    if label and unicodedata.combining(label[0]):  # no base to sit on: it would merge
+        label = f"\\u{ord(label[0]):04x}" + label[1:]  # with whatever is drawn before it
     stripped = label.strip(" ")
     if stripped == label:
         return label

@@ -16,6 +16,7 @@ from rich.cells import cell_len
 from rich.console import Console
 
 import maskviz
+from maskviz._text import cell_width
 from maskviz.compare import compare
 from maskviz.render.grid import ROW_LIMIT, AttentionGrid, render_view
 from maskviz.render.terminal import RAMP
@@ -358,3 +359,33 @@ def test_pooled_comparison_lines_keep_the_largest_row_difference() -> None:
         first, last = (int(x) - 1 for x in line.split()[0].split("–"))
         largest = result.row_diff[first : last + 1].max()
         assert line.rstrip().endswith(f"{largest:.1e} ✗"), line
+
+
+def _labelled(text: str, labels: dict[int, str]) -> AttentionView:
+    """A view of the shipped model's prefill of ``text``, its tokens labelled as given:
+    the labels another tokenizer's vocabulary would have."""
+    from dataclasses import replace
+
+    model = maskviz.load_model()
+    trace = model.trace(model.tokenizer.encode(text), steps=0)
+    ids, texts = np.array(list(labels)), np.array(list(labels.values()))
+    return trace_view(replace(trace, label_ids=ids, label_texts=texts))
+
+
+def test_a_wide_or_combining_character_never_shifts_a_column_or_passes_for_a_token() -> None:
+    # a CJK character (2 columns) and a lone combining accent (0 columns)
+    lines = render(_labelled("ab?", {97: "中", 98: "\u0301"}), 80)
+    header = next(line for line in lines if "中" in line)
+    row = next(line for line in lines if line.startswith("3 "))
+    assert cell_width(header[: header.index("?")]) == cell_width(row[: row.rindex("▒")])
+    assert "\\" in header  # the accent's escape, written downwards: "\", "u", ...
+    assert any(line.startswith("2 \\u0301 ") for line in lines)  # and as its row label
+
+
+def test_a_column_too_narrow_for_its_character_shows_a_stand_in() -> None:
+    from maskviz.render.grid import WIDE_STAND_IN
+
+    view = _labelled("a" * 60, {97: "中"})
+    assert AttentionGrid(view, plain=True).layout(70).cell == 1  # 中 would shift the rest
+    header = next(line for line in render(view, 70) if WIDE_STAND_IN in line)
+    assert header.split() == [WIDE_STAND_IN * 60] and "中" not in header

@@ -46,6 +46,7 @@ from maskviz.view import EVICTED as EVICTED_STATE
 ROW_LIMIT = 64  # rows drawn one per line up to this many; longer sequences pool rows
 LABEL_MAX = 10  # columns a token may take in a row label
 VERTICAL_MAX = 4  # lines of vertical key labels at most
+WIDE_STAND_IN = "□"  # above a column too narrow for its character (wide, or combining)
 PANEL_GAP = " │ "
 STYLE_BAD = Style(color="red", bold=True)
 
@@ -230,9 +231,11 @@ class AttentionGrid:
                     if len(chars) > lines:
                         chars = [*chars[: lines - 1], "…"]
                     ch = chars[r] if r < len(chars) else " "
-                    if cell_width(ch) != 1:
-                        ch = "?"  # a wide character would shift every column after it
-                    line.append(ch + " " * (lay.cell - 1), STYLE_LABEL)
+                    if not 1 <= cell_width(ch) <= lay.cell:
+                        # one that would shift every column after it: the row's label
+                        # (the same position) shows it
+                        ch = WIDE_STAND_IN
+                    line.append(ch + " " * (lay.cell - cell_width(ch)), STYLE_LABEL)
             yield _line(line, width)
 
     def _rows(self, panels: list[Panel], lay: Layout, width: int) -> Iterator[Text]:
