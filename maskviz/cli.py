@@ -72,6 +72,15 @@ def _did_you_mean(exc: Exception, args: list[str]) -> str:
     return ""
 
 
+def _dash_hint(exc: Exception, args: list[str]) -> str:
+    """For "No such option: -e" when the user meant text or a number such as "-hello" or
+    "-1": how to give it."""
+    if type(exc).__name__ != "NoSuchOption":
+        return ""
+    meant = next((a for a in args if re.fullmatch(r"-(\d.*|[^-].+)", a)), None)
+    return f"a value that starts with '-' goes after --, as in: -- {meant}" if meant else ""
+
+
 def _internal_error(exc: Exception) -> str:
     if isinstance(exc, MemoryError):  # NumPy says how much it could not allocate
         return f"not enough memory: {exc} (try fewer --steps)"
@@ -132,7 +141,7 @@ class _Group(TyperGroup):
             message = exc.format_message().replace(": Value error, ", ": ")  # Typer's wording
             if not message:  # bare `maskviz`: the help is printed, nothing is wrong to say
                 sys.exit(exc.exit_code)
-            hint = _did_you_mean(exc, given)
+            hint = _did_you_mean(exc, given) or _dash_hint(exc, given)
             _fail(f"{message.rstrip('.')}; {hint}" if hint else message, exc.exit_code)
         except (KeyboardInterrupt, typer.Abort):
             _fail("interrupted", 130)

@@ -194,6 +194,7 @@ def test_failed_save_keeps_the_existing_file(tmp_path: Path) -> None:
     [
         (["0"], "N must be >= 1"),
         (["--", "-3"], "N must be >= 1"),
+        (["-3"], "No such option: -3; a value that starts with '-' goes after --, as in: -- -3"),
         (["abc"], "Invalid value for 'N'"),
         # the library's words for what an option sets are the option's name
         (["6", "--window", "0"], "error: --window must be >= 1, got 0"),
