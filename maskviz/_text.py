@@ -66,8 +66,8 @@ def display_label(label: str) -> str:
     ('␣the', '␣', '\\\\u0301')
     """
     label = safe_text(label)
-    if label and unicodedata.combining(label[0]):  # no base to sit on: it would merge
-        label = f"\\u{ord(label[0]):04x}" + label[1:]  # with whatever is drawn before it
+    if label and unicodedata.category(label[0]) in ("Mn", "Me"):  # no base to sit on: it
+        label = f"\\u{ord(label[0]):04x}" + label[1:]  # would merge with what is before it
     stripped = label.strip(" ")
     if stripped == label:
         return label

@@ -942,9 +942,10 @@ def similarity_command(
     """
     from maskviz.similarity import similarity
 
-    for value, name in ((text1, "the first text"), (text2, "the second text")):
+    for value, name in (
+        (text1, "the first text"), (text2, "the second text"), (delimiter, "--delimiter")
+    ):  # fmt: skip
         utf8(value, name)
-    utf8(delimiter, "--delimiter")
     if save is not None:
         save = check_output_path(save, FIGURE_OR_PAGE)
     gpt = _load(model, dtype, layer, head)
