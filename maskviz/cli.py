@@ -252,6 +252,34 @@ def print_json(data: Any) -> None:
 NoColourOption = Annotated[
     bool, typer.Option("--plain", help="No colour (also when piped or NO_COLOR is set).")
 ]
+DPI_RANGE = (50, 600)
+DpiOption = Annotated[
+    int | None,
+    typer.Option(
+        metavar="DPI",
+        help=f"A saved .png's dots per inch ({DPI_RANGE[0]} to {DPI_RANGE[1]}; default 150). "
+        ".svg and .pdf are vector: sharp at any size.",
+        show_default=False,
+    ),
+]
+
+
+def _check_dpi(dpi: int | None, save: Path | None) -> None:
+    """Refuse a --dpi that would not be used or is out of range (before any work)."""
+    if dpi is None:
+        return
+    if save is None:
+        raise usage_error("--dpi needs --save with a .png file")
+    if save.suffix.lower() != ".png":
+        vector = (
+            " (a vector file is sharp at any size)"
+            if save.suffix.lower() in (".svg", ".pdf")
+            else ""
+        )
+        raise usage_error(f"--dpi applies to .png pictures, not {save.suffix.lower()}{vector}")
+    low, high = DPI_RANGE
+    if not low <= dpi <= high:
+        raise usage_error(f"--dpi must be from {low} to {high}, got {dpi}")
 
 
 # ---------------------------------------------------------------- show-mask
@@ -392,6 +420,7 @@ def show_mask(
             show_default=False,
         ),
     ] = None,
+    dpi: DpiOption = None,
 ) -> None:
     """Draw an N x N attention mask: ● may attend, ○ may not; rows are queries, columns keys.
 
@@ -424,6 +453,7 @@ def show_mask(
             from maskviz.render.html import check_positions
 
             check_positions(n)
+    _check_dpi(dpi, save)
     with _options_named(*MASK_OPTIONS, n=True):
         mask = masks_lib.build(
             n,
@@ -451,8 +481,9 @@ def show_mask(
         from maskviz.render.save import save_mask
 
         save_mask(
-            mask, save, labels=labels, index_base=index_base, highlight=highlight, padded=padded
-        )
+            mask, save, labels=labels, index_base=index_base, highlight=highlight,
+            padded=padded, dpi=dpi,
+        )  # fmt: skip
         if not as_json:
             _say_saved(save, plain)
 
@@ -625,6 +656,7 @@ def trace_command(
     ] = ModeChoice.cached,
     plain: PlainOption = False,
     save: TraceSaveOption = None,
+    dpi: DpiOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Watch a GPT decode: the prompt in one masked pass, then one cached query per step.
@@ -649,6 +681,7 @@ def trace_command(
     utf8(prompt, "the prompt")
     if save is not None:
         save = check_output_path(save, TRACE_SUFFIXES)
+    _check_dpi(dpi, save)
     gpt = _load(model, dtype, layer, head)
     cfg = gpt.config
     head_list = _heads(heads, cfg.n_head)
@@ -675,7 +708,7 @@ def trace_command(
         agg=agg.value if agg else None,
     )  # fmt: skip
     _show(
-        view, result.to_dict(), plain=plain, as_json=as_json, save=save, trace=result,
+        view, result.to_dict(), plain=plain, as_json=as_json, save=save, dpi=dpi, trace=result,
         page=lambda: _html().trace_page(
             result, layer=layer, head=head, agg=agg.value if agg else None, group=head_list
         ),
@@ -684,10 +717,11 @@ def trace_command(
 
 def _show(
     view: Any, data: dict[str, Any], *, plain: bool, as_json: bool, save: Path | None,
-    trace: Any = None, page: Callable[[], Any] | None = None,
+    dpi: int | None = None, trace: Any = None, page: Callable[[], Any] | None = None,
 ) -> None:  # fmt: skip
-    """Print the view (or its JSON data) and save what ``--save`` asked for; ``page``
-    builds the .html page (every layer and head), else it shows ``view`` alone."""
+    """Print the view (or its JSON data) and save what ``--save`` asked for (``dpi``: a
+    PNG's); ``page`` builds the .html page (every layer and head), else it shows ``view``
+    alone."""
     from maskviz.render.grid import render_view
 
     if as_json:
@@ -709,7 +743,7 @@ def _show(
     else:
         from maskviz.render.save import save_view
 
-        save_view(view, save)
+        save_view(view, save, dpi=dpi)
     if not as_json:
         _say_saved(save, plain)
 
@@ -775,6 +809,7 @@ def view_command(
     agg: AggOption = None,
     plain: PlainOption = False,
     save: TraceSaveOption = None,
+    dpi: DpiOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Draw a saved trace again, in the terminal or as a picture, without loading the model.
@@ -791,6 +826,7 @@ def view_command(
     _check_head_choice(head, heads, agg)
     if save is not None:
         save = check_output_path(save, TRACE_SUFFIXES)  # drawn, animated or converted
+    _check_dpi(dpi, save)
     trace = Trace.load(file)
     if layer not in trace.layers:
         raise usage_error(
@@ -806,7 +842,7 @@ def view_command(
     chosen = _heads(heads, trace)
     view = trace_view(trace, layer=layer, head=head, heads=chosen, agg=agg.value if agg else None)
     _show(
-        view, trace.to_dict(), plain=plain, as_json=as_json, save=save, trace=trace,
+        view, trace.to_dict(), plain=plain, as_json=as_json, save=save, dpi=dpi, trace=trace,
         page=lambda: _html().trace_page(
             trace, layer=layer, head=head, agg=agg.value if agg else None, group=chosen
         ),
@@ -862,6 +898,7 @@ def compare_command(
             show_default=False,
         ),
     ] = None,
+    dpi: DpiOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Prove that cached decoding equals masked training, or show where a variant differs.
@@ -889,6 +926,7 @@ def compare_command(
     utf8(prompt, "--prompt")
     if save is not None:
         save = check_output_path(save, FIGURE_OR_PAGE)
+    _check_dpi(dpi, save)
     gpt = _load(model, dtype, layer, head)
     ids = gpt.tokenizer.encode(prompt)
     check_ids(ids, gpt.config.vocab_size)
@@ -901,7 +939,7 @@ def compare_command(
     page = functools.partial(
         _html().comparison_page, result, labels, layer=layer, head=head, model_name=gpt.name
     )
-    _show(view, result.to_dict(), plain=plain, as_json=as_json, save=save, page=page)
+    _show(view, result.to_dict(), plain=plain, as_json=as_json, save=save, dpi=dpi, page=page)
     if not result.agree:
         raise typer.Exit(code=1)
 
@@ -930,6 +968,7 @@ def similarity_command(
             show_default=False,
         ),
     ] = None,
+    dpi: DpiOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """How a GPT scores a symmetric pair: both orderings, one masked pass each.
@@ -948,6 +987,7 @@ def similarity_command(
         utf8(value, name)
     if save is not None:
         save = check_output_path(save, FIGURE_OR_PAGE)
+    _check_dpi(dpi, save)
     gpt = _load(model, dtype, layer, head)
     result = similarity(gpt, text1, text2, delimiter)
     from maskviz.view import similarity_view
@@ -958,7 +998,7 @@ def similarity_command(
     ]
     view = similarity_view(result, labels, layer=layer, head=head)
     page = functools.partial(_html().similarity_page, result, labels, layer=layer, head=head)
-    _show(view, result.to_dict(), plain=plain, as_json=as_json, save=save, page=page)
+    _show(view, result.to_dict(), plain=plain, as_json=as_json, save=save, dpi=dpi, page=page)
 
 
 # ---------------------------------------------------------------- doctor
@@ -1038,6 +1078,7 @@ def bench_command(
             show_default=False,
         ),
     ] = None,
+    dpi: DpiOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Time decoding with and without the KV cache, a training-mode pass, and the bandwidth bound.
@@ -1064,6 +1105,7 @@ def bench_command(
         raise usage_error(f"--repeats must be from 1 to {bench_lib.MAX_REPEATS}, got {repeats}")
     if save is not None:
         save = check_output_path(save, FIGURE_SUFFIXES)
+    _check_dpi(dpi, save)
     if shape is not None:
         gpt = bench_lib.shape_model(shape.value, dtype=dtype.value)
     else:
@@ -1082,7 +1124,7 @@ def bench_command(
         from maskviz.render.bench_figures import latency_figure
         from maskviz.render.figures import save_figure
 
-        save_figure(latency_figure(result), save)
+        save_figure(latency_figure(result), save, dpi=dpi)
         if not as_json:
             _say_saved(save, plain)
 

@@ -173,6 +173,18 @@ def test_save_writes_a_figure(tmp_path: Path, suffix: str) -> None:
             assert image.size[0] > 300 and image.size[1] > 300
 
 
+def test_dpi_sets_a_png_s_resolution(tmp_path: Path) -> None:
+    sizes = {}
+    for dpi in (None, 300):
+        target = tmp_path / f"{dpi}.png"
+        args = ["--dpi", str(dpi)] if dpi else []
+        assert run_cli("show-mask", "6", "--save", str(target), *args).exit_code == 0
+        with Image.open(target) as image:
+            sizes[dpi] = image.size
+            assert round(image.info["dpi"][0]) == (dpi or 150)
+    assert sizes[300] == (2 * sizes[None][0], 2 * sizes[None][1])
+
+
 def test_the_saved_line_shows_escape_sequences_in_the_name_escaped(tmp_path: Path) -> None:
     target = tmp_path / "e\x1b[31m\x1b]0;title\x07.png"
     result = run_cli("show-mask", "2", "--save", str(target))
@@ -218,6 +230,11 @@ def test_failed_save_keeps_the_existing_file(tmp_path: Path) -> None:
         (["6", "--save", "a" * 300 + "/m.png"], "File name too long"),
         (["6", "--save", "a" * 300 + ".png"], "File name too long"),
         (["10000001"], "too large"),
+        (["6", "--dpi", "300"], "--dpi needs --save with a .png file"),
+        (["6", "--dpi", "300", "--save", "m.svg"], "not .svg (a vector file is sharp at any size)"),
+        (["6", "--dpi", "300", "--save", "m.html"], "--dpi applies to .png pictures, not .html"),
+        (["6", "--dpi", "601", "--save", "m.png"], "--dpi must be from 50 to 600, got 601"),
+        (["6", "--dpi", "0", "--save", "m.png"], "--dpi must be from 50 to 600, got 0"),
     ],
 )
 def test_bad_input_is_one_line_on_stderr_with_exit_2(args: list[str], message: str) -> None:

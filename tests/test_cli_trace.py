@@ -134,6 +134,32 @@ def test_saved_traces_round_trip_to_the_api_numbers(tmp_path: Path, suffix: str)
     np.testing.assert_array_equal(saved.logits, reference.logits)
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["trace", "hi", "--steps", "2"],
+        ["compare", "training-vs-cached", "--steps", "2"],
+        ["similarity", "a", "b"],
+        ["bench", "--tokens", "4", "--repeats", "1"],
+    ],
+    ids=lambda c: c[0],
+)
+def test_every_command_that_saves_a_png_takes_its_dpi(tmp_path: Path, command: list[str]) -> None:
+    path = tmp_path / "picture.png"
+    result = run_cli(*command, "--model", FIXTURE, "--save", str(path), "--dpi", "96")
+    assert result.exit_code == 0, result.stderr
+    with Image.open(path) as image:
+        assert round(image.info["dpi"][0]) == 96
+    if command[0] == "trace":  # and a saved trace drawn again
+        saved = tmp_path / "t.npz"
+        assert run_cli("trace", "hi", "--model", FIXTURE, "--save", str(saved)).exit_code == 0
+        again = tmp_path / "again.png"
+        redrawn = run_cli("view", str(saved), "--save", str(again), "--dpi", "96")
+        assert redrawn.exit_code == 0, redrawn.stderr
+        with Image.open(again) as image:
+            assert round(image.info["dpi"][0]) == 96
+
+
 @pytest.mark.parametrize("suffix", [".png", ".svg", ".pdf"])
 def test_saved_figures_are_complete_files(tmp_path: Path, suffix: str) -> None:
     path = tmp_path / f"attention{suffix}"

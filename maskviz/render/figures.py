@@ -164,8 +164,12 @@ def missing_glyphs_said_once() -> Iterator[None]:
         )
 
 
-def save_figure(fig: Figure, path: str | Path, *, dpi: int = 150) -> None:
-    """Save ``fig`` atomically; the format comes from the suffix."""
+DEFAULT_DPI = 150  # a PNG's resolution; .svg and .pdf are vector, their files do not depend on it
+
+
+def save_figure(fig: Figure, path: str | Path, *, dpi: int | None = None) -> None:
+    """Save ``fig`` atomically; the format comes from the suffix. ``dpi``: a PNG's
+    dots per inch (default `DEFAULT_DPI`)."""
     target = Path(path)
     # TrueType (Type 42) fonts in PDF and PostScript: journals' checks refuse Type 3
     with (
@@ -174,7 +178,10 @@ def save_figure(fig: Figure, path: str | Path, *, dpi: int = 150) -> None:
         missing_glyphs_said_once(),
     ):
         fig.savefig(
-            tmp, format=target.suffix.lower().lstrip("."), dpi=dpi, metadata=_metadata(target)
+            tmp,
+            format=target.suffix.lower().lstrip("."),
+            dpi=dpi or DEFAULT_DPI,
+            metadata=_metadata(target),
         )
 
 

@@ -28,8 +28,15 @@ def gif_frames(view: AttentionView) -> int:
     return decode_frame_count(view)
 
 
-def save_view(view: AttentionView, path: Path, *, progress: ProgressCallback | None = None) -> None:
-    """Draw ``view`` into ``path`` (see the module docstring for formats)."""
+def save_view(
+    view: AttentionView,
+    path: Path,
+    *,
+    dpi: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> None:
+    """Draw ``view`` into ``path`` (see the module docstring for formats); ``dpi``: a
+    PNG's resolution."""
     from maskviz.render import attention_figures as af
     from maskviz.render.figures import missing_glyphs_said_once, save_figure
 
@@ -40,7 +47,7 @@ def save_view(view: AttentionView, path: Path, *, progress: ProgressCallback | N
     elif suffix in FIGURE_SUFFIXES:
         # a comparison (it has a verdict) adds where its sides differ
         draw = af.comparison_figure if view.verdict is not None else af.attention_figure
-        save_figure(draw(view), path)
+        save_figure(draw(view), path, dpi=dpi)
     elif suffix == ".html":  # an interactive page of this one view (maskviz.render.html)
         from maskviz.render.html import save_html
 
@@ -60,8 +67,10 @@ def save_mask(
     index_base: int = 1,
     highlight: int | None = None,
     padded: Sequence[int] | NDArray[np.int64] | None = None,
+    dpi: int | None = None,
 ) -> None:
-    """Draw a mask into ``path``: an ``.html`` page, or a ``.png``/``.svg``/``.pdf`` heatmap."""
+    """Draw a mask into ``path``: an ``.html`` page, or a ``.png``/``.svg``/``.pdf`` heatmap
+    (``dpi``: a PNG's resolution)."""
     if path.suffix.lower() == ".html":
         from maskviz.render.html import mask_page, write_page
         from maskviz.view import mask_view
@@ -81,4 +90,4 @@ def save_mask(
         highlight_row=highlight,
         padded=() if padded is None else [int(r) for r in padded],
     )
-    save_figure(figure, path)
+    save_figure(figure, path, dpi=dpi)
