@@ -14,6 +14,7 @@ import difflib
 import json
 import os
 import re
+import warnings
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -161,15 +162,34 @@ def _read_json(path: Path) -> Any:
         raise MaskvizError(f"{path}: not valid JSON ({first_line(exc)})") from None
 
 
+# The model class a config's ``architectures`` names -> its model_type, for a config.json
+# that lacks model_type (transformers' save_pretrained writes both).
+_ARCHITECTURES = {
+    "GPT2LMHeadModel": "gpt2",
+    "LlamaForCausalLM": "llama",
+    "MistralForCausalLM": "mistral",
+    "MinistralForCausalLM": "ministral",
+    "Qwen2ForCausalLM": "qwen2",
+    "Qwen3ForCausalLM": "qwen3",
+}
+
+
 def config_from_dict(data: dict[str, Any], source: str = "config.json") -> Config:
-    """The config of any supported architecture, chosen by ``model_type`` (GPT-2 when
-    absent), refusing what the engine does not implement by name.
+    """The config of any supported architecture, chosen by ``model_type`` (absent: by the
+    model class ``architectures`` names), refusing what the engine does not implement by
+    name.
 
     >>> config_from_dict({"model_type": "gpt2", "n_layer": 1, "n_head": 1, "n_embd": 8,
     ...                   "n_positions": 4, "vocab_size": 5}).architecture
     'gpt2'
+    >>> config_from_dict({"architectures": ["BertModel"]})
+    Traceback (most recent call last):
+    ...
+    maskviz.errors.MaskvizError: config.json: missing field 'model_type' (and architectures = ["BertModel"] names no model class this engine implements)
     """
-    model_type = data.get("model_type", "gpt2")
+    if data.get("model_type") is None:
+        data = {**data, "model_type": _model_type_of_architectures(data, source)}
+    model_type = data["model_type"]
     module = family(model_type) if isinstance(model_type, str) else None
     if module is None:
         raise MaskvizError(
@@ -181,6 +201,22 @@ def config_from_dict(data: dict[str, Any], source: str = "config.json") -> Confi
     except (TypeError, ValueError, OverflowError) as exc:  # e.g. a 400-digit float, a list
         raise MaskvizError(f"{source}: a value of an unusable type or size ({exc})") from None
     return config
+
+
+def _model_type_of_architectures(data: dict[str, Any], source: str) -> str:
+    """The model type of the first class ``architectures`` lists that this engine knows;
+    without one, a missing model_type is refused by name (read as GPT-2, a Llama config
+    would fail on a GPT-2 field it never had)."""
+    classes = data.get("architectures")
+    named = classes if isinstance(classes, list) else []
+    known = [_ARCHITECTURES[c] for c in named if isinstance(c, str) and c in _ARCHITECTURES]
+    if known:
+        return known[0]
+    missing = f"{source}: missing field 'model_type'"
+    if classes is None:
+        raise MaskvizError(missing)
+    why = f"architectures = {as_json(classes)} names no model class this engine implements"
+    raise MaskvizError(f"{missing} (and {why})")
 
 
 def bfloat16_to_float32(raw: bytes | bytearray | memoryview) -> NDArray[np.float32]:
@@ -269,13 +305,33 @@ def _eos_ids(folder: Path, data: dict[str, Any]) -> tuple[int, ...]:
     generation): generation_config.json's when it names them, as transformers'
     `generate` reads them (Qwen2.5-Instruct lists two there), else config.json's."""
     eos = data.get("eos_token_id")
-    generation = folder / "generation_config.json"
-    if generation.is_file():
-        settings = _read_json(generation)
-        if isinstance(settings, dict) and settings.get("eos_token_id") is not None:
-            eos = settings["eos_token_id"]
+    settings = _generation_settings(folder / "generation_config.json")
+    if settings.get("eos_token_id") is not None:
+        eos = settings["eos_token_id"]
     ids = eos if isinstance(eos, list) else [eos]
     return tuple(i for i in ids if isinstance(i, int) and not isinstance(i, bool) and i >= 0)
+
+
+def _generation_settings(path: Path) -> dict[str, Any]:
+    """generation_config.json's settings ({} without one). It decides only where
+    generation stops, so a file that cannot be used is a warning naming it and why,
+    and the model loads with config.json's ids, as transformers loads it."""
+    if not path.is_file():
+        return {}
+    try:
+        settings = _read_json(path)
+    except MaskvizError as exc:
+        problem = str(exc)
+    else:
+        if isinstance(settings, dict):
+            return settings
+        problem = f"{path}: expected a JSON object"
+    warnings.warn(
+        f"{problem}; generation stops at config.json's eos_token_id instead",
+        UserWarning,
+        stacklevel=2,
+    )
+    return {}
 
 
 def _read_weights(folder: Path) -> tuple[dict[str, NDArray[Any]], str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import string
 from pathlib import Path
 from typing import Protocol
@@ -124,15 +125,40 @@ class HFTokenizer:
         return [int(i) for i in self._tok.encode(text).ids]
 
     def decode(self, ids: list[int]) -> str:
-        return str(self._tok.decode([int(i) for i in ids], skip_special_tokens=False))
+        """The text of ``ids``, an id this tokenizer lacks written as its label (as
+        `ByteTokenizer` writes a byte that is not UTF-8): the tokenizers package would
+        drop it, hiding that the model produced it."""
+        parts = []
+        for known, run in itertools.groupby((int(i) for i in ids), key=self._knows):
+            if known:
+                parts.append(str(self._tok.decode(list(run), skip_special_tokens=False)))
+            else:
+                parts.extend(unknown_id_label(i) for i in run)
+        return "".join(parts)
+
+    def _knows(self, token_id: int) -> bool:
+        return self._tok.id_to_token(token_id) is not None
 
     def token_label(self, token_id: int) -> str:
+        if not self._knows(token_id):
+            return unknown_id_label(token_id)
         text = self.decode([token_id])  # special tokens decode to their own text
         if "\ufffd" in text:  # part of a character: its bytes, as the shipped models show them
             raw = _piece_bytes(self._tok.id_to_token(token_id) or "")
             if raw is not None:
                 text = raw.decode("utf-8", errors="backslashreplace")
         return safe_text(text)
+
+
+def unknown_id_label(token_id: int) -> str:
+    """The label of an id the model has but its tokenizer lacks: a model's vocabulary may
+    be padded past the tokenizer's (Qwen2.5: 151,936 ids, 151,665 tokens). It would
+    otherwise decode to nothing, an empty label, as if the model had produced no text.
+
+    >>> unknown_id_label(151700)
+    '<id:151700>'
+    """
+    return f"<id:{token_id}>"
 
 
 def _byte_level_alphabet() -> dict[str, int]:

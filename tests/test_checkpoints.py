@@ -413,3 +413,40 @@ def test_a_float64_weight_beyond_float32_s_range_is_refused_when_loading_float32
     with pytest.raises(MaskvizError, match=r"1e\+39, beyond float32's range .*--dtype float64"):
         load_model(folder)
     assert load_model(folder, dtype="float64").weights.wpe[-1, 0] == 1e39
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"), [(True, "true"), ("1e-5", '"1e-5"'), (None, "null"), (0, "0")]
+)
+def test_a_layer_norm_epsilon_that_is_no_positive_number_is_refused_not_read_as_one(
+    tmp_path: Path, value: object, shown: str
+) -> None:
+    folder = _copy(tmp_path)
+    _set_config(folder, layer_norm_epsilon=value)  # float(true) would be an epsilon of 1.0
+    with pytest.raises(MaskvizError) as info:
+        load_model(folder)
+    assert str(info.value) == (
+        f"{folder / 'config.json'}: layer_norm_epsilon must be a finite number > 0, got {shown}"
+    )
+
+
+def test_a_config_without_model_type_is_read_by_its_architectures_class_or_refused(
+    tmp_path: Path,
+) -> None:
+    from maskviz.arch import supported_model_types
+    from maskviz.loading import _ARCHITECTURES
+
+    assert set(_ARCHITECTURES.values()) <= set(supported_model_types())
+    folder = _copy(tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    del config["model_type"]  # the fixture's architectures: ["GPT2LMHeadModel"]
+    (folder / "config.json").write_text(json.dumps(config))
+    logits, _ = load_model(folder, dtype="float64").forward(REFERENCE["token_ids"])
+    assert np.abs(logits - REFERENCE["logits"]).max() <= 1e-9
+    del config["architectures"]  # no longer read as GPT-2 and failing on a Llama's fields
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(MaskvizError) as info:
+        load_model(folder)
+    assert str(info.value) == f"{folder / 'config.json'}: missing field 'model_type'"
+    for name in ("tiny", "tiny-swa"):  # the shipped models still load
+        assert load_model(name).name == name

@@ -434,7 +434,7 @@ def test_generation_config_end_tokens_stop_generation_as_generate_reads_them(
         ({"final_logit_softcapping": 30.0}, "final_logit_softcapping"),
         ({"num_local_experts": 8}, "num_local_experts"),
         ({"hidden_act": "gelu"}, "hidden_act"),
-        ({"mlp_bias": True}, "mlp_bias"),
+        ({"rope_parameters": {"rope_type": "linear", "factor": 2.0}}, "rope type"),
         ({"model_type": "gemma3_text"}, "model_type"),
         ({"is_causal": False}, "is_causal"),  # transformers would attend both ways
         ({"head_dim": "eight"}, "head_dim"),
@@ -604,7 +604,7 @@ def test_each_tensor_comes_from_the_shard_the_index_names(tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"rms_norm_eps": 10**400}, "a value of an unusable type or size"),
+        ({"rms_norm_eps": 10**400}, "rms_norm_eps must be a finite number > 0, got 1000"),
         ({"layer_types": [{"a": 1}] * 2, "sliding_window": 4, "model_type": "qwen3",
           "use_sliding_window": True}, "a value of an unusable type or size"),
         ({"model_type": "mistral", "sliding_window": 2**40 + 1}, "sliding_window must be an integer from 1 to"),
@@ -726,3 +726,295 @@ def test_numpy_integers_are_accepted_in_llama_configs_and_stored_as_python_ints(
     cfg = LlamaConfig(*(np.int64(v) for v in (2, 2, 1, 4, 8, 16, 32, 10)))  # type: ignore[arg-type]
     assert cfg == _config() and repr(cfg) == repr(_config())
     assert all(type(getattr(cfg, name)) is int for name in ("n_layer", "n_kv_head", "vocab_size"))
+
+
+# ---------------------------------------------------------------- odd configs, read as
+# transformers reads them (checked against transformers 5.24's config classes)
+
+
+def save_checkpoint(cfg: LlamaConfig, path: Path, config: dict[str, Any]) -> GPT:
+    """A random model of shape ``cfg`` saved in Hugging Face layout at ``path`` with
+    ``config`` as its config.json and the llama fixture's tokenizer (300 ids); returns
+    the model, in float64, that the files hold."""
+    from safetensors.numpy import save_file
+
+    from maskviz.arch.llama import random_weights
+
+    w = random_weights(cfg, np.random.default_rng(0))
+    q, kv, inter = cfg.n_head * cfg.head_dim, cfg.n_kv_head * cfg.head_dim, cfg.intermediate
+    tensors = {"model.embed_tokens.weight": w.embed_tokens, "model.norm.weight": w.norm}
+    if w.lm_head is not None:
+        tensors["lm_head.weight"] = w.lm_head
+    for i, lay in enumerate(w.layers):
+        p = f"model.layers.{i}."
+        tensors |= {  # Linear weights (out, in), as torch stores them
+            p + "input_layernorm.weight": lay.attn_norm,
+            p + "post_attention_layernorm.weight": lay.mlp_norm,
+            p + "self_attn.q_proj.weight": lay.qkv_w[:, :q].T,
+            p + "self_attn.k_proj.weight": lay.qkv_w[:, q : q + kv].T,
+            p + "self_attn.v_proj.weight": lay.qkv_w[:, q + kv :].T,
+            p + "self_attn.o_proj.weight": lay.o_w.T,
+            p + "mlp.gate_proj.weight": lay.gate_up_w[:, :inter].T,
+            p + "mlp.up_proj.weight": lay.gate_up_w[:, inter:].T,
+            p + "mlp.down_proj.weight": lay.down_w.T,
+        }
+    path.mkdir()
+    save_file(
+        {k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(path / "model.safetensors")
+    )
+    (path / "config.json").write_text(json.dumps(config))
+    shutil.copy(folder("llama") / "tokenizer.json", path / "tokenizer.json")
+    return GPT(w, model("llama", "float64").tokenizer, name="saved", dtype="float64")
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        # float(true) is 1.0: a norm that silently changes every logit
+        ({"rms_norm_eps": True}, "rms_norm_eps must be a finite number > 0, got true"),
+        ({"rms_norm_eps": "1e-5"}, 'rms_norm_eps must be a finite number > 0, got "1e-5"'),
+        ({"rms_norm_eps": None}, "rms_norm_eps must be a finite number > 0, got null"),
+        ({"rms_norm_eps": 0}, "rms_norm_eps must be a finite number > 0, got 0"),
+        ({"rope_theta": True}, "rope_theta must be a finite number > 0, got true"),
+        ({"rope_parameters": {"rope_theta": "1e4"}}, 'rope_theta must be a finite number > 0, got "1e4"'),
+        ({"rope_parameters": {"rope_type": "llama3", "factor": True, "low_freq_factor": 1,
+                              "high_freq_factor": 4}}, "factor must be a finite number > 0, got true"),
+        ({"rope_parameters": {"rope_type": "llama3", "factor": 8, "low_freq_factor": "1",
+                              "high_freq_factor": 4}}, 'low_freq_factor must be a finite number > 0, got "1"'),
+        ({"rope_parameters": {"rope_type": "llama3", "factor": 8, "low_freq_factor": 1,
+                              "high_freq_factor": 4, "original_max_position_embeddings": "8192"}},
+         "original_max_position_embeddings must be an integer from 1 to"),
+        ({"rope_parameters": {"rope_type": "linear", "factor": True}}, "factor must be a finite number > 0, got true"),
+        ({"partial_rotary_factor": True}, "partial_rotary_factor = true is not supported"),
+    ],
+)  # fmt: skip
+def test_numeric_fields_that_are_bools_strings_or_out_of_range_are_refused_by_name(
+    fields: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(MaskvizError, match=f"^config.json: {message}"):
+        config_from_hf({**BASE, **fields})
+
+
+def test_rms_norm_eps_true_is_refused_when_loading_not_run_as_eps_1(tmp_path: Path) -> None:
+    copy = edited_llama(tmp_path / "m", {"rms_norm_eps": True})
+    with pytest.raises(MaskvizError) as info:
+        load_model(copy)
+    assert str(info.value) == (
+        f"{copy / 'config.json'}: rms_norm_eps must be a finite number > 0, got true"
+    )
+
+
+@pytest.mark.parametrize("model_type", ["llama", "mistral", "ministral", "qwen2", "qwen3"])
+@pytest.mark.parametrize("key", ["head_dim", "num_key_value_heads"])
+def test_zero_head_dims_and_kv_heads_are_refused_not_read_as_absent(
+    model_type: str, key: str
+) -> None:
+    with pytest.raises(MaskvizError, match=f"{key} must be an integer from 1 to .*, got 0$"):
+        config_from_hf({**BASE, "model_type": model_type, key: 0})
+
+
+@pytest.mark.parametrize(
+    ("model_type", "key", "expected"),
+    [
+        # typed `int | None` and derived by transformers: num_attention_heads (4), or
+        # hidden_size / num_attention_heads (8)
+        ("llama", "num_key_value_heads", 4),
+        ("llama", "head_dim", 8),
+        ("mistral", "head_dim", 8),
+        ("qwen2", "num_key_value_heads", 4),
+        ("qwen3", "num_key_value_heads", 4),
+        # refused by transformers' strict types (Qwen3's head_dim is an int, 128 when
+        # absent), or failing in its attention (Qwen2 reads head_dim with getattr)
+        ("mistral", "num_key_value_heads", None),
+        ("ministral", "num_key_value_heads", None),
+        ("qwen2", "head_dim", None),
+        ("qwen3", "head_dim", None),
+    ],
+)
+def test_null_head_dims_and_kv_heads_are_read_as_transformers_reads_them(
+    model_type: str, key: str, expected: int | None
+) -> None:
+    fields = {**BASE, "model_type": model_type, key: None}
+    ours = {"num_key_value_heads": "n_kv_head", "head_dim": "head_dim"}[key]
+    if expected is None:
+        with pytest.raises(MaskvizError, match=f"{key} must be an integer from 1 to .*, got None"):
+            config_from_hf(fields)
+    else:
+        assert getattr(config_from_hf(fields), ours) == expected
+
+
+SHAPE_32_HEADS = {**BASE, "hidden_size": 64, "num_attention_heads": 32}  # head_dim 2
+
+
+@pytest.mark.parametrize(
+    ("model_type", "expected"),
+    [
+        ("llama", {"n_kv_head": 32, "n_ctx": 2048, "head_dim": 2}),
+        ("mistral", {"n_kv_head": 8, "n_ctx": 131072, "windows": (4096,) * 30}),
+        ("ministral", {"n_kv_head": 8, "n_ctx": 131072}),
+        ("qwen2", {"n_kv_head": 32, "n_ctx": 32768, "head_dim": 2}),
+        ("qwen3", {"n_kv_head": 32, "n_ctx": 32768, "head_dim": 128}),
+    ],
+)
+def test_absent_fields_take_transformers_defaults_for_the_model_type(
+    model_type: str, expected: dict[str, Any]
+) -> None:
+    absent = ("num_key_value_heads", "max_position_embeddings", "rope_theta", "rms_norm_eps")
+    fields = {k: v for k, v in SHAPE_32_HEADS.items() if k not in absent}
+    cfg = config_from_hf({**fields, "model_type": model_type})
+    assert {key: getattr(cfg, key) for key in expected} == expected
+    assert (cfg.rope_theta, cfg.rms_norm_eps) == (10000.0, 1e-6)
+
+
+def test_a_mistral_checkpoint_without_num_key_value_heads_loads_with_8_as_transformers_does(
+    tmp_path: Path,
+) -> None:
+    cfg = LlamaConfig(2, 16, 8, 4, 64, 96, 32, 300, windows=(4096, 4096), model_type="mistral")
+    fields = {
+        "model_type": "mistral",
+        "hidden_size": 64,
+        "intermediate_size": 96,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 16,
+        "max_position_embeddings": 32,
+        "vocab_size": 300,
+    }
+    expected = save_checkpoint(cfg, tmp_path / "m", fields)
+    loaded = load_model(tmp_path / "m", dtype="float64")
+    assert loaded.config.n_kv_head == 8
+    ids = loaded.tokenizer.encode("The old dog")
+    np.testing.assert_allclose(loaded.forward(ids)[0], expected.forward(ids)[0], atol=1e-12)
+    # a default that cannot be right is named as transformers' default, not as the file's
+    with pytest.raises(
+        MaskvizError,
+        match=r"num_attention_heads \(4\) must be a multiple of num_key_value_heads "
+        r"\(8, transformers' mistral default\)",
+    ):
+        config_from_hf({**fields, "num_attention_heads": 4})
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"pretraining_tp": 2},  # transformers 5 ignores it; 4.x split the same products
+        {"hidden_act": "swish"},  # transformers' ACT2FN: nn.SiLU
+        {"rope_scaling": {"rope_type": "linear", "factor": 1.0}, "rope_theta": 500.0},
+        {"rope_parameters": {"type": "linear", "factor": 1, "rope_theta": 500.0}},
+    ],
+)
+def test_settings_transformers_runs_as_the_default_math_load_with_the_same_logits(
+    tmp_path: Path, change: dict[str, Any]
+) -> None:
+    ids = reference("llama")["token_ids"]
+    plain = edited_llama(tmp_path / "plain", {"rope_parameters": {"rope_theta": 500.0}})
+    same = edited_llama(tmp_path / "same", {"rope_parameters": {"rope_theta": 500.0}, **change})
+    logits = load_model(same, dtype="float64").forward(ids)[0]
+    np.testing.assert_array_equal(logits, load_model(plain, dtype="float64").forward(ids)[0])
+
+
+def test_mlp_bias_adds_biases_to_gate_up_and_down_as_llama_s_mlp_does(tmp_path: Path) -> None:
+    from safetensors.numpy import load_file
+
+    rng = np.random.default_rng(1)
+    m = "model.layers.0.mlp."
+    biases = {m + "gate_proj.bias": 64, m + "up_proj.bias": 64, m + "down_proj.bias": 32}
+    zeros = {
+        f"model.layers.{i}.mlp.{p}.bias": np.zeros(n, np.float32)
+        for i in (0, 1)
+        for p, n in (("gate_proj", 64), ("up_proj", 64), ("down_proj", 32))
+    }
+    ref = reference("llama")
+    flat = _with_biases(tmp_path, "zero", {"mlp_bias": True}, zeros)
+    assert np.abs(flat.forward(ref["token_ids"])[0] - ref["logits"]).max() <= 1e-9
+    b = {k: rng.standard_normal(n).astype(np.float32) for k, n in biases.items()}
+    model = _with_biases(tmp_path, "random", {"mlp_bias": True}, {**zeros, **b})
+    assert model.config.mlp_bias and model.config.n_params == flat.config.n_params
+    # transformers' LlamaMLP: down(silu(gate x + b_g) * (up x + b_u)) + b_d, on the normed x
+    t = {
+        k: v.astype(np.float64)
+        for k, v in load_file(str(folder("llama") / "model.safetensors")).items()
+    }
+    x = rng.standard_normal((3, 32))
+    normed = x / np.sqrt((x**2).mean(-1, keepdims=True) + 1e-5)
+    normed *= t["model.layers.0.post_attention_layernorm.weight"]
+    gate = normed @ t[m + "gate_proj.weight"].T + b[m + "gate_proj.bias"]
+    up = normed @ t[m + "up_proj.weight"].T + b[m + "up_proj.bias"]
+    expected = (gate / (1 + np.exp(-gate)) * up) @ t[m + "down_proj.weight"].T
+    expected += b[m + "down_proj.bias"]
+    np.testing.assert_allclose(model.weights._mlp(0, x), expected, rtol=0, atol=1e-12)
+    # Mistral and Qwen have no MLP biases: transformers ignores the field there
+    assert not config_from_hf({**BASE, "model_type": "qwen2", "mlp_bias": True}).mlp_bias
+
+
+def test_a_malformed_generation_config_warns_and_stops_at_config_json_s_ids(
+    tmp_path: Path,
+) -> None:
+    copy = edited_llama(tmp_path / "ckpt", {"eos_token_id": [1, 2]})
+    generation = copy / "generation_config.json"
+    for text, why in (
+        ('{"eos_token_id": [1, 2,\n', "not valid JSON"),
+        ("[7]", "expected a JSON object"),
+    ):
+        generation.write_text(text)
+        with pytest.warns(UserWarning, match="generation_config.json") as caught:
+            model = load_model(copy)
+        assert model.tokenizer.stop_ids == {1, 2}
+        [warning] = caught
+        assert str(warning.message).startswith(f"{generation}: {why}")
+        assert str(warning.message).endswith(
+            "generation stops at config.json's eos_token_id instead"
+        )
+    result = run_cli("trace", "The dog", "--model", str(copy), "--steps", "1", "--plain")
+    assert result.exit_code == 0
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"maskviz: warning: {generation}: expected a JSON object;")
+
+
+@pytest.mark.parametrize(
+    ("name", "architectures"),
+    [("llama", ["LlamaForCausalLM"]), ("mistral", ["MistralForCausalLM"]), ("qwen3", ["Qwen3ForCausalLM"])],
+)  # fmt: skip
+def test_a_config_without_model_type_is_read_by_its_architectures_class(
+    tmp_path: Path, name: str, architectures: list[str]
+) -> None:
+    copy = tmp_path / name
+    shutil.copytree(folder(name), copy)
+    data = json.loads((copy / "config.json").read_text())
+    del data["model_type"]
+    (copy / "config.json").write_text(json.dumps({**data, "architectures": architectures}))
+    ids = reference(name)["token_ids"]
+    loaded = load_model(copy, dtype="float64")
+    assert loaded.config == model(name, "float64").config
+    np.testing.assert_array_equal(loaded.forward(ids)[0], model(name, "float64").forward(ids)[0])
+    for other, why in (
+        (
+            ["BertForMaskedLM"],
+            ' \\(and architectures = \\["BertForMaskedLM"\\] names no model class',
+        ),
+        (None, "$"),
+    ):
+        (copy / "config.json").write_text(json.dumps({**data, "architectures": other}))
+        with pytest.raises(MaskvizError, match=f"config.json: missing field 'model_type'{why}"):
+            load_model(copy)
+
+
+def test_ids_past_the_tokenizer_s_vocabulary_are_labelled_and_decoded_as_their_ids(
+    tmp_path: Path,
+) -> None:
+    # a model vocabulary padded past the tokenizer's 300 ids, as Qwen2.5's is
+    cfg = LlamaConfig(2, 4, 2, 8, 32, 64, 64, 320, tie_word_embeddings=False)
+    fields = {"model_type": "llama", "hidden_size": 32, "intermediate_size": 64,
+              "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+              "max_position_embeddings": 64, "vocab_size": 320, "rms_norm_eps": 1e-6}  # fmt: skip
+    save_checkpoint(cfg, tmp_path / "m", fields)
+    m = load_model(tmp_path / "m", dtype="float64")
+    tok = m.tokenizer
+    assert tok.token_label(310) == "<id:310>" and tok.token_label(299) != ""
+    prompt = tok.encode("The dog")
+    text = tok.decode(prompt)  # "<|begin_of_text|>The dog"
+    assert tok.decode([*prompt, 310, 311, *prompt]) == f"{text}<id:310><id:311>{text}"
+    assert m.weights.lm_head is not None
+    m.weights.lm_head[310] = 50 * m.weights.norm  # the padded id wins everywhere
+    trace = m.trace(prompt, steps=2)
+    assert trace.text == f"{text}<id:310><id:310>"
+    assert trace.labels[-2:] == ["<id:310>", "<id:310>"]

@@ -42,11 +42,17 @@ def check_allowed(
 ) -> None:
     """Refuse a field whose value the engine does not implement (None: may be absent or null)."""
     for key, values in allowed.items():
-        if key in data and data[key] not in values:
+        if key in data and not any(_same(data[key], a) for a in values):
             shown = [as_json(a) for a in values if a is not None]
             # every entry lists a value; the fallback keeps the message from ending in "()"
             why = "this engine implements " + (" or ".join(shown) or "only the default")
             raise unsupported(source, key, data[key], why)
+
+
+def _same(value: Any, allowed: Any) -> bool:
+    """``value == allowed``, except that true is not 1 nor false 0: ``"num_experts": false``
+    is not the number of experts transformers reads."""
+    return bool(value == allowed) and isinstance(value, bool) == isinstance(allowed, bool)
 
 
 def integers(
@@ -79,13 +85,32 @@ def flag(data: Mapping[str, Any], key: str, default: bool, source: str) -> bool:
     return value
 
 
+def _finite_positive(value: object) -> bool:
+    """A real number in (0, inf) as a float: not a bool (true would be 1.0), not a string."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        return False
+    try:
+        return 0 < float(value) < math.inf
+    except OverflowError:  # an integer of 400 digits
+        return False
+
+
+def positive_number(data: Mapping[str, Any], key: str, default: float, source: str) -> float:
+    """A number field that must be finite and > 0 (absent: ``default``); a bool, a string
+    such as "1e-5" or a null is refused naming it, never read as a number."""
+    value = data.get(key, default)
+    if not _finite_positive(value):
+        raise MaskvizError(f"{source}: {key} must be a finite number > 0, got {as_json(value)}")
+    return float(value)
+
+
 def positive_float(owner: object, name: str) -> None:
     """Store ``owner.name`` (a frozen dataclass field) as a Python float, or refuse it.
 
     A NumPy float64 scalar kept as it is would promote every float32 array it touches.
     """
     value = getattr(owner, name)
-    if isinstance(value, bool) or not isinstance(value, Real) or not 0 < float(value) < math.inf:
+    if not _finite_positive(value):
         raise usage_error(
             f"{type(owner).__name__}.{name} must be a finite number > 0, got {value!r}"
         )

@@ -30,6 +30,7 @@ from maskviz.arch._config import (
     layer_index,
     positive_float,
     positive_int,
+    positive_number,
     unsupported,
 )
 from maskviz.arch._tensors import Tensors, cast, output_head
@@ -273,10 +274,7 @@ def config_from_hf(data: dict[str, Any], source: str = "config.json") -> GPTConf
         n_ctx=("n_positions", "n_ctx"),
         vocab_size="vocab_size",
     )
-    try:
-        eps = float(data.get("layer_norm_epsilon", 1e-5))
-    except (TypeError, ValueError):
-        raise MaskvizError(f"{source}: layer_norm_epsilon must be a number") from None
+    eps = positive_number(data, "layer_norm_epsilon", 1e-5, source)  # GPT2Config's default
     n_inner = data.get("n_inner")
     if n_inner is not None and (isinstance(n_inner, bool) or n_inner != 4 * fields["n_embd"]):
         why = f"this engine implements n_inner = 4 x n_embd = {4 * fields['n_embd']}"

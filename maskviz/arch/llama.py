@@ -12,7 +12,8 @@ What differs from GPT-2, and why it matters for masks:
 - sliding-window layers (Mistral: every layer; Qwen: chosen by ``layer_types``):
   causal & window W, whose KV cache is a ring buffer of W positions;
 - RMSNorm, a SwiGLU MLP (down(silu(gate x) * up x)), no biases except Qwen2's
-  q/k/v, and Qwen3's RMSNorm of each head's q and k before the rotation.
+  q/k/v (and those ``attention_bias``/``mlp_bias`` ask for), and Qwen3's RMSNorm of
+  each head's q and k before the rotation.
 
 Linear weights are stored (in, out), q|k|v and gate|up fused, so that a decoding
 step makes one product per fused matrix.
@@ -40,7 +41,6 @@ from maskviz._text import plural
 from maskviz.arch import Attend, FloatArray, IntArray
 from maskviz.arch._config import (
     MAX_SIZE,
-    as_json,
     boolean,
     check_allowed,
     check_causal,
@@ -49,6 +49,7 @@ from maskviz.arch._config import (
     layer_index,
     positive_float,
     positive_int,
+    positive_number,
     unsupported,
 )
 from maskviz.arch._tensors import Tensors, cast, output_head
@@ -75,7 +76,8 @@ class LlamaConfig:
 
     ``windows`` holds each layer's sliding window W (None: full attention); empty
     means every layer is full. ``qkv_bias``/``o_bias``: Qwen2 has q/k/v biases,
-    ``attention_bias: true`` adds all four; ``qk_norm``: Qwen3.
+    ``attention_bias: true`` adds all four; ``mlp_bias``: gate, up and down biases
+    (Llama's ``mlp_bias: true``); ``qk_norm``: Qwen3.
     """
 
     n_layer: int
@@ -91,6 +93,7 @@ class LlamaConfig:
     rope_scaling: Llama3Scaling | None = None
     qkv_bias: bool = False
     o_bias: bool = False
+    mlp_bias: bool = False
     qk_norm: bool = False
     tie_word_embeddings: bool = False
     windows: tuple[int | None, ...] = field(default=())
@@ -112,7 +115,7 @@ class LlamaConfig:
         object.__setattr__(self, "windows", _windows_tuple(self.windows, self.n_layer))
         positive_float(self, "rms_norm_eps")
         positive_float(self, "rope_theta")
-        for name in ("qkv_bias", "o_bias", "qk_norm", "tie_word_embeddings"):
+        for name in ("qkv_bias", "o_bias", "mlp_bias", "qk_norm", "tie_word_embeddings"):
             boolean(self, name)
         if not isinstance(self.rope_scaling, Llama3Scaling | None):
             raise usage_error(
@@ -125,6 +128,7 @@ class LlamaConfig:
         q, kv = self.n_head * d, self.n_kv_head * d
         per_layer = 2 * c + c * (q + 2 * kv) + q * c + 3 * c * i
         per_layer += (q + 2 * kv) * self.qkv_bias + c * self.o_bias + 2 * d * self.qk_norm
+        per_layer += (2 * i + c) * self.mlp_bias
         heads = 1 if self.tie_word_embeddings else 2
         return heads * self.vocab_size * c + self.n_layer * per_layer + c
 
@@ -219,6 +223,8 @@ class Layer:
     mlp_norm: FloatArray  # [C]
     gate_up_w: FloatArray  # [C, 2 I]  fused gate | up
     down_w: FloatArray  # [I, C]
+    gate_up_b: FloatArray | None = None  # [2 I]  Llama's mlp_bias
+    down_b: FloatArray | None = None  # [C]
 
 
 def _cast(a: FloatArray | None, dtype: str) -> Any:
@@ -333,9 +339,13 @@ class Weights:
     def _mlp(self, i: int, x: FloatArray) -> FloatArray:
         lay, inter = self.layers[i], self.config.intermediate
         gate_up = rms_norm(x, lay.mlp_norm, self.config.rms_norm_eps) @ lay.gate_up_w  # [n, 2 I]
+        if lay.gate_up_b is not None:
+            gate_up += lay.gate_up_b
         hidden = silu_(gate_up[:, :inter])
         hidden *= gate_up[:, inter:]
-        y: FloatArray = hidden @ lay.down_w
+        y: FloatArray = hidden @ lay.down_w  # [n, C]
+        if lay.down_b is not None:
+            y += lay.down_b
         return y
 
     def final_norm(self, x: FloatArray) -> FloatArray:
@@ -373,9 +383,7 @@ def _rotate(x: FloatArray, cos: FloatArray, sin: FloatArray) -> FloatArray:
 # ---------------------------------------------------------------- loading
 
 _ALLOWED: dict[str, tuple[Any, ...]] = {
-    "hidden_act": ("silu", None),
-    "mlp_bias": (False, None),
-    "pretraining_tp": (1, None),
+    "hidden_act": ("silu", "swish", None),  # transformers' ACT2FN runs "swish" as SiLU
     "attn_logit_softcapping": (None,),
     "final_logit_softcapping": (None,),
     "attention_chunk_size": (None,),
@@ -384,10 +392,57 @@ _ALLOWED: dict[str, tuple[Any, ...]] = {
     "num_local_experts": (0, None),
     "num_experts_per_tok": (None,),
 }
+# pretraining_tp is read by nothing: transformers 5 ignores it, and 4.x only split the
+# same products into slices (the same sums, in another order)
+
+# transformers' config defaults (5.x, models/<type>/configuration_<type>.py): the value
+# of a field config.json does not give, so that a config reads as transformers loads it.
+# None: derived, num_key_value_heads = num_attention_heads and head_dim = hidden_size /
+# num_attention_heads (Qwen2Config has no head_dim: its attention derives it). The sizes
+# (hidden_size, layers, heads, vocabulary, MLP) have none here: a config without them is
+# damaged, and "missing field" says so better than a tensor of the wrong shape.
+_LLAMA_DEFAULTS: dict[str, Any] = {
+    "num_key_value_heads": None,
+    "head_dim": None,
+    "max_position_embeddings": 2048,
+    "rms_norm_eps": 1e-6,
+    "rope_theta": 10000.0,
+}
+_MISTRAL_DEFAULTS = {
+    **_LLAMA_DEFAULTS,
+    "num_key_value_heads": 8,
+    "max_position_embeddings": 131072,
+    "sliding_window": 4096,
+}
+_QWEN_DEFAULTS = {
+    **_LLAMA_DEFAULTS,
+    "num_key_value_heads": 32,
+    "max_position_embeddings": 32768,
+    "sliding_window": 4096,
+    "max_window_layers": 28,
+}
+HF_DEFAULTS: dict[str, dict[str, Any]] = {
+    "llama": _LLAMA_DEFAULTS,
+    "mistral": _MISTRAL_DEFAULTS,
+    "ministral": _MISTRAL_DEFAULTS,
+    "qwen2": _QWEN_DEFAULTS,
+    "qwen3": {**_QWEN_DEFAULTS, "head_dim": 128},
+}
+# The derived fields that may also be null: transformers types them `int | None` and
+# derives a null (Ministral's attention cannot run without head_dim: derived here, as
+# when absent). A null elsewhere is refused, as transformers' strict types refuse it.
+_NULL_DERIVED = {
+    "llama": ("num_key_value_heads", "head_dim"),
+    "mistral": ("head_dim",),
+    "ministral": ("head_dim",),
+    "qwen2": ("num_key_value_heads",),
+    "qwen3": ("num_key_value_heads",),
+}
 
 
 def config_from_hf(data: dict[str, Any], source: str = "config.json") -> LlamaConfig:
-    """A `LlamaConfig` from Hugging Face llama/mistral/qwen2/qwen3 config fields.
+    """A `LlamaConfig` from Hugging Face llama/mistral/qwen2/qwen3 config fields; a field
+    config.json does not give takes transformers' default for the model type.
 
     >>> shape = {"hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 2,
     ...     "num_attention_heads": 2, "num_key_value_heads": 1,
@@ -397,11 +452,17 @@ def config_from_hf(data: dict[str, Any], source: str = "config.json") -> LlamaCo
     >>> config_from_hf({**shape, "rope_scaling": {"rope_type": "yarn"}})
     Traceback (most recent call last):
     ...
-    maskviz.errors.MaskvizError: config.json: rope type = "yarn" is not supported (this engine implements "default" or "llama3")
+    maskviz.errors.MaskvizError: config.json: rope type = "yarn" is not supported (this engine implements "default", "llama3", or "linear" with factor 1)
     """
     model_type = data.get("model_type", "llama")
+    if model_type not in HF_DEFAULTS:
+        raise unsupported(
+            source, "model_type", model_type, "this module reads " + ", ".join(MODEL_TYPES)
+        )
     check_allowed(data, _ALLOWED, source)
     check_causal(data, source, "Llama-family models")
+    defaults = HF_DEFAULTS[model_type]
+    given, data = data, {**defaults, **data}
     f = integers(
         data,
         source,
@@ -412,40 +473,35 @@ def config_from_hf(data: dict[str, Any], source: str = "config.json") -> LlamaCo
         n_ctx="max_position_embeddings",
         vocab_size="vocab_size",
     )
-    rope_theta, scaling = _rope(data, source)
-    more = integers(
-        {**data, "num_key_value_heads": data.get("num_key_value_heads") or f["n_head"]},
-        source,
-        n_kv_head="num_key_value_heads",
-    )
+    derived = {"num_key_value_heads": f["n_head"], "head_dim": f["n_embd"] // f["n_head"]}
+    for key, value in derived.items():
+        if data[key] is None and (key not in given or key in _NULL_DERIVED[model_type]):
+            data[key] = value
+    more = integers(data, source, n_kv_head="num_key_value_heads", head_dim="head_dim")
     if f["n_head"] % more["n_kv_head"]:
+        default = "" if "num_key_value_heads" in given else f", transformers' {model_type} default"
         raise MaskvizError(
             f"{source}: num_attention_heads ({f['n_head']}) must be a multiple of "
-            f"num_key_value_heads ({more['n_kv_head']})"
+            f"num_key_value_heads ({more['n_kv_head']}{default})"
         )
-    # Qwen3Config defaults head_dim to 128; the others (and a null) derive it
-    derived = (
-        128 if model_type == "qwen3" and "head_dim" not in data else f["n_embd"] // f["n_head"]
-    )
-    head_dim = integers({**data, "head_dim": data.get("head_dim") or derived}, source, d="head_dim")
-    try:
-        eps = float(data.get("rms_norm_eps", 1e-6))
-    except (TypeError, ValueError):
-        raise MaskvizError(f"{source}: rms_norm_eps must be a number") from None
+    rope_theta, scaling = _rope(data, source)
+    eps = positive_number(data, "rms_norm_eps", defaults["rms_norm_eps"], source)
     # transformers' biases: Llama and Qwen3 put attention_bias on q, k, v and o; Qwen2
-    # always biases q, k and v and never o; Mistral has none (it ignores the field)
+    # always biases q, k and v and never o; Mistral has none (it ignores the field).
+    # Only Llama's MLP reads mlp_bias (gate, up and down).
     bias = flag(data, "attention_bias", False, source) and model_type in ("llama", "qwen3")
+    mlp_bias = flag(data, "mlp_bias", False, source) and model_type == "llama"
     windows = _windows(data, model_type, f["n_layer"], source)  # its errors name the source
     try:
         return LlamaConfig(
             **f,
-            n_kv_head=more["n_kv_head"],
-            head_dim=head_dim["d"],
+            **more,
             rms_norm_eps=eps,
             rope_theta=rope_theta,
             rope_scaling=scaling,
             qkv_bias=bias or model_type == "qwen2",
             o_bias=bias,
+            mlp_bias=mlp_bias,
             qk_norm=model_type == "qwen3",
             tie_word_embeddings=flag(data, "tie_word_embeddings", False, source),
             windows=windows,
@@ -455,10 +511,13 @@ def config_from_hf(data: dict[str, Any], source: str = "config.json") -> LlamaCo
         raise MaskvizError(f"{source}: {exc}") from None
 
 
+_LLAMA3_FACTORS = ("factor", "low_freq_factor", "high_freq_factor")
+
+
 def _rope(data: dict[str, Any], source: str) -> tuple[float, Llama3Scaling | None]:
     """rope_theta and Llama 3 scaling from ``rope_parameters`` (transformers 5) or the
     older ``rope_theta`` + ``rope_scaling``, which wins when both are there, as in
-    transformers."""
+    transformers. ``data`` holds the model type's defaults."""
     params = data.get("rope_scaling") or data.get("rope_parameters") or {}
     if not isinstance(params, dict):
         raise MaskvizError(f"{source}: rope_parameters must be an object")
@@ -469,34 +528,34 @@ def _rope(data: dict[str, Any], source: str) -> tuple[float, Llama3Scaling | Non
         )
     # transformers 5 moves partial_rotary_factor inside rope_parameters
     check_allowed(params, {"partial_rotary_factor": _ALLOWED["partial_rotary_factor"]}, source)
+    theta = positive_number(params if "rope_theta" in params else data, "rope_theta", 1e4, source)
     kind = params.get("rope_type", params.get("type", "default"))
+    if (
+        kind == "linear"
+        and "factor" in params
+        and positive_number(params, "factor", 1, source) == 1
+    ):
+        kind = "default"  # positions divided by a factor of 1: the default rotation
     if kind not in ("default", "llama3"):
-        raise unsupported(source, "rope type", kind, 'this engine implements "default" or "llama3"')
-    theta = params.get("rope_theta", data.get("rope_theta", 10000.0))
-    if isinstance(theta, bool) or not isinstance(theta, int | float) or not theta > 0:
-        raise MaskvizError(f"{source}: rope_theta must be a positive number, got {as_json(theta)}")
+        why = 'this engine implements "default", "llama3", or "linear" with factor 1'
+        raise unsupported(source, "rope type", kind, why)
     if kind == "default":
-        return float(theta), None
+        return theta, None
     # the pretraining context: a top-level field first, then the rope parameters',
     # then max_position_embeddings, in transformers' order
-    context = data.get("original_max_position_embeddings") or params.get(
-        "original_max_position_embeddings", data["max_position_embeddings"]
-    )
-    try:
-        scaling = Llama3Scaling(
-            float(params["factor"]),
-            float(params["low_freq_factor"]),
-            float(params["high_freq_factor"]),
-            int(context),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise MaskvizError(f"{source}: llama3 rope scaling needs {exc}") from None
-    if not (scaling.factor > 0 and scaling.high_freq_factor > scaling.low_freq_factor > 0):
+    key = "original_max_position_embeddings"
+    where = next((d for d in (data, params) if d.get(key) is not None), None)
+    context = integers(where or {key: data["max_position_embeddings"]}, source, n=key)["n"]
+    missing = [k for k in _LLAMA3_FACTORS if k not in params]
+    if missing:
+        raise MaskvizError(f"{source}: llama3 rope scaling needs {missing[0]!r}")
+    factor, low, high = (positive_number(params, k, 1.0, source) for k in _LLAMA3_FACTORS)
+    scaling = Llama3Scaling(factor, low, high, context)
+    if not scaling.high_freq_factor > scaling.low_freq_factor:
         raise MaskvizError(
-            f"{source}: llama3 rope scaling needs factor > 0 and "
-            "high_freq_factor > low_freq_factor > 0"
+            f"{source}: llama3 rope scaling needs high_freq_factor > low_freq_factor"
         )
-    return float(theta), scaling
+    return theta, scaling
 
 
 def _windows(
@@ -506,8 +565,7 @@ def _windows(
     if model_type == "llama":
         # transformers' Llama has no sliding window: the field changes nothing there
         return (None,) * n_layer
-    # an absent sliding_window is transformers' default of 4096 (null: none)
-    window = data.get("sliding_window", 4096)
+    window = data["sliding_window"]  # transformers' default when absent, 4096; null: none
     types: Sequence[Any] | None = data.get("layer_types")
     if model_type in ("qwen2", "qwen3") and not flag(data, "use_sliding_window", False, source):
         window = None  # Qwen ignores sliding_window unless use_sliding_window is set
@@ -525,7 +583,7 @@ def _windows(
         # Ministral, which follows them layer by layer, as below
         return (window,) * n_layer
     if types is None:
-        first = data.get("max_window_layers", 28)  # Qwen's default: layers from 28 on slide
+        first = data["max_window_layers"]  # Qwen's default, 28: layers from 28 on slide
         if isinstance(first, bool) or not isinstance(first, int):
             raise MaskvizError(f"{source}: max_window_layers must be an integer")
         return tuple(window if i >= first else None for i in range(n_layer))
@@ -562,13 +620,17 @@ def weights_from_tensors(tensors: dict[str, FloatArray], cfg: LlamaConfig, sourc
                 [t.take(a + "q_proj.bias", (q,)), t.take(a + "k_proj.bias", (kv,)),
                  t.take(a + "v_proj.bias", (kv,))]
             )  # fmt: skip
+        m = p + "mlp."
         gate_up = np.concatenate(
-            [
-                linear(p + "mlp.gate_proj.weight", inter, c),
-                linear(p + "mlp.up_proj.weight", inter, c),
-            ],
+            [linear(m + "gate_proj.weight", inter, c), linear(m + "up_proj.weight", inter, c)],
             axis=1,
         )
+        gate_up_b = down_b = None
+        if cfg.mlp_bias:
+            gate_up_b = np.concatenate(
+                [t.take(m + "gate_proj.bias", (inter,)), t.take(m + "up_proj.bias", (inter,))]
+            )
+            down_b = t.take(m + "down_proj.bias", (c,))
         layers.append(
             Layer(
                 attn_norm=t.take(p + "input_layernorm.weight", (c,)),
@@ -580,7 +642,9 @@ def weights_from_tensors(tensors: dict[str, FloatArray], cfg: LlamaConfig, sourc
                 o_b=t.take(a + "o_proj.bias", (c,)) if cfg.o_bias else None,
                 mlp_norm=t.take(p + "post_attention_layernorm.weight", (c,)),
                 gate_up_w=gate_up,
-                down_w=linear(p + "mlp.down_proj.weight", c, inter),
+                down_w=linear(m + "down_proj.weight", c, inter),
+                gate_up_b=gate_up_b,
+                down_b=down_b,
             )
         )
     embed = t.take("embed_tokens.weight", (v, c))
@@ -613,6 +677,8 @@ def random_weights(config: LlamaConfig, rng: np.random.Generator) -> Weights:
             mlp_norm=vec(c, 1.0),
             gate_up_w=mat(c, 2 * inter),
             down_w=mat(inter, c),
+            gate_up_b=vec(2 * inter) if config.mlp_bias else None,
+            down_b=vec(c) if config.mlp_bias else None,
         )
         for _ in range(config.n_layer)
     ]
