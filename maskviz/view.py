@@ -85,6 +85,8 @@ class Panel:
     # row -> rank of its note: a line pooling rows shows its top-ranked row's note
     # (without ranks, pooled lines show no notes)
     note_rank: Mapping[int, float] = field(default_factory=dict)
+    # a row pictures outline, and what it is (a similarity ordering's read-out row)
+    outline: tuple[int, str] | None = None
 
     @property
     def n(self) -> int:
@@ -499,7 +501,8 @@ def _ordering_panel(
     sees = "every token" if rule.allowed_keys(n - 1) == [(0, n - 1)] else "its window"
     notes = {delim: "◀ delimiter", n - 1: f"◀ last: sees {sees}; its state is read"}
     heading = f"{title}: one pass, {rule.description} mask, {n} tokens; layer {layer}, head {head}"
-    return Panel(heading, weights, states, labels, marks, notes)
+    read = (n - 1, "last position: its state is read")
+    return Panel(heading, weights, states, labels, marks, notes, outline=read)
 
 
 # ---------------------------------------------------------------- masks

@@ -24,7 +24,7 @@ from maskviz._text import display_label
 from maskviz.compare import compare
 from maskviz.render import attention_figures as af
 from maskviz.render import figures
-from maskviz.render.figures import save_figure
+from maskviz.render.figures import BLOCKED_STYLE, COLOR_HIGHLIGHT, save_figure
 from maskviz.render.grid import AttentionGrid
 from maskviz.render.save import save_view
 from maskviz.render.terminal import BLOCKED, RAMP
@@ -98,6 +98,17 @@ def pixel(fig: Figure, image: np.ndarray[Any, Any], ax: Any, row: int, col: int)
     return image[image.shape[0] - 1 - round(y), round(x)]
 
 
+def cell_pixels(image: np.ndarray[Any, Any], ax: Any, r: int, c: int, k: int = 1) -> Any:
+    """The RGB pixels [m, 3] of the inner half of drawn cell (r, c) of ``ax``."""
+    (x0, y0), (x1, y1) = ax.transData.transform(
+        [(c * k - 0.5 + 0.25 * k, r * k - 0.5 + 0.25 * k),
+         (c * k - 0.5 + 0.75 * k, r * k - 0.5 + 0.75 * k)]
+    )  # fmt: skip
+    h = image.shape[0]
+    ys = slice(round(h - max(y0, y1)), round(h - min(y0, y1)))
+    return image[ys, round(min(x0, x1)) : round(max(x0, x1))].reshape(-1, 3)
+
+
 def pixel_states(image: np.ndarray[Any, Any], ax: Any, n: int, k: int = 1) -> np.ndarray[Any, Any]:
     """The state each drawn cell of ``ax`` shows, read from its pixels: flat grey is masked,
     white not generated yet, the evicted pink and its magenta hatching (and their blends)
@@ -109,13 +120,7 @@ def pixel_states(image: np.ndarray[Any, Any], ax: Any, n: int, k: int = 1) -> np
     out = np.zeros((cells, cells), np.int8)
     for r in range(cells):
         for c in range(cells):
-            (x0, y0), (x1, y1) = ax.transData.transform(
-                [(c * k - 0.5 + 0.25 * k, r * k - 0.5 + 0.25 * k),
-                 (c * k - 0.5 + 0.75 * k, r * k - 0.5 + 0.75 * k)]
-            )  # fmt: skip
-            h = image.shape[0]
-            ys = slice(round(h - max(y0, y1)), round(h - min(y0, y1)))
-            block = image[ys, round(min(x0, x1)) : round(max(x0, x1))].reshape(-1, 3)
+            block = cell_pixels(image, ax, r, c, k)
             # distance to the pink-magenta segment: blends of fill and hatch stay on it
             t = np.clip((block - pink) @ (magenta - pink) / np.sum((magenta - pink) ** 2), 0, 1)
             off_segment = np.abs(block - (pink + t[:, None] * (magenta - pink))).max(axis=1)
@@ -204,14 +209,30 @@ def test_masked_cells_differ_from_zero_weight(trace: Trace) -> None:
     fig = af.attention_figure(replace(view, panels=(replace(panel, weights=weights),)))
     (ax,) = heatmap_axes(fig)
     cmap = ax.images[0].get_cmap()
-    assert np.allclose(cmap.get_bad()[:3], to_rgb(af.COLOR_MASKED))
-    assert np.abs(np.subtract(cmap.get_bad()[:3], cmap(0.0)[:3])).max() > 0.3
+    assert cmap.get_bad()[3] == 0  # masked cells show the axes' dotted grey through
+    assert np.allclose(ax.patch.get_facecolor()[:3], to_rgb(af.COLOR_MASKED))
 
     image = rendered(fig)
-    masked, zero = pixel(fig, image, ax, 0, 1), pixel(fig, image, ax, n - 1, 1)
-    assert np.allclose(masked, to_rgb(af.COLOR_MASKED), atol=0.02)
+    masked, zero = cell_pixels(image, ax, 0, 1), pixel(fig, image, ax, n - 1, 1)
+    assert np.allclose(np.median(masked, axis=0), to_rgb(af.COLOR_MASKED), atol=0.02)
     assert np.allclose(zero, cmap(0.0)[:3], atol=0.02)
-    assert np.abs(masked - zero).max() > 0.3
+    assert np.abs(np.median(masked, axis=0) - zero).max() > 0.3
+
+
+def test_printed_in_grey_masked_cells_stay_apart_from_the_heaviest_weight(trace: Trace) -> None:
+    """viridis' light end is as light as the masked grey: the dots tell them apart."""
+    view = trace_view(trace, layer=0)
+    panel = view.panels[0]
+    weights = panel.weights.copy()
+    weights[0, 0] = 1.0  # the first query attends only to itself
+    fig = af.attention_figure(replace(view, panels=(replace(panel, weights=weights),)))
+    (ax,) = heatmap_axes(fig)
+    grey = rendered(fig) @ np.array([0.2126, 0.7152, 0.0722])  # luminance, as a grey print
+    heaviest = cell_pixels(grey[..., None].repeat(3, axis=2), ax, 0, 0)[:, 0]
+    masked = cell_pixels(grey[..., None].repeat(3, axis=2), ax, 0, 1)[:, 0]
+    assert np.ptp(heaviest) < 0.01  # a weight is flat
+    assert np.ptp(masked) > 0.15  # masked is dotted
+    assert af.MASKED_LABEL in legend_texts(fig)
 
 
 def test_png_opens_with_a_sensible_size(trace: Trace, tmp_path: Path) -> None:
@@ -327,7 +348,7 @@ def test_identical_panels_report_zero(trace: Trace) -> None:
 
 
 def test_gif_shows_the_prefill_then_each_step_and_holds_the_last_frame(
-    trace: Trace, tmp_path: Path, gif_frames: list[dict[str, Any]]
+    model: maskviz.GPT, trace: Trace, tmp_path: Path, gif_frames: list[dict[str, Any]]
 ) -> None:
     path = tmp_path / "decode.gif"
     frames = af.save_decode_gif(path, trace_view(trace))
@@ -345,9 +366,28 @@ def test_gif_shows_the_prefill_then_each_step_and_holds_the_last_frame(
     assert durations == [500] * 6 + [2000]
     assert sorted(tmp_path.iterdir()) == [path]
     assert any(t.startswith(f"prefill: {p} prompt positions") for t in gif_frames[0]["texts"])
-    # frame k shows the f x f square of rows computed and keys cached, the rest blank
+    # frame k shows the f x f square of rows computed and keys cached, the rest blank,
+    # and names only the tokens generated so far
+    labels = [
+        f"{i + 1} {model.tokenizer.token_label(int(t))}" for i, t in enumerate(trace.token_ids)
+    ]
     for filled, frame in enumerate(gif_frames, start=p):
         assert frame["blank_area"] == [n * n - filled * filled], filled
+        assert [t for t in labels if t in frame["texts"]] == labels[:filled]
+
+
+def test_gif_keeps_the_evicted_pink_that_appears_only_in_later_frames(tmp_path: Path) -> None:
+    path = tmp_path / "rolling.gif"
+    swa = maskviz.load_model("tiny-swa")  # a real model: many colours compete for the palette
+    trace = swa.trace(swa.tokenizer.encode("To be, or not to be"), steps=20)
+    states = trace_view(trace).panels[0].states  # layer 0: sliding window 32
+    assert not (states[: trace.prompt_len] == EVICTED).any() and (states == EVICTED).any()
+    af.save_decode_gif(path, trace_view(trace))
+    pink = np.array([int(af.COLOR_EVICTED[i : i + 2], 16) for i in (1, 3, 5)])
+    with Image.open(path) as gif:
+        gif.seek(gif.n_frames - 1)
+        rgb = np.asarray(gif.convert("RGB")).reshape(-1, 3).astype(int)
+    assert np.abs(rgb - pink).max(axis=1).min() <= 3
 
 
 def test_every_gif_frame_draws_with_one_palette_so_colours_do_not_flicker(
@@ -425,8 +465,10 @@ def test_evicted_keys_get_their_own_hatched_colour_and_legend_entry(
     pink = np.array(to_rgb(af.COLOR_EVICTED))
     cell = pixel_states(image, ax, states.shape[0])
     assert cell[row, key] == EVICTED
-    # the evicted colour is neither the masked grey nor any weight's colour
-    assert np.abs(pink - to_rgb(af.COLOR_MASKED)).max() > 0.1
+    # the evicted hatching is not the masked dots, and its colour no weight's colour
+    hatch, dots = to_rgb(af.COLOR_EVICTED_HATCH), to_rgb(af.COLOR_MASKED_DOTS)
+    assert np.abs(np.subtract(hatch, dots)).max() > 0.3
+    assert BLOCKED_STYLE["hatch"] != af.EVICTED_HATCH
     viridis = ax.images[0].get_cmap()(np.linspace(0, 1, 256))[:, :3]
     assert np.abs(viridis - pink).max(axis=1).min() > 0.2
     # the full layer of the same trace evicts nothing and says nothing about eviction
@@ -555,7 +597,8 @@ def saved_figures(monkeypatch: pytest.MonkeyPatch) -> list[Figure]:
 
 @pytest.fixture
 def gif_frames(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """What each written GIF frame shows: every text, and each heatmap's title and data."""
+    """What each written GIF frame shows: every text drawn, and each heatmap's title and
+    data (the frame rendered only to choose the palette is not written)."""
     from matplotlib.text import Text
 
     frames: list[dict[str, Any]] = []
@@ -567,11 +610,17 @@ def gif_frames(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
             p for p in ax.patches if p.get_fill() and np.allclose(to_rgb(p.get_facecolor()), white)
         ]
 
-    def grab(fig: Figure, *args: Any) -> Any:
+    def grab(fig: Figure, canvas: Any, still: Any, moving: Any, palette: Any = None) -> Any:
+        if palette is None:
+            return real(fig, canvas, still, moving)
         panels = heatmap_axes(fig)
         frames.append(
             {
-                "texts": [t.get_text() for t in fig.findobj(Text) if t.get_text()],
+                "texts": [
+                    t.get_text()
+                    for t in fig.findobj(Text)
+                    if t.get_text() and t.get_visible() and t.get_alpha() != 0
+                ],
                 "titles": [ax.get_title() for ax in panels],
                 "images": [np.ma.copy(ax.images[0].get_array()) for ax in panels],
                 "blank_rows": [
@@ -585,7 +634,7 @@ def gif_frames(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
                 "yticks": numbered_ticks(panels[0].get_yticks(), panels[0].get_yticklabels()),
             }
         )
-        return real(fig, *args)
+        return real(fig, canvas, still, moving, palette)
 
     monkeypatch.setattr(af, "_gif_frame", grab)
     return frames
@@ -625,7 +674,13 @@ def test_similarity_panels_carry_their_own_tokens_and_delimiter(
             ((d - 0.5, d - 0.5), (0.0, 1.0)),
             ((d + 0.5, d + 0.5), (0.0, 1.0)),
         }
+        # the read-out row outlined, as the terminal notes it and the page outlines it
+        n = len(order.token_ids)
+        (outline,) = [p for p in ax.patches if not p.get_fill()]
+        assert outline.get_xy() == (-0.5, n - 1.5) and outline.get_height() == 1
+        assert np.allclose(outline.get_edgecolor()[:3], to_rgb(COLOR_HIGHLIGHT))
     assert af.DELIMITER_LABEL in legend_texts(fig)
+    assert "last position: its state is read" in legend_texts(fig)
     assert "delimiter" in af.DELIMITER_LABEL
     assert not any("generated" in text for text in legend_texts(fig))
 
@@ -743,9 +798,9 @@ def test_figure_titles_carry_the_sampling_settings(tmp_path: Path) -> None:
     titles: list[str] = []
     real = figures.save_figure
 
-    def capture(fig: Figure, path: Path) -> None:
+    def capture(fig: Figure, path: Path, **kwargs: Any) -> None:
         titles.append(fig.get_suptitle())
-        real(fig, path)
+        real(fig, path, **kwargs)
 
     args = ["trace", "To be", "--steps", "2", "--temperature", "0.7", "--seed", "3", "--top-k", "9"]
     with pytest.MonkeyPatch.context() as mp:

@@ -106,11 +106,13 @@ def test_padded_rows_are_reported() -> None:
 
 
 def test_a_saved_picture_hatches_padding_only_when_there_is_some(tmp_path: Path) -> None:
-    # SVG draws a hatch as a <pattern>; the picture is the mask's either way
+    from maskviz.render.figures import COLOR_PADDING
+
+    # SVG draws a hatch as a <pattern> of lines in the hatch's colour
     for options, hatched in (((), False), (("--pad", "2"), True)):
         out = tmp_path / f"m{len(options)}.svg"
         assert run_cli("show-mask", "6", *options, "--save", str(out)).exit_code == 0
-        assert ("<pattern" in out.read_text()) is hatched
+        assert (f"stroke: {COLOR_PADDING}" in out.read_text()) is hatched
 
 
 def test_json_dump_has_the_matrix_and_summary() -> None:
@@ -613,13 +615,25 @@ def test_masks_with_many_rows_pool_rows_but_keep_one_column_per_key() -> None:
     assert "◀ step" in rows[4] and rows[4].split()[0] == "9–10"  # the block holding row 9
 
 
-def test_characters_the_figure_font_lacks_are_named_in_one_warning_line(tmp_path: Path) -> None:
+def test_characters_the_figure_font_lacks_are_drawn_as_escapes_on_both_axes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from matplotlib.figure import Figure
+
+    from maskviz.render import figures
+
+    drawn: list[Figure] = []
+    real = figures.mask_figure
+    monkeypatch.setattr(
+        figures, "mask_figure", lambda *a, **k: drawn.append(real(*a, **k)) or drawn[-1]
+    )
     result = run_cli("show-mask", "3", "--text", "日本 語 x", "--save", str(tmp_path / "m.png"))
     assert result.exit_code == 0
-    assert result.stderr == (
-        "maskviz: warning: the figure's font has no glyph for 3 characters (日 本 語): "
-        "they are drawn as empty boxes\n"
-    )
+    assert result.stderr == ""  # no empty boxes to warn about
+    (ax,) = [ax for ax in drawn[0].axes if ax.images]
+    expected = ["1 \\u65e5\\u672c", "2 \\u8a9e", "3 x"]  # as attention figures escape them
+    assert [t.get_text() for t in ax.get_yticklabels()] == expected
+    assert [t.get_text() for t in ax.get_xticklabels()] == expected
 
 
 def test_labels_with_dollar_signs_are_drawn_as_text_not_typeset(tmp_path: Path) -> None:

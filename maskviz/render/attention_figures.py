@@ -6,8 +6,10 @@ queries (top to bottom), columns keys, positions counted from 1 in ticks, titles
 captions. Each panel uses its own cell states, token labels and marks.
 
 Attention weights use viridis on a fixed 0..1 scale so figures can be compared with
-each other. A cell the mask forbids is flat grey, which no weight maps to, so "not
-allowed" never looks like "weight 0". A key that a sliding-window layer's rolling KV
+each other. A cell the mask forbids is light grey dotted with darker grey, the
+mask pictures' "may not" grey: no weight maps to that colour, so "not allowed" never
+looks like "weight 0", and the dots keep it apart from a weight near 1 when the picture
+is printed in grey (viridis' light end is as light as the grey). A key that a sliding-window layer's rolling KV
 cache had evicted is light pink with dark magenta hatching: the hatching tells it
 apart from grey and from every weight without relying on colour vision. Dashed lines
 are a panel's marks: where the prompt ends and generated tokens begin, or the two
@@ -26,7 +28,6 @@ import math
 import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +35,6 @@ import matplotlib as mpl
 import numpy as np
 from matplotlib.artist import Artist
 from matplotlib.axes import Axes
-from matplotlib.collections import PatchCollection
 from matplotlib.colors import Colormap, LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
@@ -44,7 +44,15 @@ from numpy.typing import NDArray
 
 from maskviz._io import atomic_path
 from maskviz._text import display_label, fit, safe_text
-from maskviz.render.figures import COLOR_HIGHLIGHT
+from maskviz.render.figures import (
+    BLOCKED_STYLE,
+    COLOR_BLOCKED,
+    COLOR_BLOCKED_DOTS,
+    COLOR_HIGHLIGHT,
+    blocked_background,
+    cover_runs,
+    drawable,
+)
 from maskviz.view import (
     ALLOWED,
     EVICTED,
@@ -63,7 +71,7 @@ BoolArray = NDArray[np.bool_]
 StateArray = NDArray[np.int8]
 
 MAX_CELLS = 64  # displayed cells per side; above this the matrix is pooled
-COLOR_MASKED = "#d4d4d4"  # light grey: lighter than viridis' dark end, greyer than its yellow end
+COLOR_MASKED, COLOR_MASKED_DOTS = COLOR_BLOCKED, COLOR_BLOCKED_DOTS  # as in mask pictures
 COLOR_EVICTED = "#fde0ef"  # light pink: a hue viridis never takes
 COLOR_EVICTED_HATCH = "#c51b7d"  # dark magenta lines: the pattern survives any colour vision
 EVICTED_HATCH = "///"
@@ -88,41 +96,9 @@ ProgressCallback = Callable[[int, int], None]  # (frames written, total frames)
 # -- text ---------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=8)
-def _charmap(font_path: str) -> frozenset[int]:
-    from matplotlib.ft2font import FT2Font
-
-    return frozenset(FT2Font(font_path).get_charmap())
-
-
-def _drawable(text: str) -> str:
-    """Escape characters the default font cannot draw.
-
-    matplotlib would draw an empty box and warn (an error under the test suite's
-    warning filter) for, say, CJK token text; an escape is readable and silent.
-    """
-    from matplotlib import font_manager
-
-    path = font_manager.findfont(font_manager.FontProperties(family=mpl.rcParams["font.family"]))
-    known = _charmap(str(path))
-    out = []
-    for ch in text:
-        code = ord(ch)
-        if code in known or ch.isspace():
-            out.append(ch)
-        elif code < 0x10000:
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(f"\\U{code:08x}")
-    return "".join(out)
-
-
 def _text(text: str, width: int | None = None) -> str:
     """User or model text made safe (escapes) and drawable, optionally shortened."""
-    safe = safe_text(text)
-    if width is not None:
-        safe = fit(safe, width)
-    return _drawable(safe)
+    return drawable(safe_text(text) if width is None else fit(safe_text(text), width))
 
 
 def _wrapped(text: str, inches: float, fontsize: float) -> str:
@@ -226,7 +202,8 @@ class _Grid:
 
 
 def _cmap(name: str) -> Colormap:
-    return mpl.colormaps[name].with_extremes(bad=COLOR_MASKED)
+    # masked cells are left transparent: the axes' dotted background shows through
+    return mpl.colormaps[name].with_extremes(bad="none")
 
 
 def _panel_side(cells: int, panels: int) -> float:
@@ -257,6 +234,7 @@ def _heatmap(
     cmap: Colormap,
     norm: Normalize,
 ) -> AxesImage:
+    blocked_background(ax)
     image = ax.imshow(
         values,
         cmap=cmap,
@@ -271,8 +249,10 @@ def _heatmap(
     return image
 
 
-# how the cells of each state the image cannot show are covered: evicted hatched, keys not
-# generated yet blank (as the GIF's keys not cached yet, and the terminal's blank)
+_OUTLINE: dict[str, Any] = {"fill": False, "edgecolor": COLOR_HIGHLIGHT, "linewidth": 2.2}
+# how the cells of each state the image cannot show are covered (masked cells show the
+# axes' dotted background): evicted hatched, keys not generated yet blank (as the GIF's
+# keys not cached yet, and the terminal's blank)
 _COVERS: dict[int, dict[str, Any]] = {
     EVICTED: {"facecolor": COLOR_EVICTED, "edgecolor": COLOR_EVICTED_HATCH, "hatch": EVICTED_HATCH},
     NOT_YET: {"facecolor": COLOR_PENDING, "edgecolor": COLOR_PENDING},
@@ -280,23 +260,13 @@ _COVERS: dict[int, dict[str, Any]] = {
 
 
 def _cover(ax: Axes, cells: StateArray, grid: _Grid) -> None:
-    """Cover the evicted and not-yet ``cells`` (pooled states) with patches, one per run
-    in a row.
+    """Cover the evicted and not-yet ``cells`` (pooled states) with patches.
 
     The image under them holds no weight there (drawn grey), so a hidden patch
-    could never pass for a weight; one patch per run keeps the hatching continuous.
+    could never pass for a weight.
     """
     for state, style in _COVERS.items():
-        boxes = []
-        for r, row in enumerate(cells == state):
-            edges = np.flatnonzero(np.diff(np.concatenate(([0], row.astype(np.int8), [0]))))
-            for start, stop in zip(edges[::2], edges[1::2], strict=True):
-                corner = (int(start) * grid.k - 0.5, r * grid.k - 0.5)
-                boxes.append(Rectangle(corner, int(stop - start) * grid.k, grid.k))
-        if boxes:
-            # zorder 1: above the image, under the cell grid, the dashed marks and the GIF's
-            # blanks
-            ax.add_collection(PatchCollection(boxes, **style, linewidth=0, zorder=1), autolim=False)
+        cover_runs(ax, cells == state, style, grid.k)
 
 
 def _draw_panel(
@@ -387,7 +357,7 @@ def _legend(
 ) -> None:
     """Legend under the panels: masked, evicted and not yet (only if drawn), what the dashed lines
     mean; a comparison's ``verdict`` heads it (a separate text would collide with it)."""
-    handles: list[Artist] = [Patch(facecolor=COLOR_MASKED, edgecolor="0.6", label=MASKED_LABEL)]
+    handles: list[Artist] = [Patch(**BLOCKED_STYLE, label=MASKED_LABEL)]
     if EVICTED in drawn:
         handles.append(Patch(**_COVERS[EVICTED], label=EVICTED_LABEL))
     if NOT_YET in drawn:
@@ -483,10 +453,14 @@ def _panels_figure(
         if titles[i]:
             size = 11 if count == 1 else 9
             ax.set_title(_wrapped(titles[i], side, size), fontsize=size, parse_math=False)
+        if panel.outline is not None:
+            row = panel.outline[0] // grid.k * grid.k
+            ax.add_patch(Rectangle((-0.5, row - 0.5), grid.n, grid.k, **_OUTLINE, zorder=4))
     assert image is not None
     fig.colorbar(image, ax=axes, label="attention weight", shrink=0.9 if count == 1 else 0.6)
     _suptitle(fig, suptitle, grid)
-    _legend(fig, drawn, _mark_kinds(panels))
+    outlined = sorted({p.outline[1] for p in panels if p.outline is not None})
+    _legend(fig, drawn, _mark_kinds(panels), [Patch(**_OUTLINE, label=o) for o in outlined])
     return fig
 
 
@@ -640,7 +614,7 @@ def _gif_frame(
 ) -> Any:
     """One GIF frame: the still picture with the moving artists drawn over it, as the
     palette image GIF stores (made now: a quarter of the memory of keeping RGBA). Every
-    frame takes one ``palette`` (the first frame's colours when none is given): a colour
+    frame takes one ``palette`` (this frame's own colours when none is given): a colour
     keeps one value throughout, with no flicker between frames."""
     from PIL import Image
 
@@ -651,6 +625,17 @@ def _gif_frame(
     if palette is None:
         palette = rgb.convert("P", palette=Image.Palette.ADAPTIVE)
     return rgb.quantize(palette=palette, dither=Image.Dither.NONE)
+
+
+def _token_labels(axes: Sequence[Axes]) -> list[tuple[int, Artist]]:
+    """(position, tick label) of every shown token label of ``axes``."""
+    return [
+        (round(float(tick.get_loc())), tick.label1)
+        for ax in axes
+        for axis in (ax.xaxis, ax.yaxis)
+        for tick in axis.get_major_ticks()
+        if tick.label1.get_visible() and tick.label1.get_text()
+    ]
 
 
 def save_decode_gif(
@@ -721,19 +706,7 @@ def save_decode_gif(
                     )
                 )
             )
-        newest.append(
-            ax.add_patch(
-                Rectangle(
-                    (-0.5, -0.5),
-                    n,
-                    1,
-                    fill=False,
-                    edgecolor=COLOR_HIGHLIGHT,
-                    linewidth=2.2,
-                    zorder=4,
-                )
-            )
-        )
+        newest.append(ax.add_patch(Rectangle((-0.5, -0.5), n, 1, **_OUTLINE, zorder=4)))
     assert image is not None
     body.colorbar(image, ax=axes, label="attention weight", shrink=0.85 if count == 1 else 0.6)
 
@@ -743,13 +716,15 @@ def save_decode_gif(
         outline_label = "newest query"
     else:
         outline_label = "prefill queries"
-    extra: list[Artist] = [
-        Patch(fill=False, edgecolor=COLOR_HIGHLIGHT, linewidth=2.2, label=outline_label)
-    ]
+    extra: list[Artist] = [Patch(**_OUTLINE, label=outline_label)]
     if any(frame.filled < n for frame in frames) and NOT_YET not in drawn:
         extra.insert(0, Patch(facecolor=COLOR_PENDING, edgecolor="0.6", label=NOT_YET_LABEL))
     _legend(fig, drawn, _mark_kinds(panels), extra=extra)  # one blank entry: rows and keys
     caption = body.suptitle("", fontsize=10, parse_math=False)
+
+    # A token's label appears with its row and key: a frame never names a token that
+    # has not been generated yet (numeric ticks, past 64 positions, name none).
+    tokens = _token_labels(axes) if view.mode == "cached" and n <= MAX_CELLS else []
 
     def draw(index: int) -> list[Artist]:
         frame, filled = frames[index], frames[index].filled
@@ -758,6 +733,8 @@ def save_decode_gif(
             keys.set_bounds(filled - 0.5, -0.5, n - filled, filled if filled < n else 0)
             outline.set_y(frame.first - 0.5)
             outline.set_height(frame.last - frame.first + 1)
+        for position, label in tokens:
+            label.set_alpha(1.0 if position < filled else 0.0)
         caption.set_text(frame.caption)
         return [*pending, *newest, caption]
 
@@ -773,13 +750,22 @@ def save_decode_gif(
     moving: list[Artist] = [*pending, *spines, *newest, caption]
     for artist in moving:
         artist.set_animated(True)
+    # tick labels belong to their axis, which draws them with the still picture: there
+    # they are transparent (not hidden, which would move the axis titles), and each
+    # frame draws those it shows
+    for _, label in tokens:
+        label.set_alpha(0.0)
+    moving += [label for _, label in tokens]
     canvas.draw()
     still = canvas.copy_from_bbox(fig.bbox)
+    # the palette of the last frame, which shows every state (evicted keys appear late)
+    draw(len(frames) - 1)
+    palette = _gif_frame(fig, canvas, still, moving)
     images: list[Any] = []  # PIL images, imported with the GIF writer
     with atomic_path(path) as tmp:
         for index in range(len(frames)):
             draw(index)
-            images.append(_gif_frame(fig, canvas, still, moving, images[0] if images else None))
+            images.append(_gif_frame(fig, canvas, still, moving, palette))
             if progress is not None:
                 progress(index + 1, len(frames))
         # the last frame holds for 2 s before the loop starts again

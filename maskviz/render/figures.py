@@ -10,13 +10,18 @@ import contextlib
 import re
 import warnings
 from collections.abc import Iterator, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import matplotlib as mpl
 import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.collections import PatchCollection
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from numpy.typing import NDArray
 
 from maskviz._io import atomic_path
 from maskviz._text import safe_text
@@ -24,16 +29,77 @@ from maskviz.masks import Mask
 
 MAX_FIGURE_CELLS = 512  # cells per side before a figure is downsampled
 COLOR_ALLOWED, COLOR_PARTIAL, COLOR_BLOCKED = "#1b7837", "#a6dba0", "#f2f2f2"
+COLOR_BLOCKED_DOTS = "#a8a8a8"  # dots on "may not" cells: apart from any weight in grey print
+# a cell no query may attend, the same in every figure (and page): light grey, dotted
+BLOCKED_STYLE: dict[str, Any] = {
+    "facecolor": COLOR_BLOCKED,
+    "edgecolor": COLOR_BLOCKED_DOTS,
+    "hatch": "....",
+}
 COLOR_PADDING = "#7f7f7f"  # the hatching of padding positions
 COLOR_HIGHLIGHT = "#e7298a"  # magenta: the row a step computes, in every figure and page
 
 mpl.rcParams["svg.hashsalt"] = "maskviz"  # reproducible SVG ids
 
 
+@lru_cache(maxsize=8)
+def _charmap(font_path: str) -> frozenset[int]:
+    from matplotlib.ft2font import FT2Font
+
+    return frozenset(FT2Font(font_path).get_charmap())
+
+
+def drawable(text: str) -> str:
+    """Escape characters the default font cannot draw.
+
+    matplotlib would draw an empty box for, say, CJK text, where an escape can be read;
+    every label of a figure goes through here (text that does not is caught by
+    `missing_glyphs_said_once`).
+    """
+    from matplotlib import font_manager
+
+    path = font_manager.findfont(font_manager.FontProperties(family=mpl.rcParams["font.family"]))
+    known = _charmap(str(path))
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if code in known or ch.isspace():
+            out.append(ch)
+        elif code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    return "".join(out)
+
+
+def blocked_background(ax: Axes) -> None:
+    """Make ``ax``'s background the "may not" cells: images leave those cells
+    transparent, so one dotted area shows through them (a patch per run of cells is
+    seconds of hatching for a large mask)."""
+    ax.patch.set(**BLOCKED_STYLE, linewidth=0)
+
+
+def cover_runs(ax: Axes, cells: NDArray[np.bool_], style: dict[str, Any], scale: int = 1) -> None:
+    """Cover each run of true ``cells`` in a row with one patch drawn in ``style`` (one
+    patch per run keeps a hatching continuous); a cell spans ``scale`` data units."""
+    boxes = []
+    for r, row in enumerate(cells):
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], row.astype(np.int8), [0]))))
+        for start, stop in zip(edges[::2], edges[1::2], strict=True):
+            corner = (int(start) * scale - 0.5, r * scale - 0.5)
+            boxes.append(Rectangle(corner, int(stop - start) * scale, scale))
+    if boxes:
+        # zorder 1: above the image, under the cell grid, the dashed marks and the GIF's
+        # blanks
+        ax.add_collection(PatchCollection(boxes, **style, linewidth=0, zorder=1), autolim=False)
+
+
 def _tick_labels(n: int, offset: int, index_base: int, labels: Sequence[str] | None) -> list[str]:
     if labels is None:
         return [str(i + offset + index_base) for i in range(n)]
-    return [f"{i + offset + index_base} {safe_text(labels[i + offset])}" for i in range(n)]
+    return [
+        f"{i + offset + index_base} {drawable(safe_text(labels[i + offset]))}" for i in range(n)
+    ]
 
 
 def mask_figure(
@@ -57,9 +123,10 @@ def mask_figure(
     side = min(9.0, max(3.0, 0.32 * max(n_rows, n_cols) + 1.5))
     fig = Figure(figsize=(side + 1.0, side), layout="constrained")
     ax = fig.add_subplot()
-    cmap = ListedColormap([COLOR_BLOCKED, COLOR_PARTIAL, COLOR_ALLOWED])
+    cmap = ListedColormap(["none", COLOR_PARTIAL, COLOR_ALLOWED])  # "none": transparent
     # "none": SVG and PDF hold one pixel per cell, drawn sharp at any zoom
     ax.imshow(states, cmap=cmap, vmin=0, vmax=2, interpolation="none", aspect="equal")
+    blocked_background(ax)
     title = f"{mask.description} mask, {mask.n_queries:,} x {mask.n_keys:,}"
     if k > 1:
         title += f"\n(downsampled: one cell = {k:,} x {k:,} positions)"
@@ -68,7 +135,7 @@ def mask_figure(
     ax.set_ylabel("query position ↓")
     if k == 1 and max(n_rows, n_cols) <= 64:
         # parse_math=False: a label such as "$x$" is text, not a formula to typeset
-        ax.set_xticks(range(n_cols), _tick_labels(n_cols, 0, index_base, None))
+        ax.set_xticks(range(n_cols), _tick_labels(n_cols, 0, index_base, labels), parse_math=False)
         ax.set_yticks(
             range(n_rows),
             _tick_labels(n_rows, mask.query_offset, index_base, labels),
@@ -83,7 +150,7 @@ def mask_figure(
         cell_pt = 72 * (side - 1.5) / max(n_rows, n_cols)
         size = min(10.0, 0.8 * cell_pt)
         ax.tick_params(which="major", labelsize=size)
-        if len(str(n_cols - 1 + index_base)) * 0.6 * size > 0.9 * cell_pt:
+        if labels is not None or len(str(n_cols - 1 + index_base)) * 0.6 * size > 0.9 * cell_pt:
             ax.tick_params(axis="x", labelrotation=90)
     else:  # round positions, placed where they fall: cell c holds positions c k .. c k + k - 1
         from matplotlib.ticker import MaxNLocator
@@ -104,7 +171,7 @@ def mask_figure(
 
     handles: list[Patch | Line2D] = [
         Patch(color=COLOR_ALLOWED, label="may attend"),
-        Patch(facecolor=COLOR_BLOCKED, edgecolor="#999999", label="may not"),
+        Patch(**BLOCKED_STYLE, label="may not"),
     ]
     if k > 1:
         handles.insert(1, Patch(color=COLOR_PARTIAL, label="partly"))
