@@ -118,6 +118,11 @@ def similarity(model: GPT, text1: str, text2: str, delimiter: str = "$") -> Simi
     for name, ids in (("text1", a), ("text2", b)):
         if not ids:
             raise usage_error(f"{name} is empty")
+        if d in ids:  # the orderings would hold it twice, and only one marks the boundary
+            raise usage_error(
+                f"{name} contains the delimiter {delimiter!r}: choose a delimiter the texts "
+                "do not hold"
+            )
         check_ids(prefix + ids, model.config.vocab_size)
     n = len(prefix) + len(a) + len(b) + 1
     if n > model.config.n_ctx:

@@ -152,7 +152,10 @@ def test_compare_saves_a_three_panel_figure(tmp_path: Path) -> None:
 
 
 @settings(max_examples=20, deadline=None)
-@given(a=st.text(min_size=1, max_size=12), b=st.text(min_size=1, max_size=12))
+@given(
+    a=st.text(min_size=1, max_size=12).filter(lambda t: "$" not in t),
+    b=st.text(min_size=1, max_size=12).filter(lambda t: "$" not in t),
+)
 def test_similarity_is_symmetric(a: str, b: str) -> None:
     model = random_model(GPTConfig(2, 2, 16, 128, 257), seed=5)
     ab, ba = similarity(model, a, b), similarity(model, b, a)
@@ -185,6 +188,18 @@ def test_similarity_cli_output_and_errors() -> None:
     assert "not a single token" in bad.stderr
     data = json.loads(run_cli("similarity", "a", "b", "--model", FIXTURE, "--json").stdout)
     assert {"cosine", "representation_norm", "forward_ids", "backward_ids"} <= set(data)
+
+
+@pytest.mark.parametrize(("texts", "name"), [(["a$b", "c"], "text1"), (["a", "c $"], "text2")])
+def test_similarity_refuses_a_text_that_holds_the_delimiter(texts: list[str], name: str) -> None:
+    # the ordering would hold two delimiters, and only one would mark the boundary
+    result = run_cli("similarity", *texts, "--model", FIXTURE)
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"maskviz: error: {name} contains the delimiter '$': choose a delimiter the texts "
+        "do not hold\n"
+    )
+    assert run_cli("similarity", *texts, "--delimiter", "|", "--model", FIXTURE).exit_code == 0
 
 
 def test_cost_table_layout_does_not_depend_on_how_fast_the_machine_was() -> None:
