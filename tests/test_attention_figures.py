@@ -729,6 +729,9 @@ def test_gif_ticks_and_captions_number_positions_alike(
     yticks = last["yticks"]
     assert 1 in yticks
     assert all(where == number - 1 for number, where in yticks.items()), yticks
+    # 71 frames play faster than 2 a second: one loop lasts about 30 s, not 36
+    with Image.open(tmp_path / "long.gif") as gif:
+        assert gif.info["duration"] == 420  # 1/2.37 s, in GIF's hundredths
 
 
 def test_training_gif_walks_the_rows_of_one_masked_pass(

@@ -638,11 +638,21 @@ def _token_labels(axes: Sequence[Axes]) -> list[tuple[int, Artist]]:
     ]
 
 
+def gif_fps(frames: int) -> float:
+    """Frames per second of a decoding GIF: 2, or faster for a long trace, so that one
+    loop lasts at most about 30 s (at most 25 per second: browsers slow shorter delays).
+
+    >>> gif_fps(13), gif_fps(240), gif_fps(1024)
+    (2.0, 8.0, 25.0)
+    """
+    return min(25.0, max(2.0, frames / 30))
+
+
 def save_decode_gif(
     path: str | Path,
     view: AttentionView,
     *,
-    fps: float = 2.0,
+    fps: float | None = None,
     progress: ProgressCallback | None = None,
 ) -> int:
     """Animate ``view`` row by row; return the frame count.
@@ -650,14 +660,15 @@ def save_decode_gif(
     Every panel (e.g. one per head) side by side, all stepping together. A cached
     trace (``view.mode`` "cached"): frame 0 shows the prefill's rows, frame k adds the
     row of decoding step k, rows and keys not computed yet are blank (the KV cache
-    does not hold them yet), and the newest rows are outlined. Otherwise (one masked pass) every row is drawn from the start and each
-    frame outlines and describes one row. ``view.title`` is drawn as given (only
-    escaped); ``progress(done, total)`` is called as frames are written. The file is
-    written atomically.
+    does not hold them yet), and the newest rows are outlined; a token's labels appear
+    with its row. Otherwise (one masked pass) every row is drawn from the start and each
+    frame outlines and describes one row. ``fps``: frames per second (default
+    `gif_fps`). ``view.title`` is drawn as given (only escaped); ``progress(done,
+    total)`` is called as frames are written. The file is written atomically.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    if not (math.isfinite(fps) and fps > 0):
+    if fps is not None and not (math.isfinite(fps) and fps > 0):
         raise ValueError(f"fps must be a positive number, got {fps}")
     n = _check(view)
     frames = _decode_frames(view)
@@ -769,7 +780,8 @@ def save_decode_gif(
             if progress is not None:
                 progress(index + 1, len(frames))
         # the last frame holds for 2 s before the loop starts again
-        durations = [round(1000 / fps)] * (len(images) - 1) + [max(round(1000 / fps), 2000)]
+        frame_ms = 10 * round(100 / (fps or gif_fps(len(images))))  # GIF counts 1/100 s
+        durations = [frame_ms] * (len(images) - 1) + [max(frame_ms, 2000)]
         images[0].save(
             tmp, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0
         )
