@@ -56,6 +56,7 @@ Rule = Callable[[IntArray], tuple[IntArray, IntArray]]
 @dataclass(frozen=True)
 class _Leaf:
     rule: Rule
+    why: str  # what a cell this rule forbids is, as a tooltip says it: "another document"
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,11 @@ class _Or:
 
 
 _Node = _Leaf | _And | _Or
+
+
+def _and_parts(node: _Node) -> list[_Node]:
+    """The nodes ``node`` ANDs together (a union is one part)."""
+    return [*_and_parts(node.a), *_and_parts(node.b)] if isinstance(node, _And) else [node]
 
 
 def _intervals(node: _Node, pos: IntArray) -> tuple[IntArray, IntArray]:
@@ -357,6 +363,32 @@ class Mask:
         inside = (keys >= lo[:, :, None]) & (keys <= hi[:, :, None])  # [n_q, m, n_k]
         return np.asarray(inside.any(axis=1), dtype=np.bool_)
 
+    def reasons(self) -> tuple[tuple[str, ...], NDArray[np.uint8]]:
+        """Why each cell is masked: the reasons, and each cell's index into them
+        ``[n_queries, n_keys]`` (0, "": allowed). A mask ANDs its parts: a cell takes the
+        reason of a part that forbids it, padding's first, then the first in the
+        description's order; a union's cell forbidden by both sides gets "" (no single
+        part is why). Dense, as `to_array`.
+
+        >>> texts, codes = (causal(3) & padding(3, 1)).reasons()
+        >>> texts
+        ('', 'padding', 'future (key after query)')
+        >>> codes
+        array([[1, 1, 1],
+               [1, 0, 2],
+               [1, 0, 0]], dtype=uint8)
+        """
+        # padding first, then the description's order (a stable sort)
+        parts = sorted(_and_parts(self.node), key=lambda p: getattr(p, "why", "") != PADDING)
+        texts: list[str] = [""]
+        codes = np.zeros(self.shape, np.uint8)
+        for part in parts:
+            forbids = ~replace(self, node=part).to_array() & (codes == 0)
+            if forbids.any() and isinstance(part, _Leaf) and part.why:
+                texts += [part.why] if part.why not in texts else []
+                codes[forbids] = texts.index(part.why)
+        return tuple(texts), codes
+
     def _repr_html_(self) -> str | None:
         """A notebook shows the mask as an interactive page (square masks up to
         `maskviz.render.html.MAX_POSITIONS` positions; others keep the plain repr)."""
@@ -365,7 +397,7 @@ class Mask:
 
         if self.n_queries != self.n_keys or self.n_keys > MAX_POSITIONS:
             return None
-        return repr_html(lambda: mask_page(mask_view(self), window=self.window))
+        return repr_html(lambda: mask_page(mask_view(self), self))
 
     def summary(self) -> MaskSummary:
         """Allowed cells and fully masked rows, computed without the dense matrix."""
@@ -446,12 +478,15 @@ def _count(name: str, value: int, minimum: int = 1) -> int:
     return int(value)
 
 
-def _mask(n: int, queries: int | None, description: str, rule: Rule) -> Mask:
+def _mask(n: int, queries: int | None, description: str, rule: Rule, why: str) -> Mask:
     n = _count("N", n)
     q = n if queries is None else _count("queries", queries)
     if q > n:
         raise usage_error(f"queries ({q}) cannot exceed the number of keys ({n})")
-    return Mask(q, n, description, _Leaf(rule))
+    return Mask(q, n, description, _Leaf(rule, why))
+
+
+FUTURE = "future (key after query)"
 
 
 def causal(n: int, *, queries: int | None = None) -> Mask:
@@ -465,7 +500,7 @@ def causal(n: int, *, queries: int | None = None) -> Mask:
            [1, 1, 0],
            [1, 1, 1]])
     """
-    return _mask(n, queries, "causal", lambda p: (np.zeros_like(p), p))
+    return _mask(n, queries, "causal", lambda p: (np.zeros_like(p), p), FUTURE)
 
 
 def strict_causal(n: int, *, queries: int | None = None) -> Mask:
@@ -477,7 +512,8 @@ def strict_causal(n: int, *, queries: int | None = None) -> Mask:
            [1, 0, 0],
            [1, 1, 0]])
     """
-    return _mask(n, queries, "strict causal", lambda p: (np.zeros_like(p), p - 1))
+    why = "not before the query (strict causal)"
+    return _mask(n, queries, "strict causal", lambda p: (np.zeros_like(p), p - 1), why)
 
 
 def bidirectional(n: int, *, queries: int | None = None) -> Mask:
@@ -486,7 +522,11 @@ def bidirectional(n: int, *, queries: int | None = None) -> Mask:
     >>> bidirectional(2).to_array().all()
     np.True_
     """
-    return _mask(n, queries, "bidirectional", lambda p: (np.zeros_like(p), np.full_like(p, n - 1)))
+
+    def every_key(p: IntArray) -> tuple[IntArray, IntArray]:
+        return np.zeros_like(p), np.full_like(p, n - 1)
+
+    return _mask(n, queries, "bidirectional", every_key, "")
 
 
 def sliding_window(n: int, window: int, *, queries: int | None = None) -> Mask:
@@ -502,7 +542,8 @@ def sliding_window(n: int, window: int, *, queries: int | None = None) -> Mask:
            [0, 0, 1, 1]])
     """
     w = _count("window", window)
-    return replace(_mask(n, queries, f"window {w}", lambda p: (p - w + 1, p)), window=w)
+    why = f"outside the sliding window {w}"
+    return replace(_mask(n, queries, f"window {w}", lambda p: (p - w + 1, p), why), window=w)
 
 
 def prefix_lm(n: int, prefix: int, *, queries: int | None = None) -> Mask:
@@ -523,10 +564,11 @@ def prefix_lm(n: int, prefix: int, *, queries: int | None = None) -> Mask:
         queries,
         f"prefix-LM {p_len}",
         lambda p: (np.zeros_like(p), np.maximum(p, p_len - 1)),
+        FUTURE,
     )
 
 
-def _segments(n: int, starts: IntArray, queries: int | None, description: str) -> Mask:
+def _segments(n: int, starts: IntArray, queries: int | None, description: str, why: str) -> Mask:
     """Block-diagonal mask: a query attends to every key of its own segment."""
     ends = np.append(starts[1:], n) - 1
 
@@ -534,7 +576,7 @@ def _segments(n: int, starts: IntArray, queries: int | None, description: str) -
         seg = np.searchsorted(starts, p, side="right") - 1
         return starts[seg], ends[seg]
 
-    return _mask(n, queries, description, rule)
+    return _mask(n, queries, description, rule, why)
 
 
 def documents(
@@ -558,7 +600,7 @@ def documents(
     sizes = [_count("document length", length) for length in lengths]
     starts = np.cumsum([0, *sizes[:-1]], dtype=np.int64)
     label = ",".join(map(str, sizes)) if len(sizes) <= 8 else f"{len(sizes)} documents"
-    return _segments(sum(sizes), starts, queries, f"documents {label}")
+    return _segments(sum(sizes), starts, queries, f"documents {label}", "another document")
 
 
 def chunked(n: int, chunk: int, *, start: int = 0, queries: int | None = None) -> Mask:
@@ -590,10 +632,12 @@ def chunked(n: int, chunk: int, *, start: int = 0, queries: int | None = None) -
     starts = np.arange(first, n, c, dtype=np.int64)
     if first:
         starts = np.concatenate([np.zeros(1, np.int64), starts])
-    return _segments(n, starts, queries, f"chunks of {c}" + (f", offset {first}" if first else ""))
+    description = f"chunks of {c}" + (f", offset {first}" if first else "")
+    return _segments(n, starts, queries, description, "another chunk")
 
 
 PadSide = Literal["left", "right"]
+PADDING = "padding"
 
 
 def padding(n: int, pad: int, side: PadSide = "left", *, queries: int | None = None) -> Mask:
@@ -615,7 +659,7 @@ def padding(n: int, pad: int, side: PadSide = "left", *, queries: int | None = N
         real = (p >= real_lo) & (p <= real_hi)
         return np.where(real, real_lo, 1), np.where(real, real_hi, 0)
 
-    return _mask(n, queries, f"{side} padding {k}", rule)
+    return _mask(n, queries, f"{side} padding {k}", rule, PADDING)
 
 
 def padded_positions(n: int, pad: int, side: PadSide = "left") -> IntArray:

@@ -765,3 +765,234 @@ def test_a_narrower_window_redraws_the_maps_smaller(
         time.sleep(0.05)
     assert tab.eval(cell) < before
     assert tab.eval(f"{ROOT_JS}.scrollWidth <= {ROOT_JS}.clientWidth")
+
+
+# ---------------------------------------------------------------- as the figures draw it
+
+
+def relative_luminance(hex_color: str) -> float:
+    def linear(c: float) -> float:
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (linear(int(hex_color[i : i + 2], 16) / 255) for i in (1, 3, 5))
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(a: str, b: str) -> float:
+    la, lb = sorted((relative_luminance(a), relative_luminance(b)), reverse=True)
+    return (la + 0.05) / (lb + 0.05)
+
+
+def rgb_of(hex_color: str) -> list[int]:
+    return [int(hex_color[i : i + 2], 16) for i in (1, 3, 5)]
+
+
+@pytest.mark.parametrize("name", ["trace", "compare", "similarity", "mask", "swa"])
+def test_pages_take_the_figures_masked_dots_marks_and_a_visible_small_evicted_colour(
+    pages: dict[str, Path], name: str
+) -> None:
+    from maskviz.render import attention_figures as af
+
+    colors = page_data(pages[name])["colors"]
+    assert colors["maskedDots"] == af.COLOR_MASKED_DOTS
+    assert colors["boundary"] == af.COLOR_BOUNDARY
+    assert page_data(pages[name])["markLabels"] == af.MARK_LABELS
+    # evicted keys too small to hatch: between the pink and its hatching, seen on the page
+    small = colors["evictedSmall"]
+    assert small not in (af.COLOR_EVICTED, af.COLOR_EVICTED_HATCH, colors["highlight"])
+    assert contrast(small, "#ffffff") >= 3
+    assert contrast(af.COLOR_EVICTED, "#ffffff") < contrast(small, "#ffffff")
+
+
+def test_a_standalone_page_has_a_main_landmark_and_a_fragment_none(headline: Trace) -> None:
+    page = mvhtml.trace_page(headline)
+    document = mvhtml.render_document(page)
+    assert document.count("<main>") == 1 and "</div></main></body>" in document
+    assert "<main" not in mvhtml.render_fragment(page)
+
+
+def pixels(
+    tab: chromium.Tab, selector: str, x: float, y: float, w: int = 1, h: int = 1
+) -> list[list[int]]:
+    """The RGBA pixels of a ``w`` x ``h`` box at (x, y) (CSS pixels) of a canvas."""
+    found: list[list[int]] = tab.eval(
+        f"(() => {{ const c = document.querySelector({json.dumps(selector)});"
+        " const r = window.devicePixelRatio || 1;"
+        f" const d = c.getContext('2d').getImageData({x} * r, {y} * r, {w} * r, {h} * r).data;"
+        " const out = []; for (let i = 0; i < d.length; i += 4) out.push([...d.slice(i, i + 4)]);"
+        " return out; })()"
+    )
+    return found
+
+
+def map_box(tab: chromium.Tab, canvas: int = 0) -> tuple[float, float, float]:
+    """left, top and cell size of a heatmap (CSS pixels in its canvas)."""
+    box: list[float] = tab.eval(
+        f"(() => {{ const c = document.querySelectorAll('.maskviz .mv-canvas')[{canvas}];"
+        " return [Number(c.dataset.left), Number(c.dataset.top), Number(c.dataset.cell)]; })()"
+    )
+    return box[0], box[1], box[2]
+
+
+def legend_key(tab: chromium.Tab, text: str) -> str:
+    """A selector for the swatch of the legend entry that says ``text``."""
+    index = tab.eval(
+        "[...document.querySelectorAll('.maskviz .mv-legend .mv-key')]"
+        f".findIndex((k) => k.textContent.includes({json.dumps(text)}))"
+    )
+    assert index >= 0, text
+    return f".maskviz .mv-legend .mv-key:nth-child({index + 1}) canvas.mv-swatch"
+
+
+def test_masked_cells_are_grey_dotted_in_darker_grey_as_the_figures_and_the_legend(
+    tab: chromium.Tab, pages: dict[str, Path]
+) -> None:
+    data = page_data(pages["mask"])
+    masked, dots = rgb_of(data["colors"]["masked"]), rgb_of(data["colors"]["maskedDots"])
+    tab.open(url(pages["mask"]))
+    left, top, cell = map_box(tab)
+    assert cell >= 4
+    row, key = 40, 5  # outside the window of 8
+    seen = {tuple(p[:3]) for p in pixels(tab, ".maskviz .mv-canvas", left + key * cell,
+                                          top + row * cell, int(cell), int(cell))}  # fmt: skip
+    assert seen == {tuple(masked), tuple(dots)}
+    swatch = {tuple(p[:3]) for p in pixels(tab, legend_key(tab, "masked"), 2, 2, 10, 10)}
+    assert swatch == {tuple(masked), tuple(dots)}
+    # also at one pixel a cell: the dots cover the masked region, not a cell
+    big = pages["mask"].parent / "mask_big.html"
+    assert run_cli("show-mask", "600", "--window", "64", "--save", str(big)).exit_code == 0
+    tab.open(url(big))
+    left, top, cell = map_box(tab)
+    assert cell == 1
+    seen = {tuple(p[:3]) for p in pixels(tab, ".maskviz .mv-canvas", left + 10, top + 300, 8, 8)}
+    assert seen == {tuple(masked), tuple(dots)}
+
+
+def test_evicted_keys_too_small_to_hatch_are_a_visible_flat_colour_and_the_legend_says_so(
+    tab: chromium.Tab, pages: dict[str, Path]
+) -> None:
+    page = pages["swa"].parent / "swa_long.html"
+    args = ["trace", HEADLINE, "--model", SWA_MODEL, "--steps", "40", "--save", str(page)]
+    assert run_cli(*args).exit_code == 0
+    data = page_data(page)
+    states = decoded_states(data, data["views"][0]["panels"][0])
+    row, key = (int(x[-1]) for x in np.nonzero(states == EVICTED))
+    tab.open(url(page, "layer=0&head=all"))
+    left, top, cell = map_box(tab)
+    assert cell < data["colors"]["smallCell"]
+    small = rgb_of(data["colors"]["evictedSmall"])
+    centre = pixels(tab, ".maskviz .mv-canvas", left + (key + 0.5) * cell, top + (row + 0.5) * cell)
+    assert centre[0][:3] == small
+    swatch = {tuple(p[:3]) for p in pixels(tab, legend_key(tab, "evicted"), 2, 2, 10, 10)}
+    assert swatch == {tuple(small)}
+    tab.open(url(page, "layer=0&head=0"))  # one head: cells big enough to hatch, so hatched
+    swatch = {tuple(p[:3]) for p in pixels(tab, legend_key(tab, "evicted"), 2, 2, 10, 10)}
+    assert tuple(rgb_of(data["colors"]["evicted"])) in swatch
+    assert tuple(rgb_of(data["colors"]["evictedHatch"])) in swatch
+
+
+def test_similarity_delimiter_lines_are_the_figures_orange_and_in_the_legend(
+    tab: chromium.Tab, pages: dict[str, Path]
+) -> None:
+    data = page_data(pages["similarity"])
+    index = data["views"][0]["panels"][0]["marks"][0][0]
+    tab.open(url(pages["similarity"]))
+    left, top, cell = map_box(tab)
+    # the dashed horizontal line's first dash, under the first key column
+    line = pixels(tab, ".maskviz .mv-canvas", left, top + index * cell - 1, 3, 2)
+    r, g, b = max((p[:3] for p in line), key=lambda p: p[0] - p[2])
+    assert r > 150 and r > g > b, line  # orange, not the old dark grey
+    legend = tab.eval("document.querySelector('.maskviz .mv-legend').textContent")
+    assert "delimiter (between the dashed lines)" in legend
+
+
+def test_legend_keys_look_like_what_they_name(
+    tab: chromium.Tab, pages: dict[str, Path], tmp_path: Path
+) -> None:
+    highlight = rgb_of(page_data(pages["trace"])["colors"]["highlight"])
+    tab.open(url(pages["trace"], "layer=0&head=0&step=3"))
+    dashed = pixels(tab, legend_key(tab, "prompt | generated"), 0, 0, 24, 14)
+    drawn = [i for i, p in enumerate(dashed) if p[3] > 0]
+    assert drawn and {i // 24 for i in drawn} <= {6, 7}  # a line across, not a square
+    assert {i % 24 for i in drawn} != set(range(24))  # dashed
+    outline = legend_key(tab, "the rows this step computes")
+    assert pixels(tab, outline, 1, 7)[0][:3] == highlight  # its edge
+    assert pixels(tab, outline, 10, 7)[0][3] == 0  # hollow, as the outlined row
+    border = "getComputedStyle(document.querySelector('.maskviz .mv-step')).borderLeftColor"
+    assert tab.eval(border) == "rgb({}, {}, {})".format(*highlight)  # beside the step's row
+    training = saved_page(pages, tmp_path, "trace", "--mode", "training")
+    tab.open(url(training))  # one masked pass: no row is outlined, nor the box magenta
+    assert tab.eval("document.querySelector('.maskviz .mv-step').hidden") is False
+    assert tab.eval(border) != "rgb({}, {}, {})".format(*highlight)
+
+
+def test_opening_a_head_from_all_heads_with_enter_keeps_the_keyboard_focus(
+    tab: chromium.Tab, pages: dict[str, Path]
+) -> None:
+    tab.open(url(pages["trace"], "layer=1&head=all&step=3"))
+    tab.eval("document.querySelectorAll('.maskviz .mv-canvas')[2].focus()")
+    tab.key("Enter")
+    assert root_state(tab)["head"] == "2"
+    assert tab.eval("document.activeElement === document.querySelector('.maskviz .mv-canvas')")
+
+
+@pytest.mark.parametrize(
+    ("args", "row", "key", "reason"),
+    [
+        (["10", "--pad", "3", "--text", "<b>a</b> b c d e f g h i j"], 1, 2, "masked: padding"),
+        (["9", "--docs", "3,2,4"], 4, 0, "masked: another document"),
+        (["10", "--chunk", "4"], 5, 1, "masked: another chunk"),
+        (["8", "--window", "3", "--docs", "4,4"], 4, 3, "masked: another document"),
+    ],
+)
+def test_mask_page_tooltips_give_the_reason_the_mask_has(
+    tab: chromium.Tab, tmp_path: Path, args: list[str], row: int, key: int, reason: str
+) -> None:
+    page = tmp_path / "mask.html"
+    assert run_cli("show-mask", *args, "--save", str(page)).exit_code == 0
+    tab.open(url(page))
+    assert tooltip_at(tab, row, key).split("\n")[-1] == reason
+
+
+def test_screen_readers_hear_keyboard_moves_and_stops_not_mouse_moves_or_playing_steps(
+    tab: chromium.Tab, pages: dict[str, Path], headline: Trace, tmp_path: Path
+) -> None:
+    tab.send("Page.bringToFront")  # a tab behind others runs its timers late
+    tab.open(url(pages["trace"], "layer=0&head=0&step=2"))
+    assert tab.eval("document.querySelectorAll('main > .maskviz h1.mv-title').length") == 1
+    assert tab.eval("document.querySelectorAll('h1').length") == 1
+    tip, step = (
+        "document.querySelector('.maskviz .mv-tip')",
+        "document.querySelector('.maskviz .mv-step')",
+    )
+    assert tab.eval(f"{tip}.getAttribute('role') ?? {tip}.getAttribute('aria-live')") is None
+    assert tab.eval(f"{step}.getAttribute('aria-live')") is None
+    live = "document.querySelector('.maskviz .mv-live')"
+    assert tab.eval(f"{live}.getAttribute('role')") == "status"
+
+    def heard(wait: float = 0.6) -> str:
+        time.sleep(wait)  # a quick run of presses says only its last
+        text: str = tab.eval(f"{live}.textContent")
+        return text
+
+    tooltip_at(tab, 20, 3)
+    tooltip_at(tab, 21, 4)
+    assert heard() == ""  # the mouse: shown, not spoken
+    tab.eval("document.querySelector('.maskviz .mv-canvas').focus()")
+    tab.key("ArrowUp")
+    assert heard().startswith(f"query {headline.prompt_len + 1}")
+    tab.eval(f"{live}.textContent = ''")
+    tab.eval("document.querySelector('.maskviz .mv-play').click()")
+    assert heard(1.6) == ""  # two steps played by, silently (the map keeps the focus quietly)
+    assert int(root_state(tab)["step"]) >= 4
+    tab.eval("document.querySelector('.maskviz .mv-play').click()")  # pause
+    assert heard().startswith("step " + root_state(tab)["step"] + " of 16: query ")
+    tab.eval("document.querySelector('.maskviz .mv-play').focus()")
+    tab.key("ArrowLeft")
+    assert heard().startswith("step " + root_state(tab)["step"] + " of 16")
+    # a notebook's output is a section of the notebook: no h1, no main
+    notebook = tmp_path / "notebook.html"
+    notebook.write_text(f"<!doctype html><meta charset='utf-8'>{headline._repr_html_()}")
+    tab.open(url(notebook))
+    assert tab.eval("[document.querySelectorAll('h1, main').length, "
+                    "document.querySelectorAll('h2.mv-title').length]") == [0, 1]  # fmt: skip

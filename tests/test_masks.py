@@ -303,3 +303,33 @@ def test_summaries_compare_and_hash_by_their_counts() -> None:
     a, b = masks.causal(5).summary(), masks.causal(5).summary()
     assert a == b and hash(a) == hash(b) and len({a, b}) == 1
     assert a != masks.strict_causal(5).summary()
+
+
+def test_reasons_name_why_each_cell_is_masked_padding_first() -> None:
+    def reason_at(mask: masks.Mask, row: int, key: int) -> str:
+        texts, codes = mask.reasons()
+        return texts[codes[row, key]]
+
+    padded = masks.build(10, pad=3)
+    assert reason_at(padded, 1, 2) == "padding"  # a padded row's key after it: padding wins
+    assert reason_at(padded, 5, 1) == "padding"
+    assert reason_at(padded, 5, 7) == "future (key after query)"
+    docs = masks.build(9, document_lengths=[3, 2, 4])
+    assert reason_at(docs, 4, 0) == "another document"
+    assert reason_at(docs, 1, 5) == "future (key after query)"
+    chunks = masks.build(10, chunk=4, pad=2)  # chunks counted from the first real token
+    assert reason_at(chunks, 6, 5) == "another chunk" and reason_at(chunks, 5, 2) == ""
+    assert reason_at(chunks, 6, 1) == "padding"
+    assert reason_at(masks.build(10, "strict"), 3, 3) == "not before the query (strict causal)"
+    assert reason_at(masks.build(10, window=3), 7, 2) == "outside the sliding window 3"
+    prefix = masks.build(10, "prefix-lm", prefix=3, pad=2)  # the prefix moves past the padding
+    assert reason_at(prefix, 2, 6) == "future (key after query)"
+    many = masks.build(12, document_lengths=[1] * 12)  # described as "12 documents"
+    assert reason_at(many, 5, 2) == "another document"
+    # every masked cell of these has a reason; allowed cells none
+    for mask in (padded, docs, chunks, prefix, many):
+        codes = mask.reasons()[1]
+        assert ((codes > 0) == ~mask.to_array()).all(), mask.description
+    # a union: neither side alone forbids a cell, so no reason is given
+    texts, codes = (masks.causal(6) | masks.sliding_window(6, 2)).reasons()
+    assert texts == ("",) and not codes.any()

@@ -62,6 +62,7 @@ from maskviz.view import (
 
 if TYPE_CHECKING:
     from maskviz.compare import Comparison
+    from maskviz.masks import Mask
     from maskviz.similarity import Similarity
     from maskviz.trace import Trace
 
@@ -70,6 +71,11 @@ WEIGHT_BUDGET = 8_000_000  # bytes of 16-bit weights a page may hold before it d
 LARGE_PAGE = 32_000_000  # bytes past which a page is written with a warning: browsers slow
 TOP_K = 5  # next-token candidates shown per row
 COLOR_PENDING = "#ffffff"  # rows and keys a decoding step has not reached yet
+# cells under this many pixels are too small to hatch: evicted keys are drawn flat in a
+# colour this far from the figures' light pink towards its magenta hatching, which stays
+# visible on the white page (3:1) and still reads as neither a weight nor masked
+SMALL_CELL = 4
+EVICTED_SMALL_MIX = 0.6
 
 
 @dataclass(frozen=True)
@@ -212,16 +218,28 @@ def _page(
             "viridis": _lut(af.WEIGHTS_CMAP),
             "inferno": _lut(af.DIFF_CMAP),
             "diffFloor": af.DIFF_FLOOR,
-            "masked": af.COLOR_MASKED,
+            "masked": af.COLOR_MASKED,  # dotted, as in the figures
+            "maskedDots": af.COLOR_MASKED_DOTS,
             "evicted": af.COLOR_EVICTED,  # hatched, as in the figures
             "evictedHatch": af.COLOR_EVICTED_HATCH,
+            "evictedSmall": _mix(af.COLOR_EVICTED, af.COLOR_EVICTED_HATCH, EVICTED_SMALL_MIX),
+            "smallCell": SMALL_CELL,
             "pending": COLOR_PENDING,
-            "boundary": af.COLOR_BOUNDARY,
+            "boundary": af.COLOR_BOUNDARY,  # every dashed mark, as in the figures
             "highlight": COLOR_HIGHLIGHT,
         },
+        "markLabels": dict(af.MARK_LABELS),
         **extra,
     }
     return Page(kind, title, data)
+
+
+def _mix(a: str, b: str, t: float) -> str:
+    """The colour ``t`` of the way from ``a`` to ``b``, as ``#rrggbb``."""
+    from matplotlib.colors import to_hex, to_rgb
+
+    (r, g, b_), (r2, g2, b2) = to_rgb(a), to_rgb(b)
+    return to_hex(((1 - t) * r + t * r2, (1 - t) * g + t * g2, (1 - t) * b_ + t * b2))
 
 
 @cache
@@ -457,17 +475,30 @@ def view_page(
     )
 
 
-def mask_page(
-    view: AttentionView, *, highlight: int | None = None, window: int | None = None
-) -> Page:
-    """A mask (`maskviz.view.mask_view`): allowed or not, no weights, in the mask
-    figures' colours."""
+def mask_page(view: AttentionView, mask: Mask, *, highlight: int | None = None) -> Page:
+    """A mask (`maskviz.view.mask_view` of ``mask``): allowed or not, no weights, in the
+    mask figures' colours; each masked cell's tooltip says why (`Mask.reasons`)."""
     from maskviz.render.figures import COLOR_BLOCKED
 
-    page = view_page(view, kind="mask", highlight=highlight, window=window)
+    page = view_page(view, kind="mask", highlight=highlight, window=mask.window)
     colors = dict(page.data["colors"], masked=COLOR_BLOCKED)
+    (only,) = page.data["views"]
+    (panel,) = only["panels"]
+    texts, codes = mask.reasons()
+    # run-length coded, row by row: [reason, count, reason, count, ...]
+    flat = codes.ravel()
+    starts = np.concatenate(([0], np.flatnonzero(np.diff(flat)) + 1))
+    counts = np.diff(np.append(starts, flat.size))
+    runs = [int(x) for x in np.column_stack((flat[starts], counts)).ravel()]
+    panel = dict(panel, reasons={"texts": list(texts), "runs": runs})
     return replace(
-        page, data=dict(page.data, colors=colors, highlightText="the row one cached step computes")
+        page,
+        data=dict(
+            page.data,
+            colors=colors,
+            views=[dict(only, panels=[panel])],
+            highlightText="the row one cached step computes",
+        ),
     )
 
 
@@ -519,7 +550,8 @@ def render_document(page: Page) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         '<link rel="icon" href="data:,">'
         f"<title>{html.escape(page.title)}</title></head>\n"
-        f"<body>{_instance(page, 'maskviz-page', standalone=True)}</body></html>\n"
+        # the page's one landmark; its title is the viewer's h1 (h2 in a notebook)
+        f"<body><main>{_instance(page, 'maskviz-page', standalone=True)}</main></body></html>\n"
     )
 
 

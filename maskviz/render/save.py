@@ -79,7 +79,7 @@ def save_mask(
         view = mask_view(
             mask, labels=labels, index_base=index_base, highlight=highlight, padded=pads
         )
-        write_page(mask_page(view, highlight=highlight, window=mask.window), path)
+        write_page(mask_page(view, mask, highlight=highlight), path)
         return
     from maskviz.render.figures import mask_figure, save_figure
 

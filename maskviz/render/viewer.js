@@ -63,6 +63,17 @@ function (root) {
     return [1, 3, 5].map((i) => parseInt(hex.substr(i, 2), 16));
   }
   const rowsMap = (ref) => once("m" + ref, () => new Map(pool[ref]));
+  function reasonsOf(panel) {
+    // a mask page's reason for each cell, run-length coded: [reason, count, ...]
+    return once(panel.reasons, () => {
+      const runs = panel.reasons.runs, out = new Uint8Array(panel.n * panel.n);
+      for (let i = 0, at = 0; i < runs.length; i += 2) {
+        out.fill(runs[i], at, at + runs[i + 1]);
+        at += runs[i + 1];
+      }
+      return out;
+    });
+  }
 
   // ---------------------------------------------------------------- DOM helpers
   function el(tag, cls, text, parent) {
@@ -73,21 +84,30 @@ function (root) {
     return e;
   }
   const body = el("div", "mv-body", null, root);
-  el("h2", "mv-title", data.title, body);
+  // a standalone page's heading (its main landmark's); a notebook's output sits under its own
+  el(data.standalone ? "h1" : "h2", "mv-title", data.title, body);
   const header = el("div", "mv-header", null, body);
   const controls = el("div", "mv-controls", null, body);
   controls.setAttribute("role", "toolbar");
   controls.setAttribute("aria-label", "view controls");
   const figures = el("div", "mv-figures", null, body);
-  const stepBox = el("div", "mv-step", null, body);
-  stepBox.setAttribute("aria-live", "polite");
+  const stepBox = el("div", "mv-step" + (stepping ? " mv-stepping" : ""), null, body);
   const verdict = el("p", "mv-verdict", null, body);
   const tables = el("div", "mv-tables", null, body);
   const legend = el("div", "mv-legend", null, body);
   const footer = el("div", "mv-footer", null, body);
-  const tip = el("div", "mv-tip", null, body);
-  tip.setAttribute("role", "status");
+  const tip = el("div", "mv-tip", null, body); // shown, not spoken: `say` speaks
   tip.hidden = true;
+  // what a screen reader is told, politely and only when asked: the cell the keys
+  // moved to, the step the keys chose or playback stopped on; never a mouse move or
+  // a playing step. Quick presses in a row say only the last.
+  const live = el("div", "mv-live", null, body);
+  live.setAttribute("role", "status");
+  let saying = 0;
+  function say(text) {
+    clearTimeout(saying);
+    saying = setTimeout(() => { live.textContent = text; }, 300);
+  }
   const cursorBox = el("div", "mv-cursor", null, body); // outlines the cell the tooltip reads
   cursorBox.hidden = true;
 
@@ -110,6 +130,7 @@ function (root) {
   const several = () => st.head === "all" || groups.includes(st.head);
   const many = data.layers.length > 1 || data.heads.length > 1 || data.allHeads;
   let layerSel = null, headSel = null, slider = null, play = null, stepOut = null;
+  let refocusing = false; // a redraw giving the focus back to a map: nothing to say
   if (many) {
     layerSel = select("layer", data.layers.map((l) => [l, String(l)]), st.layer, (v) => {
       st.layer = Number(v); update();
@@ -129,7 +150,7 @@ function (root) {
     slider = el("input", "mv-slider", null, lab);
     Object.assign(slider, { type: "range", min: "0", max: String(data.steps), step: "1" });
     slider.setAttribute("aria-label", "decoding step (0 = the prefill pass)");
-    slider.addEventListener("input", () => { st.step = Number(slider.value); update(); });
+    slider.addEventListener("input", () => { st.step = Number(slider.value); update(); say(stepSummary); });
     stepOut = el("output", "mv-step-out", null, wrap);
   }
 
@@ -193,23 +214,54 @@ function (root) {
     return { labelW, notesW, width: labelW + panel.n * cell + notesW + 2 };
   }
 
-  function cellColor(kind, panel, view, i, s, w, d, pending) {
+  // a masked cell: the mask forbids it (on a |Δ| map: neither side attends there)
+  const maskedCell = (kind, view, i, s) => (kind === "delta"
+    ? s[i] !== ALLOWED && statesOf(view.panels[0])[i] !== ALLOWED
+    : s[i] !== ALLOWED && s[i] !== EVICTED && s[i] !== NOT_YET);
+  function cellColor(kind, panel, view, i, s, w, d, pending, small) {
     if (pending) return rgb(C.pending);
+    if (maskedCell(kind, view, i, s)) return rgb(C.masked); // dotted over, see `dots`
     if (kind === "delta") {
-      if (s[i] !== ALLOWED && statesOf(view.panels[0])[i] !== ALLOWED) return rgb(C.masked);
       const t = (Math.log10(Math.max(d[i], C.diffFloor)) - Math.log10(C.diffFloor)) /
         -Math.log10(C.diffFloor);
       const k = 3 * Math.max(0, Math.min(255, Math.round(255 * t)));
       const L = lut(C.inferno);
       return [L[k], L[k + 1], L[k + 2]];
     }
-    if (s[i] === EVICTED) return rgb(C.evicted);
+    // hatched over when cells are big enough; else flat, darker: visible on the page
+    if (s[i] === EVICTED) return rgb(small ? C.evictedSmall : C.evicted);
     if (s[i] === NOT_YET) return rgb(C.pending); // nothing there yet: blank, not masked
-    if (s[i] !== ALLOWED) return rgb(C.masked);
     if (kind === "mask") return rgb(data.allowedColor);
     const k = 3 * Math.round(255 * w[i]);
     const L = lut(C.viridis);
     return [L[k], L[k + 1], L[k + 2]];
+  }
+
+  // the figures' masked cells: light grey dotted with darker grey ("...."), so that
+  // masked never passes for a weight, even printed in grey. A tile of two dots, one
+  // device pixel each way per CSS pixel, anchored to the canvas: continuous across cells
+  function dots(ctx) {
+    const k = Math.max(1, Math.round(window.devicePixelRatio || 1));
+    const tile = once("dots" + k, () => {
+      const t = document.createElement("canvas");
+      t.width = t.height = 4 * k;
+      const g = t.getContext("2d");
+      g.fillStyle = C.masked;
+      g.fillRect(0, 0, 4 * k, 4 * k);
+      g.fillStyle = C.maskedDots;
+      g.fillRect(k, k, k, k);
+      g.fillRect(3 * k, 3 * k, k, k);
+      return t;
+    });
+    const pattern = ctx.createPattern(tile, "repeat");
+    const scale = ctx.getTransform().a; // the canvas's device pixels per CSS pixel
+    pattern.setTransform(new DOMMatrix().scale(1 / scale));
+    return pattern;
+  }
+  // evicted keys' hatching: a dark magenta "/" across each cell
+  function hatch(ctx, x, y, cell) {
+    ctx.moveTo(x, y + cell);
+    ctx.lineTo(x + cell, y);
   }
 
   function drawPanel(fig, panel, view, kind, cell, withLabels) {
@@ -235,12 +287,22 @@ function (root) {
     ctx.scale(dpr, dpr);
     // one pixel per cell, scaled up without smoothing: fast at any size
     const img = new ImageData(n, n);
+    const small = cell < C.smallCell;
+    ctx.beginPath(); // the masked cells, a rectangle per run in a row, to dot
     for (let r = 0; r < n; r++) {
-      for (let c = 0; c < n; c++) {
-        const i = r * n + c;
-        const col = cellColor(kind, panel, view, i, s, w, d, r > last || c > last);
-        img.data.set(col, 4 * i);
-        img.data[4 * i + 3] = 255;
+      let from = -1;
+      for (let c = 0; c <= n; c++) {
+        const i = r * n + c, pending = r > last || c > last;
+        if (c < n) {
+          img.data.set(cellColor(kind, panel, view, i, s, w, d, pending, small), 4 * i);
+          img.data[4 * i + 3] = 255;
+        }
+        const masked = c < n && !pending && maskedCell(kind, view, i, s);
+        if (masked && from < 0) from = c;
+        if (!masked && from >= 0) {
+          ctx.rect(left + from * cell, top + r * cell, (c - from) * cell, cell);
+          from = -1;
+        }
       }
     }
     const off = document.createElement("canvas");
@@ -248,25 +310,25 @@ function (root) {
     off.getContext("2d").putImageData(img, 0, 0);
     ctx.imageSmoothingEnabled = false;
     ctx.drawImage(off, left, top, side, side);
+    ctx.fillStyle = dots(ctx);
+    ctx.fill();
     ctx.strokeStyle = "#808080"; // a frame: keys not reached yet are white like the page
     ctx.lineWidth = 1;
     ctx.strokeRect(left - 0.5, top - 0.5, side + 1, side + 1);
-    if (cell >= 4) { // evicted keys are hatched: told apart from masked without colour
+    if (!small) { // evicted keys are hatched: told apart from masked without colour
       ctx.strokeStyle = C.evictedHatch;
       ctx.lineWidth = 1;
       ctx.beginPath();
       for (let r = 0; r <= last; r++) {
         for (let c = 0; c <= last; c++) {
-          if (s[r * n + c] !== EVICTED) continue;
-          ctx.moveTo(left + c * cell, top + (r + 1) * cell);
-          ctx.lineTo(left + (c + 1) * cell, top + r * cell);
+          if (s[r * n + c] === EVICTED) hatch(ctx, left + c * cell, top + r * cell, cell);
         }
       }
       ctx.stroke();
     }
-    for (const [index, mk] of panel.marks) {
+    for (const [index] of panel.marks) {
       if (index <= 0 || index >= n) continue;
-      ctx.strokeStyle = mk === "prompt" ? C.boundary : "#333333";
+      ctx.strokeStyle = C.boundary; // orange, as the figures: seen on dark cells and grey
       ctx.setLineDash([4, 3]);
       ctx.lineWidth = 1.5;
       ctx.beginPath();
@@ -323,6 +385,7 @@ function (root) {
     canvas.addEventListener("focus", () => {
       const { r, c } = cursor();
       showTip(canvas, panel, view, kind, r, c);
+      if (!refocusing) say(tip.textContent); // not when a redraw puts the focus back
     });
     canvas.addEventListener("blur", hideTip);
     canvas.addEventListener("keydown", (e) => {
@@ -334,6 +397,7 @@ function (root) {
       st.cursor = { r: Math.max(0, Math.min(n - 1, r + move[0])),
                     c: Math.max(0, Math.min(n - 1, c + move[1])) };
       showTip(canvas, panel, view, kind, st.cursor.r, st.cursor.c);
+      say(tip.textContent);
       cursorBox.scrollIntoView({ block: "nearest", inline: "nearest" });  // on narrow screens
     });
     return canvas;
@@ -348,9 +412,13 @@ function (root) {
     if (v === ALLOWED) return stepping && r >= data.stepsFrom ? "allowed (in the KV cache)" : "allowed";
     if (v === EVICTED) return "evicted from the rolling KV cache (sliding window " + view.window + ")";
     if (v === NOT_YET) return "not generated yet when this query ran: nothing to mask";
-    if (c > r) return "masked: future (key after query)";
-    const pads = view.pads || [];
+    if (panel.reasons) { // a mask page: why, worked out from the mask
+      const why = panel.reasons.texts[reasonsOf(panel)[r * panel.n + c]];
+      return why ? "masked: " + why : "masked";
+    }
+    const pads = view.pads || []; // padding first: a padded row masks every key
     if (pads.includes(c) || pads.includes(r)) return "masked: padding";
+    if (c > r) return "masked: future (key after query)";
     if (view.window && c <= r - view.window) return "masked: outside the sliding window " + view.window;
     return "masked";
   }
@@ -409,22 +477,27 @@ function (root) {
   function hideTip() { tip.hidden = true; cursorBox.hidden = true; }
 
   // ---------------------------------------------------------------- text parts
+  // the step box, and what `say` tells of the step: its number and the row's choice
+  let stepSummary = "";
   function drawStepBox(view) {
     stepBox.textContent = "";
-    if (!data.rows) { stepBox.hidden = true; return; }
-    stepBox.hidden = false;
     const panel = view.panels[view.panels.length - 1];
     const n = panel.n;
     const r = stepping ? lastRow(n) : (st.focusRow ?? n - 1);
-    const details = rowsMap(panel.details);
     const head = stepping
       ? (st.step === 0 ? "prefill" : "step " + st.step + " of " + data.steps)
       : "row " + (r + base);
+    stepSummary = head;
+    if (!data.rows) { stepBox.hidden = true; return; }
+    stepBox.hidden = false;
+    const details = rowsMap(panel.details);
     el("p", "mv-step-head", head, stepBox);
     if (details.has(r)) el("p", null, details.get(r), stepBox);
     const row = data.rows[r];
     const chose = row.next ? "→ " + row.next[0] + " " + pct(row.next[1]) : "(the run stopped here)";
-    el("p", null, "query " + label(panel, r) + " " + chose, stepBox);
+    const query = "query " + label(panel, r) + " " + chose;
+    stepSummary = head + ": " + query;
+    el("p", null, query, stepBox);
     const list = el("ol", "mv-topk", null, stepBox);
     list.setAttribute("aria-label", "likeliest next tokens");
     for (const [tok, pr] of row.top) {
@@ -461,14 +534,41 @@ function (root) {
     }
   }
 
-  function swatch(parent, color, text, hatched) {
+  // a legend key drawn as the heatmaps draw what it names: a cell, a dashed line, an
+  // outline; ``paint(ctx, w, h)`` draws it on a ``w`` x 12 canvas
+  function key(parent, text, paint, w = 14) {
     const item = el("span", "mv-key", null, parent);
-    const sw = el("span", "mv-swatch" + (hatched ? " mv-hatched" : ""), null, item);
-    sw.style.background = hatched
-      ? "repeating-linear-gradient(135deg, " + color + " 0 3px, " + C.evictedHatch + " 3px 4px)"
-      : color;
+    const c = el("canvas", "mv-swatch", null, item);
+    const dpr = window.devicePixelRatio || 1;
+    c.width = Math.ceil(w * dpr); c.height = Math.ceil(14 * dpr);
+    c.style.width = w + "px"; c.style.height = "14px";
+    const ctx = c.getContext("2d");
+    ctx.scale(dpr, dpr);
+    paint(ctx, w, 14);
     el("span", null, " " + text, item);
   }
+  // a cell of ``color`` (or a pattern), framed in grey as the page's white is
+  const cellKey = (color, over) => (ctx, w, h) => {
+    ctx.fillStyle = color === "dots" ? dots(ctx) : color;
+    ctx.fillRect(1, 1, w - 2, h - 2);
+    if (over) over(ctx, w, h);
+    ctx.strokeStyle = "#999999"; ctx.lineWidth = 1;
+    ctx.strokeRect(0.5, 0.5, w - 1, h - 1);
+  };
+  const hatchedKey = (ctx, w, h) => { // four cells of 6 px, hatched as the maps' are
+    ctx.strokeStyle = C.evictedHatch; ctx.lineWidth = 1;
+    ctx.beginPath();
+    for (let y = 1; y < h - 1; y += 6) for (let x = 1; x < w - 1; x += 6) hatch(ctx, x, y, 6);
+    ctx.stroke();
+  };
+  const dashedKey = (ctx, w, h) => {
+    ctx.strokeStyle = C.boundary; ctx.lineWidth = 1.5; ctx.setLineDash([4, 3]);
+    ctx.beginPath(); ctx.moveTo(0, h / 2); ctx.lineTo(w, h / 2); ctx.stroke();
+  };
+  const outlineKey = (ctx, w, h) => {
+    ctx.strokeStyle = C.highlight; ctx.lineWidth = 2;
+    ctx.strokeRect(1, 3, w - 2, h - 6);
+  };
   function ramp(parent, hex, from, to, text) {
     const item = el("span", "mv-key", null, parent);
     el("span", null, from + " ", item);
@@ -481,20 +581,33 @@ function (root) {
     }
     el("span", null, " " + to + " " + text, item);
   }
-  function drawLegend(view, panels) {
+  function drawLegend(view, panels, cell) {
     legend.textContent = "";
-    if (data.kind === "mask") swatch(legend, data.allowedColor, "may attend");
+    if (data.kind === "mask") key(legend, "may attend", cellKey(data.allowedColor));
     else ramp(legend, C.viridis, "0", "1", "attention weight");
     if (view.delta) ramp(legend, C.inferno, "≤1e-12", "1", "|left − right|");
-    swatch(legend, C.masked, "masked (not allowed)");
+    key(legend, "masked (not allowed)", cellKey("dots"));
     const present = new Set();
     for (const p of panels) for (const v of statesOf(p)) present.add(v);
-    if (present.has(EVICTED)) swatch(legend, C.evicted, "evicted from the rolling KV cache", true);
-    if (stepping || present.has(NOT_YET)) swatch(legend, C.pending, "not generated yet");
-    const kinds = new Set(panels.flatMap((p) => p.marks.map((m) => m[1])));
-    if (kinds.has("prompt")) swatch(legend, C.boundary, "prompt | generated (dashed line)");
-    if (stepping) swatch(legend, C.highlight, "the rows this step computes (the prefill: the prompt)");
-    else if (panels.some((p) => p.highlight !== null)) swatch(legend, C.highlight, data.highlightText || "highlighted query row");
+    if (present.has(EVICTED)) {
+      // as drawn at this size: hatched, or flat where cells are too small to hatch
+      const small = cell < C.smallCell;
+      key(legend, "evicted from the rolling KV cache",
+          small ? cellKey(C.evictedSmall) : cellKey(C.evicted, hatchedKey));
+    }
+    if (stepping || present.has(NOT_YET)) key(legend, "not generated yet", cellKey(C.pending));
+    const kinds = [];
+    for (const p of panels) {
+      for (const [index, mk] of p.marks) {
+        if (index > 0 && index < p.n && !kinds.includes(mk)) kinds.push(mk);
+      }
+    }
+    for (const mk of kinds) key(legend, data.markLabels[mk] || mk, dashedKey, 24);
+    const outlined = stepping || panels.some((p) => p.highlight !== null && p.highlight !== undefined);
+    if (outlined) {
+      key(legend, stepping ? "the rows this step computes (the prefill: the prompt)"
+        : data.highlightText || "highlighted query row", outlineKey, 20);
+    }
   }
 
   // ---------------------------------------------------------------- update
@@ -533,11 +646,17 @@ function (root) {
       const f = figure("|left − right|");
       drawPanel(f, view.panels[1], view, "delta", cell, true);
     }
-    const again = figures.querySelectorAll("canvas")[focused];
-    if (again) again.focus({ preventScroll: true });
+    // the focus stays on the map it was on, or the nearest left (opening one head of
+    // "all heads" leaves one map: it takes the focus, not the page's body)
+    const maps = figures.querySelectorAll("canvas");
+    if (focused >= 0 && maps.length) {
+      refocusing = true;
+      maps[Math.min(focused, maps.length - 1)].focus({ preventScroll: true });
+      refocusing = false;
+    }
     drawText(view);
     drawStepBox(view);
-    drawLegend(view, panels);
+    drawLegend(view, panels, cell);
     if (layerSel) layerSel.value = String(st.layer);
     if (headSel) headSel.value = String(st.head);
     if (slider) {
@@ -557,6 +676,7 @@ function (root) {
     if (st.timer) {
       clearInterval(st.timer);
       st.timer = null;
+      say(stepSummary); // where it stopped; the steps played by are not spoken
     } else {
       if (st.step >= data.steps) st.step = 0;
       st.timer = setInterval(() => {
@@ -582,6 +702,7 @@ function (root) {
     else return;
     e.preventDefault();
     update();
+    say(stepSummary);
   });
   if (data.standalone) window.addEventListener("hashchange", () => { readHash(); update(); });
   let drawn = [0, 0], pending = 0;
