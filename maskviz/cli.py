@@ -270,13 +270,10 @@ def _check_dpi(dpi: int | None, save: Path | None) -> None:
         return
     if save is None:
         raise usage_error("--dpi needs --save with a .png file")
-    if save.suffix.lower() != ".png":
-        vector = (
-            " (a vector file is sharp at any size)"
-            if save.suffix.lower() in (".svg", ".pdf")
-            else ""
-        )
-        raise usage_error(f"--dpi applies to .png pictures, not {save.suffix.lower()}{vector}")
+    suffix = save.suffix.lower()
+    if suffix != ".png":
+        why = " (a vector file is sharp at any size)" if suffix in (".svg", ".pdf") else ""
+        raise usage_error(f"--dpi applies to .png pictures, not {suffix}{why}")
     low, high = DPI_RANGE
     if not low <= dpi <= high:
         raise usage_error(f"--dpi must be from {low} to {high}, got {dpi}")
