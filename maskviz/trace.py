@@ -58,7 +58,7 @@ from maskviz._io import as_path, atomic_path, check_output_path, write_text
 from maskviz._text import plural
 from maskviz.arch._config import MAX_SIZE as MAX_DIM  # no trace dimension exceeds a config's
 from maskviz.errors import MaskvizError, as_integer, as_integers, first_line, usage_error
-from maskviz.tokenizer import ByteTokenizer
+from maskviz.tokenizer import ByteTokenizer, unknown_id_label
 
 FloatArray = NDArray[np.floating[Any]]
 
@@ -193,7 +193,7 @@ class Trace:
 
     def token_label(self, token_id: int) -> str:
         """A printable label of a token: recorded by the run, else derived for the shipped
-        byte-level model (traces from 0.1.0), else the id itself."""
+        byte-level model (traces from 0.1.0), else the id itself, as `<id:N>`."""
         token_id = as_integer(token_id, "token id")
         vocab = self.logits.shape[1]
         if not 0 <= token_id < vocab:
@@ -203,7 +203,7 @@ class Trace:
             return str(self.label_texts[int(hits[0])])
         if self.logits.shape[1] == ByteTokenizer.vocab_size:
             return ByteTokenizer().token_label(token_id)
-        return f"#{token_id}"
+        return unknown_id_label(token_id)  # as a tokenizer labels an id it lacks
 
     @property
     def labels(self) -> list[str]:

@@ -572,3 +572,10 @@ def test_a_recording_of_no_heads_still_round_trips_its_empty_attention(
     back = Trace.load(tmp_path / f"t{suffix}")
     assert back.attention.shape == (2, 0, 7, 7)  # JSON wrote [[], []]
     assert_same(saved, back)
+
+
+def test_an_id_the_trace_has_no_label_for_reads_as_its_id_as_tokenizers_show_it() -> None:
+    model = random_model(GPTConfig(1, 1, 8, 16, 300), seed=0)  # not the byte-level vocabulary
+    trace = model.trace([1, 2, 3], steps=0)
+    unlabelled = next(i for i in range(300) if i not in trace.label_ids)
+    assert trace.token_label(unlabelled) == f"<id:{unlabelled}>"
