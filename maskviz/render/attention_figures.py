@@ -6,12 +6,12 @@ queries (top to bottom), columns keys, positions counted from 1 in ticks, titles
 captions. Each panel uses its own cell states, token labels and marks.
 
 Attention weights use viridis on a fixed 0..1 scale so figures can be compared with
-each other. A cell the mask forbids is light grey dotted with darker grey, the
-mask pictures' "may not" grey: no weight maps to that colour, so "not allowed" never
-looks like "weight 0", and the dots keep it apart from a weight near 1 when the picture
-is printed in grey (viridis' light end is as light as the grey). A key that a sliding-window layer's rolling KV
-cache had evicted is light pink with dark magenta hatching: the hatching tells it
-apart from grey and from every weight without relying on colour vision. Dashed lines
+each other. A cell the mask forbids is the mask pictures' "may not" grey, dotted with
+darker grey: no weight maps to that colour, so "not allowed" never looks like "weight
+0", and the dots keep it apart from a weight near 1 when the picture is printed in
+grey (viridis' light end is as light as the grey). A key that a sliding-window layer's
+rolling KV cache had evicted is light pink with dark magenta hatching: the hatching
+tells it apart from grey and from every weight without relying on colour vision. Dashed lines
 are a panel's marks: where the prompt ends and generated tokens begin, or the two
 lines that enclose a delimiter's row and column.
 
@@ -35,6 +35,7 @@ import matplotlib as mpl
 import numpy as np
 from matplotlib.artist import Artist
 from matplotlib.axes import Axes
+from matplotlib.collections import PatchCollection
 from matplotlib.colors import Colormap, LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
@@ -50,7 +51,6 @@ from maskviz.render.figures import (
     COLOR_BLOCKED_DOTS,
     COLOR_HIGHLIGHT,
     blocked_background,
-    cover_runs,
     drawable,
 )
 from maskviz.view import (
@@ -262,11 +262,20 @@ _COVERS: dict[int, dict[str, Any]] = {
 def _cover(ax: Axes, cells: StateArray, grid: _Grid) -> None:
     """Cover the evicted and not-yet ``cells`` (pooled states) with patches.
 
-    The image under them holds no weight there (drawn grey), so a hidden patch
-    could never pass for a weight.
+    The image under them holds no weight there (it is transparent), so a hidden
+    patch could never pass for a weight.
     """
     for state, style in _COVERS.items():
-        cover_runs(ax, cells == state, style, grid.k)
+        boxes = []  # one per run in a row: the hatching stays continuous
+        for r, row in enumerate(cells == state):
+            edges = np.flatnonzero(np.diff(np.concatenate(([0], row.astype(np.int8), [0]))))
+            for start, stop in zip(edges[::2], edges[1::2], strict=True):
+                corner = (int(start) * grid.k - 0.5, r * grid.k - 0.5)
+                boxes.append(Rectangle(corner, int(stop - start) * grid.k, grid.k))
+        if boxes:
+            # zorder 1: above the image, under the cell grid, the dashed marks and the GIF's
+            # blanks
+            ax.add_collection(PatchCollection(boxes, **style, linewidth=0, zorder=1), autolim=False)
 
 
 def _draw_panel(

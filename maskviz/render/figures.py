@@ -17,11 +17,8 @@ from typing import Any
 import matplotlib as mpl
 import numpy as np
 from matplotlib.axes import Axes
-from matplotlib.collections import PatchCollection
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
-from numpy.typing import NDArray
 
 from maskviz._io import atomic_path
 from maskviz._text import safe_text
@@ -77,21 +74,6 @@ def blocked_background(ax: Axes) -> None:
     transparent, so one dotted area shows through them (a patch per run of cells is
     seconds of hatching for a large mask)."""
     ax.patch.set(**BLOCKED_STYLE, linewidth=0)
-
-
-def cover_runs(ax: Axes, cells: NDArray[np.bool_], style: dict[str, Any], scale: int = 1) -> None:
-    """Cover each run of true ``cells`` in a row with one patch drawn in ``style`` (one
-    patch per run keeps a hatching continuous); a cell spans ``scale`` data units."""
-    boxes = []
-    for r, row in enumerate(cells):
-        edges = np.flatnonzero(np.diff(np.concatenate(([0], row.astype(np.int8), [0]))))
-        for start, stop in zip(edges[::2], edges[1::2], strict=True):
-            corner = (int(start) * scale - 0.5, r * scale - 0.5)
-            boxes.append(Rectangle(corner, int(stop - start) * scale, scale))
-    if boxes:
-        # zorder 1: above the image, under the cell grid, the dashed marks and the GIF's
-        # blanks
-        ax.add_collection(PatchCollection(boxes, **style, linewidth=0, zorder=1), autolim=False)
 
 
 def _tick_labels(n: int, offset: int, index_base: int, labels: Sequence[str] | None) -> list[str]:
