@@ -238,8 +238,7 @@ def _mix(a: str, b: str, t: float) -> str:
     """The colour ``t`` of the way from ``a`` to ``b``, as ``#rrggbb``."""
     from matplotlib.colors import to_hex, to_rgb
 
-    (r, g, b_), (r2, g2, b2) = to_rgb(a), to_rgb(b)
-    return to_hex(((1 - t) * r + t * r2, (1 - t) * g + t * g2, (1 - t) * b_ + t * b2))
+    return to_hex((1 - t) * np.array(to_rgb(a)) + t * np.array(to_rgb(b)))
 
 
 @cache
