@@ -238,7 +238,8 @@ def _mix(a: str, b: str, t: float) -> str:
     """The colour ``t`` of the way from ``a`` to ``b``, as ``#rrggbb``."""
     from matplotlib.colors import to_hex, to_rgb
 
-    return to_hex((1 - t) * np.array(to_rgb(a)) + t * np.array(to_rgb(b)))
+    r, g, b_ = ((1 - t) * x + t * y for x, y in zip(to_rgb(a), to_rgb(b), strict=True))
+    return to_hex((r, g, b_))
 
 
 @cache
