@@ -488,6 +488,9 @@ def similarity_view(
     )
 
 
+READ_OUT = "last position: its state is read"  # what the read-out row's outline is
+
+
 def _ordering_panel(
     title: str, order: Ordering, labels: tuple[str, ...], layer: int, head: int
 ) -> Panel:
@@ -501,8 +504,7 @@ def _ordering_panel(
     sees = "every token" if rule.allowed_keys(n - 1) == [(0, n - 1)] else "its window"
     notes = {delim: "◀ delimiter", n - 1: f"◀ last: sees {sees}; its state is read"}
     heading = f"{title}: one pass, {rule.description} mask, {n} tokens; layer {layer}, head {head}"
-    read = (n - 1, "last position: its state is read")
-    return Panel(heading, weights, states, labels, marks, notes, outline=read)
+    return Panel(heading, weights, states, labels, marks, notes, outline=(n - 1, READ_OUT))
 
 
 # ---------------------------------------------------------------- masks

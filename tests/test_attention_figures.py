@@ -685,6 +685,31 @@ def test_similarity_panels_carry_their_own_tokens_and_delimiter(
     assert not any("generated" in text for text in legend_texts(fig))
 
 
+def test_a_legend_of_two_rows_gets_room_and_a_pooled_read_out_row_its_whole_outline(
+    tmp_path: Path, saved_figures: list[Figure]
+) -> None:
+    # three legend entries too wide for one row: the figure grows by the second row
+    args = ["similarity", "a cat sat", "a dog sat", "--model", "tiny-swa"]
+    assert run_cli(*args, "--save", str(tmp_path / "s.png")).exit_code == 0
+    long = ["the quick brown fox jumps over the lazy dog", "a lazy dog sleeps under its"]
+    assert run_cli("similarity", *long, "--save", str(tmp_path / "l.png")).exit_code == 0
+    fig, pooled = saved_figures
+    fig.set_dpi(150)  # measured as saved, with the layout the save computed
+    (legend,) = fig.legends
+    rows = {round(t.get_window_extent().y0 / 10) for t in legend.get_texts()}
+    assert len(rows) == 2
+    suptitle = fig.get_suptitle() and fig._suptitle.get_window_extent()  # type: ignore[union-attr]
+    for ax in heatmap_axes(fig):
+        assert ax.xaxis.label.get_window_extent().y0 > legend.get_window_extent().y1
+        assert ax.title.get_window_extent().y1 < suptitle.y0
+    # 71 tokens, pooled 2 positions a cell: the last block holds one row, and the
+    # outline is that row, inside the panel
+    n = heatmap_axes(pooled)[0].get_xlim()[1] + 0.5
+    assert n == 71
+    (outline,) = [p for p in heatmap_axes(pooled)[0].patches if not p.get_fill()]
+    assert outline.get_y() + outline.get_height() == n - 0.5
+
+
 @pytest.mark.parametrize(
     "command",
     [["compare", "training-vs-cached", "--steps", "2"], ["similarity", "a cat", "a dog"]],

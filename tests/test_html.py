@@ -512,7 +512,7 @@ def test_similarity_page_highlights_the_read_out_row(
     tab.open(url(pages["similarity"]))
     assert tab.eval("document.querySelectorAll('.maskviz .mv-canvas').length") == 2
     legend = tab.eval("document.querySelector('.maskviz .mv-legend').textContent")
-    assert "the last position: its state is read out" in legend
+    assert "last position: its state is read" in legend
     assert "cosine similarity" in tab.eval(
         "document.querySelector('.maskviz .mv-footer').textContent"
     )
@@ -996,3 +996,30 @@ def test_screen_readers_hear_keyboard_moves_and_stops_not_mouse_moves_or_playing
     tab.open(url(notebook))
     assert tab.eval("[document.querySelectorAll('h1, main').length, "
                     "document.querySelectorAll('h2.mv-title').length]") == [0, 1]  # fmt: skip
+
+
+def test_a_difference_map_hatches_no_evicted_key_as_the_figure_does(
+    tab: chromium.Tab, tmp_path: Path
+) -> None:
+    # left-padded vs cached on a sliding model: the cached side evicts keys the padded
+    # side masks; on the |Δ| map neither attends there, so the cell is masked, not hatched
+    page = tmp_path / "cmp.html"
+    args = ["compare", "padded-vs-cached", "--side", "left", "--model", SWA_MODEL]
+    assert run_cli(*args, "--steps", "6", "--save", str(page)).exit_code in (0, 1)
+    data = page_data(page)
+    right = data["views"][0]["panels"][1]
+    states = decoded_states(data, right)
+    row, key = (int(x[-1]) for x in np.nonzero(states == EVICTED))
+    tab.open(url(page))
+    hatch = rgb_of(data["colors"]["evictedHatch"])
+    for canvas, hatched in ((1, True), (2, False)):  # the cached side, then |Δ|
+        left, top, cell = map_box(tab, canvas)
+        found = tab.eval(
+            f"(() => {{ const c = document.querySelectorAll('.maskviz .mv-canvas')[{canvas}];"
+            " const r = window.devicePixelRatio || 1;"
+            f" const d = c.getContext('2d').getImageData(({left} + {key} * {cell}) * r,"
+            f" ({top} + {row} * {cell}) * r, {cell} * r, {cell} * r).data;"
+            " const out = []; for (let i = 0; i < d.length; i += 4) out.push([d[i], d[i+1], d[i+2]]);"
+            " return out; })()"
+        )
+        assert (hatch in found) is hatched, canvas

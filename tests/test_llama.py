@@ -786,6 +786,10 @@ def save_checkpoint(cfg: LlamaConfig, path: Path, config: dict[str, Any]) -> GPT
          "original_max_position_embeddings must be an integer from 1 to"),
         ({"rope_parameters": {"rope_type": "linear", "factor": True}}, "factor must be a finite number > 0, got true"),
         ({"partial_rotary_factor": True}, "partial_rotary_factor = true is not supported"),
+        # named once, as JSON spells it, and cut short
+        ({"tie_word_embeddings": 1}, "tie_word_embeddings must be true or false, got 1$"),
+        ({"num_hidden_layers": True}, "num_hidden_layers must be an integer from 1 to 1048576, got true$"),
+        ({"rope_theta": 10**400}, "rope_theta must be a finite number > 0, got 1000000000[0-9]{49}…$"),
     ],
 )  # fmt: skip
 def test_numeric_fields_that_are_bools_strings_or_out_of_range_are_refused_by_name(
@@ -837,7 +841,7 @@ def test_null_head_dims_and_kv_heads_are_read_as_transformers_reads_them(
     fields = {**BASE, "model_type": model_type, key: None}
     ours = {"num_key_value_heads": "n_kv_head", "head_dim": "head_dim"}[key]
     if expected is None:
-        with pytest.raises(MaskvizError, match=f"{key} must be an integer from 1 to .*, got None"):
+        with pytest.raises(MaskvizError, match=f"{key} must be an integer from 1 to .*, got null"):
             config_from_hf(fields)
     else:
         assert getattr(config_from_hf(fields), ours) == expected

@@ -15,12 +15,18 @@ from maskviz.errors import MaskvizError, as_integer, usage_error
 MAX_SIZE = 1 << 20  # the largest dimension a config may name
 
 
-def as_json(value: Any) -> str:
-    """A config value as config.json spells it (false, null, "gpt2")."""
+def as_json(value: Any, limit: int = 60) -> str:
+    """A config value as config.json spells it (false, null, "gpt2"), cut to ``limit``
+    characters with "…" (an integer of 400 digits, a long list).
+
+    >>> as_json(None), as_json(10**400)[-2:]
+    ('null', '0…')
+    """
     try:
-        return json.dumps(value)
+        text = json.dumps(value)
     except (TypeError, ValueError):
-        return repr(value)
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def unsupported(
@@ -68,7 +74,7 @@ def integers(
         value = data[key]
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SIZE:
             raise MaskvizError(
-                f"{source}: {key} must be an integer from 1 to {MAX_SIZE}, got {value!r}"
+                f"{source}: {key} must be an integer from 1 to {MAX_SIZE}, got {as_json(value)}"
             )
         out[name] = value
     return out

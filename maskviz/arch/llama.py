@@ -492,6 +492,7 @@ def config_from_hf(data: dict[str, Any], source: str = "config.json") -> LlamaCo
     bias = flag(data, "attention_bias", False, source) and model_type in ("llama", "qwen3")
     mlp_bias = flag(data, "mlp_bias", False, source) and model_type == "llama"
     windows = _windows(data, model_type, f["n_layer"], source)  # its errors name the source
+    tied = flag(data, "tie_word_embeddings", False, source)
     try:
         return LlamaConfig(
             **f,
@@ -503,7 +504,7 @@ def config_from_hf(data: dict[str, Any], source: str = "config.json") -> LlamaCo
             o_bias=bias,
             mlp_bias=mlp_bias,
             qk_norm=model_type == "qwen3",
-            tie_word_embeddings=flag(data, "tie_word_embeddings", False, source),
+            tie_word_embeddings=tied,
             windows=windows,
             model_type=str(model_type),
         )

@@ -384,10 +384,14 @@ def _legend(
         )
     handles.extend(extra)
     width = float(fig.get_figwidth())
+    ncols = _legend_columns([str(h.get_label()) for h in handles], width)
+    # each legend row past the first: 10 pt text and its spacing, added to the figure,
+    # which was sized for one row (a taller legend would push into the panels)
+    fig.set_figheight(fig.get_figheight() + 0.25 * (math.ceil(len(handles) / ncols) - 1))
     legend = fig.legend(
         handles=handles,
         loc="outside lower center",
-        ncols=_legend_columns([str(h.get_label()) for h in handles], width),
+        ncols=ncols,
         frameon=False,
         title=None if verdict is None else _wrapped(verdict[0], width - 0.4, 11),
         title_fontproperties={"size": 11, "weight": "bold"},
@@ -463,8 +467,9 @@ def _panels_figure(
             size = 11 if count == 1 else 9
             ax.set_title(_wrapped(titles[i], side, size), fontsize=size, parse_math=False)
         if panel.outline is not None:
-            row = panel.outline[0] // grid.k * grid.k
-            ax.add_patch(Rectangle((-0.5, row - 0.5), grid.n, grid.k, **_OUTLINE, zorder=4))
+            row = panel.outline[0] // grid.k * grid.k  # its pooled block, cut at the last row
+            height = min(grid.k, grid.n - row)
+            ax.add_patch(Rectangle((-0.5, row - 0.5), grid.n, height, **_OUTLINE, zorder=4))
     assert image is not None
     fig.colorbar(image, ax=axes, label="attention weight", shrink=0.9 if count == 1 else 0.6)
     _suptitle(fig, suptitle, grid)
@@ -494,7 +499,7 @@ def comparison_figure(view: AttentionView) -> Figure:
     The difference panel uses a fixed log scale from 1e-12 to 1, so float rounding
     (~1e-8) looks dark and a real change (~0.1-1) looks bright in every figure; its
     title gives the largest |Δ| and where it occurs. Cells neither side may attend
-    to are grey there. The verdict heads the legend under the panels, green when it is
+    to are dotted grey there, as masked cells. The verdict heads the legend under the panels, green when it is
     good news (red otherwise).
     """
     n = _check(view)

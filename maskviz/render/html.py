@@ -51,6 +51,7 @@ from maskviz.errors import usage_error
 from maskviz.view import (
     ALLOWED,
     PAD_NOTE,
+    READ_OUT,
     AttentionView,
     Panel,
     comparison_view,
@@ -434,7 +435,7 @@ def similarity_page(
         heads=range(n_head),
         q=q,
         initial=(layer, head, 0),
-        highlightText="the last position: its state is read out",
+        highlightText=READ_OUT,  # as the figures' legend names it
     )
 
 

@@ -315,7 +315,9 @@ function (root) {
     ctx.strokeStyle = "#808080"; // a frame: keys not reached yet are white like the page
     ctx.lineWidth = 1;
     ctx.strokeRect(left - 0.5, top - 0.5, side + 1, side + 1);
-    if (!small) { // evicted keys are hatched: told apart from masked without colour
+    // evicted keys are hatched: told apart from masked without colour (not on a |Δ| map,
+    // where, as in the figures, a key neither side attends is masked)
+    if (!small && kind !== "delta") {
       ctx.strokeStyle = C.evictedHatch;
       ctx.lineWidth = 1;
       ctx.beginPath();
