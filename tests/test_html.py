@@ -687,15 +687,6 @@ def test_a_focused_heatmap_keeps_focus_and_its_cell_when_the_step_moves(
     assert tab.eval(f"{slider}.getAttribute('aria-valuetext')") == "step 3 of 16"
 
 
-def test_enter_on_a_small_multiple_opens_its_head(
-    tab: chromium.Tab, pages: dict[str, Path]
-) -> None:
-    tab.open(url(pages["trace"], "layer=1&head=all"))
-    tab.eval("document.querySelectorAll('.maskviz .mv-canvas')[3].focus()")
-    tab.key("Enter")
-    assert root_state(tab)["head"] == "3"
-
-
 def test_positions_not_generated_at_the_step_show_no_token(
     tab: chromium.Tab, pages: dict[str, Path], headline: Trace
 ) -> None:
@@ -926,14 +917,15 @@ def test_legend_keys_look_like_what_they_name(
     assert tab.eval(border) != "rgb({}, {}, {})".format(*highlight)
 
 
-def test_opening_a_head_from_all_heads_with_enter_keeps_the_keyboard_focus(
+def test_enter_on_a_small_multiple_opens_its_head_and_keeps_the_keyboard_focus(
     tab: chromium.Tab, pages: dict[str, Path]
 ) -> None:
-    tab.open(url(pages["trace"], "layer=1&head=all&step=3"))
-    tab.eval("document.querySelectorAll('.maskviz .mv-canvas')[2].focus()")
-    tab.key("Enter")
-    assert root_state(tab)["head"] == "2"
-    assert tab.eval("document.activeElement === document.querySelector('.maskviz .mv-canvas')")
+    for head, query in (("3", "layer=1&head=all"), ("2", "layer=1&head=all&step=3")):
+        tab.open(url(pages["trace"], query))
+        tab.eval(f"document.querySelectorAll('.maskviz .mv-canvas')[{head}].focus()")
+        tab.key("Enter")
+        assert root_state(tab)["head"] == head
+        assert tab.eval("document.activeElement === document.querySelector('.maskviz .mv-canvas')")
 
 
 @pytest.mark.parametrize(
