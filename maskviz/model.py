@@ -49,7 +49,7 @@ from maskviz.arch import (
 from maskviz.arch.gpt2 import Block, GPTConfig, Weights
 from maskviz.errors import MaskvizError, as_integer, as_integers, usage_error
 from maskviz.masks import Mask, causal
-from maskviz.nn import attention, gelu, layer_norm, masked_softmax
+from maskviz.nn import attention, checked_products, gelu, layer_norm, masked_softmax
 from maskviz.tokenizer import ByteTokenizer, Tokenizer, check_ids
 from maskviz.trace import MAX_SEED, Trace
 
@@ -255,19 +255,18 @@ class GPT:
             return hidden
 
         # an overflow is one error, not NumPy warnings and garbage: NumPy raises on its
-        # own loops, and the check after catches what BLAS products leave. OpenBLAS
-        # kernels can leave a floating-point flag on a finite product, which NumPy then
-        # reports (numpy/numpy#24067): such a flag rarely comes twice, a real overflow
-        # always does, so the pass runs once more (it writes the same cache slots and
-        # recorded rows again) before the overflow is reported
-        for attempt in (1, 2):
+        # own loops, and the check after catches what slips through. A flag may also be
+        # a BLAS kernel's on a finite product: the pass then runs again (writing the same
+        # cache slots and recorded rows) with products judged by their values
+        try:
+            with np.errstate(over="raise", invalid="raise"):
+                hidden = run()
+        except FloatingPointError:
             try:
-                with np.errstate(over="raise", invalid="raise"):
+                with np.errstate(over="raise", invalid="raise"), checked_products():
                     hidden = run()
-                break
             except FloatingPointError:
-                if attempt == 2:
-                    raise self._overflow(start) from None
+                raise self._overflow(start) from None
         self._check_finite(hidden, start)
         if cache is not None:
             cache.length = start + ids.shape[0]

@@ -9,6 +9,9 @@ on one row per layer, where allocations are a large part of the cost.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import numpy as np
@@ -16,6 +19,43 @@ from numpy.typing import NDArray
 
 FloatArray = NDArray[np.floating[Any]]
 BoolArray = NDArray[np.bool_]
+
+
+_matmul = np.matmul  # the BLAS products; tests put a kernel that always flags in its place
+_checked = ContextVar("maskviz_checked_products", default=False)
+
+
+def product(a: FloatArray, b: FloatArray) -> FloatArray:
+    """``a @ b``, or under `checked_products` the same numbers judged by value.
+
+    >>> product(np.array([[1.0, 2.0]]), np.array([[3.0], [4.0]]))
+    array([[11.]])
+    """
+    if not _checked.get():
+        out: FloatArray = _matmul(a, b)
+        return out
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = _matmul(a, b)
+    if not np.isfinite(out).all():
+        raise FloatingPointError("overflow encountered in matmul")
+    return out
+
+
+@contextmanager
+def checked_products() -> Iterator[None]:
+    """Within: a `product` raises FloatingPointError only when its result is not finite.
+
+    An overflow raises NumPy's FloatingPointError under ``np.errstate(over="raise")``,
+    but OpenBLAS kernels can also leave a floating-point flag on a finite product
+    (numpy/numpy#24067), on some CPUs every time. NumPy's own loops flag only what
+    happened. A pass that raised runs again in here, where a product's flags are
+    ignored and its values checked, so a flag never passes for an overflow.
+    """
+    token = _checked.set(True)
+    try:
+        yield
+    finally:
+        _checked.reset(token)
 
 
 def layer_norm(x: FloatArray, w: FloatArray, b: FloatArray, eps: float) -> FloatArray:
@@ -44,10 +84,10 @@ def rms_norm(x: FloatArray, w: FloatArray, eps: float) -> FloatArray:
     """
     if x.ndim == 2 and x.shape[0] == 1:
         # a decoding step's one row, twice per layer: a dot product and scalars are 3
-        # NumPy calls on arrays where the general path makes 7. vecdot, not np.dot: as
-        # a ufunc it reports overflow under the pass's error state (np.dot in NumPy 2.0
-        # returns inf, which would scale the row to zeros unreported)
-        scale = 1.0 / np.sqrt(np.vecdot(x[0], x[0]) / x.shape[1] + eps)  # a NumPy scalar
+        # NumPy calls on arrays where the general path makes 7. A checked `product`,
+        # not np.dot: np.dot in NumPy 2.0 returns an overflow as inf unreported, which
+        # would scale the row to zeros
+        scale = 1.0 / np.sqrt(product(x[0], x[0]) / x.shape[1] + eps)  # a NumPy scalar
         row: FloatArray = x * (w * scale)
         return row
     # [..., 1]; new small arrays rather than in-place ops: NumPy's in-place path with a
@@ -144,9 +184,9 @@ def attention(
     group = h // h_kv
     # [H_kv, group * n_q, d]: the queries of one group share their keys, one product each
     qg = q.reshape(h_kv, group * n_q, d)
-    scores = qg @ k.transpose(0, 2, 1)  # [H_kv, group * n_q, n_k]
+    scores = product(qg, k.transpose(0, 2, 1))  # [H_kv, group * n_q, n_k]
     scores *= 1.0 / math.sqrt(d)  # in place, after the product as transformers scales
     scores = scores.reshape(h, n_q, n_k)
     weights = softmax_(scores, mask)
-    out = weights.reshape(h_kv, group * n_q, n_k) @ v  # [H_kv, group * n_q, d]
+    out = product(weights.reshape(h_kv, group * n_q, n_k), v)  # [H_kv, group * n_q, d]
     return out.reshape(h, n_q, d), weights

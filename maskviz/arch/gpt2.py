@@ -36,7 +36,7 @@ from maskviz.arch._config import (
 from maskviz.arch._tensors import Tensors, cast, output_head
 from maskviz.errors import MaskvizError, usage_error
 from maskviz.masks import Mask, causal
-from maskviz.nn import gelu_, layer_norm
+from maskviz.nn import gelu_, layer_norm, product
 
 
 @dataclass(frozen=True)
@@ -205,18 +205,18 @@ class Weights:
     def _attention(self, i: int, x: FloatArray, attend: Attend) -> FloatArray:
         blk, cfg = self.blocks[i], self.config
         n, h, d = x.shape[0], cfg.n_head, cfg.head_dim
-        qkv = layer_norm(x, blk.ln_1_w, blk.ln_1_b, cfg.layer_norm_epsilon) @ blk.c_attn_w
+        qkv = product(layer_norm(x, blk.ln_1_w, blk.ln_1_b, cfg.layer_norm_epsilon), blk.c_attn_w)
         qkv += blk.c_attn_b  # [n, 3C]: q | k | v, each H blocks of d
         q, k, v = qkv.reshape(n, 3, h, d).transpose(1, 2, 0, 3)  # 3 x [H, n, d] views
         out = attend(i, q, k, v)  # [H, n, d]
-        y: FloatArray = out.transpose(1, 0, 2).reshape(n, h * d) @ blk.attn_c_proj_w
+        y = product(out.transpose(1, 0, 2).reshape(n, h * d), blk.attn_c_proj_w)
         y += blk.attn_c_proj_b
         return y
 
     def _mlp(self, i: int, x: FloatArray) -> FloatArray:
         blk, eps = self.blocks[i], self.config.layer_norm_epsilon
-        hidden = gelu_(layer_norm(x, blk.ln_2_w, blk.ln_2_b, eps) @ blk.c_fc_w, blk.c_fc_b)
-        y: FloatArray = hidden @ blk.mlp_c_proj_w
+        hidden = gelu_(product(layer_norm(x, blk.ln_2_w, blk.ln_2_b, eps), blk.c_fc_w), blk.c_fc_b)
+        y = product(hidden, blk.mlp_c_proj_w)
         y += blk.mlp_c_proj_b
         return y
 

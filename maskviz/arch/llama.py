@@ -55,7 +55,7 @@ from maskviz.arch._config import (
 from maskviz.arch._tensors import Tensors, cast, output_head
 from maskviz.errors import MaskvizError, as_integer, usage_error
 from maskviz.masks import Mask, causal, sliding_window
-from maskviz.nn import rms_norm, silu_
+from maskviz.nn import product, rms_norm, silu_
 
 MODEL_TYPES = ("llama", "mistral", "ministral", "qwen2", "qwen3")
 
@@ -316,7 +316,8 @@ class Weights:
     def _attention(self, i: int, x: FloatArray, positions: IntArray, attend: Attend) -> FloatArray:
         lay, cfg = self.layers[i], self.config
         n, h, h_kv, d = x.shape[0], cfg.n_head, cfg.n_kv_head, cfg.head_dim
-        qkv = rms_norm(x, lay.attn_norm, cfg.rms_norm_eps) @ lay.qkv_w  # [n, (H + 2 H_kv) d]
+        normed = rms_norm(x, lay.attn_norm, cfg.rms_norm_eps)
+        qkv = product(normed, lay.qkv_w)  # [n, (H + 2 H_kv) d]
         if lay.qkv_b is not None:
             qkv += lay.qkv_b
         # q and k side by side [n, H + H_kv, d]: normed (Qwen3) and rotated together
@@ -331,19 +332,20 @@ class Weights:
         qk = _rotate(qk, *self._rotation(positions))
         q, k = qk[:, :h].transpose(1, 0, 2), qk[:, h:].transpose(1, 0, 2)  # [H | H_kv, n, d]
         out = attend(i, q, k, v)  # [H, n, d]
-        y: FloatArray = out.transpose(1, 0, 2).reshape(n, h * d) @ lay.o_w
+        y = product(out.transpose(1, 0, 2).reshape(n, h * d), lay.o_w)
         if lay.o_b is not None:
             y += lay.o_b
         return y
 
     def _mlp(self, i: int, x: FloatArray) -> FloatArray:
         lay, inter = self.layers[i], self.config.intermediate
-        gate_up = rms_norm(x, lay.mlp_norm, self.config.rms_norm_eps) @ lay.gate_up_w  # [n, 2 I]
+        normed = rms_norm(x, lay.mlp_norm, self.config.rms_norm_eps)
+        gate_up = product(normed, lay.gate_up_w)  # [n, 2 I]
         if lay.gate_up_b is not None:
             gate_up += lay.gate_up_b
         hidden = silu_(gate_up[:, :inter])
         hidden *= gate_up[:, inter:]
-        y: FloatArray = hidden @ lay.down_w  # [n, C]
+        y = product(hidden, lay.down_w)  # [n, C]
         if lay.down_b is not None:
             y += lay.down_b
         return y
