@@ -790,6 +790,9 @@ def _trace_file(value: str) -> Path:
     return Path(value)
 
 
+_trace_file.__name__ = "path"  # --help shows an argument's parser by name: <path>
+
+
 @app.command("view")
 def view_command(
     file: Annotated[

@@ -443,6 +443,15 @@ def test_help_names_every_long_choice_whole(command: str, choices: list[str]) ->
         assert choice[:6] not in out.replace(choice, ""), choice  # no "bidirectio|nal"
 
 
+@pytest.mark.parametrize(
+    "command", ["show-mask", "trace", "view", "compare", "similarity", "bench"]
+)
+def test_help_shows_no_internal_name_as_a_type(command: str) -> None:
+    types = re.findall(r"<([^<>\s]+)>", run_cli(command, "--help").stdout)
+    assert types, command
+    assert not [t for t in types if t.startswith("_")], types  # view once showed <_trace_file>
+
+
 def test_absurd_window_is_a_usage_error_not_an_overflow() -> None:
     result = run_cli("show-mask", "4", "--window", "9" * 30)
     assert result.exit_code == 2
