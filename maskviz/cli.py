@@ -423,13 +423,13 @@ def show_mask(
 
     Examples:
 
-      maskviz show-mask 6 --kind strict
+    maskviz show-mask 6 --kind strict
 
-      maskviz show-mask 12 --window 4 --step 9
+    maskviz show-mask 12 --window 4 --step 9
 
-      maskviz show-mask 9 --docs 3,2,4 --save docs.png
+    maskviz show-mask 9 --docs 3,2,4 --save docs.png
 
-      maskviz show-mask 1000000 --window 4096
+    maskviz show-mask 1000000 --window 4096
     """
     if index_base not in (0, 1):
         raise usage_error(f"--index-base must be 0 or 1, got {index_base}")
@@ -660,13 +660,13 @@ def trace_command(
 
     Examples:
 
-      maskviz trace "To be, or not to be"
+    maskviz trace "To be, or not to be"
 
-      maskviz trace "ROMEO:" --steps 32 --layer 3 --agg mean
+    maskviz trace "ROMEO:" --steps 32 --layer 3 --agg mean
 
-      maskviz trace "To be" --mode training --save attention.png
+    maskviz trace "To be" --mode training --save attention.png
 
-      maskviz trace "To be" --save decode.gif
+    maskviz trace "To be" --save decode.gif
     """
     if steps < 0:
         raise usage_error(f"--steps must be >= 0, got {steps}")
@@ -816,9 +816,9 @@ def view_command(
 
     Examples:
 
-      maskviz trace "To be" --save t.npz && maskviz view t.npz
+    maskviz trace "To be" --save t.npz && maskviz view t.npz
 
-      maskviz view t.npz --layer 3 --heads all --save heads.png
+    maskviz view t.npz --layer 3 --heads all --save heads.png
     """
     from maskviz.trace import Trace
     from maskviz.view import trace_view
@@ -909,13 +909,13 @@ def compare_command(
 
     Examples:
 
-      maskviz compare training-vs-cached
+    maskviz compare training-vs-cached
 
-      maskviz compare unmasked-vs-cached --steps 8 --save unmasked.png
+    maskviz compare unmasked-vs-cached --steps 8 --save unmasked.png
 
-      maskviz compare padded-vs-cached --side left --model tiny-swa
+    maskviz compare padded-vs-cached --side left --model tiny-swa
 
-      maskviz compare recompute-vs-cached --json
+    maskviz compare recompute-vs-cached --json
     """
     from maskviz.compare import compare
 
@@ -975,9 +975,9 @@ def similarity_command(
 
     Examples:
 
-      maskviz similarity "a cat sat" "a dog sat"
+    maskviz similarity "a cat sat" "a dog sat"
 
-      maskviz similarity "to be" "not to be" --save pair.png
+    maskviz similarity "to be" "not to be" --save pair.png
     """
     from maskviz.similarity import similarity
 
@@ -1013,9 +1013,9 @@ def doctor_command(
 
     Examples:
 
-      maskviz doctor
+    maskviz doctor
 
-      maskviz doctor --json > doctor.json
+    maskviz doctor --json > doctor.json
     """
     from maskviz.doctor import report
     from maskviz.render.terminal import KeyValues
@@ -1089,11 +1089,11 @@ def bench_command(
 
     Examples:
 
-      maskviz bench
+    maskviz bench
 
-      maskviz bench --shape gpt2-small --tokens 64 --save latency.png
+    maskviz bench --shape gpt2-small --tokens 64 --save latency.png
 
-      maskviz bench --model tiny-swa --json
+    maskviz bench --model tiny-swa --json
     """
     from maskviz import bench as bench_lib
 

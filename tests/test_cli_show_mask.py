@@ -452,6 +452,17 @@ def test_help_shows_no_internal_name_as_a_type(command: str) -> None:
     assert not [t for t in types if t.startswith("_")], types  # view once showed <_trace_file>
 
 
+def test_every_commands_examples_start_in_the_same_column() -> None:
+    commands = ["show-mask", "trace", "view", "compare", "similarity", "bench", "doctor"]
+    columns = set()
+    for command in commands:
+        examples = run_cli(command, "--help").stdout.split("Examples:")[1].split("╭")[0]
+        lines = [line for line in examples.splitlines() if f"maskviz {command}" in line]
+        assert lines, command
+        columns |= {len(line) - len(line.lstrip()) for line in lines}
+    assert len(columns) == 1, columns  # compare and bench once indented theirs 2 more
+
+
 def test_absurd_window_is_a_usage_error_not_an_overflow() -> None:
     result = run_cli("show-mask", "4", "--window", "9" * 30)
     assert result.exit_code == 2
