@@ -47,8 +47,8 @@ def checked_products() -> Iterator[None]:
 
     An overflow raises NumPy's FloatingPointError under ``np.errstate(over="raise")``,
     but OpenBLAS kernels can also leave a floating-point flag on a finite product
-    (numpy/numpy#24067), on some CPUs every time. NumPy's own loops flag only what
-    happened. A pass that raised runs again in here, where a product's flags are
+    (numpy/numpy#24067), and may on every product. NumPy's own loops flag only
+    what happened. A pass that raised runs again in here, where a product's flags are
     ignored and its values checked, so a flag never passes for an overflow.
     """
     token = _checked.set(True)
