@@ -155,6 +155,8 @@ class _Group(TyperGroup):
                 raise
             _fail(_internal_error(exc), 1)
         code = rv if isinstance(rv, int) else 0
+        if getattr(sys.stdout, "reader_gone", False):
+            code = 1  # its output was cut short, as for any broken pipe
         if standalone_mode:
             sys.exit(code)
         return code
@@ -213,6 +215,37 @@ class _TrimmedLines:
 
     def isatty(self) -> bool:
         return False
+
+
+class _Stdout:
+    """Standard output that outlives its reader: once the pipe closes (`maskviz trace
+    ... --save x.png | head -1`), the rest is written to /dev/null, so the command still
+    does what it was asked (the save) and then exits 1, as for any broken pipe."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream, self.reader_gone = stream, False
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._to_devnull()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._to_devnull()
+
+    def _to_devnull(self) -> None:
+        self.reader_gone = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self._stream.fileno())  # what is still buffered goes there too
+        os.close(devnull)
+
+    def __getattr__(self, name: str) -> Any:  # isatty, encoding, fileno, ...
+        return getattr(self._stream, name)
 
 
 def _say_saved(path: Path, plain: bool) -> None:
@@ -1148,6 +1181,7 @@ def main() -> None:
         _fail("standard output is closed: there is nowhere to print", 2)
     for stream in (sys.stdout, sys.stderr):
         use_ascii_stand_ins(stream)
+    sys.stdout = cast(IO[str], _Stdout(sys.stdout))
     # `kill` unwinds like Ctrl-C: a save in progress removes its temporary file
     signal.signal(signal.SIGTERM, _terminated)
     app()

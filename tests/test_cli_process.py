@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -50,6 +51,23 @@ def test_the_command_line_keeps_ctrl_c_as_the_shell_gave_it() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=120
     )
     assert result.returncode == 0 and result.stderr == "True\n"
+
+
+def test_a_reader_that_stops_early_still_gets_the_picture_saved(tmp_path: Path) -> None:
+    # `maskviz show-mask 300 --save m.png | head -1`: the pipe closes before the save
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # a reader already gone: the first write breaks the pipe
+    out = tmp_path / "m.png"
+    try:
+        result = subprocess.run(
+            [*MASKVIZ, "show-mask", "300", "--save", str(out)], stdout=write_end,
+            stderr=subprocess.PIPE, text=True, check=False, timeout=120,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert result.returncode == 1  # output cut short, as for any broken pipe
+    assert result.stderr == ""
+    assert out.read_bytes().startswith(b"\x89PNG")
 
 
 def test_a_closed_standard_output_is_an_error_not_silence() -> None:
