@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import itertools
 import json
 import math
 import re
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -430,6 +432,28 @@ def test_failed_gif_write_keeps_the_old_file(
     with pytest.raises(RuntimeError, match="disk on fire"):
         af.save_decode_gif(path, trace_view(trace))
     assert calls == 3
+    assert path.read_bytes() == b"previous animation"
+    assert sorted(tmp_path.iterdir()) == [path]
+
+
+def test_ctrl_c_in_the_gif_encoder_leaves_no_open_file_and_the_old_gif(
+    trace: Trace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "decode.gif"
+    path.write_bytes(b"previous animation")
+
+    def interrupted(image: Any, fp: Any, filename: Any) -> None:
+        fp.write(b"GIF89a")  # part of a file written, then Ctrl-C
+        raise KeyboardInterrupt
+
+    Image.init()  # the plugins registered first, so they do not replace the patch
+    monkeypatch.setitem(Image.SAVE_ALL, "GIF", interrupted)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(KeyboardInterrupt):
+            af.save_decode_gif(path, trace_view(trace))
+        gc.collect()  # an unclosed file warns when it is collected
+    assert [str(w.message) for w in caught if w.category is ResourceWarning] == []
     assert path.read_bytes() == b"previous animation"
     assert sorted(tmp_path.iterdir()) == [path]
 

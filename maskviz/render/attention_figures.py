@@ -796,7 +796,13 @@ def save_decode_gif(
         # the last frame holds for 2 s before the loop starts again
         frame_ms = 10 * round(100 / (fps or gif_fps(len(images))))  # GIF counts 1/100 s
         durations = [frame_ms] * (len(images) - 1) + [max(frame_ms, 2000)]
-        images[0].save(
-            tmp, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0
-        )
+        with open(tmp, "wb") as fh:  # ours to close: Pillow leaves a file it opened open on Ctrl-C
+            images[0].save(
+                fh,
+                format="GIF",
+                save_all=True,
+                append_images=images[1:],
+                duration=durations,
+                loop=0,
+            )
     return len(frames)
