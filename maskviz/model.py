@@ -417,7 +417,7 @@ class GPT:
             or not isinstance(temperature, int | float | np.integer | np.floating)
             or not (math.isfinite(temperature) and temperature >= 0)
         ):
-            raise usage_error(f"temperature must be a number >= 0, got {temperature!r}")
+            raise usage_error(f"temperature must be a finite number >= 0, got {temperature!r}")
         if top_k is not None and as_integer(top_k, "top_k") < 1:
             raise usage_error(f"top_k must be >= 1, got {top_k}")
         if seed is not None:

@@ -177,6 +177,7 @@ class Trace:
 
         ``agg`` is "mean" or "max"; masked cells stay exactly 0 either way.
         """
+        layer = as_integer(layer, "layer")  # True is not 1
         hits = np.flatnonzero(self.layers == layer)
         if hits.size == 0:
             raise MaskvizError(

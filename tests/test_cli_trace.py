@@ -256,8 +256,9 @@ def test_options_that_would_do_nothing_are_usage_errors(args: list[str], message
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--temperature", "-1"], "--temperature must be a number >= 0, got -1.0"),
-        (["--temperature", "nan"], "--temperature must be a number >= 0, got nan"),
+        (["--temperature", "-1"], "--temperature must be a finite number >= 0, got -1.0"),
+        (["--temperature", "nan"], "--temperature must be a finite number >= 0, got nan"),
+        (["--temperature", "inf"], "--temperature must be a finite number >= 0, got inf"),
         (["--temperature", "1", "--seed", "-1"], "--seed must be from 0 to"),
     ],
 )

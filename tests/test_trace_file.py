@@ -369,6 +369,8 @@ def sliding() -> Trace:
         (lambda t: t.layer_mask(99), "layer 99 is not a layer of the trace's model"),
         (lambda t: t.window(0.5), r"layer: 0\.5 is not an integer"),
         (lambda t: t.layer_mask(True), "layer: True is not an integer"),
+        (lambda t: t.layer_attention(True, "mean"), "layer: True is not an integer"),
+        (lambda t: t.layer_attention("1", "mean"), "layer: '1' is not an integer"),
         (lambda t: t.next_token_probs(0, k=-2), "k must be >= 1, got -2"),
         (lambda t: t.next_token_probs(0, k=0), "k must be >= 1, got 0"),
         (lambda t: t.next_token_probs(0, k=1.5), r"k: 1\.5 is not an integer"),
