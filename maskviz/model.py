@@ -712,7 +712,7 @@ def random_model(
 
     Weights are scaled so that activations stay of order one and attention is not
     uniform. The tokenizer is byte-level when the vocabulary has 257 entries or
-    more, else ids are their own labels.
+    more (ids past 256 are written `<id:N>`), else ids are their own labels.
 
     >>> m = random_model(GPTConfig(1, 1, 8, 16, 20), seed=1)
     >>> m.trace([3, 4], steps=2).token_ids.shape
@@ -720,6 +720,8 @@ def random_model(
     """
     module = _check_config(config, "random_model")
     _check_seed(seed)
+    if name is not None and not isinstance(name, str):
+        raise usage_error(f"random_model: name must be a string, got {name!r}")
     weights = module.random_weights(config, np.random.default_rng(seed))
     tokenizer: Tokenizer = (
         ByteTokenizer() if config.vocab_size >= 257 else _IdTokenizer(config.vocab_size)

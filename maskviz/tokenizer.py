@@ -71,12 +71,20 @@ class ByteTokenizer:
 
     def decode(self, ids: list[int]) -> str:
         # bytes that are not UTF-8 (a sampled run can produce them) as \xNN, as token
-        # labels show them
-        return bytes(i for i in ids if 0 <= i < 256).decode("utf-8", errors="backslashreplace")
+        # labels show them; ids past 256 (a random model's larger vocabulary) as <id:N>
+        parts = []
+        for is_byte, run in itertools.groupby((int(i) for i in ids), key=lambda i: 0 <= i < 256):
+            if is_byte:
+                parts.append(bytes(run).decode("utf-8", errors="backslashreplace"))
+            else:
+                parts.extend(unknown_id_label(i) for i in run if i != self.eot_id)
+        return "".join(parts)
 
     def token_label(self, token_id: int) -> str:
         if token_id == self.eot_id:
             return EOT_TEXT
+        if token_id > self.eot_id:
+            return unknown_id_label(token_id)
         if 0x20 <= token_id < 0x7F:
             return chr(token_id)
         if token_id in (9, 10, 13):

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 import maskviz
 from maskviz import GPTConfig, LlamaConfig, MaskvizError, random_model
 from maskviz.arch import Config
+from maskviz.arch.llama import Llama3Scaling
 from maskviz.compare import compare, tolerance
 from maskviz.model import KVCache, attention, masked_softmax
 
@@ -187,7 +188,7 @@ def test_generation_stops_after_end_of_text() -> None:
         ({"token_ids": [True]}, "token ids: True is not an integer"),
         ({"token_ids": 5}, "token ids must be integers"),
         ({"token_ids": [1], "layers": [0.7]}, "layers: 0.7 is not an integer"),
-        ({"token_ids": [1], "temperature": "hot"}, "temperature must be a number"),
+        ({"token_ids": [1], "temperature": "hot"}, "temperature must be a finite number"),
         ({"token_ids": [1], "temperature": 1, "top_k": 2.5}, "top_k: 2.5 is not an integer"),
         ({"token_ids": [1], "temperature": 1, "seed": -1}, "seed must be from 0 to"),
         ({"token_ids": [1], "temperature": 1, "seed": 2**63}, "seed must be from 0 to"),
@@ -217,6 +218,29 @@ def test_a_vanishing_temperature_samples_the_greedy_token_without_nan() -> None:
 def test_a_negative_seed_is_refused_by_random_model() -> None:
     with pytest.raises(MaskvizError, match="seed must be from 0 to"):
         random_model(GPTConfig(1, 2, 16, 32, 50), seed=-1)
+
+
+def test_a_random_model_names_ids_past_the_bytes_in_its_text_and_labels() -> None:
+    # a GPT-2-sized vocabulary with the byte tokenizer: ids 257.. are no bytes
+    trace = random_model(GPTConfig(1, 2, 16, 64, 300), seed=56).trace([72, 105], steps=6)
+    past = [int(i) for i in trace.token_ids if i > 256]
+    assert past  # this seed produces some
+    for token_id in past:
+        assert f"<id:{token_id}>" in trace.text
+        assert trace.token_label(token_id) == f"<id:{token_id}>"  # not "\\x105"
+    assert trace.text.count("<id:") == len(past)
+
+
+def test_a_config_describes_one_layer_and_one_head_in_the_singular() -> None:
+    assert GPTConfig(1, 1, 8, 8, 8).describe().startswith("1 layer, 1 head, width 8")
+    llama = LlamaConfig(1, 1, 1, 4, 8, 16, 8, 8).describe()
+    assert llama.startswith("llama, 1 layer, 1 head, width 8")
+    assert GPTConfig(2, 2, 8, 8, 8).describe().startswith("2 layers, 2 heads")
+
+
+def test_random_model_takes_a_name_that_is_text() -> None:
+    with pytest.raises(MaskvizError, match="name must be a string, got 5"):
+        random_model(GPTConfig(1, 2, 16, 32, 50), name=5)  # type: ignore[arg-type]
 
 
 def test_forward_accepts_mask_objects_bool_arrays_causal_and_none() -> None:
@@ -276,6 +300,14 @@ def test_bad_configs_are_refused() -> None:
          r"LlamaConfig.qkv_bias must be True or False"),
         (lambda: LlamaConfig(1, 2, 1, 4, 8, 16, 8, 8, rope_scaling={"factor": 8}),  # type: ignore[arg-type]
          r"LlamaConfig.rope_scaling must be a Llama3Scaling or None"),
+        # a factor of 0 divided by zero, reported as weights too large; -8 rotated silently
+        (lambda: Llama3Scaling(0.0, 1.0, 4.0, 8192),
+         r"Llama3Scaling.factor must be a finite number > 0, got 0\.0"),
+        (lambda: Llama3Scaling(-8.0, 1.0, 4.0, 8192), r"Llama3Scaling.factor must be"),
+        (lambda: Llama3Scaling(8.0, 1.0, float("nan"), 8192), r"high_freq_factor must be"),
+        (lambda: Llama3Scaling(8.0, 4.0, 1.0, 8192),
+         r"high_freq_factor \(1\.0\) must be greater than low_freq_factor \(4\.0\)"),
+        (lambda: Llama3Scaling(8.0, 1.0, 4.0, 0), r"original_max_position_embeddings must be"),
     ],
 )  # fmt: skip
 def test_config_fields_of_the_wrong_type_are_refused_when_the_config_is_made(

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from maskviz._text import plural
 from maskviz.arch import Attend, FloatArray, IntArray
 from maskviz.arch._config import (
     boolean,
@@ -90,7 +91,7 @@ class GPTConfig:
 
     def describe(self) -> str:
         return (
-            f"{self.n_layer} layers, {self.n_head} heads, width {self.n_embd}, "
+            f"{plural(self.n_layer, 'layer')}, {plural(self.n_head, 'head')}, width {self.n_embd}, "
             f"context {self.n_ctx}, vocabulary {self.vocab_size}"
         )
 

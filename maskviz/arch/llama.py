@@ -69,6 +69,16 @@ class Llama3Scaling:
     high_freq_factor: float
     original_max_position_embeddings: int
 
+    def __post_init__(self) -> None:
+        for name in ("factor", "low_freq_factor", "high_freq_factor"):
+            positive_float(self, name)
+        positive_int(self, "original_max_position_embeddings")
+        if not self.high_freq_factor > self.low_freq_factor:  # else the blend divides by <= 0
+            raise usage_error(
+                f"Llama3Scaling.high_freq_factor ({self.high_freq_factor}) must be greater "
+                f"than low_freq_factor ({self.low_freq_factor})"
+            )
+
 
 @dataclass(frozen=True)
 class LlamaConfig:
@@ -135,7 +145,8 @@ class LlamaConfig:
     def describe(self) -> str:
         kv = f" ({plural(self.n_kv_head, 'KV head')})" if self.n_kv_head != self.n_head else ""
         return (
-            f"{self.model_type}, {self.n_layer} layers, {self.n_head} heads{kv}, width "
+            f"{self.model_type}, {plural(self.n_layer, 'layer')}, "
+            f"{plural(self.n_head, 'head')}{kv}, width "
             f"{self.n_embd}, context {self.n_ctx}, vocabulary {self.vocab_size}"
         )
 
@@ -553,12 +564,11 @@ def _rope(data: dict[str, Any], source: str) -> tuple[float, Llama3Scaling | Non
     if missing:
         raise MaskvizError(f"{source}: llama3 rope scaling needs {missing[0]!r}")
     factor, low, high = (positive_number(params, k, 1.0, source) for k in _LLAMA3_FACTORS)
-    scaling = Llama3Scaling(factor, low, high, context)
-    if not scaling.high_freq_factor > scaling.low_freq_factor:
+    if not high > low:
         raise MaskvizError(
             f"{source}: llama3 rope scaling needs high_freq_factor > low_freq_factor"
         )
-    return theta, scaling
+    return theta, Llama3Scaling(factor, low, high, context)
 
 
 def _windows(
