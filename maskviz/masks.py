@@ -365,10 +365,11 @@ class Mask:
 
     def reasons(self) -> tuple[tuple[str, ...], NDArray[np.uint8]]:
         """Why each cell is masked: the reasons, and each cell's index into them
-        ``[n_queries, n_keys]`` (0, "": allowed). A mask ANDs its parts: a cell takes the
-        reason of a part that forbids it, padding's first, then the first in the
-        description's order; a union's cell forbidden by both sides gets "" (no single
-        part is why). Dense, as `to_array`.
+        ``[n_queries, n_keys]``. A mask ANDs its parts: a cell takes the reason of a
+        part that forbids it, padding's first, then the first in the description's
+        order. Code 0 ("") is an allowed cell, or a masked one no single part explains
+        (a union's cell forbidden by both sides): `to_array` says which cells are
+        allowed. Dense, as `to_array`.
 
         >>> texts, codes = (causal(3) & padding(3, 1)).reasons()
         >>> texts

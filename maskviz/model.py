@@ -38,6 +38,7 @@ from typing import Any, Literal, TypeAlias
 import numpy as np
 from numpy.typing import NDArray
 
+from maskviz._text import plural
 from maskviz.arch import (
     Architecture,
     Config,
@@ -321,9 +322,11 @@ class GPT:
         or a NumPy bool array [T, T] (True = the query may attend to the key), applied
         to every layer; or None for no mask at all. Anything else (another string, a
         list, a non-bool array, another shape) raises a usage `MaskvizError`.
-        ``positions`` [T] are the position ids (default 0..T-1; a left-padded row skips
-        its pads). ``padded`` [T] marks pad tokens, which "causal" never lets any query
-        attend (and whose own rows attend to nothing). Returns logits [T, vocab] and
+        ``positions`` [T] are the position ids, 0..T-1 by default, pads counted too:
+        give a left-padded row positions that skip its pads, as its unpadded run has
+        them (``compare padded-vs-cached --side left``; left as they are, they are
+        ``shifted-vs-cached``). ``padded`` [T] marks pad tokens, which "causal" never
+        lets any query attend (and whose own rows attend to nothing). Returns logits [T, vocab] and
         attention [L', H', T, T].
 
         >>> from maskviz import GPTConfig, masks, random_model
@@ -605,7 +608,15 @@ class GPT:
         hd = _select("head", heads, cfg.n_head)
         dtype = self.dtype if record_dtype is None else record_dtype
         dtype = dtype_name(dtype, ("float16", *DTYPES), "record_dtype")
-        return Recorder(lay, hd, cfg.n_head, n, dtype)
+        try:
+            return Recorder(lay, hd, cfg.n_head, n, dtype)
+        except MemoryError:  # allocated before the run, so nothing is lost yet
+            size = lay.size * hd.size * n * n * np.dtype(dtype).itemsize
+            raise MaskvizError(
+                f"not enough memory to record the attention of {plural(lay.size, 'layer')} "
+                f"x {plural(hd.size, 'head')} over {n:,} positions ({size / 2**30:,.1f} GiB "
+                f"of {dtype}): record fewer steps, layers or heads"
+            ) from None
 
 
 def dtype_name(value: object, allowed: tuple[str, ...] = DTYPES, what: str = "dtype") -> Any:

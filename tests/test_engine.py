@@ -238,6 +238,18 @@ def test_a_config_describes_one_layer_and_one_head_in_the_singular() -> None:
     assert GPTConfig(2, 2, 8, 8, 8).describe().startswith("2 layers, 2 heads")
 
 
+def test_a_recording_too_large_for_memory_is_a_library_error_before_the_run() -> None:
+    # 256 TiB: more than a 64-bit machine's address space, refused however the OS
+    # commits memory
+    model = random_model(LlamaConfig(8, 8, 2, 8, 32, 48, 2**20, 60))
+    with pytest.raises(
+        MaskvizError,
+        match=r"not enough memory to record the attention of 8 layers x 8 heads over "
+        r"1,048,576 positions \(262,144\.0 GiB of float32\): record fewer steps",
+    ):
+        model.trace([1], steps=2**20 - 1)
+
+
 def test_random_model_takes_a_name_that_is_text() -> None:
     with pytest.raises(MaskvizError, match="name must be a string, got 5"):
         random_model(GPTConfig(1, 2, 16, 32, 50), name=5)  # type: ignore[arg-type]
