@@ -439,7 +439,12 @@ def show_mask(
     ] = 1,
     plain: NoColourOption = False,
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print the mask as JSON instead of drawing it.")
+        bool,
+        typer.Option(
+            "--json",
+            help="Print the mask as JSON instead of drawing it (above 1,024 keys: pooled "
+            "cells, 0 none / 1 some / 2 all allowed).",
+        ),
     ] = False,
     save: Annotated[
         Path | None,
