@@ -900,6 +900,27 @@ def test_mask_figure_numbers_every_cell_without_labels_overlapping(n: int) -> No
             assert not a.overlaps(b), (a, b)
 
 
+@pytest.mark.parametrize("n", [3, 5])
+def test_long_mask_labels_are_cut_and_leave_the_grid_its_size(n: int) -> None:
+    from maskviz import masks
+
+    words = ["supercalifragilisticexpialidocious", *"bcde"][:n]
+    plain = figures.mask_figure(masks.causal(n))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # constrained_layout once gave up: axes collapsed
+        fig = figures.mask_figure(masks.causal(n), labels=words)
+        FigureCanvasAgg(fig).draw()
+        FigureCanvasAgg(plain).draw()
+    ticks = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert ticks[0] == "1 supercalifr…"  # 12 columns, as the terminal and trace figures
+    grid = fig.axes[0].get_window_extent()
+    assert grid.height >= 0.9 * plain.axes[0].get_window_extent().height
+    fig_box = fig.bbox
+    for label in fig.axes[0].get_xticklabels() + fig.axes[0].get_yticklabels():
+        box = label.get_window_extent()
+        assert fig_box.x0 <= box.x0 and box.y0 >= fig_box.y0, label.get_text()  # not cut
+
+
 def test_pdf_figures_embed_truetype_fonts_not_type_3(tmp_path: Path) -> None:
     from maskviz import masks
 

@@ -44,7 +44,7 @@ from matplotlib.patches import Patch, Rectangle
 from numpy.typing import NDArray
 
 from maskviz._io import atomic_path
-from maskviz._text import display_label, fit, safe_text
+from maskviz._text import safe_text
 from maskviz.render.figures import (
     BLOCKED_STYLE,
     COLOR_BLOCKED,
@@ -52,6 +52,7 @@ from maskviz.render.figures import (
     COLOR_HIGHLIGHT,
     blocked_background,
     drawable,
+    label_text,
 )
 from maskviz.view import (
     ALLOWED,
@@ -81,7 +82,6 @@ COLOR_GOOD, COLOR_BAD = "#1b7837", "#b2182b"  # a comparison's verdict
 WEIGHTS_CMAP = "viridis"
 DIFF_CMAP = "inferno"
 DIFF_FLOOR = 1e-12  # |Δ| at or below this shares the darkest colour (float64 noise lives here)
-LABEL_WIDTH = 12  # terminal cells of a token label before it is cut with '…'
 GIF_DPI = 100
 MASKED_LABEL = "masked (not allowed)"
 EVICTED_LABEL = STATE_NAMES[EVICTED]
@@ -96,9 +96,9 @@ ProgressCallback = Callable[[int, int], None]  # (frames written, total frames)
 # -- text ---------------------------------------------------------------------------
 
 
-def _text(text: str, width: int | None = None) -> str:
-    """User or model text made safe (escapes) and drawable, optionally shortened."""
-    return drawable(safe_text(text) if width is None else fit(safe_text(text), width))
+def _text(text: str) -> str:
+    """User or model text made safe (escapes) and drawable."""
+    return drawable(safe_text(text))
 
 
 def _wrapped(text: str, inches: float, fontsize: float) -> str:
@@ -335,7 +335,7 @@ def _decorate(
     if n <= MAX_CELLS:
         positions = list(range(0, n, ticks.stride))
         # 1-based positions and visible edge spaces, as in the terminal
-        names = [f"{i + 1} {_text(display_label(panel.labels[i]), LABEL_WIDTH)}" for i in positions]
+        names = [f"{i + 1} {label_text(panel.labels[i])}" for i in positions]
         # parse_math=False: a token such as "$x$" is text, not a formula to typeset.
         ax.set_xticks(positions, names, rotation=90, fontsize=ticks.fontsize, parse_math=False)
         ax.set_yticks(positions, names, fontsize=ticks.fontsize, parse_math=False)
@@ -595,7 +595,7 @@ def _decode_frames(view: AttentionView) -> list[_Frame]:
     n, states = panel.n, panel.states
 
     def token(t: int) -> str:
-        return _text(display_label(panel.labels[t]), LABEL_WIDTH)
+        return label_text(panel.labels[t])
 
     def earlier(t: int) -> int:
         return int((states[t, :t] == ALLOWED).sum())

@@ -21,10 +21,11 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
 from maskviz._io import atomic_path
-from maskviz._text import safe_text
+from maskviz._text import display_label, fit, safe_text
 from maskviz.masks import Mask
 
 MAX_FIGURE_CELLS = 512  # cells per side before a figure is downsampled
+LABEL_WIDTH = 12  # terminal cells of a token label before it is cut with '…'
 COLOR_ALLOWED, COLOR_PARTIAL, COLOR_BLOCKED = "#1b7837", "#a6dba0", "#f2f2f2"
 COLOR_BLOCKED_DOTS = "#a8a8a8"  # dots on "may not" cells: apart from any weight in grey print
 # a cell no query may attend, the same in every figure (and page): light grey, dotted
@@ -79,9 +80,12 @@ def blocked_background(ax: Axes) -> None:
 def _tick_labels(n: int, offset: int, index_base: int, labels: Sequence[str] | None) -> list[str]:
     if labels is None:
         return [str(i + offset + index_base) for i in range(n)]
-    return [
-        f"{i + offset + index_base} {drawable(safe_text(labels[i + offset]))}" for i in range(n)
-    ]
+    return [f"{i + offset + index_base} {label_text(labels[i + offset])}" for i in range(n)]
+
+
+def label_text(label: str) -> str:
+    """A token or word label as figures draw it: escaped, cut to `LABEL_WIDTH`."""
+    return drawable(fit(display_label(label), LABEL_WIDTH))
 
 
 def mask_figure(
@@ -134,6 +138,10 @@ def mask_figure(
         ax.tick_params(which="major", labelsize=size)
         if labels is not None or len(str(n_cols - 1 + index_base)) * 0.6 * size > 0.9 * cell_pt:
             ax.tick_params(axis="x", labelrotation=90)
+        if labels is not None:  # the figure grows by its labels, left and below, not the grid
+            longest = max(len(t.get_text()) for t in ax.get_xticklabels() + ax.get_yticklabels())
+            extent = longest * 0.6 * size / 72  # inches, ~0.6 em per character
+            fig.set_size_inches(side + 1.0 + extent, side + extent)
     else:  # round positions, placed where they fall: cell c holds positions c k .. c k + k - 1
         from matplotlib.ticker import MaxNLocator
 
