@@ -594,6 +594,14 @@ def mask_notes(
             f"Row {first_token + index_base} has no key to attend to: {who} is generated "
             "from the start symbol alone."
         )
+    others = [r + index_base for r in real if r != first_token]
+    if others:  # e.g. strict & window 1: the window holds only the query, strict forbids it
+        listed = ", ".join(map(str, others[:10])) + (", …" if len(others) > 10 else "")
+        lines.append(
+            f"{'Row' if len(others) == 1 else 'Rows'} {listed} "
+            f"{'has' if len(others) == 1 else 'have'} no key either: the mask's rules "
+            "together forbid every one."
+        )
     if pads:
         lines.append("Padded query rows attend to nothing; their outputs are ignored.")
     return [*lines, ZERO_ROWS_NOTE]

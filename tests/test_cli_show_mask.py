@@ -476,6 +476,18 @@ def test_bare_maskviz_prints_the_help_and_no_empty_error_line() -> None:
     assert result.stderr == ""
 
 
+def test_every_fully_masked_row_is_explained_not_only_the_first() -> None:
+    out = " ".join(
+        run_cli("show-mask", "6", "--kind", "strict", "--window", "1", "--plain").stdout.split()
+    )
+    assert "Row 1 has no key to attend to: the first token" in out
+    assert "Rows 2, 3, 4, 5, 6 have no key either: the mask's rules together forbid" in out
+    docs = " ".join(
+        run_cli("show-mask", "6", "--docs", "3,3", "--kind", "strict", "--plain").stdout.split()
+    )
+    assert "Row 4 has no key either" in docs  # the second document's first token
+
+
 def test_the_first_real_token_after_left_padding_is_named_when_it_sees_nothing() -> None:
     out = " ".join(
         run_cli("show-mask", "8", "--pad", "2", "--kind", "strict", "--plain").stdout.split()
