@@ -326,8 +326,8 @@ class GPT:
         give a left-padded row positions that skip its pads, as its unpadded run has
         them (``compare padded-vs-cached --side left``; left as they are, they are
         ``shifted-vs-cached``). ``padded`` [T] marks pad tokens, which "causal" never
-        lets any query attend (and whose own rows attend to nothing). Returns logits [T, vocab] and
-        attention [L', H', T, T].
+        lets any query attend (and whose own rows attend to nothing). Returns logits
+        [T, vocab] and attention [L', H', T, T].
 
         >>> from maskviz import GPTConfig, masks, random_model
         >>> model = random_model(GPTConfig(1, 2, 8, 16, 20))
