@@ -51,7 +51,7 @@ from maskviz.arch.gpt2 import Block, GPTConfig, Weights
 from maskviz.errors import MaskvizError, as_integer, as_integers, usage_error
 from maskviz.masks import Mask, causal
 from maskviz.nn import attention, checked_products, gelu, layer_norm, masked_softmax
-from maskviz.tokenizer import ByteTokenizer, Tokenizer, check_ids
+from maskviz.tokenizer import ByteTokenizer, Tokenizer, check_ids, utf8
 from maskviz.trace import MAX_SEED, Trace
 
 DType = Literal["float32", "float64"]
@@ -776,6 +776,7 @@ class _IdTokenizer:
         self.prefix_ids: tuple[int, ...] = ()
 
     def encode(self, text: str) -> list[int]:
+        utf8(text)  # the same errors as the other tokenizers' for what is not text
         try:
             return [int(part) for part in text.split()]
         except ValueError:

@@ -205,6 +205,8 @@ def utf8(text: str, what: str = "the text") -> bytes:
     ...
     maskviz.errors.MaskvizError: the text is not UTF-8: it holds the byte 0xff
     """
+    if not isinstance(text, str):
+        raise usage_error(f"{what} must be a string, got {type(text).__name__}")
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError as exc:

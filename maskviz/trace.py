@@ -620,6 +620,12 @@ def _validate(t: Trace) -> None:
         raise bad(f"'logits' are {t.logits.dtype.name} but dtype says {t.dtype}")
     if t.step_seconds.ndim != 1 or not np.isfinite(t.step_seconds).all():
         raise bad("'step_seconds' must be a 1-D array of finite times")
+    steps = 0 if t.mode == "training" else n - t.prompt_len  # a training pass has no steps
+    if t.step_seconds.shape[0] != steps:
+        raise bad(
+            f"'step_seconds' must hold {steps} times (one per decoding step), got "
+            f"{t.step_seconds.shape[0]}"
+        )
     if not (math.isfinite(t.prefill_seconds) and t.prefill_seconds >= 0):
         raise bad(f"prefill_seconds must be a finite time, got {t.prefill_seconds}")
     if t.stop_reason not in _STOP_REASONS:
@@ -630,6 +636,8 @@ def _validate(t: Trace) -> None:
         raise bad(f"top_k must be >= 1, got {t.top_k}")
     if t.seed is not None and not 0 <= t.seed <= MAX_SEED:
         raise bad(f"seed must be from 0 to {MAX_SEED}, got {t.seed}")
+    if t.temperature == 0 and (t.top_k is not None or t.seed is not None):
+        raise bad("top_k and seed belong to sampling: greedy decoding (temperature 0) has none")
     if t.kv_cache_bytes < 0:
         raise bad(f"kv_cache_bytes must be >= 0, got {t.kv_cache_bytes}")
     if t.step_masks < 0:

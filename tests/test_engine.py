@@ -250,6 +250,14 @@ def test_a_recording_too_large_for_memory_is_a_library_error_before_the_run() ->
         model.trace([1], steps=2**20 - 1)
 
 
+@pytest.mark.parametrize("vocab", [20, 257])  # ids as numbers; bytes
+def test_a_tokenizer_refuses_what_is_not_text_by_name(vocab: int) -> None:
+    tokenizer = random_model(GPTConfig(1, 1, 8, 8, vocab)).tokenizer
+    for value in (5, b"To be", None):
+        with pytest.raises(MaskvizError, match="the text must be a string, got"):
+            tokenizer.encode(value)  # type: ignore[arg-type]
+
+
 def test_random_model_takes_a_name_that_is_text() -> None:
     with pytest.raises(MaskvizError, match="name must be a string, got 5"):
         random_model(GPTConfig(1, 2, 16, 32, 50), name=5)  # type: ignore[arg-type]
