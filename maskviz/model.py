@@ -448,8 +448,14 @@ class GPT:
         all_ids = np.zeros(capacity, np.int64)
         all_ids[:p] = ids
         positions = np.arange(capacity, dtype=np.int64)
-        logits_out = np.zeros((capacity, self.config.vocab_size), self.dtype)
-        cache = KVCache(self.config, capacity, self.dtype) if mode == "cached" else None
+        try:
+            logits_out = np.zeros((capacity, self.config.vocab_size), self.dtype)
+            cache = KVCache(self.config, capacity, self.dtype) if mode == "cached" else None
+        except MemoryError:
+            raise MaskvizError(
+                f"not enough memory for the logits and KV cache of {capacity:,} positions: "
+                "decode fewer steps"
+            ) from None
         t0 = time.perf_counter()
         hidden = self._hidden(
             ids, start=0, positions=positions[:p], cache=cache, mask="rules", record=rec
@@ -615,7 +621,7 @@ class GPT:
             raise MaskvizError(
                 f"not enough memory to record the attention of {plural(lay.size, 'layer')} "
                 f"x {plural(hd.size, 'head')} over {n:,} positions ({size / 2**30:,.1f} GiB "
-                f"of {dtype}): record fewer steps, layers or heads"
+                f"of {dtype}): record fewer layers, heads or positions"
             ) from None
 
 

@@ -621,10 +621,10 @@ def _validate(t: Trace) -> None:
     if t.step_seconds.ndim != 1 or not np.isfinite(t.step_seconds).all():
         raise bad("'step_seconds' must be a 1-D array of finite times")
     steps = 0 if t.mode == "training" else n - t.prompt_len  # a training pass has no steps
-    if t.step_seconds.shape[0] != steps:
+    if t.step_seconds.shape[0] not in (0, steps):  # none: a trace made without timing
         raise bad(
-            f"'step_seconds' must hold {steps} times (one per decoding step), got "
-            f"{t.step_seconds.shape[0]}"
+            f"'step_seconds' must hold {steps} times (one per decoding step) or none, "
+            f"got {t.step_seconds.shape[0]}"
         )
     if not (math.isfinite(t.prefill_seconds) and t.prefill_seconds >= 0):
         raise bad(f"prefill_seconds must be a finite time, got {t.prefill_seconds}")

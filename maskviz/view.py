@@ -588,7 +588,8 @@ def mask_notes(
     real = [int(r) + mask.query_offset for r in s.fully_masked]
     real = [r for r in real if r not in pads]
     first_token = next((i for i in range(mask.n_keys) if i not in pads), None)
-    if real and real[0] == first_token:
+    first_told = bool(real) and real[0] == first_token
+    if first_told and first_token is not None:  # (None never equals a row: for mypy)
         who = "the first token after the padding" if first_token else "the first token"
         lines.append(
             f"Row {first_token + index_base} has no key to attend to: {who} is generated "
@@ -599,8 +600,9 @@ def mask_notes(
         listed = ", ".join(map(str, others[:10])) + (", …" if len(others) > 10 else "")
         lines.append(
             f"{'Row' if len(others) == 1 else 'Rows'} {listed} "
-            f"{'has' if len(others) == 1 else 'have'} no key either: the mask's rules "
-            "together forbid every one."
+            f"{'has' if len(others) == 1 else 'have'} no key "
+            f"{'either' if first_told else 'to attend to'}: the mask's rules together forbid "
+            "every one."
         )
     if pads:
         lines.append("Padded query rows attend to nothing; their outputs are ignored.")

@@ -245,9 +245,25 @@ def test_a_recording_too_large_for_memory_is_a_library_error_before_the_run() ->
     with pytest.raises(
         MaskvizError,
         match=r"not enough memory to record the attention of 8 layers x 8 heads over "
-        r"1,048,576 positions \(262,144\.0 GiB of float32\): record fewer steps",
+        r"1,048,576 positions \(262,144\.0 GiB of float32\): record fewer layers",
     ):
         model.trace([1], steps=2**20 - 1)
+
+
+def test_a_kv_cache_too_large_for_memory_is_a_library_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import maskviz.model
+
+    def no_memory(*args: object) -> None:
+        raise MemoryError("Unable to allocate 4.00 TiB")
+
+    monkeypatch.setattr(maskviz.model, "KVCache", no_memory)
+    model = random_model(GPTConfig(1, 1, 8, 64, 20))
+    with pytest.raises(
+        MaskvizError, match=r"not enough memory for the logits and KV cache of 11 positions"
+    ):
+        model.trace([1], steps=10, record=False)
 
 
 @pytest.mark.parametrize("vocab", [20, 257])  # ids as numbers; bytes
@@ -399,6 +415,41 @@ def test_a_floating_point_flag_on_every_finite_product_changes_no_result(
     np.testing.assert_array_equal(again.logits, clean.logits)
     np.testing.assert_array_equal(logits, clean_logits)
     np.testing.assert_array_equal(weights, clean_weights)
+
+
+@pytest.mark.parametrize("windows", [(), (2, None)])  # full layers; a ring of 2 slots
+def test_a_flag_raised_after_a_layer_wrote_its_cache_is_not_an_overflow(
+    windows: tuple[int | None, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a flag after layer 1 wrote its cache and recorded rows, in the prefill (several
+    # positions into the ring) and in one decoding step: the pass runs again over them
+    from maskviz.arch.llama import LlamaConfig, Weights
+
+    cfg = LlamaConfig(2, 2, 1, 8, 16, 32, 32, 40, windows=windows)
+    model = random_model(cfg, seed=3)
+    clean = model.trace([1, 2, 3, 4], steps=4)
+    real, calls = Weights.layer, {"n": 0}
+
+    def flagged_once(self: Weights, i: int, *args: Any) -> Any:
+        out = real(self, i, *args)  # the layer ran, its cache written, then the flag
+        calls["n"] += 1
+        if calls["n"] in (2, 6):  # the prefill's last layer; decoding step 1's last layer
+            raise FloatingPointError("invalid value encountered in matmul")
+        return out
+
+    monkeypatch.setattr(Weights, "layer", flagged_once)
+    again = model.trace([1, 2, 3, 4], steps=4)
+    assert calls["n"] == 5 * 2 + 2 * 2  # 5 passes of 2 layers, 2 of them run twice
+    np.testing.assert_array_equal(again.token_ids, clean.token_ids)
+    np.testing.assert_array_equal(again.attention, clean.attention)
+    np.testing.assert_array_equal(again.logits, clean.logits)
+
+    def flagged_always(self: Weights, i: int, *args: Any) -> Any:
+        raise FloatingPointError("overflow encountered in multiply")
+
+    monkeypatch.setattr(Weights, "layer", flagged_always)
+    with pytest.raises(MaskvizError, match="activations overflowed float32"):
+        model.trace([1, 2, 3, 4], steps=4)
 
 
 @pytest.mark.parametrize("prompt", [[1], [1, 2, 3]])  # a decoding step's one row; many

@@ -391,6 +391,12 @@ def test_hf_fields_are_read_with_transformers_defaults(
             "sliding_attention layers but no sliding window",
         ),
         ({"num_key_value_heads": 3}, r"num_attention_heads \(4\) must be a multiple of num_key_value_heads \(3\)"),
+        (
+            {"rope_parameters": {"rope_type": "llama3", "factor": 2, "low_freq_factor": 4,
+                                 "high_freq_factor": 1}},
+            r"^config\.json: llama3 rope scaling: high_freq_factor \(1\.0\) must be greater "
+            r"than low_freq_factor \(4\.0\)$",
+        ),
     ],
 )  # fmt: skip
 def test_contradictory_configs_are_refused_naming_their_fields(

@@ -279,7 +279,11 @@ def test_text_a_trace_file_carries_is_printed_escaped(trace: Trace, tmp_path: Pa
         ("step_masks", -1, "step_masks must be >= 0, got -1"),
         ("mask", [[2] * 8] * 8, "'mask' must hold true/false values, not numbers"),
         # fields that disagree with the run they describe
-        ("step_seconds", [0.1], "'step_seconds' must hold 5 times (one per decoding step), got 1"),
+        (
+            "step_seconds",
+            [0.1],
+            "'step_seconds' must hold 5 times (one per decoding step) or none, got 1",
+        ),
         ("seed", 5, "top_k and seed belong to sampling: greedy decoding (temperature 0)"),
         ("top_k", 2, "top_k and seed belong to sampling"),
     ],

@@ -75,7 +75,7 @@ class Llama3Scaling:
         positive_int(self, "original_max_position_embeddings")
         if not self.high_freq_factor > self.low_freq_factor:  # else the blend divides by <= 0
             raise usage_error(
-                f"Llama3Scaling.high_freq_factor ({self.high_freq_factor}) must be greater "
+                f"llama3 rope scaling: high_freq_factor ({self.high_freq_factor}) must be greater "
                 f"than low_freq_factor ({self.low_freq_factor})"
             )
 
@@ -564,11 +564,10 @@ def _rope(data: dict[str, Any], source: str) -> tuple[float, Llama3Scaling | Non
     if missing:
         raise MaskvizError(f"{source}: llama3 rope scaling needs {missing[0]!r}")
     factor, low, high = (positive_number(params, k, 1.0, source) for k in _LLAMA3_FACTORS)
-    if not high > low:
-        raise MaskvizError(
-            f"{source}: llama3 rope scaling needs high_freq_factor > low_freq_factor"
-        )
-    return theta, Llama3Scaling(factor, low, high, context)
+    try:
+        return theta, Llama3Scaling(factor, low, high, context)
+    except MaskvizError as exc:  # high_freq_factor not above low_freq_factor
+        raise MaskvizError(f"{source}: {exc}") from None
 
 
 def _windows(
