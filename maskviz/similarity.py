@@ -37,6 +37,27 @@ class Ordering:
     rules: tuple[Mask, ...]
     last_hidden: FloatArray
 
+    @property
+    def unreachable(self) -> int:
+        """How many leading tokens cannot change the last state at all: 0 when some layer
+        lets the last position attend every token, else those beyond the layers' combined
+        reach (a layer whose last row starts at key k reaches T - 1 - k positions further
+        back: W - 1 for a sliding window of W).
+
+        >>> from maskviz.masks import causal, sliding_window
+        >>> rule = causal(10) & sliding_window(10, 3)
+        >>> Ordering(np.zeros(10, np.int64), (0, 4, 5), np.zeros(0), (rule, rule), np.zeros(1)).unreachable
+        5
+        """
+        n = self.token_ids.shape[0]
+        reach = 0
+        for rule in self.rules:
+            first_key = rule.allowed_keys(n - 1)[0][0]
+            if first_key == 0:
+                return 0
+            reach += n - 1 - first_key
+        return max(0, n - 1 - reach)
+
 
 @dataclass(frozen=True, eq=False, repr=False)
 class Similarity:
@@ -78,6 +99,7 @@ class Similarity:
             "forward_segments": list(self.forward.segments),
             "backward_segments": list(self.backward.segments),
             "cosine": self.cosine,
+            "unreachable_tokens": self.forward.unreachable,  # the same in both orderings
             "representation_norm": float(np.linalg.norm(self.representation.astype(np.float64))),
             "representation": self.representation.tolist(),
         }

@@ -457,6 +457,22 @@ def verdict_text(result: Comparison) -> str:
 # ---------------------------------------------------------------- similarity
 
 
+def _last_position_reach(order: Ordering) -> str:
+    """What the last position's state can depend on, given each layer's window."""
+    n = order.token_ids.shape[0]
+    if any(rule.allowed_keys(n - 1)[0][0] == 0 for rule in order.rules):
+        return "it is the one position that attends to every token of both texts."
+    if order.unreachable:
+        return (
+            f"sliding windows shorter than the texts keep the first {order.unreachable:,} "
+            "tokens of each ordering from reaching it at all: they cannot change the result."
+        )
+    return (
+        "its windows are shorter than the texts, so far tokens reach it only through "
+        "nearer positions in the layers below."
+    )
+
+
 def similarity_view(
     result: Similarity, labels: Sequence[Sequence[str]], *, layer: int = 0, head: int = 0
 ) -> AttentionView:
@@ -475,9 +491,9 @@ def similarity_view(
         f"cosine similarity of the two last states: {result.cosine:.4f}",
         f"pair representation = sum of both last states: norm {norm:.4f} "
         f"(width {result.representation.shape[0]})",
-        "No contradiction: each ordering is fed once, whole, with the causal mask exactly as "
-        "in training, and only the last position's output is read; it is the one position "
-        "that attends to every token of both texts.",
+        "No contradiction: each ordering is fed once, whole, with each layer's mask exactly "
+        "as in training, and only the last position's output is read; "
+        + _last_position_reach(result.forward),
     )
     return AttentionView(
         title=f"similarity · layer {layer}, head {head}",

@@ -310,6 +310,32 @@ def test_similarity_draws_a_sliding_layer_with_its_window() -> None:
         assert ("window 32" in panel.title) == bool(window)
 
 
+@pytest.mark.parametrize(
+    ("windows", "unreachable", "said"),
+    [
+        ((3, 3), 14 - 1 - 4, "keep the first 9 tokens of each ordering from reaching it"),
+        ((8, 8), 0, "far tokens reach it only through nearer positions"),
+        ((3, None), 0, "the one position that attends to every token of both texts"),
+    ],
+)
+def test_similarity_says_which_tokens_can_reach_the_last_state(
+    windows: tuple[int | None, ...], unreachable: int, said: str
+) -> None:
+    from maskviz.view import similarity_view
+
+    model = random_model(LlamaConfig(2, 2, 1, 8, 16, 32, 64, 300, windows=windows), seed=2)
+    texts = ("abcdefg", "hijklm")  # 7 + 1 + 6 = 14 byte tokens
+    result = similarity(model, *texts)
+    assert result.forward.unreachable == result.backward.unreachable == unreachable
+    assert result.to_dict()["unreachable_tokens"] == unreachable
+    footer = " ".join(similarity_view(result, (("",) * 14,) * 2).footer)
+    assert said in footer
+    # the claim holds: the first tokens cannot change the last state
+    changed = similarity(model, "XYZdefg", "hijklm")
+    same = np.array_equal(changed.forward.last_hidden, result.forward.last_hidden)
+    assert same == (unreachable >= 3)
+
+
 def test_a_similarity_in_a_notebook_labels_byte_tokens_by_their_bytes() -> None:
     from maskviz import load_model
 
