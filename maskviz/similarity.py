@@ -49,7 +49,7 @@ class Ordering:
         >>> Ordering(np.zeros(10, np.int64), (0, 4, 5), np.zeros(0), (rule, rule), np.zeros(1)).unreachable
         5
         """
-        n = self.token_ids.shape[0]
+        n = int(self.token_ids.shape[0])
         reach = 0
         for rule in self.rules:
             first_key = rule.allowed_keys(n - 1)[0][0]
