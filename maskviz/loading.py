@@ -304,12 +304,31 @@ def _eos_ids(folder: Path, data: dict[str, Any]) -> tuple[int, ...]:
     """The end-of-sequence tokens, an id or a list of ids (any of them stops
     generation): generation_config.json's when it names them, as transformers'
     `generate` reads them (Qwen2.5-Instruct lists two there), else config.json's."""
-    eos = data.get("eos_token_id")
-    settings = _generation_settings(folder / "generation_config.json")
+    settings_path = folder / "generation_config.json"
+    settings = _generation_settings(settings_path)
     if settings.get("eos_token_id") is not None:
-        eos = settings["eos_token_id"]
-    ids = eos if isinstance(eos, list) else [eos]
-    return tuple(i for i in ids if isinstance(i, int) and not isinstance(i, bool) and i >= 0)
+        ids = _token_ids(settings["eos_token_id"])
+        if ids is not None:
+            return ids
+        _ignored(
+            f"{settings_path}: eos_token_id {_NOT_IDS}, got {as_json(settings['eos_token_id'])}"
+        )
+    eos = data.get("eos_token_id")
+    ids = _token_ids(eos)
+    if ids is None:
+        raise MaskvizError(f"{folder / 'config.json'}: eos_token_id {_NOT_IDS}, got {as_json(eos)}")
+    return ids
+
+
+_NOT_IDS = "must be a token id (an integer >= 0), a list of them, or null"
+
+
+def _token_ids(value: Any) -> tuple[int, ...] | None:
+    """An id, a list of ids or null as a tuple of ids; None for anything else."""
+    ids = [] if value is None else value if isinstance(value, list) else [value]
+    if all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
+        return tuple(ids)
+    return None
 
 
 def _generation_settings(path: Path) -> dict[str, Any]:
@@ -326,12 +345,17 @@ def _generation_settings(path: Path) -> dict[str, Any]:
         if isinstance(settings, dict):
             return settings
         problem = f"{path}: expected a JSON object"
+    _ignored(problem)
+    return {}
+
+
+def _ignored(problem: str) -> None:
+    """Warn that generation_config.json cannot say where generation stops."""
     warnings.warn(
         f"{problem}; generation stops at config.json's eos_token_id instead",
         UserWarning,
-        stacklevel=2,
+        stacklevel=3,
     )
-    return {}
 
 
 def _read_weights(folder: Path) -> tuple[dict[str, NDArray[Any]], str]:

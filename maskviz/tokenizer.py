@@ -104,6 +104,7 @@ class HFTokenizer:
             from tokenizers import Tokenizer as _HF
         except ImportError:
             raise MaskvizError(f"reading tokenizer.json needs the 'hf' extra: {HF_EXTRA}") from None
+        self._path = path
         try:
             self._tok = _HF.from_file(str(path))
         except Exception as exc:
@@ -130,7 +131,13 @@ class HFTokenizer:
 
     def encode(self, text: str) -> list[int]:
         utf8(text)  # the same error for bytes that are not text
-        return [int(i) for i in self._tok.encode(text).ids]
+        try:
+            encoding = self._tok.encode(text)
+        except Exception as exc:  # e.g. a word-level vocabulary without an unknown token
+            raise MaskvizError(
+                f"{self._path}: cannot encode the text ({first_line(exc)})"
+            ) from None
+        return [int(i) for i in encoding.ids]
 
     def decode(self, ids: list[int]) -> str:
         """The text of ``ids``, an id this tokenizer lacks written as its label (as

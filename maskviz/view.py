@@ -183,7 +183,9 @@ def describe_layer_masks(windows: Sequence[int | None]) -> str:
     >>> describe_layer_masks([None, None])
     'every layer causal'
     >>> describe_layer_masks([32, None, 32, None])
-    'layers 0,2: causal & sliding window 32; 1,3: causal'
+    'layers 0,2: causal & sliding window 32; layers 1,3: causal'
+    >>> describe_layer_masks([None, 5, 5])
+    'layer 0: causal; layers 1,2: causal & sliding window 5'
     """
     kinds: dict[int | None, list[int]] = {}
     for i, w in enumerate(windows):
@@ -191,11 +193,11 @@ def describe_layer_masks(windows: Sequence[int | None]) -> str:
     if len(kinds) == 1:
         w = next(iter(kinds))
         return "every layer causal" + ("" if w is None else f" & sliding window {w}")
-    parts = [
-        ",".join(map(str, layers)) + ": causal" + ("" if w is None else f" & sliding window {w}")
+    return "; ".join(
+        f"layer{'s' if len(layers) > 1 else ''} {','.join(map(str, layers))}: causal"
+        + ("" if w is None else f" & sliding window {w}")
         for w, layers in sorted(kinds.items(), key=lambda kv: kv[1][0])
-    ]
-    return "layers " + "; ".join(parts)
+    )
 
 
 def _matrices(

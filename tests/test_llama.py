@@ -962,8 +962,9 @@ def test_a_malformed_generation_config_warns_and_stops_at_config_json_s_ids(
     copy = edited_llama(tmp_path / "ckpt", {"eos_token_id": [1, 2]})
     generation = copy / "generation_config.json"
     for text, why in (
+        ('{"eos_token_id": [1, "a"]}', "eos_token_id must be a token id (an integer >= 0)"),
         ('{"eos_token_id": [1, 2,\n', "not valid JSON"),
-        ("[7]", "expected a JSON object"),
+        ("[7]", "expected a JSON object"),  # the last: the command line's warning below
     ):
         generation.write_text(text)
         with pytest.warns(UserWarning, match="generation_config.json") as caught:
@@ -978,6 +979,60 @@ def test_a_malformed_generation_config_warns_and_stops_at_config_json_s_ids(
     assert result.exit_code == 0
     [line] = result.stderr.splitlines()
     assert line.startswith(f"maskviz: warning: {generation}: expected a JSON object;")
+
+
+def test_a_missing_tensor_is_named_as_the_file_stores_its_neighbours(tmp_path: Path) -> None:
+    n = json.loads((folder("llama") / "config.json").read_text())["num_hidden_layers"]
+    copy = edited_llama(tmp_path / "ckpt", {"num_hidden_layers": n + 1})
+    with pytest.raises(
+        MaskvizError, match=rf"missing tensor 'model\.layers\.{n}\.self_attn\.q_proj\.weight'"
+    ):
+        load_model(copy)
+
+
+def test_weights_the_config_s_model_does_not_use_are_a_warning_naming_them(
+    tmp_path: Path,
+) -> None:
+    # a Qwen3 checkpoint read as a Llama: its q/k norms would be dropped in silence
+    copy = tmp_path / "ckpt"
+    shutil.copytree(folder("qwen3"), copy)
+    data = json.loads((copy / "config.json").read_text())
+    data.update(model_type="llama", architectures=["LlamaForCausalLM"])
+    (copy / "config.json").write_text(json.dumps(data))
+    result = run_cli("trace", "hello", "--model", str(copy), "--steps", "1", "--plain")
+    assert result.exit_code == 0
+    [line] = result.stderr.splitlines()
+    assert line.startswith("maskviz: warning: ")
+    assert "tensors the model does not use ('model.layers.0.self_attn.k_norm.weight'" in line
+    assert line.endswith("the checkpoint may be of another model type")
+    assert run_cli("trace", "hello", "--model", str(folder("qwen3")), "--steps", "1").stderr == ""
+
+
+def test_a_tokenizer_that_cannot_encode_the_prompt_is_named_not_an_internal_error(
+    tmp_path: Path,
+) -> None:
+    # it encodes "a" (the probe when loading) and nothing else: no unknown token
+    copy = edited_llama(tmp_path / "ckpt", {})
+    word_level = {"type": "WordLevel", "vocab": {"a": 0}, "unk_token": "[UNK]"}
+    (copy / "tokenizer.json").write_text(json.dumps({"version": "1.0", "model": word_level}))
+    result = run_cli("trace", "hello", "--model", str(copy))
+    assert result.exit_code == 1
+    # the tokenizers package's own words follow, as its version says them
+    assert result.stderr.startswith(
+        f"maskviz: error: {copy / 'tokenizer.json'}: cannot encode the text ("
+    )
+    assert result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("eos", ["x", -5, 1.5, True, [1, "a"], {"id": 1}])
+def test_an_end_of_sequence_id_that_is_no_id_is_refused_by_name(
+    tmp_path: Path, eos: object
+) -> None:
+    # it was dropped in silence, and generation never stopped at an end of text
+    copy = edited_llama(tmp_path / "ckpt", {"eos_token_id": eos})
+    with pytest.raises(MaskvizError, match=r"config\.json: eos_token_id must be a token id"):
+        load_model(copy)
+    assert load_model(edited_llama(tmp_path / "null", {"eos_token_id": None})).tokenizer
 
 
 @pytest.mark.parametrize(

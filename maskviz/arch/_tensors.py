@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from maskviz._text import plural
 from maskviz.errors import MaskvizError
 
 
@@ -36,6 +38,10 @@ class Tensors:
     def __init__(self, tensors: Mapping[str, NDArray[Any]], source: str, prefix: str = "") -> None:
         self.named = {k.removeprefix(prefix): v for k, v in tensors.items()}
         self.source = source
+        # errors name a tensor as the file stores it: the prefix, when the file uses it
+        self._stored = {k.removeprefix(prefix): k for k in tensors}
+        self._prefix = prefix if any(k.startswith(prefix) for k in tensors) else ""
+        self._taken: set[str] = set()
 
     def check_layers(self, stem: str, n_layer: int, field: str) -> None:
         """Refuse tensors of layers past ``n_layer`` (``stem`` "h." or "layers."): the
@@ -52,20 +58,44 @@ class Tensors:
         return key in self.named
 
     def take(self, key: str, shape: tuple[int, ...]) -> NDArray[Any]:
+        name = self._stored.get(key, self._prefix + key)
         if key not in self.named:
-            raise MaskvizError(f"{self.source}: missing tensor {key!r}")
+            raise MaskvizError(f"{self.source}: missing tensor {name!r}")
         arr = self.named[key]
         if arr.dtype.kind != "f":
             raise MaskvizError(
-                f"{self.source}: tensor {key!r} has dtype {arr.dtype}, expected floating point"
+                f"{self.source}: tensor {name!r} has dtype {arr.dtype}, expected floating point"
             )
         if arr.shape != shape:
             raise MaskvizError(
-                f"{self.source}: tensor {key!r} has shape {list(arr.shape)}, expected {list(shape)}"
+                f"{self.source}: tensor {name!r} has shape {list(arr.shape)}, expected {list(shape)}"
             )
         if not np.isfinite(arr).all():
-            raise MaskvizError(f"{self.source}: tensor {key!r} contains NaN or infinity")
+            raise MaskvizError(f"{self.source}: tensor {name!r} contains NaN or infinity")
+        self._taken.add(key)
         return arr
+
+    def warn_unused(self) -> None:
+        """Warn, naming them, of tensors the model did not take: weights the config's
+        model has no place for (a Qwen3 file read as a Llama loses its q/k norms), which
+        transformers warns of too. Saved buffers (GPT-2's causal mask, RoPE's
+        frequencies) are not weights and pass."""
+        unused = [
+            self._stored[k]
+            for k in self.named
+            if k not in self._taken and tuple(k.split(".")[-2:]) not in _BUFFERS
+        ]
+        if unused:
+            shown = ", ".join(repr(k) for k in unused[:3]) + (", …" if len(unused) > 3 else "")
+            warnings.warn(
+                f"{self.source}: {plural(len(unused), 'tensor')} the model does not use "
+                f"({shown}): the checkpoint may be of another model type",
+                UserWarning,
+                stacklevel=4,
+            )
+
+
+_BUFFERS = {("attn", "bias"), ("attn", "masked_bias"), ("rotary_emb", "inv_freq")}
 
 
 def output_head(t: Tensors, embedding: NDArray[Any], tied: bool) -> NDArray[Any] | None:

@@ -313,7 +313,7 @@ def weights_from_tensors(tensors: dict[str, FloatArray], cfg: GPTConfig, source:
         )
     wte = t.take("wte.weight", (v, c))
     lm_head = output_head(t, wte, cfg.tie_word_embeddings)
-    return Weights(
+    weights = Weights(
         replace(cfg, tie_word_embeddings=lm_head is None),
         wte=wte,
         wpe=t.take("wpe.weight", (cfg.n_ctx, c)),
@@ -322,6 +322,8 @@ def weights_from_tensors(tensors: dict[str, FloatArray], cfg: GPTConfig, source:
         ln_f_b=t.take("ln_f.bias", (c,)),
         lm_head=lm_head,
     )
+    t.warn_unused()
+    return weights
 
 
 def random_weights(config: GPTConfig, rng: np.random.Generator) -> Weights:

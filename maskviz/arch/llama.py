@@ -661,9 +661,11 @@ def weights_from_tensors(tensors: dict[str, FloatArray], cfg: LlamaConfig, sourc
         )
     embed = t.take("embed_tokens.weight", (v, c))
     # lm_head.weight has no "model." prefix; the config then says what runs
-    lm_head = output_head(Tensors(tensors, source), embed, cfg.tie_word_embeddings)
+    lm_head = output_head(t, embed, cfg.tie_word_embeddings)
     cfg = replace(cfg, tie_word_embeddings=lm_head is None)
-    return Weights(cfg, embed, layers, t.take("norm.weight", (c,)), lm_head)
+    weights = Weights(cfg, embed, layers, t.take("norm.weight", (c,)), lm_head)
+    t.warn_unused()
+    return weights
 
 
 def random_weights(config: LlamaConfig, rng: np.random.Generator) -> Weights:
