@@ -202,6 +202,16 @@ def test_similarity_refuses_a_text_that_holds_the_delimiter(texts: list[str], na
     assert run_cli("similarity", *texts, "--delimiter", "|", "--model", FIXTURE).exit_code == 0
 
 
+def test_a_table_title_wraps_to_the_terminal_not_to_a_narrow_table() -> None:
+    # a small model's cost table is narrower than its title: Rich wrapped the title to it
+    result = run_cli(
+        "compare", "training-vs-cached", "--model", str(Path(__file__).parent / "fixtures" / "llama-tiny"),
+        "--steps", "2", "--prompt", "hi", "--plain",
+    )  # fmt: skip
+    assert result.exit_code == 0
+    assert "cost (MACs = multiply-accumulates of the matrix products)\n" in result.stdout
+
+
 def test_cost_table_layout_does_not_depend_on_how_fast_the_machine_was() -> None:
     from dataclasses import replace
 

@@ -348,16 +348,16 @@ class TableView:
         from rich.table import Table as RichTable
 
         t = self.table
+        if t.title:  # above the table, not its title: Rich wraps that to the table's width
+            yield Text(t.title, style="italic")
         if sum(self._widths()) + len(t.columns) - 1 <= options.max_width:
-            rich = RichTable(title=t.title, title_justify="left", box=None, pad_edge=False)
+            rich = RichTable(box=None, pad_edge=False)
             for i, column in enumerate(t.columns):
                 rich.add_column(column, justify="left" if i == 0 else "right", no_wrap=True)
             for row in t.rows:
                 rich.add_row(*row)
             yield rich
             return
-        if t.title:
-            yield Text(t.title, style="italic")
         for row in t.rows:
             values = [
                 f"{name} {value.strip()}" if name else value.strip()
