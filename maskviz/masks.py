@@ -287,6 +287,10 @@ class Mask:
         >>> causal(2).to_dict()["mask"]
         [[1, 0], [1, 1]]
         """
+        if labels is not None and len(labels) != self.n_keys:
+            raise usage_error(
+                f"labels must name the mask's {self.n_keys} positions, got {len(labels)}"
+            )
         s = self.summary()
         data: dict[str, Any] = {
             "kind": self.description,

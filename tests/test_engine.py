@@ -344,6 +344,9 @@ def test_bad_configs_are_refused() -> None:
         (lambda: Llama3Scaling(8.0, 4.0, 1.0, 8192),
          r"high_freq_factor \(1\.0\) must be greater than low_freq_factor \(4\.0\)"),
         (lambda: Llama3Scaling(8.0, 1.0, 4.0, 0), r"original_max_position_embeddings must be"),
+        # shown as the architecture's name: "gpt2" on a Llama would mislead
+        (lambda: LlamaConfig(1, 2, 1, 4, 8, 16, 8, 8, model_type="gpt2"),
+         r"LlamaConfig.model_type must be one of llama, mistral, ministral, qwen2, qwen3, got 'gpt2'"),
     ],
 )  # fmt: skip
 def test_config_fields_of_the_wrong_type_are_refused_when_the_config_is_made(

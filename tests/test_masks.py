@@ -333,3 +333,9 @@ def test_reasons_name_why_each_cell_is_masked_padding_first() -> None:
     # a union: neither side alone forbids a cell, so no reason is given
     texts, codes = (masks.causal(6) | masks.sliding_window(6, 2)).reasons()
     assert texts == ("",) and not codes.any()
+
+
+def test_json_labels_must_name_every_position() -> None:
+    assert masks.causal(3).to_dict(labels=["a", "b", "c"])["labels"] == ["a", "b", "c"]
+    with pytest.raises(MaskvizError, match="labels must name the mask's 3 positions, got 2"):
+        masks.causal(3).to_dict(labels=["a", "b"])

@@ -127,6 +127,11 @@ class LlamaConfig:
         positive_float(self, "rope_theta")
         for name in ("qkv_bias", "o_bias", "mlp_bias", "qk_norm", "tie_word_embeddings"):
             boolean(self, name)
+        if self.model_type not in MODEL_TYPES:  # shown as the architecture's name
+            raise usage_error(
+                f"LlamaConfig.model_type must be one of {', '.join(MODEL_TYPES)}, "
+                f"got {self.model_type!r}"
+            )
         if not isinstance(self.rope_scaling, Llama3Scaling | None):
             raise usage_error(
                 f"LlamaConfig.rope_scaling must be a Llama3Scaling or None, got {self.rope_scaling!r}"
