@@ -538,7 +538,8 @@ def page(
     add(
         f"Recompute does {rm / cm:.0f}x the work of cached decoding and took "
         f"{rs / cached_s:.1f}x the time. The training-mode pass does about the same work as "
-        f"cached generation ({tm / cm:.2f}x, it also computes every logits row) but took "
+        f"cached generation ({tm / cm:.2f}x: it also scores the masked upper half of the "
+        "T x T attention products before the mask zeroes it) but took "
         f"{cached_s / tr_s:.0f}x less time: one pass multiplies matrices by matrices, "
         "reusing each weight it reads for every position, while a decoding step reads all "
         "weights to use each once. That is why decoding is bound by memory bandwidth "
@@ -594,8 +595,7 @@ def page(
             "mask commands import NumPy, Typer and Rich but not matplotlib, the engine, "
             "safetensors or tokenizers (heavy modules imported: "
             f"{', '.join(startup['heavy_imports']['show-mask 6']) or 'none'}). About half of "
-            "the remaining time is NumPy's import and Typer's parameter handling (it "
-            "imports pydantic).\n"
+            "the remaining time is importing NumPy and Typer.\n"
         )
 
     add("## What changed in the engine, and why\n")
@@ -613,6 +613,9 @@ def page(
 
 
 ENGINE_NOTES = """\
+These GPT-2 changes predate the "maskviz before" revision in the tables above, so that
+row matches this version on GPT-2: it measures the later Llama work.
+
 Profiling one decoding step of the GPT-2-small shape showed nearly all its time in the
 matrix-vector products, the 154 MB output head the slowest of them, and several
 percent in NumPy call overhead (layer norms, GELU, softmax, bias additions,

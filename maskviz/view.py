@@ -610,8 +610,9 @@ def mask_notes(
     if first_told and first_token is not None:  # (None never equals a row: for mypy)
         who = "the first token after the padding" if first_token else "the first token"
         lines.append(
-            f"Row {first_token + index_base} has no key to attend to: {who} is generated "
-            "from the start symbol alone."
+            f"Row {first_token + index_base} has no key to attend to: {who} has nothing "
+            f"before it{' but padding' if first_token else ''}, and this mask hides the token "
+            "itself."
         )
     others = [r + index_base for r in real if r != first_token]
     if others:  # e.g. strict & window 1: the window holds only the query, strict forbids it

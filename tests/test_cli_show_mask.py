@@ -41,7 +41,10 @@ def test_strict_mask_prints_the_exact_grid() -> None:
     lines = grid_lines(result.stdout)
     start = lines.index("\\ 1 2 3 4 5 6")
     assert "\n".join(lines[start : start + 7]) == STRICT_GRID
-    assert "first token is generated from the start symbol alone" in flat(result.stdout)
+    assert (
+        "Row 1 has no key to attend to: the first token has nothing before it, and this mask "
+        "hides the token itself." in flat(result.stdout)
+    )
     assert "never NaN" in flat(result.stdout)
     assert "● may attend" in result.stdout
 
@@ -492,12 +495,17 @@ def test_the_first_real_token_after_left_padding_is_named_when_it_sees_nothing()
     out = " ".join(
         run_cli("show-mask", "8", "--pad", "2", "--kind", "strict", "--plain").stdout.split()
     )
-    assert "Row 3 has no key to attend to: the first token after the padding" in out
+    assert (
+        "Row 3 has no key to attend to: the first token after the padding has nothing before "
+        "it but padding" in out
+    )
     assert "Padded query rows attend to nothing" in out
     right = run_cli(
         "show-mask", "8", "--pad", "2", "--pad-side", "right", "--kind", "strict", "--plain"
     )
-    assert "Row 1 has no key to attend to: the first token is" in " ".join(right.stdout.split())
+    assert "Row 1 has no key to attend to: the first token has nothing before it," in " ".join(
+        right.stdout.split()
+    )
 
 
 @pytest.mark.parametrize("encoding", ["ascii", "cp1252"])
