@@ -38,6 +38,12 @@ class Ordering:
     last_hidden: FloatArray
 
     @property
+    def first_keys(self) -> tuple[int, ...]:
+        """Each layer's first key the last position may attend (0: every token)."""
+        n = int(self.token_ids.shape[0])
+        return tuple(rule.allowed_keys(n - 1)[0][0] for rule in self.rules)
+
+    @property
     def unreachable(self) -> int:
         """How many leading tokens cannot change the last state at all: 0 when some layer
         lets the last position attend every token, else those beyond the layers' combined
@@ -49,14 +55,11 @@ class Ordering:
         >>> Ordering(np.zeros(10, np.int64), (0, 4, 5), np.zeros(0), (rule, rule), np.zeros(1)).unreachable
         5
         """
-        n = int(self.token_ids.shape[0])
-        reach = 0
-        for rule in self.rules:
-            first_key = rule.allowed_keys(n - 1)[0][0]
-            if first_key == 0:
-                return 0
-            reach += n - 1 - first_key
-        return max(0, n - 1 - reach)
+        first = self.first_keys
+        if 0 in first:
+            return 0
+        last = int(self.token_ids.shape[0]) - 1
+        return max(0, last - sum(last - k for k in first))
 
 
 @dataclass(frozen=True, eq=False, repr=False)

@@ -461,8 +461,7 @@ def verdict_text(result: Comparison) -> str:
 
 def _last_position_reach(order: Ordering) -> str:
     """What the last position's state can depend on, given each layer's window."""
-    n = order.token_ids.shape[0]
-    if any(rule.allowed_keys(n - 1)[0][0] == 0 for rule in order.rules):
+    if 0 in order.first_keys:
         return "it is the one position that attends to every token of both texts."
     if order.unreachable:
         return (
