@@ -858,7 +858,20 @@ def test_figure_titles_carry_the_sampling_settings(tmp_path: Path) -> None:
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(figures, "save_figure", capture)
         assert run_cli(*args, "--save", str(tmp_path / "t.png")).exit_code == 0
-    assert "sampled: temperature 0.7, top-k 9, seed 3" in titles[0]
+    assert "sampled: temperature 0.7, top-k 9, seed 3" in titles[0].replace("\n", " ")
+
+
+def test_a_long_title_is_wrapped_inside_a_narrow_figure(
+    tmp_path: Path, saved_figures: list[Figure]
+) -> None:
+    args = ["trace", "To be,", "--steps", "3", "--temperature", "0.85", "--top-k", "40"]
+    args += ["--seed", "123456789", "--layer", "3", "--agg", "mean"]
+    assert run_cli(*args, "--save", str(tmp_path / "t.png")).exit_code == 0
+    (fig,) = saved_figures
+    fig.set_dpi(150)  # measured as saved, with the layout the save computed
+    title = fig._suptitle.get_window_extent()  # type: ignore[union-attr]
+    assert "\n" in fig.get_suptitle()  # it ran past both edges on one line
+    assert title.x0 >= 0 and title.x1 <= fig.bbox.x1
 
 
 @pytest.mark.parametrize(("n", "cell"), [(100, 1), (2000, 4)])
@@ -961,3 +974,17 @@ def test_mask_figure_hatches_exactly_the_padding_rows_and_columns(
     plain = figures.mask_figure(masks.causal(n))
     assert not [p for p in plain.axes[0].patches if p.get_hatch()]
     assert "padding" not in [t.get_text() for t in plain.legends[0].get_texts()]
+
+
+def test_the_legend_names_masked_cells_only_when_a_cell_is_masked(
+    tmp_path: Path, saved_figures: list[Figure]
+) -> None:
+    # a one-token prompt decoded step by step: every cell is allowed or not generated yet
+    for prompt, name in (("T", "a.png"), ("To be", "b.png")):
+        assert (
+            run_cli("trace", prompt, "--steps", "5", "--save", str(tmp_path / name)).exit_code == 0
+        )
+    one, prompt = saved_figures
+    assert af.MASKED_LABEL not in legend_texts(one)
+    assert af.NOT_YET_LABEL in legend_texts(one)
+    assert af.MASKED_LABEL in legend_texts(prompt)

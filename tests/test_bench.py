@@ -125,6 +125,26 @@ def test_save_writes_the_latency_figure(tmp_path: Path) -> None:
         assert image.size[0] > image.size[1] > 100
 
 
+@pytest.mark.parametrize("tokens", [3, 6])
+def test_the_latency_figure_counts_positions_from_1_and_shows_a_single_step(tokens: int) -> None:
+    from maskviz.render.bench_figures import latency_figure
+
+    model = random_model(GPTConfig(1, 2, 8, 16, 40), seed=0)
+    result = run(model, tokens=tokens, repeats=1, prompt=[3, 4], probe=True)
+    fig = latency_figure(result)
+    for ax in fig.axes:
+        curves = [line for line in ax.get_lines() if len(line.get_xdata()) == tokens - 2]
+        for line in curves:  # decoded tokens at positions 3.. (from 1), each a marker
+            assert list(line.get_xdata()) == list(range(3, tokens + 1))
+            assert line.get_marker() == "o"
+            assert max(line.get_ydata()) < ax.get_ylim()[1]  # not on the frame
+        assert all(float(t).is_integer() for t in ax.get_xticks())
+    (bound,) = [
+        t.get_text() for t in fig.axes[1].get_legend().get_texts() if "bound" in t.get_text()
+    ]
+    assert bound.endswith("not a limit here: these weights fit in the CPU caches")
+
+
 def test_library_run_without_probe_has_no_bound() -> None:
     model = random_model(GPTConfig(1, 2, 8, 16, 40), seed=0)
     result = run(model, tokens=5, repeats=1, prompt=[3, 4], probe=False)

@@ -632,7 +632,7 @@ def test_two_notebook_outputs_on_one_page_render_and_stay_independent(
         " s.value = 'all'; s.dispatchEvent(new Event('change')); })()"
     )
     heads = tab.eval("[...document.querySelectorAll('.maskviz')].map(r => r.dataset.head)")
-    assert heads == ["all", "0"]
+    assert heads == ["all", None]  # the mask has no head to choose
     figures = tab.eval(
         "[...document.querySelectorAll('.maskviz')].map(r => r.querySelectorAll('canvas.mv-canvas').length)"
     )
@@ -1015,3 +1015,99 @@ def test_a_difference_map_hatches_no_evicted_key_as_the_figure_does(
             " return out; })()"
         )
         assert (hatch in found) is hatched, canvas
+
+
+def notes_width(tab: chromium.Tab, canvas: int = 0) -> float:
+    """How wide the notes beside a heatmap's rows are drawn (0: none), CSS pixels."""
+    width: float = tab.eval(
+        f"(() => {{ const c = document.querySelectorAll('.maskviz .mv-canvas')[{canvas}];"
+        " return parseFloat(c.style.width) - Number(c.dataset.left)"
+        " - Number(c.dataset.n) * Number(c.dataset.cell) - 2; })()"
+    )
+    return width
+
+
+@pytest.mark.parametrize("width", [360, 500, 800, 1200])
+def test_row_notes_make_way_on_a_narrow_screen_before_the_cells_shrink(
+    browser: chromium.Browser, pages: dict[str, Path], width: int
+) -> None:
+    tab = sized(browser.tab(), width, 900)
+    tab.open(url(pages["similarity"]))
+    _, _, cell = map_box(tab)
+    notes = notes_width(tab)
+    if width >= 800:
+        assert notes > 100  # "◀ last: sees every token; its state is read"
+    else:
+        assert notes == 0
+    # the notes go first: the cells keep a readable size (they shrank to 9 px at 360)
+    assert cell == 18 if width >= 500 else cell >= 12
+
+
+def test_row_notes_are_not_drawn_on_rows_shorter_than_their_font(
+    browser: chromium.Browser, tmp_path: Path
+) -> None:
+    page = tmp_path / "long.html"
+    assert run_cli("trace", HEADLINE, "--steps", "30", "--save", str(page)).exit_code == 0
+    tab = sized(browser.tab(), 1400, 900)
+    tab.open(url(page))
+    _, _, cell = map_box(tab)
+    assert cell == 11  # 49 rows in 560 px: "→ ␣ 74%" would run into the next row's
+    assert notes_width(tab) == 0
+    short = tmp_path / "short.html"
+    assert run_cli("trace", HEADLINE, "--steps", "8", "--save", str(short)).exit_code == 0
+    tab.open(url(short))
+    assert map_box(tab)[2] == 18 and notes_width(tab) > 0
+
+
+def test_a_map_without_labels_keeps_its_whole_frame_on_the_canvas(
+    tab: chromium.Tab, pages: dict[str, Path]
+) -> None:
+    tab.open(url(pages["trace"], "head=all"))
+    left, top, _ = map_box(tab)
+    assert (left, top) == (2, 2)  # no labels in the small multiples: a 2 px margin
+    # the frame's top and left lines are on the canvas, in its grey
+    frame = tab.eval(
+        "(() => { const c = document.querySelector('.maskviz .mv-canvas');"
+        " const g = c.getContext('2d'), r = window.devicePixelRatio || 1;"
+        " return [[...g.getImageData(1 * r, 10 * r, 1, 1).data].slice(0, 3),"
+        " [...g.getImageData(10 * r, 1 * r, 1, 1).data].slice(0, 3)]; })()"
+    )
+    assert frame == [[128, 128, 128], [128, 128, 128]]
+
+
+def test_a_view_saved_from_the_api_opens_on_its_last_step_and_links_only_the_step(
+    tab: chromium.Tab, headline: Trace, tmp_path: Path
+) -> None:
+    from maskviz.render.save import save_view
+    from maskviz.view import trace_view
+
+    page = tmp_path / "one.html"
+    save_view(trace_view(headline, layer=0, head=1), page)
+    tab.open(url(page))
+    steps = headline.n_tokens - headline.prompt_len
+    # its one view has no layer or head to choose: the page names none
+    assert root_state(tab) == {"step": str(steps), "ready": "1"}  # no layer, no head
+    assert tab.eval("location.hash") == f"#step={steps}"
+
+
+def test_a_page_with_8_bit_weights_says_so_in_its_legend(
+    tab: chromium.Tab, headline: Trace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    legend = "document.querySelector('.maskviz .mv-legend').textContent"
+    page = tmp_path / "small.html"
+    mvhtml.write_page(mvhtml.trace_page(headline), page)
+    tab.open(url(page))
+    assert "8 bits" not in tab.eval(legend)
+    monkeypatch.setattr(mvhtml, "WEIGHT_BUDGET", 1000)
+    mvhtml.write_page(mvhtml.trace_page(headline), page)
+    tab.open(url(page))
+    assert "weights kept to ±0.002 (8 bits)" in tab.eval(legend)
+
+
+def test_a_compare_page_says_its_row_delta_is_in_the_tooltips(
+    tab: chromium.Tab, pages: dict[str, Path]
+) -> None:
+    tab.open(url(pages["compare"]))
+    header = tab.eval("document.querySelector('.maskviz .mv-header').textContent")
+    assert "in the tooltips of each row's cells: max |Δ| of that row" in header
+    assert "after each row" not in header  # its 5 px rows have no room beside them

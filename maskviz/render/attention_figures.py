@@ -364,9 +364,12 @@ def _legend(
     *,
     verdict: tuple[str, bool] | None = None,
 ) -> None:
-    """Legend under the panels: masked, evicted and not yet (only if drawn), what the dashed lines
-    mean; a comparison's ``verdict`` heads it (a separate text would collide with it)."""
-    handles: list[Artist] = [Patch(**BLOCKED_STYLE, label=MASKED_LABEL)]
+    """Legend under the panels: masked, evicted and not yet (each only if drawn), what the
+    dashed lines mean; a comparison's ``verdict`` heads it (a separate text would collide
+    with it). None when there is nothing to say."""
+    handles: list[Artist] = []
+    if MASKED in drawn:
+        handles.append(Patch(**BLOCKED_STYLE, label=MASKED_LABEL))
     if EVICTED in drawn:
         handles.append(Patch(**_COVERS[EVICTED], label=EVICTED_LABEL))
     if NOT_YET in drawn:
@@ -383,6 +386,8 @@ def _legend(
             )
         )
     handles.extend(extra)
+    if not handles and verdict is None:
+        return
     width = float(fig.get_figwidth())
     ncols = _legend_columns([str(h.get_label()) for h in handles], width)
     # each legend row past the first: 10 pt text and its spacing, added to the figure,
@@ -411,16 +416,19 @@ def _legend_columns(labels: Sequence[str], inches: float) -> int:
     return 1
 
 
-def _suptitle(fig: Figure, text: str, grid: _Grid) -> None:
-    title = _text(text)
-    if grid.k > 1:
-        note = (
-            f"downsampled: one cell = {grid.k:,} x {grid.k:,} positions, allowed if any is, "
-            "shaded by the largest weight"
+def _suptitle(fig: Figure, text: str, grid: _Grid | None = None) -> None:
+    """The figure's title, wrapped to its width (a short prompt makes a narrow figure)."""
+    lines = [text] if text else []
+    if grid is not None and grid.k > 1:
+        lines.append(
+            f"(downsampled: one cell = {grid.k:,} x {grid.k:,} positions, allowed if any is, "
+            "shaded by the largest weight)"
         )
-        title = f"{title}\n({note})" if title else f"({note})"
-    if title:
-        fig.suptitle(title, fontsize=12, parse_math=False)
+    if lines:
+        width = float(fig.get_figwidth()) - 0.4
+        fig.suptitle(
+            "\n".join(_wrapped(line, width, 12) for line in lines), fontsize=12, parse_math=False
+        )
 
 
 # -- public figures -----------------------------------------------------------------
@@ -525,6 +533,8 @@ def comparison_figure(view: AttentionView) -> Figure:
     either = (left.states == ALLOWED) | (right.states == ALLOWED)
     shown = np.ma.clip(grid.max(delta, either), DIFF_FLOOR, 1.0)
     diff_image = _heatmap(ax_diff, shown, grid, _cmap(DIFF_CMAP), LogNorm(DIFF_FLOOR, 1.0))
+    if np.ma.getmaskarray(shown).any():  # keys neither side attends: dotted as masked
+        drawn.add(MASKED)
     fig.colorbar(diff_image, ax=ax_diff, label="|left − right|", shrink=0.85, extend="min")
 
     if peak == 0.0:
@@ -702,8 +712,7 @@ def save_decode_gif(
         figsize=(ncols * side + 1.8, nrows * side + 1.9), dpi=GIF_DPI, layout="constrained"
     )
     canvas: Any = FigureCanvasAgg(fig)  # Any: matplotlib leaves the Agg canvas untyped
-    if view.title:
-        fig.suptitle(_text(view.title), fontsize=12, parse_math=False)
+    _suptitle(fig, view.title)
     # The caption changes every frame; a subfigure's title sits under the figure's.
     body = fig.add_subfigure(fig.add_gridspec(1, 1)[0, 0])
     grid_axes = body.subplots(nrows, ncols, squeeze=False).ravel()

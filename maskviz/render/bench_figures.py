@@ -7,7 +7,9 @@ draws.
 
 from __future__ import annotations
 
+import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from maskviz._text import times
 from maskviz.bench import BenchResult
@@ -25,31 +27,41 @@ def latency_figure(result: BenchResult) -> Figure:
     both, cached_only = fig.subplots(1, 2)
     ms_cached = [s * 1e3 for s in result.cached.step_seconds]
     ms_recompute = [s * 1e3 for s in result.recompute.step_seconds]
-    positions = result.cached.positions
+    positions = [p + 1 for p in result.cached.positions]  # from 1, as every picture counts
+    # a few steps get markers: a single step is a point, which a line alone would not show
+    marker = "o" if len(positions) <= 32 else None
     # dashed and solid: told apart in grey and by colour-blind readers too
     both.plot(
-        positions, ms_recompute, color=COLOR_RECOMPUTE, linestyle="--", label="recompute (no cache)"
-    )
-    both.plot(positions, ms_cached, color=COLOR_CACHED, label="cached (KV cache)")
+        positions, ms_recompute, color=COLOR_RECOMPUTE, linestyle="--", marker=marker,
+        markersize=3, label="recompute (no cache)",
+    )  # fmt: skip
+    both.plot(positions, ms_cached, color=COLOR_CACHED, marker=marker, markersize=3,
+              label="cached (KV cache)")  # fmt: skip
     speed = times(result.cache_speedup, "faster", "slower")
     both.set_title(f"per-step time: the cache is {speed} overall")
-    cached_only.plot(positions, ms_cached, color=COLOR_CACHED, label="cached (KV cache)")
-    if result.bandwidth is not None:
-        floor = 1e3 / result.bandwidth.bound_tokens_per_second
+    cached_only.plot(positions, ms_cached, color=COLOR_CACHED, marker=marker, markersize=3,
+                     label="cached (KV cache)")  # fmt: skip
+    bw = result.bandwidth
+    if bw is not None:
+        label = f"bandwidth bound ({bw.bound_tokens_per_second:.1f} tokens/s)"
+        if not bw.applies:  # as the terminal says it
+            label += "\nnot a limit here: these weights fit in the CPU caches"
         cached_only.axhline(
-            floor,
-            color=COLOR_BOUND,
-            linestyle="--",
-            label=f"bandwidth bound ({result.bandwidth.bound_tokens_per_second:.1f} tokens/s)",
+            1e3 / bw.bound_tokens_per_second, color=COLOR_BOUND, linestyle="--", label=label
         )
-    cached_only.set_ylim(bottom=0)
     cached_only.set_title(f"cached steps: {result.cached.tokens_per_second:.1f} tokens/s")
     for ax in (both, cached_only):
         ax.set_xlabel("position of the decoded token")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # positions: whole numbers
+        if len(positions) == 1:  # room for integers either side (the locator needs two)
+            ax.set_xlim(positions[0] - 1, positions[0] + 1)
         ax.set_ylabel("time per step (ms)")
         ax.grid(alpha=0.3)
+        # from 0, and a tenth above the highest mark: autoscaling keeps no room above a
+        # lone point, which the frame would cut in half
+        top = max(float(np.max(np.asarray(line.get_ydata()))) for line in ax.get_lines())
+        ax.set_ylim(0, 1.1 * top)
         ax.legend(loc="best", framealpha=0.9)  # where the curves leave room; over them, opaque
-    both.set_ylim(bottom=0)
     fig.suptitle(
         f"{result.model}: {result.config.describe()}, {result.dtype}\n"
         f"one training-mode pass over all {result.tokens} positions: "

@@ -46,7 +46,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from maskviz._io import write_text
-from maskviz._text import display_label, safe_text
+from maskviz._text import display_label, plural, safe_text
 from maskviz.errors import usage_error
 from maskviz.view import (
     ALLOWED,
@@ -342,7 +342,7 @@ def trace_page(
     name = safe_text(trace.model_name) or "model"
     return _page(
         "trace",
-        f"maskviz · {name} · {trace.mode} · {n} tokens",
+        f"maskviz · {name} · {trace.mode} · {plural(n, 'token')}",
         pool,
         views,
         select,
@@ -393,8 +393,11 @@ def comparison_page(
         a, b = view.panels
         panels = [_panel(pool, a, q), _panel(pool, b, q)]
         window = result.windows[lay] if result.windows else None
+        # the page writes a row's |Δ| beside it only when its cells are large enough
+        line = view.header[-1].replace("after each row", "in the tooltips of each row's cells")
         return _view(
-            view, panels, delta=_delta(a, b), tolerance=result.tolerance_attention,
+            replace(view, header=(*view.header[:-1], line)),
+            panels, delta=_delta(a, b), tolerance=result.tolerance_attention,
             notesLabel=ROW_DELTA_LABEL, window=window,
         )  # fmt: skip
 
@@ -458,6 +461,7 @@ def view_page(
         extra["delta"] = _delta(*view.panels)
         extra["notesLabel"] = ROW_DELTA_LABEL
     pads = sorted({int(r) for p in view.panels for r, note in p.notes.items() if note == PAD_NOTE})
+    steps = max(n - view.steps_from, 0) if view.mode == "cached" else 0
     select = {"0/0": [0, list(range(len(panels)))]}
     from maskviz.render.figures import COLOR_ALLOWED
 
@@ -469,9 +473,10 @@ def view_page(
         select,
         q=q,
         index_base=view.index_base,
-        mode=view.mode if view.mode == "cached" and view.steps_from < n else "training",
+        initial=(0, 0, steps),  # opens on the whole run, as the terminal draws it
+        mode=view.mode if steps else "training",
         stepsFrom=view.steps_from,
-        steps=max(n - view.steps_from, 0) if view.mode == "cached" else 0,
+        steps=steps,
         allowedColor=COLOR_ALLOWED,
     )
 

@@ -182,13 +182,16 @@ function (root) {
   }
   function writeHash() {
     if (!data.standalone || !(many || stepping)) return;
-    const h = "#layer=" + st.layer + "&head=" + st.head + (stepping ? "&step=" + st.step : "");
+    // a page of one view has no layer or head to choose: its link names none
+    const h = "#" + [many ? "layer=" + st.layer + "&head=" + st.head : "",
+      stepping ? "step=" + st.step : ""].filter(Boolean).join("&");
     if (location.hash !== h) history.replaceState(null, "", h);
   }
   const lastRow = (n) => (stepping ? Math.min(n - 1, data.stepsFrom - 1 + st.step) : n - 1);
 
   // ---------------------------------------------------------------- drawing
   const FONT = "11px ui-monospace, Menlo, Consolas, monospace";
+  const NOTE_CELL = 12; // rows this tall or taller hold an 11 px note apart from the next
   const measure = document.createElement("canvas").getContext("2d");
   measure.font = FONT;
   const textWidth = (s) => Math.ceil(measure.measureText(s).width);
@@ -200,16 +203,17 @@ function (root) {
   const shown = (panel, i) => (i <= lastRow(panel.n) ? label(panel, i) : String(i + base));
   const axisLabel = (panel, i, cell) => (cell >= 10 ? shown(panel, i) : String(i + base));
   // a heatmap's margins: row labels (as wide as the longest) and notes beside the rows
-  function margins(panel, kind, cell, withLabels) {
+  // without labels, a 2 px margin keeps the frame's top and left edges on the canvas
+  function margins(panel, kind, cell, withLabels, withNotes) {
     const notes = rowsMap(panel.notes);
     // measured once per label set: the layout tries several cell sizes (full labels,
     // even for tokens not generated yet, so that stepping never moves the map)
     const full = cell >= 10;
     const labelW = withLabels ? once("w" + panel.labels + full, () => Math.max(
-      ...pool[panel.labels].map((_, i) => textWidth(full ? label(panel, i) : String(i + base))))) + 6 : 0;
-    // notes beside their rows only where a row is tall enough to read; the tooltip
-    // gives them at any size
-    const notesW = withLabels && kind !== "delta" && notes.size && cell >= 10
+      ...pool[panel.labels].map((_, i) => textWidth(full ? label(panel, i) : String(i + base))))) + 6 : 2;
+    // notes beside their rows only where a row is taller than their font (and only
+    // when the page has room for them); the tooltip gives them at any size
+    const notesW = withLabels && withNotes && kind !== "delta" && notes.size && cell >= NOTE_CELL
       ? Math.max(...[...notes.values()].map(textWidth)) + 8 : 0;
     return { labelW, notesW, width: labelW + panel.n * cell + notesW + 2 };
   }
@@ -264,13 +268,13 @@ function (root) {
     ctx.lineTo(x + cell, y);
   }
 
-  function drawPanel(fig, panel, view, kind, cell, withLabels) {
+  function drawPanel(fig, panel, view, kind, cell, withLabels, withNotes) {
     const n = panel.n, s = statesOf(panel);
     const w = kind === "weights" ? weightsOf(panel) : null;
     const d = kind === "delta" ? deltaOf(view) : null;
     const last = lastRow(n);
     const notes = rowsMap(panel.notes);
-    const { labelW, notesW } = margins(panel, kind, cell, withLabels);
+    const { labelW, notesW } = margins(panel, kind, cell, withLabels, withNotes);
     const left = labelW, top = labelW, side = n * cell;
     const cssW = left + side + notesW + 2, cssH = top + side + 2;
     const canvas = el("canvas", "mv-canvas", null, fig);
@@ -587,6 +591,8 @@ function (root) {
     legend.textContent = "";
     if (data.kind === "mask") key(legend, "may attend", cellKey(data.allowedColor));
     else ramp(legend, C.viridis, "0", "1", "attention weight");
+    // a large page keeps its weights in 8 bits (see the tooltips' ≈)
+    if (data.kind !== "mask" && data.q <= 255) el("span", "mv-key", "weights kept to ±0.002 (8 bits)", legend);
     if (view.delta) ramp(legend, C.inferno, "≤1e-12", "1", "|left − right|");
     key(legend, "masked (not allowed)", cellKey("dots"));
     const present = new Set();
@@ -625,10 +631,19 @@ function (root) {
     const perRow = all ? Math.min(panels.length, 4) : view.delta ? 3 : view.sideBySide ? panels.length : 1;
     // one map alone grows with long sequences (at most 4 px a cell, up to 1024 px)
     const target = all ? 200 : perRow >= 3 ? 300 : perRow === 2 ? 420 : Math.max(560, Math.min(4 * n, 1024));
-    let cell = Math.max(1, Math.min(18, Math.floor(target / n)));
-    // every map, its labels and notes fit the page's width (a phone's too); maps wrap
+    const largest = Math.max(1, Math.min(18, Math.floor(target / n)));
+    // every map, its labels and notes fit the page's width (a phone's too); maps wrap.
+    // Notes go before the cells shrink below their size: the tooltip still gives them
     const room = figures.clientWidth;
-    while (cell > 1 && panels.some((p) => margins(p, kind, cell, !all || cell >= 10).width > room)) cell--;
+    const fits = (c, withNotes) =>
+      panels.every((p) => margins(p, kind, c, !all || c >= 10, withNotes).width <= room);
+    let cell = largest, notes = true;
+    while (cell > NOTE_CELL && !fits(cell, true)) cell--;
+    if (!fits(cell, true)) {
+      notes = false;
+      cell = largest;
+      while (cell > 1 && !fits(cell, false)) cell--;
+    }
     const figure = (title) => {
       const f = el("figure", "mv-figure", null, figures);
       el("figcaption", null, title, f);
@@ -636,7 +651,7 @@ function (root) {
     };
     panels.forEach((p) => {
       const f = figure(all ? p.title : data.kind === "trace" ? "layer " + st.layer + " · " + p.title : p.title);
-      const canvas = drawPanel(f, p, view, kind, cell, !all || cell >= 10);
+      const canvas = drawPanel(f, p, view, kind, cell, !all || cell >= 10, notes);
       if (all) {
         canvas.title = "open " + p.title + " (click or Enter)";
         const open = () => { st.head = Number(p.title.replace(/^head /, "")); update(); };
@@ -646,7 +661,7 @@ function (root) {
     });
     if (view.delta) {
       const f = figure("|left − right|");
-      drawPanel(f, view.panels[1], view, "delta", cell, true);
+      drawPanel(f, view.panels[1], view, "delta", cell, true, false);
     }
     // the focus stays on the map it was on, or the nearest left (opening one head of
     // "all heads" leaves one map: it takes the focus, not the page's body)
@@ -666,8 +681,7 @@ function (root) {
       stepOut.textContent = st.step === 0 ? "prefill" : st.step + " / " + data.steps;
       slider.setAttribute("aria-valuetext", st.step === 0 ? "prefill" : "step " + st.step + " of " + data.steps);
     }
-    root.dataset.layer = String(st.layer);
-    root.dataset.head = String(st.head);
+    if (many) Object.assign(root.dataset, { layer: String(st.layer), head: String(st.head) });
     root.dataset.step = String(st.step);
     writeHash();
     drawn = [figures.clientWidth, window.devicePixelRatio];
