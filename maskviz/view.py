@@ -280,8 +280,10 @@ def trace_view(
         f"prompt, {plural(p, 'token')}: " + " ".join(f"{i + 1}:{shown[i]}" for i in range(p)),
         f"attention of {what}; rows = queries ↓, columns = keys →",
     )
+    # a picture of one layer says its window, which the terminal's header lists
+    sliding = "" if window is None else f" · sliding window {window}"
     return AttentionView(
-        title=f"{name} · {what} · {trace.mode} · {trace.decoding}",
+        title=f"{name} · {what}{sliding} · {trace.mode} · {trace.decoding}",
         header=header,
         panels=tuple(panels),
         footer=_trace_footer(trace),

@@ -988,3 +988,9 @@ def test_the_legend_names_masked_cells_only_when_a_cell_is_masked(
     assert af.MASKED_LABEL not in legend_texts(one)
     assert af.NOT_YET_LABEL in legend_texts(one)
     assert af.MASKED_LABEL in legend_texts(prompt)
+
+
+def test_a_sliding_layers_picture_says_its_window_in_the_title(sliding: maskviz.GPT) -> None:
+    trace = sliding.trace([1, 2, 3], steps=4)
+    assert " · layer 0, head 0 · sliding window " in trace_view(trace, layer=0).title
+    assert "sliding" not in trace_view(trace, layer=1).title  # a full layer
