@@ -106,14 +106,19 @@ def normalise(text: str) -> str:
 
 
 def draw_pictures() -> None:
-    """Pictures no single command draws: a sliding layer next to a full one."""
+    """Pictures no transcript shows: a sliding layer next to a full one, and a trace
+    drawn for one column of a paper (docs/trace.md gives its command)."""
     from maskviz import load_model
-    from maskviz.render.attention_figures import layers_figure
+    from maskviz.render.attention_figures import attention_figure, layers_figure
     from maskviz.render.figures import save_figure
+    from maskviz.view import trace_view
 
     model = load_model("tiny-swa")
     trace = model.trace(model.tokenizer.encode("To be"), steps=48)
     save_figure(layers_figure(trace, (0, 1), head=1), DOCS / "images" / "layers-sliding-full.png")
+    tiny = load_model("tiny")
+    trace = tiny.trace(tiny.tokenizer.encode("To be, or not to be"), steps=8)
+    save_figure(attention_figure(trace_view(trace), width=3.3), DOCS / "images" / "trace-column.png")
 
 
 def main(check: bool) -> int:

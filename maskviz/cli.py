@@ -298,19 +298,40 @@ DpiOption = Annotated[
 ]
 
 
-def _check_dpi(dpi: int | None, save: Path | None) -> None:
-    """Refuse a --dpi that would not be used or is out of range (before any work)."""
-    if dpi is None:
-        return
-    if save is None:
-        raise usage_error("--dpi needs --save with a .png file")
-    suffix = save.suffix.lower()
-    if suffix != ".png":
-        why = " (a vector file is sharp at any size)" if suffix in (".svg", ".pdf") else ""
-        raise usage_error(f"--dpi applies to .png pictures, not {suffix}{why}")
-    low, high = DPI_RANGE
-    if not low <= dpi <= high:
-        raise usage_error(f"--dpi must be from {low} to {high}, got {dpi}")
+WIDTH_RANGE = (2.0, 20.0)  # maskviz.render.figures.WIDTH_RANGE, without importing matplotlib
+WidthOption = Annotated[
+    float | None,
+    typer.Option(
+        metavar="INCHES",
+        help=f"A saved .png, .svg or .pdf's width ({WIDTH_RANGE[0]:g} to {WIDTH_RANGE[1]:g} "
+        "inches), e.g. 3.3 for a paper's column, 7 for its text width; text shrinks with "
+        "the picture, to 70% at most.",
+        show_default=False,
+    ),
+]
+
+
+def _check_picture(dpi: int | None, width: float | None, save: Path | None) -> None:
+    """Refuse a --dpi or --width that would not be used or is out of range (before any
+    work)."""
+    suffix = "" if save is None else save.suffix.lower()
+    if dpi is not None:
+        if save is None:
+            raise usage_error("--dpi needs --save with a .png file")
+        if suffix != ".png":
+            why = " (a vector file is sharp at any size)" if suffix in (".svg", ".pdf") else ""
+            raise usage_error(f"--dpi applies to .png pictures, not {suffix}{why}")
+        low, high = DPI_RANGE
+        if not low <= dpi <= high:
+            raise usage_error(f"--dpi must be from {low} to {high}, got {dpi}")
+    if width is not None:
+        if save is None:
+            raise usage_error("--width needs --save with a .png, .svg or .pdf file")
+        if suffix not in FIGURE_SUFFIXES:
+            raise usage_error(f"--width applies to .png, .svg and .pdf pictures, not {suffix}")
+        low_w, high_w = WIDTH_RANGE
+        if not low_w <= width <= high_w:  # NaN fails too
+            raise usage_error(f"--width must be from {low_w:g} to {high_w:g} inches, got {width:g}")
 
 
 # ---------------------------------------------------------------- show-mask
@@ -457,6 +478,7 @@ def show_mask(
         ),
     ] = None,
     dpi: DpiOption = None,
+    width: WidthOption = None,
 ) -> None:
     """Draw an N x N attention mask: ● may attend, ○ may not; rows are queries, columns keys.
 
@@ -489,7 +511,7 @@ def show_mask(
             from maskviz.render.html import check_positions
 
             check_positions(n)
-    _check_dpi(dpi, save)
+    _check_picture(dpi, width, save)
     with _options_named(*MASK_OPTIONS, n=True):
         mask = masks_lib.build(
             n,
@@ -518,7 +540,7 @@ def show_mask(
 
         save_mask(
             mask, save, labels=labels, index_base=index_base, highlight=highlight,
-            padded=padded, dpi=dpi,
+            padded=padded, dpi=dpi, width=width,
         )  # fmt: skip
         if not as_json:
             _say_saved(save, plain)
@@ -693,6 +715,7 @@ def trace_command(
     plain: PlainOption = False,
     save: TraceSaveOption = None,
     dpi: DpiOption = None,
+    width: WidthOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Watch a GPT decode: the prompt in one masked pass, then one cached query per step.
@@ -717,7 +740,7 @@ def trace_command(
     utf8(prompt, "the prompt")
     if save is not None:
         save = check_output_path(save, TRACE_SUFFIXES)
-    _check_dpi(dpi, save)
+    _check_picture(dpi, width, save)
     gpt = _load(model, dtype, layer, head)
     cfg = gpt.config
     head_list = _heads(heads, cfg.n_head)
@@ -744,7 +767,7 @@ def trace_command(
         agg=agg.value if agg else None,
     )  # fmt: skip
     _show(
-        view, result.to_dict(), plain=plain, as_json=as_json, save=save, dpi=dpi, trace=result,
+        view, result.to_dict(), plain=plain, as_json=as_json, save=save, dpi=dpi, width=width, trace=result,
         page=lambda: _html().trace_page(
             result, layer=layer, head=head, agg=agg.value if agg else None, group=head_list
         ),
@@ -753,10 +776,11 @@ def trace_command(
 
 def _show(
     view: Any, data: dict[str, Any], *, plain: bool, as_json: bool, save: Path | None,
-    dpi: int | None = None, trace: Any = None, page: Callable[[], Any] | None = None,
+    dpi: int | None = None, width: float | None = None, trace: Any = None,
+    page: Callable[[], Any] | None = None,
 ) -> None:  # fmt: skip
     """Print the view (or its JSON data) and save what ``--save`` asked for (``dpi``: a
-    PNG's); ``page`` builds the .html page (every layer and head), else it shows ``view``
+    PNG's; ``width``: a picture's, inches); ``page`` builds the .html page (every layer and head), else it shows ``view``
     alone."""
     from maskviz.render.grid import render_view
 
@@ -779,7 +803,7 @@ def _show(
     else:
         from maskviz.render.save import save_view
 
-        save_view(view, save, dpi=dpi)
+        save_view(view, save, dpi=dpi, width=width)
     if not as_json:
         _say_saved(save, plain)
 
@@ -849,6 +873,7 @@ def view_command(
     plain: PlainOption = False,
     save: TraceSaveOption = None,
     dpi: DpiOption = None,
+    width: WidthOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Draw a saved trace again, in the terminal or as a picture, without loading the model.
@@ -865,7 +890,7 @@ def view_command(
     _check_head_choice(head, heads, agg)
     if save is not None:
         save = check_output_path(save, TRACE_SUFFIXES)  # drawn, animated or converted
-    _check_dpi(dpi, save)
+    _check_picture(dpi, width, save)
     trace = Trace.load(file)
     if layer not in trace.layers:
         raise usage_error(
@@ -881,7 +906,7 @@ def view_command(
     chosen = _heads(heads, trace)
     view = trace_view(trace, layer=layer, head=head, heads=chosen, agg=agg.value if agg else None)
     _show(
-        view, trace.to_dict(), plain=plain, as_json=as_json, save=save, dpi=dpi, trace=trace,
+        view, trace.to_dict(), plain=plain, as_json=as_json, save=save, dpi=dpi, width=width, trace=trace,
         page=lambda: _html().trace_page(
             trace, layer=layer, head=head, agg=agg.value if agg else None, group=chosen
         ),
@@ -938,6 +963,7 @@ def compare_command(
         ),
     ] = None,
     dpi: DpiOption = None,
+    width: WidthOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Prove that cached decoding equals masked training, or show where a variant differs.
@@ -965,7 +991,7 @@ def compare_command(
     utf8(prompt, "--prompt")
     if save is not None:
         save = check_output_path(save, FIGURE_OR_PAGE)
-    _check_dpi(dpi, save)
+    _check_picture(dpi, width, save)
     gpt = _load(model, dtype, layer, head)
     ids = gpt.tokenizer.encode(prompt)
     check_ids(ids, gpt.config.vocab_size)
@@ -978,7 +1004,16 @@ def compare_command(
     page = functools.partial(
         _html().comparison_page, result, labels, layer=layer, head=head, model_name=gpt.name
     )
-    _show(view, result.to_dict(), plain=plain, as_json=as_json, save=save, dpi=dpi, page=page)
+    _show(
+        view,
+        result.to_dict(),
+        plain=plain,
+        as_json=as_json,
+        save=save,
+        dpi=dpi,
+        width=width,
+        page=page,
+    )
     if not result.agree:
         raise typer.Exit(code=1)
 
@@ -1008,6 +1043,7 @@ def similarity_command(
         ),
     ] = None,
     dpi: DpiOption = None,
+    width: WidthOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """How a GPT scores a symmetric pair: both orderings, one masked pass each.
@@ -1026,7 +1062,7 @@ def similarity_command(
         utf8(value, name)
     if save is not None:
         save = check_output_path(save, FIGURE_OR_PAGE)
-    _check_dpi(dpi, save)
+    _check_picture(dpi, width, save)
     gpt = _load(model, dtype, layer, head)
     result = similarity(gpt, text1, text2, delimiter)
     from maskviz.view import similarity_view
@@ -1037,7 +1073,16 @@ def similarity_command(
     ]
     view = similarity_view(result, labels, layer=layer, head=head)
     page = functools.partial(_html().similarity_page, result, labels, layer=layer, head=head)
-    _show(view, result.to_dict(), plain=plain, as_json=as_json, save=save, dpi=dpi, page=page)
+    _show(
+        view,
+        result.to_dict(),
+        plain=plain,
+        as_json=as_json,
+        save=save,
+        dpi=dpi,
+        width=width,
+        page=page,
+    )
 
 
 # ---------------------------------------------------------------- doctor
@@ -1118,6 +1163,7 @@ def bench_command(
         ),
     ] = None,
     dpi: DpiOption = None,
+    width: WidthOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Time decoding with and without the KV cache, a training-mode pass, and the bandwidth bound.
@@ -1144,7 +1190,7 @@ def bench_command(
         raise usage_error(f"--repeats must be from 1 to {bench_lib.MAX_REPEATS}, got {repeats}")
     if save is not None:
         save = check_output_path(save, FIGURE_SUFFIXES)
-    _check_dpi(dpi, save)
+    _check_picture(dpi, width, save)
     if shape is not None:
         gpt = bench_lib.shape_model(shape.value, dtype=dtype.value)
     else:
@@ -1163,7 +1209,7 @@ def bench_command(
         from maskviz.render.bench_figures import latency_figure
         from maskviz.render.figures import save_figure
 
-        save_figure(latency_figure(result), save, dpi=dpi)
+        save_figure(latency_figure(result, width=width), save, dpi=dpi)
         if not as_json:
             _say_saved(save, plain)
 

@@ -994,3 +994,121 @@ def test_a_sliding_layers_picture_says_its_window_in_the_title(sliding: maskviz.
     trace = sliding.trace([1, 2, 3], steps=4)
     assert " · layer 0, head 0 · sliding window " in trace_view(trace, layer=0).title
     assert "sliding" not in trace_view(trace, layer=1).title  # a full layer
+
+
+# ---------------------------------------------------------------- --width
+
+
+def assert_laid_out(fig: Figure) -> None:
+    """Every text inside the figure; tick labels apart; titles clear of the panels'
+    labels and of each other; the legend clear of the axis labels."""
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    frame = fig.bbox.padded(1)
+
+    def inside(text: Any) -> None:
+        box = text.get_window_extent(renderer)
+        assert frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1), text
+
+    tick_labels: set[int] = set()
+    titles = [fig._suptitle] if fig._suptitle is not None else []  # type: ignore[attr-defined]
+    labels = []
+    for ax in fig.axes:
+        titles += [ax.title] if ax.title.get_text() else []
+        labels += [ax.xaxis.label, ax.yaxis.label]
+        for axis in (ax.xaxis, ax.yaxis):
+            low, high = sorted(axis.get_view_interval())
+            ticks = axis.get_major_ticks()
+            tick_labels |= {id(t.label1) for t in ticks} | {id(t.label2) for t in ticks}
+            drawn = [  # matplotlib draws no tick outside the view
+                t.label1
+                for t in ticks
+                if t.label1.get_visible() and t.label1.get_text() and low <= t.get_loc() <= high
+            ]
+            for t in drawn:
+                inside(t)
+            boxes = [t.get_window_extent(renderer) for t in drawn]
+            for a, b in itertools.pairwise(boxes):
+                assert not a.overlaps(b), (a, b)
+    for t in fig.findobj(lambda a: hasattr(a, "get_text")):
+        if id(t) not in tick_labels and t.get_visible() and t.get_text().strip():
+            inside(t)
+    for a, b in itertools.combinations(titles, 2):
+        assert not a.get_window_extent(renderer).overlaps(b.get_window_extent(renderer))
+    for legend in fig.legends:
+        for label in labels:
+            if label.get_text():
+                assert not legend.get_window_extent(renderer).overlaps(
+                    label.get_window_extent(renderer)
+                )
+
+
+@pytest.mark.parametrize(
+    ("args", "width"),
+    [
+        (["show-mask", "6"], 3.3),
+        (["show-mask", "6", "--text", "To be or supercalifragilistic to be"], 3.3),
+        (["show-mask", "64", "--window", "8", "--pad", "3", "--step", "40"], 3.3),
+        (["show-mask", "2000", "--window", "100"], 3.3),
+        (["trace", "To be, or not to be"], 3.3),
+        (["trace", "To be, or not to be", "--steps", "60"], 3.3),
+        (["trace", "To be, or not to be", "--heads", "all"], 7.0),
+        (["trace", "To be", "--heads", "all"], 3.3),
+        (["compare", "training-vs-cached", "--steps", "8"], 7.0),
+        (["compare", "training-vs-cached", "--steps", "8"], 5.0),
+        (["similarity", "a cat sat", "a dog sat"], 7.0),
+        (["bench", "--tokens", "8", "--repeats", "1"], 7.0),
+        (["show-mask", "6"], 12.0),
+    ],
+)
+def test_a_picture_asked_for_a_width_has_it_and_keeps_its_text_apart(
+    tmp_path: Path, saved_figures: list[Figure], args: list[str], width: float
+) -> None:
+    target = tmp_path / "p.png"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "constrained_layout not applied" among them
+        result = run_cli(*args, "--width", str(width), "--save", str(target))
+    assert result.exit_code == 0, result.stderr
+    with Image.open(target) as image:
+        assert image.size[0] == round(width * figures.DEFAULT_DPI)
+    (fig,) = saved_figures
+    fig.set_dpi(figures.DEFAULT_DPI)  # measured as saved, with the layout the save computed
+    assert_laid_out(fig)
+
+
+def test_a_narrow_picture_shrinks_its_text_to_70_percent_at_most(
+    tmp_path: Path, saved_figures: list[Figure]
+) -> None:
+    for width in ("3.3", "6.5"):  # 21 positions: drawn 7.8 in wide; 0.7 x 7.8 = 5.5 in
+        assert (
+            run_cli("trace", "To be", "--width", width, "--save", str(tmp_path / "t.png")).exit_code
+            == 0
+        )
+    narrow, middle = (fig.axes[0].xaxis.label.get_fontsize() for fig in saved_figures)
+    assert narrow == pytest.approx(7.0)
+    assert middle == pytest.approx(10.0 * 6.5 / 7.8, abs=0.05)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["show-mask", "6", "--width", "3"], "--width needs --save with a .png, .svg or .pdf file"),
+        (["show-mask", "6", "--width", "3", "--save", "m.html"], "--width applies to .png, .svg and .pdf pictures, not .html"),
+        (["trace", "To be", "--width", "3", "--save", "t.gif"], "--width applies to .png, .svg and .pdf pictures, not .gif"),
+        (["show-mask", "6", "--width", "1.5", "--save", "m.png"], "--width must be from 2 to 20 inches, got 1.5"),
+        (["show-mask", "6", "--width", "nan", "--save", "m.png"], "--width must be from 2 to 20 inches, got nan"),
+        (["compare", "training-vs-cached", "--steps", "2", "--width", "3.3", "--save", "c.png"],
+         "a width of 3.3 in is too narrow for a comparison's three panels: at least 4.6 in"),
+        (["bench", "--tokens", "4", "--repeats", "1", "--width", "5", "--save", "b.png"],
+         "a width of 5 in is too narrow for the benchmark's two panels: at least 6.0 in"),
+    ],
+)  # fmt: skip
+def test_a_width_that_cannot_be_drawn_is_one_clear_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = run_cli(*args)
+    assert result.exit_code == 2
+    assert result.stderr == f"maskviz: error: {message}\n"
+    assert list(tmp_path.iterdir()) == []

@@ -25,7 +25,6 @@ pyplot state); only `save_decode_gif` writes a file, atomically.
 from __future__ import annotations
 
 import math
-import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +52,12 @@ from maskviz.render.figures import (
     blocked_background,
     drawable,
     label_text,
+    legend_columns,
+    pt,
+    scaled_text,
+    text_scale,
+    too_narrow,
+    wrapped,
 )
 from maskviz.view import (
     ALLOWED,
@@ -99,18 +104,6 @@ ProgressCallback = Callable[[int, int], None]  # (frames written, total frames)
 def _text(text: str) -> str:
     """User or model text made safe (escapes) and drawable."""
     return drawable(safe_text(text))
-
-
-def _wrapped(text: str, inches: float, fontsize: float) -> str:
-    """``text`` made drawable and broken into lines that fit ``inches`` at ``fontsize``;
-    a long "name: details" title breaks after the name first."""
-    chars = max(16, int(inches * 72 / (0.55 * fontsize)))  # ~0.55 em per character
-    drawable = _text(text)
-    parts = [drawable] if len(drawable) <= chars else drawable.split(": ", 1)
-    parts[:-1] = [part + ":" for part in parts[:-1]]
-    return "\n".join(
-        textwrap.fill(part, chars, break_long_words=False, break_on_hyphens=False) for part in parts
-    )
 
 
 # -- checks -------------------------------------------------------------------------
@@ -223,7 +216,7 @@ def _ticks(side: float, grid: _Grid) -> _Ticks:
     # Roughly 80% of a panel's side is the image; fit the font to one cell and
     # skip labels when even the smallest readable font would overlap.
     cell_pt = side * 72 * 0.8 / grid.cells
-    fontsize = float(np.clip(0.7 * cell_pt, 6.0, 9.0))  # 6 pt: still legible on a slide
+    fontsize = float(np.clip(0.7 * cell_pt, 6.0, max(6.0, pt(9))))  # 6 pt: legible on a slide
     return _Ticks(fontsize, max(1, math.ceil(1.15 * fontsize / cell_pt)))
 
 
@@ -314,7 +307,7 @@ def _position_ticks(ax: Axes, n: int) -> None:
     names = [str(v) for v in numbers]
     ax.set_xticks(places, names)
     ax.set_yticks(places, names)
-    ax.tick_params(labelsize=8)
+    ax.tick_params(labelsize=pt(8))
 
 
 def _decorate(
@@ -389,31 +382,29 @@ def _legend(
     if not handles and verdict is None:
         return
     width = float(fig.get_figwidth())
-    ncols = _legend_columns([str(h.get_label()) for h in handles], width)
+    ncols = legend_columns([str(h.get_label()) for h in handles], width)
     # each legend row past the first: 10 pt text and its spacing, added to the figure,
     # which was sized for one row (a taller legend would push into the panels)
-    fig.set_figheight(fig.get_figheight() + 0.25 * (math.ceil(len(handles) / ncols) - 1))
+    _grow(fig, math.ceil(len(handles) / ncols) - 1, pt(10))
+    title = None if verdict is None else wrapped(verdict[0], width - 0.4, pt(11))
+    _grow(fig, 0 if title is None else title.count("\n"), pt(11))
     legend = fig.legend(
         handles=handles,
         loc="outside lower center",
         ncols=ncols,
         frameon=False,
-        title=None if verdict is None else _wrapped(verdict[0], width - 0.4, 11),
-        title_fontproperties={"size": 11, "weight": "bold"},
+        title=title,
+        title_fontproperties={"size": pt(11), "weight": "bold"},
     )
     if verdict is not None:
         legend.get_title().set_color(COLOR_GOOD if verdict[1] else COLOR_BAD)
 
 
-def _legend_columns(labels: Sequence[str], inches: float) -> int:
-    """The most legend columns whose labels fit in ``inches`` (entries fill columns first)."""
-    # ~0.6 em per character at the legend's 10 pt, plus handle, padding and column gap
-    widths = [(0.6 * len(label) + 5.0) * 10 / 72 for label in labels]
-    for ncols in range(len(labels), 1, -1):
-        rows = math.ceil(len(labels) / ncols)
-        if sum(max(widths[c : c + rows]) for c in range(0, len(labels), rows)) <= inches:
-            return ncols
-    return 1
+def _colorbar(fig: Figure, image: AxesImage, axes: list[Axes], label: str, **kwargs: Any) -> None:
+    """A colour bar beside ``axes``; its numbers sized now, as the figure's other text
+    (matplotlib makes tick labels only when it draws)."""
+    bar = fig.colorbar(image, ax=axes, label=label, **kwargs)
+    bar.ax.tick_params(labelsize=pt(10))
 
 
 def _suptitle(fig: Figure, text: str, grid: _Grid | None = None) -> None:
@@ -425,17 +416,32 @@ def _suptitle(fig: Figure, text: str, grid: _Grid | None = None) -> None:
             "shaded by the largest weight)"
         )
     if lines:
-        width = float(fig.get_figwidth()) - 0.4
-        fig.suptitle(
-            "\n".join(_wrapped(line, width, 12) for line in lines), fontsize=12, parse_math=False
-        )
+        width, size = float(fig.get_figwidth()) - 0.4, pt(12)
+        title = "\n".join(wrapped(line, width, size) for line in lines)
+        _grow(fig, title.count("\n") + 1 - len(lines), size)
+        fig.suptitle(title, fontsize=size, parse_math=False)
+
+
+def _grow(fig: Figure, lines: int, size: float) -> None:
+    """Make room for ``lines`` more lines of ``size`` pt text: a figure is sized for its
+    texts on one line each, and wrapping them must not squeeze the panels."""
+    if lines > 0:
+        fig.set_figheight(fig.get_figheight() + lines * 1.25 * size / 72)
 
 
 # -- public figures -----------------------------------------------------------------
 
 
+MIN_SIDE = 0.8  # inches: the smallest heatmap a --width may ask for
+
+
 def _panels_figure(
-    panels: Sequence[Panel], titles: Sequence[str], suptitle: str, *, shared_axes: bool
+    panels: Sequence[Panel],
+    titles: Sequence[str],
+    suptitle: str,
+    *,
+    shared_axes: bool,
+    width: float | None = None,
 ) -> Figure:
     """Panels in a near-square grid, one colour bar, legend below (panels already checked).
 
@@ -449,7 +455,32 @@ def _panels_figure(
     side = _panel_side(grid.cells, count)
     # Keep a big grid of heads on a sane page: shrink the panels, not the margins.
     side = min(side, 20.0 / ncols, 20.0 / nrows)
-    fig = Figure(figsize=(ncols * side + 1.8, nrows * side + 1.4), layout="constrained")
+    scale = text_scale(ncols * side + 1.8, width)
+    if width is not None:  # the panels take what the labels and colour bar leave
+        side = (width - 1.8 * scale) / ncols
+        if side < MIN_SIDE:
+            what = f"{count} panels, {ncols} side by side" if count > 1 else "this picture"
+            raise too_narrow(width, ncols * MIN_SIDE + 1.8 * scale, what)
+    with scaled_text(scale):
+        return _draw_panels(panels, titles, suptitle, grid, side, scale, shared_axes=shared_axes)
+
+
+def _draw_panels(
+    panels: Sequence[Panel],
+    titles: Sequence[str],
+    suptitle: str,
+    grid: _Grid,
+    side: float,
+    scale: float,
+    *,
+    shared_axes: bool,
+) -> Figure:
+    count = len(panels)
+    ncols = math.ceil(math.sqrt(count))
+    nrows = math.ceil(count / ncols)
+    fig = Figure(
+        figsize=(ncols * side + 1.8 * scale, nrows * side + 1.4 * scale), layout="constrained"
+    )
     grid_axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for unused in grid_axes[count:]:
         unused.remove()
@@ -458,6 +489,7 @@ def _panels_figure(
     cmap, norm = _cmap(WEIGHTS_CMAP), Normalize(0.0, 1.0)
     drawn: set[int] = set()
     image: AxesImage | None = None
+    extra = 0  # lines the panels' titles wrapped onto
     for i, (ax, panel) in enumerate(zip(axes, panels, strict=True)):
         image, states = _draw_panel(ax, panel, grid, cmap, norm)
         drawn |= states
@@ -472,22 +504,26 @@ def _panels_figure(
             show_y=not shared_axes or i % ncols == 0,
         )
         if titles[i]:
-            size = 11 if count == 1 else 9
-            ax.set_title(_wrapped(titles[i], side, size), fontsize=size, parse_math=False)
+            size = pt(11 if count == 1 else 9)
+            title = wrapped(titles[i], side, size)
+            ax.set_title(title, fontsize=size, parse_math=False)
+            extra = max(extra, title.count("\n"))
         if panel.outline is not None:
             row = panel.outline[0] // grid.k * grid.k  # its pooled block, cut at the last row
             height = min(grid.k, grid.n - row)
             ax.add_patch(Rectangle((-0.5, row - 0.5), grid.n, height, **_OUTLINE, zorder=4))
     assert image is not None
-    fig.colorbar(image, ax=axes, label="attention weight", shrink=0.9 if count == 1 else 0.6)
+    _grow(fig, extra * nrows, pt(11 if count == 1 else 9))
+    _colorbar(fig, image, axes, "attention weight", shrink=0.9 if count == 1 else 0.6)
     _suptitle(fig, suptitle, grid)
     outlined = sorted({p.outline[1] for p in panels if p.outline is not None})
     _legend(fig, drawn, _mark_kinds(panels), [Patch(**_OUTLINE, label=o) for o in outlined])
     return fig
 
 
-def attention_figure(view: AttentionView) -> Figure:
-    """Every panel of ``view`` as a heatmap, in a near-square grid.
+def attention_figure(view: AttentionView, *, width: float | None = None) -> Figure:
+    """Every panel of ``view`` as a heatmap, in a near-square grid, ``width`` inches
+    wide (default: what suits its cells).
 
     Panels that share their rows (``view.side_by_side``: heads of one trace) leave
     inner tick labels to the outer panels; others (the two orderings of a text pair)
@@ -498,32 +534,45 @@ def attention_figure(view: AttentionView) -> Figure:
     titles = [p.title for p in view.panels]
     if len(titles) == 1 and titles[0] in view.title:  # one panel: the figure's title says it
         titles = [""]
-    return _panels_figure(view.panels, titles, view.title, shared_axes=view.side_by_side)
+    return _panels_figure(
+        view.panels, titles, view.title, shared_axes=view.side_by_side, width=width
+    )
 
 
-def comparison_figure(view: AttentionView) -> Figure:
-    """A comparison's two sides, their absolute difference and the verdict.
+def comparison_figure(view: AttentionView, *, width: float | None = None) -> Figure:
+    """A comparison's two sides, their absolute difference and the verdict, ``width``
+    inches wide (default: what suits its cells).
 
     The difference panel uses a fixed log scale from 1e-12 to 1, so float rounding
     (~1e-8) looks dark and a real change (~0.1-1) looks bright in every figure; its
     title gives the largest |Δ| and where it occurs. Cells neither side may attend
-    to are dotted grey there, as masked cells. The verdict heads the legend under the panels, green when it is
-    good news (red otherwise).
+    to are dotted grey there, as masked cells. The verdict heads the legend under the
+    panels, green when it is good news (red otherwise).
     """
     n = _check(view)
     if len(view.panels) != 2:
         raise ValueError(f"a comparison has 2 panels, got {len(view.panels)}")
-    left, right = view.panels
     grid = _Grid.for_size(n)
     side = float(np.clip(0.06 * grid.cells + 3.0, 3.2, 4.5))  # three panels fit a slide
-    fig = Figure(figsize=(3 * side + 3.2, side + 2.0), layout="constrained")
+    scale = text_scale(3 * side + 3.2, width)
+    if width is not None:  # the panels take what the labels and colour bars leave
+        side = (width - 3.2 * scale) / 3
+        if side < MIN_SIDE:
+            raise too_narrow(width, 3 * MIN_SIDE + 3.2 * scale, "a comparison's three panels")
+    with scaled_text(scale):
+        return _draw_comparison(view, grid, side, scale)
+
+
+def _draw_comparison(view: AttentionView, grid: _Grid, side: float, scale: float) -> Figure:
+    left, right = view.panels
+    fig = Figure(figsize=(3 * side + 3.2 * scale, side + 2.0 * scale), layout="constrained")
     ax_left, ax_right, ax_diff = fig.subplots(1, 3)
     ticks = _ticks(side, grid)
     cmap, norm = _cmap(WEIGHTS_CMAP), Normalize(0.0, 1.0)
 
     image, drawn = _draw_panel(ax_left, left, grid, cmap, norm)
     drawn |= _draw_panel(ax_right, right, grid, cmap, norm)[1]
-    fig.colorbar(image, ax=[ax_left, ax_right], label="attention weight", shrink=0.85)
+    _colorbar(fig, image, [ax_left, ax_right], "attention weight", shrink=0.85)
 
     a = np.where(left.states == ALLOWED, np.asarray(left.weights, dtype=np.float64), 0.0)
     b = np.where(right.states == ALLOWED, np.asarray(right.weights, dtype=np.float64), 0.0)
@@ -535,15 +584,17 @@ def comparison_figure(view: AttentionView) -> Figure:
     diff_image = _heatmap(ax_diff, shown, grid, _cmap(DIFF_CMAP), LogNorm(DIFF_FLOOR, 1.0))
     if np.ma.getmaskarray(shown).any():  # keys neither side attends: dotted as masked
         drawn.add(MASKED)
-    fig.colorbar(diff_image, ax=ax_diff, label="|left − right|", shrink=0.85, extend="min")
+    _colorbar(fig, diff_image, [ax_diff], "|left − right|", shrink=0.85, extend="min")
 
     if peak == 0.0:
         summary = "this head's max |Δ| = 0 (identical)"
     else:
         summary = f"this head's max |Δ| = {peak:.2e} (query {query + 1}, key {key + 1})"
-    for ax, panel in ((ax_left, left), (ax_right, right)):
-        ax.set_title(_wrapped(panel.title, side, 10), fontsize=10, parse_math=False)
-    ax_diff.set_title(f"|left − right|\n{summary}", fontsize=10)
+    titles = [wrapped(panel.title, side, pt(10)) for panel in (left, right)]
+    titles.append(f"|left − right|\n{wrapped(summary, side, pt(10))}")
+    for ax, title in zip((ax_left, ax_right, ax_diff), titles, strict=True):
+        ax.set_title(title, fontsize=pt(10), parse_math=False)
+    _grow(fig, max(t.count("\n") for t in titles) - 1, pt(10))  # sized for two lines
     _decorate(ax_left, grid, left, ticks)
     _decorate(ax_right, grid, right, ticks, show_y=False)
     _decorate(ax_diff, grid, right, ticks, show_y=False)
@@ -730,7 +781,7 @@ def save_decode_gif(
         drawn |= states
         _decorate(ax, grid, panel, ticks, show_x=i + ncols >= count, show_y=i % ncols == 0)
         if count > 1 and panel.title:
-            ax.set_title(_wrapped(panel.title, side, 10), fontsize=10, parse_math=False)
+            ax.set_title(wrapped(panel.title, side, 10), fontsize=10, parse_math=False)
         # Drawn above the heatmap and its grid lines (zorder), moved every frame.
         for _ in range(2):
             pending.append(

@@ -7,7 +7,9 @@ backend), returned to the caller, and saved atomically by `save_figure`.
 from __future__ import annotations
 
 import contextlib
+import math
 import re
+import textwrap
 import warnings
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
@@ -22,6 +24,7 @@ from matplotlib.figure import Figure
 
 from maskviz._io import atomic_path
 from maskviz._text import display_label, fit, safe_text
+from maskviz.errors import MaskvizError, usage_error
 from maskviz.masks import Mask
 
 MAX_FIGURE_CELLS = 512  # cells per side before a figure is downsampled
@@ -83,6 +86,69 @@ def _tick_labels(n: int, offset: int, index_base: int, labels: Sequence[str] | N
     return [f"{i + offset + index_base} {label_text(labels[i + offset])}" for i in range(n)]
 
 
+# -- size ---------------------------------------------------------------------------
+# A figure is drawn at a size that suits its cells, or at a width asked for (a paper's
+# column, 3.3 in; its text width, 7 in). Narrower than its own size, its text shrinks
+# with it, but not below 70% (10 pt -> 7 pt, the smallest a paper prints comfortably):
+# the cells take the rest, and tick labels thin out where they would overlap.
+MIN_TEXT_SCALE = 0.7
+
+
+def text_scale(natural: float, width: float | None) -> float:
+    """How much a figure ``natural`` inches wide scales its text when drawn ``width``
+    inches wide: as the figure, from 1 down to `MIN_TEXT_SCALE`; never up.
+
+    >>> text_scale(10.0, None), text_scale(10.0, 8.0), text_scale(10.0, 3.3), text_scale(4.0, 7.0)
+    (1.0, 0.8, 0.7, 1.0)
+    """
+    if width is None:
+        return 1.0
+    if not (math.isfinite(width) and width > 0):
+        raise usage_error(f"a figure's width must be a number of inches > 0, got {width}")
+    return min(1.0, max(MIN_TEXT_SCALE, width / natural))
+
+
+@contextlib.contextmanager
+def scaled_text(scale: float) -> Iterator[None]:
+    """Build a figure inside: text without a size of its own is ``scale`` x 10 pt, and
+    `pt` scales sizes given in points."""
+    with mpl.rc_context({"font.size": 10.0 * scale}):
+        yield
+
+
+def pt(size: float) -> float:
+    """``size`` points as the figure being built draws them (see `scaled_text`)."""
+    return size * float(mpl.rcParams["font.size"]) / 10.0
+
+
+def wrapped(text: str, inches: float, fontsize: float) -> str:
+    """``text`` made drawable and broken into lines that fit ``inches`` at ``fontsize``;
+    a long "name: details" title breaks after the name first."""
+    chars = max(16, int(inches * 72 / (0.55 * fontsize)))  # ~0.55 em per character
+    text = drawable(safe_text(text))
+    parts = [text] if len(text) <= chars else text.split(": ", 1)
+    parts[:-1] = [part + ":" for part in parts[:-1]]
+    return "\n".join(
+        textwrap.fill(part, chars, break_long_words=False, break_on_hyphens=False) for part in parts
+    )
+
+
+def legend_columns(labels: Sequence[str], inches: float) -> int:
+    """The most legend columns whose labels fit in ``inches`` (entries fill columns
+    first) at the legend's size (`pt` (10))."""
+    # ~0.6 em per character, plus handle, padding and column gap
+    widths = [(0.6 * len(label) + 5.0) * pt(10) / 72 for label in labels]
+    for ncols in range(len(labels), 1, -1):
+        rows = math.ceil(len(labels) / ncols)
+        if sum(max(widths[c : c + rows]) for c in range(0, len(labels), rows)) <= inches:
+            return ncols
+    return 1
+
+
+def too_narrow(width: float, least: float, what: str) -> MaskvizError:
+    return usage_error(f"a width of {width:g} in is too narrow for {what}: at least {least:.1f} in")
+
+
 def label_text(label: str) -> str:
     """A token or word label as figures draw it: escaped, cut to `LABEL_WIDTH`."""
     return drawable(fit(display_label(label), LABEL_WIDTH))
@@ -95,10 +161,12 @@ def mask_figure(
     index_base: int = 1,
     highlight_row: int | None = None,
     padded: Sequence[int] = (),
+    width: float | None = None,
 ) -> Figure:
     """The mask as a heatmap: allowed cells dark, blocked light, rows = queries;
     ``padded`` positions' rows and columns hatched (their cells are blocked too, but
-    for being padding, not for the rule).
+    for being padding, not for the rule). ``width``: the figure's width in inches
+    (default: what suits its cells).
 
     Masks wider than 512 cells are drawn downsampled (partly allowed cells in a
     third colour) and say so in the title.
@@ -106,56 +174,89 @@ def mask_figure(
     k = max(1, -(-max(mask.n_queries, mask.n_keys) // MAX_FIGURE_CELLS))
     states = mask.blocks(k, k) if k > 1 else mask.to_array().astype(np.int8) * 2
     n_rows, n_cols = states.shape
-    side = min(9.0, max(3.0, 0.32 * max(n_rows, n_cols) + 1.5))
-    fig = Figure(figsize=(side + 1.0, side), layout="constrained")
-    ax = fig.add_subplot()
-    cmap = ListedColormap(["none", COLOR_PARTIAL, COLOR_ALLOWED])  # "none": transparent
-    # "none": SVG and PDF hold one pixel per cell, drawn sharp at any zoom
-    ax.imshow(states, cmap=cmap, vmin=0, vmax=2, interpolation="none", aspect="equal")
-    blocked_background(ax)
-    title = f"{mask.description} mask, {mask.n_queries:,} x {mask.n_keys:,}"
-    if k > 1:
-        title += f"\n(downsampled: one cell = {k:,} x {k:,} positions)"
-    ax.set_title(title, parse_math=False)
-    ax.set_xlabel("key position →")
-    ax.set_ylabel("query position ↓")
-    if k == 1 and max(n_rows, n_cols) <= 64:
-        # parse_math=False: a label such as "$x$" is text, not a formula to typeset
-        ax.set_xticks(range(n_cols), _tick_labels(n_cols, 0, index_base, labels), parse_math=False)
-        ax.set_yticks(
-            range(n_rows),
-            _tick_labels(n_rows, mask.query_offset, index_base, labels),
-            parse_math=False,
-        )
-        ax.set_xticks(np.arange(-0.5, n_cols), minor=True)
-        ax.set_yticks(np.arange(-0.5, n_rows), minor=True)
-        ax.grid(which="minor", color="white", linewidth=1.0)
-        ax.tick_params(which="minor", length=0)
-        # every cell numbered: the labels shrink with the cells (the figure stops growing
-        # at 9 in), and key numbers wider than their column stand upright
-        cell_pt = 72 * (side - 1.5) / max(n_rows, n_cols)
-        size = min(10.0, 0.8 * cell_pt)
-        ax.tick_params(which="major", labelsize=size)
-        if labels is not None or len(str(n_cols - 1 + index_base)) * 0.6 * size > 0.9 * cell_pt:
-            ax.tick_params(axis="x", labelrotation=90)
-        if labels is not None:  # the figure grows by its labels, left and below, not the grid
-            longest = max(len(t.get_text()) for t in ax.get_xticklabels() + ax.get_yticklabels())
-            extent = longest * 0.6 * size / 72  # inches, ~0.6 em per character
-            fig.set_size_inches(side + 1.0 + extent, side + extent)
-    else:  # round positions, placed where they fall: cell c holds positions c k .. c k + k - 1
-        from matplotlib.ticker import MaxNLocator
+    cells = max(n_rows, n_cols)
+    numbered = k == 1 and cells <= 64  # every cell numbered (some skipped when too small)
+    x_labels = _tick_labels(n_cols, 0, index_base, labels)
+    y_labels = _tick_labels(n_rows, mask.query_offset, index_base, labels)
+    longest = max(len(t) for t in x_labels + y_labels) if numbered and labels is not None else 0
 
-        for set_ticks, count, offset in (
-            (ax.set_xticks, mask.n_keys, 0),
-            (ax.set_yticks, mask.n_queries, mask.query_offset),
-        ):
-            first = offset + index_base
-            shown = [
-                int(p)
-                for p in MaxNLocator(nbins=8, integer=True).tick_values(first, first + count - 1)
-                if first <= p < first + count
-            ]
-            set_ticks([(p - first + 0.5) / k - 0.5 for p in shown], [f"{p:,}" for p in shown])
+    def ticks(side: float, scale: float) -> tuple[float, int, float]:
+        """Tick labels' size and stride, and the inches they add left and below."""
+        cell_pt = 72 * (side - 1.5 * scale) / cells
+        size = min(10.0 * scale, 0.8 * cell_pt)
+        stride = 1 if size >= 5.0 else math.ceil(1.15 * 5.0 / cell_pt)
+        size = max(size, 5.0)
+        return size, stride, longest * 0.6 * size / 72  # ~0.6 em per character
+
+    side = min(9.0, max(3.0, 0.32 * cells + 1.5))
+    scale = text_scale(side + 1.0 + ticks(side, 1.0)[2], width)
+    if width is not None:  # the grid takes what the labels leave
+        least = 1.5 * scale + 0.6
+        if least + 1.0 * scale + ticks(least, scale)[2] > width:
+            raise too_narrow(width, least + 1.0 * scale + ticks(least, scale)[2], "this mask")
+        low, high = least, width
+        for _ in range(40):  # the labels grow with the grid: bisect for the width asked
+            side = (low + high) / 2
+            low, high = (
+                (side, high) if side + scale + ticks(side, scale)[2] < width else (low, side)
+            )
+        side = low
+    size, stride, extent = ticks(side, scale)
+    with scaled_text(scale):
+        fig = Figure(figsize=(side + 1.0 * scale + extent, side + extent), layout="constrained")
+        ax = fig.add_subplot()
+        cmap = ListedColormap(["none", COLOR_PARTIAL, COLOR_ALLOWED])  # "none": transparent
+        # "none": SVG and PDF hold one pixel per cell, drawn sharp at any zoom
+        ax.imshow(states, cmap=cmap, vmin=0, vmax=2, interpolation="none", aspect="equal")
+        blocked_background(ax)
+        title = f"{mask.description} mask, {mask.n_queries:,} x {mask.n_keys:,}"
+        lines = [title] if k == 1 else [title, f"(downsampled: one cell = {k:,} x {k:,} positions)"]
+        title_width = float(fig.get_figwidth()) - 0.2
+        ax.set_title("\n".join(wrapped(line, title_width, pt(12)) for line in lines))
+        ax.set_xlabel("key position →")
+        ax.set_ylabel("query position ↓")
+        if numbered:
+            # parse_math=False: a label such as "$x$" is text, not a formula to typeset
+            ax.set_xticks(range(0, n_cols, stride), x_labels[::stride], parse_math=False)
+            ax.set_yticks(range(0, n_rows, stride), y_labels[::stride], parse_math=False)
+            ax.set_xticks(np.arange(-0.5, n_cols), minor=True)
+            ax.set_yticks(np.arange(-0.5, n_rows), minor=True)
+            ax.grid(which="minor", color="white", linewidth=1.0)
+            ax.tick_params(which="minor", length=0)
+            # the labels shrink with the cells (the figure stops growing at 9 in), and
+            # key numbers wider than their column stand upright
+            ax.tick_params(which="major", labelsize=size)
+            column_pt = 72 * (side - 1.5 * scale) / cells * stride
+            if (
+                labels is not None
+                or len(str(n_cols - 1 + index_base)) * 0.6 * size > 0.9 * column_pt
+            ):
+                ax.tick_params(axis="x", labelrotation=90)
+        else:  # round positions, placed where they fall: cell c holds positions c k .. c k + k - 1
+            from matplotlib.ticker import MaxNLocator
+
+            # as many round numbers as fit side by side, at most 8 ("12,345": 6 chars)
+            chars = len(f"{max(mask.n_queries, mask.n_keys) + index_base:,}")
+            bins = int(72 * (side - 1.5 * scale) / (1.2 * 0.6 * chars * pt(10)))
+            locator = MaxNLocator(nbins=min(8, max(2, bins)), integer=True)
+            for set_ticks, count, offset in (
+                (ax.set_xticks, mask.n_keys, 0),
+                (ax.set_yticks, mask.n_queries, mask.query_offset),
+            ):
+                first = offset + index_base
+                values = locator.tick_values(first, first + count - 1)
+                shown = [int(p) for p in values if first <= p < first + count]
+                set_ticks([(p - first + 0.5) / k - 0.5 for p in shown], [f"{p:,}" for p in shown])
+            ax.tick_params(labelsize=pt(10))  # made when drawn: sized now
+        _mask_legend(fig, ax, k, padded, highlight_row, mask.query_offset + index_base)
+    return fig
+
+
+def _mask_legend(
+    fig: Figure, ax: Axes, k: int, padded: Sequence[int], highlight_row: int | None, first: int
+) -> None:
+    """May attend, may not, partly (downsampled), padding hatched over its rows and
+    columns, the highlighted row (numbered from ``first``)."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
@@ -172,18 +273,18 @@ def mask_figure(
             "hatch": "///",
             "linewidth": 0,
         }
-        for first, last in _runs(sorted(padded)):
-            ax.axhspan(first / k - 0.5, (last + 1) / k - 0.5, **hatch)
-            ax.axvspan(first / k - 0.5, (last + 1) / k - 0.5, **hatch)
+        for first_pad, last_pad in _runs(sorted(padded)):
+            ax.axhspan(first_pad / k - 0.5, (last_pad + 1) / k - 0.5, **hatch)
+            ax.axvspan(first_pad / k - 0.5, (last_pad + 1) / k - 0.5, **hatch)
         handles.append(Patch(**hatch, label="padding"))
     if highlight_row is not None:
         r = highlight_row // k
         ax.axhline(r - 0.5, color=COLOR_HIGHLIGHT, linewidth=2)
         ax.axhline(r + 0.5, color=COLOR_HIGHLIGHT, linewidth=2)
-        position = highlight_row + mask.query_offset + index_base
-        handles.append(Line2D([], [], color=COLOR_HIGHLIGHT, linewidth=2, label=f"row {position}"))
-    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
-    return fig
+        label = f"row {highlight_row + first}"
+        handles.append(Line2D([], [], color=COLOR_HIGHLIGHT, linewidth=2, label=label))
+    ncols = legend_columns([str(h.get_label()) for h in handles], float(fig.get_figwidth()))
+    fig.legend(handles=handles, loc="outside lower center", ncols=ncols, frameon=False)
 
 
 def _runs(positions: Sequence[int]) -> Iterator[tuple[int, int]]:

@@ -33,21 +33,24 @@ def save_view(
     path: Path,
     *,
     dpi: int | None = None,
+    width: float | None = None,
     progress: ProgressCallback | None = None,
 ) -> None:
     """Draw ``view`` into ``path`` (see the module docstring for formats); ``dpi``: a
-    PNG's resolution."""
+    PNG's resolution; ``width``: a picture's width in inches (.png, .svg, .pdf)."""
     from maskviz.render import attention_figures as af
     from maskviz.render.figures import missing_glyphs_said_once, save_figure
 
     suffix = path.suffix.lower()
+    if width is not None and suffix not in FIGURE_SUFFIXES:
+        raise usage_error(f"a width applies to .png, .svg and .pdf pictures, not {suffix}")
     if suffix == ".gif":
         with missing_glyphs_said_once():
             af.save_decode_gif(path, view, progress=progress)
     elif suffix in FIGURE_SUFFIXES:
         # a comparison (it has a verdict) adds where its sides differ
         draw = af.comparison_figure if view.verdict is not None else af.attention_figure
-        save_figure(draw(view), path, dpi=dpi)
+        save_figure(draw(view, width=width), path, dpi=dpi)
     elif suffix == ".html":  # an interactive page of this one view (maskviz.render.html)
         from maskviz.render.html import save_html
 
@@ -68,10 +71,13 @@ def save_mask(
     highlight: int | None = None,
     padded: Sequence[int] | NDArray[np.int64] | None = None,
     dpi: int | None = None,
+    width: float | None = None,
 ) -> None:
     """Draw a mask into ``path``: an ``.html`` page, or a ``.png``/``.svg``/``.pdf`` heatmap
-    (``dpi``: a PNG's resolution)."""
+    (``dpi``: a PNG's resolution; ``width``: its width in inches)."""
     if path.suffix.lower() == ".html":
+        if width is not None:
+            raise usage_error("a width applies to .png, .svg and .pdf pictures, not .html")
         from maskviz.render.html import mask_page, write_page
         from maskviz.view import mask_view
 
@@ -89,5 +95,6 @@ def save_mask(
         index_base=index_base,
         highlight_row=highlight,
         padded=() if padded is None else [int(r) for r in padded],
+        width=width,
     )
     save_figure(figure, path, dpi=dpi)
