@@ -19,9 +19,13 @@ def main() -> None:
 
         try:
             print(f"maskviz {__version__}", flush=True)
-        except BrokenPipeError:  # `maskviz --version | true`: as the command line exits
-            sys.stdout = None
-            sys.exit(1)
+        except OSError as exc:
+            sys.stdout = None  # nothing left to flush at exit
+            # `| true` closed the pipe: the version was asked, not needed; as commands do,
+            # that is no failure. A full disk is.
+            if not isinstance(exc, BrokenPipeError):
+                print(f"maskviz: error: cannot write the output: {exc.strerror}", file=sys.stderr)
+                sys.exit(1)
         return
     handler = signal.getsignal(signal.SIGINT)
     if handler is signal.default_int_handler:

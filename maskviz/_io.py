@@ -105,10 +105,29 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             mode = 0o666 & ~umask
         os.chmod(tmp, mode)
         os.replace(tmp, target)
-    except OSError as exc:
-        raise MaskvizError(f"cannot write {shown!r}: {exc.strerror or exc}") from None
+    except MaskvizError:
+        raise
+    except Exception as exc:
+        # a writer may trip over its own failed write while cleaning up (matplotlib's
+        # PDF writer, on a full disk, raises AttributeError with the OSError behind it)
+        cause = _os_error(exc)
+        if cause is None:
+            raise
+        raise MaskvizError(f"cannot write {shown!r}: {cause.strerror or cause}") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _os_error(exc: BaseException | None) -> OSError | None:
+    """``exc`` if it is an OSError, else the first OSError it was raised from or while
+    handling."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _temporary(target: Path) -> Path:

@@ -86,6 +86,9 @@ def _internal_error(exc: Exception) -> str:
         return f"not enough memory: {exc} (try fewer --steps)"
     if isinstance(exc, OSError) and exc.errno in _FULL:  # e.g. stdout on a full disk
         return f"cannot write the output: {exc.strerror}"
+    if isinstance(exc, PermissionError) and exc.filename is not None:
+        # Python 3.11's Path.is_file() raises where a folder on the way may not be read
+        return f"{safe_text(os.fsdecode(exc.filename))}: {exc.strerror}"
     return f"internal error: {type(exc).__name__}: {exc} (set MASKVIZ_DEBUG=1 for details)"
 
 
@@ -115,6 +118,12 @@ def _exits_like_cmp(command: Callable[P, None]) -> Callable[P, None]:
 class _Group(TyperGroup):
     """Runs a command and turns every failure into one line on stderr."""
 
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:  # Typer would end it as a silent exit 130
+            raise _Interrupted from None
+
     def main(  # type: ignore[override]
         self,
         args: list[str] | None = None,
@@ -143,7 +152,7 @@ class _Group(TyperGroup):
                 sys.exit(exc.exit_code)
             hint = _did_you_mean(exc, given) or _dash_hint(exc, given)
             _fail(f"{message.rstrip('.')}; {hint}" if hint else message, exc.exit_code)
-        except (KeyboardInterrupt, typer.Abort):
+        except (KeyboardInterrupt, typer.Abort, _Interrupted):
             _fail("interrupted", 130)
         except BrokenPipeError:
             sys.stderr = open(os.devnull, "w")  # noqa: SIM115  # nothing left to report to
@@ -158,6 +167,10 @@ class _Group(TyperGroup):
         if standalone_mode:
             sys.exit(code)
         return code
+
+
+class _Interrupted(Exception):
+    """Ctrl-C while a command ran (Typer ends a KeyboardInterrupt as a silent exit 130)."""
 
 
 app = typer.Typer(
@@ -501,7 +514,7 @@ def show_mask(
     if pad is None and pad_side is not PadSide.left:
         raise usage_error("--pad-side needs --pad")
     if text is not None:
-        utf8(text, "--text")
+        text = utf8(text, "--text").decode()
     labels = text.split() if text is not None else None
     if labels is not None and len(labels) != n:
         raise usage_error(f"--text has {plural(len(labels), 'word')} but N is {n}")
@@ -737,7 +750,7 @@ def trace_command(
         given = "--top-k" if top_k is not None else "--seed"
         raise usage_error(f"{given} applies only when sampling: add --temperature > 0")
     head = head or 0
-    utf8(prompt, "the prompt")
+    prompt = utf8(prompt, "the prompt").decode()
     if save is not None:
         save = check_output_path(save, TRACE_SUFFIXES)
     _check_picture(dpi, width, save)
@@ -988,7 +1001,7 @@ def compare_command(
         raise usage_error(f"--side applies to padded-vs-cached, not {pair.value}")
     if steps < 1:
         raise usage_error(f"--steps must be >= 1, got {steps}")
-    utf8(prompt, "--prompt")
+    prompt = utf8(prompt, "--prompt").decode()
     if save is not None:
         save = check_output_path(save, FIGURE_OR_PAGE)
     _check_picture(dpi, width, save)
@@ -1056,10 +1069,10 @@ def similarity_command(
     """
     from maskviz.similarity import similarity
 
-    for value, name in (
-        (text1, "the first text"), (text2, "the second text"), (delimiter, "--delimiter")
-    ):  # fmt: skip
-        utf8(value, name)
+    text1, text2, delimiter = (
+        utf8(value, name).decode()
+        for value, name in ((text1, "text1"), (text2, "text2"), (delimiter, "--delimiter"))
+    )
     if save is not None:
         save = check_output_path(save, FIGURE_OR_PAGE)
     _check_picture(dpi, width, save)

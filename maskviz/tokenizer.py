@@ -203,9 +203,11 @@ def _piece_bytes(piece: str) -> bytes | None:
 
 def utf8(text: str, what: str = "the text") -> bytes:
     """``text`` as UTF-8; a usage error naming ``what`` when it holds bytes that were
-    not UTF-8 (a command line gives them as lone surrogates).
+    not UTF-8 (a command line gives bytes it could not decode as lone surrogates).
 
     >>> utf8("hé")
+    b'h\\xc3\\xa9'
+    >>> utf8("h\\udcc3\\udca9")  # UTF-8 read as ASCII (PYTHONUTF8=0 in the C locale)
     b'h\\xc3\\xa9'
     >>> utf8("a\\udcff")
     Traceback (most recent call last):
@@ -216,10 +218,17 @@ def utf8(text: str, what: str = "the text") -> bytes:
         raise usage_error(f"{what} must be a string, got {type(text).__name__}")
     try:
         return text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        char = ord(text[exc.start])
-        held = f"the byte 0x{char - 0xDC00:02x}" if 0xDC80 <= char <= 0xDCFF else f"U+{char:04X}"
-        raise usage_error(f"{what} is not UTF-8: it holds {held}") from None
+    except UnicodeEncodeError:
+        pass
+    try:  # the bytes as given, if they are UTF-8 after all
+        raw = text.encode("utf-8", "surrogateescape")
+        raw.decode("utf-8")
+        return raw
+    except UnicodeEncodeError as exc:  # a surrogate that stands for no byte
+        held = f"U+{ord(text[exc.start]):04X}"
+    except UnicodeDecodeError as exc:
+        held = f"the byte 0x{exc.object[exc.start]:02x}"
+    raise usage_error(f"{what} is not UTF-8: it holds {held}")
 
 
 def check_ids(ids: list[int], vocab_size: int) -> None:

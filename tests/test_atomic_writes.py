@@ -65,3 +65,26 @@ def test_a_name_near_the_file_system_limit_is_written(tmp_path: Path) -> None:
     write_bytes(target, b"new")
     assert target.read_bytes() == b"new"
     assert [p.name for p in tmp_path.iterdir()] == [target.name]
+
+
+def test_a_writer_failing_while_it_cleans_up_a_full_disk_is_said_as_the_disk(
+    tmp_path: Path,
+) -> None:
+    # matplotlib's PDF writer, out of space, raises AttributeError with the OSError behind it
+    target = tmp_path / "m.pdf"
+    target.write_text("old")
+
+    def write(path: Path) -> None:
+        with _io.atomic_path(path):
+            try:
+                raise OSError(28, "No space left on device")
+            finally:
+                raise AttributeError("'Stream' object has no attribute 'pos'")
+
+    with pytest.raises(MaskvizError) as caught:
+        write(target)
+    assert str(caught.value) == f"cannot write {str(target)!r}: No space left on device"
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pdf"]
+    with pytest.raises(AttributeError), _io.atomic_path(target):  # no OSError behind it
+        raise AttributeError("a bug of ours")

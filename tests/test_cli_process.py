@@ -3,6 +3,7 @@ arguments that are not UTF-8."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -98,8 +99,8 @@ def test_a_usage_error_exits_2_with_standard_error_closed() -> None:
     [
         (["trace", b"a\xff", "--steps", "1"], b"the prompt"),
         (["compare", "training-vs-cached", "--prompt", b"a\xff"], b"--prompt"),
-        (["similarity", b"a\xff", "b"], b"the first text"),
-        (["similarity", "a", b"b\xff"], b"the second text"),
+        (["similarity", b"a\xff", "b"], b"text1"),  # named as its usage line names it
+        (["similarity", "a", b"b\xff"], b"text2"),
         (["similarity", "a", "b", "--delimiter", b"\xff"], b"--delimiter"),
         (["show-mask", "2", "--text", b"\xff b"], b"--text"),
     ],
@@ -114,6 +115,26 @@ def test_text_that_is_not_utf8_is_a_usage_error_naming_the_argument(
     assert result.stderr == b"maskviz: error: " + named + b" is not UTF-8: it holds the byte 0xff\n"
 
 
+@pytest.mark.parametrize(
+    "command",
+    [["trace", "héllo", "--steps", "1", "--json"], ["similarity", "é", "è", "--json"],
+     ["show-mask", "2", "--text", "é è", "--json"]],
+)  # fmt: skip
+def test_utf8_text_is_read_as_utf8_when_python_reads_the_command_line_as_ascii(
+    command: list[str],
+) -> None:
+    # PYTHONUTF8=0 in the C locale: Python decodes arguments as ASCII, each byte past
+    # 127 kept as a lone surrogate; the bytes are UTF-8 all the same
+    env = {**os.environ, "PYTHONUTF8": "0", "LC_ALL": "C", "PYTHONIOENCODING": "utf-8"}
+    result = subprocess.run(
+        [*MASKVIZ, *command], capture_output=True, text=True, env=env, check=False, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    if command[0] == "trace":  # the prompt's bytes, not the stand-ins for them
+        assert json.loads(result.stdout)["token_ids"][:6] == list("héllo".encode())
+
+
 def test_version_is_answered_before_numpy_typer_and_rich_load() -> None:
     script = (
         "import sys; sys.argv = ['maskviz', '--version']; from maskviz.__main__ import main;"
@@ -126,3 +147,46 @@ def test_version_is_answered_before_numpy_typer_and_rich_load() -> None:
 
     assert (result.returncode, result.stderr) == (0, "")
     assert result.stdout == f"maskviz {__version__}\n[]\n"
+
+
+@pytest.mark.parametrize("suffix", [".pdf", ".png", ".svg"])
+def test_a_picture_too_large_for_the_file_size_limit_is_one_line_and_the_old_file_stays(
+    tmp_path: Path, suffix: str
+) -> None:
+    import resource
+
+    target = tmp_path / f"keep{suffix}"
+    target.write_text("old")
+
+    def limit() -> None:  # `ulimit -f 8`; Python ignores SIGXFSZ, so writes fail EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))
+
+    result = subprocess.run(
+        [*MASKVIZ, "compare", "training-vs-cached", "--steps", "2", "--json", "--save", str(target)],
+        capture_output=True, text=True,
+        check=False, timeout=120, preexec_fn=limit,
+    )  # fmt: skip
+    assert result.returncode == 2  # compare's code for any trouble
+    assert result.stderr == f"maskviz: error: cannot write {str(target)!r}: File too large\n"
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]
+
+
+def test_the_version_on_a_full_disk_is_one_line_and_on_a_closed_pipe_no_failure() -> None:
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [*MASKVIZ, "--version"], stdout=full, stderr=subprocess.PIPE, text=True,
+            check=False, timeout=120,
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr == "maskviz: error: cannot write the output: No space left on device\n"
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before a byte is written
+    try:
+        result = subprocess.run(
+            [*MASKVIZ, "--version"], stdout=write_end, stderr=subprocess.PIPE, text=True,
+            check=False, timeout=120,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert (result.returncode, result.stderr) == (0, "")

@@ -421,3 +421,17 @@ def test_generated_bytes_that_are_not_utf8_read_in_the_text_as_in_the_labels() -
     text = next(line for line in out.splitlines() if line.startswith("text: "))
     assert text == "text: To bee\\xac$\\xef"
     assert "\\xac" in out.split("text: ")[0]  # the grid's label of the same byte
+
+
+def test_ctrl_c_while_a_command_runs_says_interrupted_and_exits_130(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from maskviz import cli
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_show", interrupted)
+    result = run_cli("trace", "To be", "--steps", "1")
+    assert result.exit_code == 130
+    assert result.stderr == "maskviz: error: interrupted\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -122,3 +123,31 @@ def test_a_recompute_trace_is_described_as_recomputing_not_as_a_kv_cache(tmp_pat
     assert "decoding: no cache, the whole prefix again at every step (masked)" in out
     assert "step 2: 7 queries in one masked pass, this row kept" in out
     assert "KV cache" not in out and "cached key" not in out and "evicted" not in out
+
+
+@pytest.mark.parametrize(
+    "args", [["view", "locked/t.npz"], ["trace", "To be", "--model", "locked/model"]]
+)
+def test_a_file_behind_a_folder_it_may_not_read_is_named_not_an_internal_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "locked" / "model").mkdir(parents=True)
+    # Python 3.11's Path.is_dir()/is_file() raise, not return False, when a folder on
+    # the way may not be searched (chmod 000); root, who runs the tests, is never refused
+    real_is_dir, real_is_file = Path.is_dir, Path.is_file
+
+    def refused(real: Any) -> Any:
+        def check(self: Path) -> bool:
+            if str(self).startswith("locked"):
+                raise PermissionError(13, "Permission denied", str(self))
+            return bool(real(self))
+
+        return check
+
+    monkeypatch.setattr(Path, "is_dir", refused(real_is_dir))
+    monkeypatch.setattr(Path, "is_file", refused(real_is_file))
+    result = run_cli(*args)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("maskviz: error: locked/")
+    assert result.stderr.endswith(": Permission denied\n") and result.stderr.count("\n") == 1
