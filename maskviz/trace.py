@@ -359,6 +359,13 @@ class Trace:
             raise MaskvizError(
                 f"{p}: not a trace: not valid JSON ({exc.msg}, line {exc.lineno})"
             ) from None
+        except UnicodeDecodeError as exc:  # a picture or an archive named .json
+            raise MaskvizError(
+                f"{p}: not a trace: not JSON text (byte 0x{exc.object[exc.start]:02x} at "
+                f"offset {exc.start} is not UTF-8)"
+            ) from None
+        except OSError as exc:
+            raise MaskvizError(f"{p}: cannot read trace: {exc.strerror or exc}") from None
         except _UNREADABLE as exc:
             raise MaskvizError(f"{p}: cannot read trace: {first_line(exc)}") from None
         try:

@@ -62,6 +62,11 @@ def test_view_saves_pictures_and_converts_traces(tmp_path: Path) -> None:
         (["t.npz", "--head", "1", "--agg", "mean"], 2, "--head cannot be combined with --agg"),
         (["t.npz", "--save", "x.txt"], 2, "extension '.txt'"),
         ([""], 2, "the trace file's name is empty"),  # not the current folder
+        (
+            ["binary.json"],
+            1,
+            "binary.json: not a trace: not JSON text (byte 0x89 at offset 0 is not UTF-8)",
+        ),
         (["t.npz", "--save", ""], 2, "cannot save to '': the name is empty"),
     ],
 )
@@ -73,6 +78,7 @@ def test_files_it_cannot_trust_and_bad_choices_get_one_line(
     for name in ("pipe.npz", "pipe.json"):
         os.mkfifo(tmp_path / name)  # there, but reading it would wait forever
     (tmp_path / "folder.json").mkdir()
+    (tmp_path / "binary.json").write_bytes(b"\x89PNG\r\n")  # a picture renamed
     assert (
         run_cli("trace", "To be", "--steps", "2", "--save", str(tmp_path / "t.npz")).exit_code == 0
     )
