@@ -1017,16 +1017,8 @@ def compare_command(
     page = functools.partial(
         _html().comparison_page, result, labels, layer=layer, head=head, model_name=gpt.name
     )
-    _show(
-        view,
-        result.to_dict(),
-        plain=plain,
-        as_json=as_json,
-        save=save,
-        dpi=dpi,
-        width=width,
-        page=page,
-    )
+    _show(view, result.to_dict(), plain=plain, as_json=as_json, save=save, dpi=dpi, width=width,
+          page=page)  # fmt: skip
     if not result.agree:
         raise typer.Exit(code=1)
 
@@ -1086,16 +1078,8 @@ def similarity_command(
     ]
     view = similarity_view(result, labels, layer=layer, head=head)
     page = functools.partial(_html().similarity_page, result, labels, layer=layer, head=head)
-    _show(
-        view,
-        result.to_dict(),
-        plain=plain,
-        as_json=as_json,
-        save=save,
-        dpi=dpi,
-        width=width,
-        page=page,
-    )
+    _show(view, result.to_dict(), plain=plain, as_json=as_json, save=save, dpi=dpi, width=width,
+          page=page)  # fmt: skip
 
 
 # ---------------------------------------------------------------- doctor
