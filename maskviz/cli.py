@@ -318,7 +318,7 @@ WidthOption = Annotated[
         metavar="INCHES",
         help=f"A saved .png, .svg or .pdf's width ({WIDTH_RANGE[0]:g} to {WIDTH_RANGE[1]:g} "
         "inches), e.g. 3.3 for a paper's column, 7 for its text width; text shrinks with "
-        "the picture, to 70% at most.",
+        "the picture, never below 70%.",
         show_default=False,
     ),
 ]
