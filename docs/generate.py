@@ -118,7 +118,9 @@ def draw_pictures() -> None:
     save_figure(layers_figure(trace, (0, 1), head=1), DOCS / "images" / "layers-sliding-full.png")
     tiny = load_model("tiny")
     trace = tiny.trace(tiny.tokenizer.encode("To be, or not to be"), steps=8)
-    save_figure(attention_figure(trace_view(trace), width=3.3), DOCS / "images" / "trace-column.png")
+    save_figure(
+        attention_figure(trace_view(trace), width=3.3), DOCS / "images" / "trace-column.png"
+    )
 
 
 def main(check: bool) -> int:
