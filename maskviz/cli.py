@@ -32,6 +32,7 @@ from maskviz import masks as masks_lib
 from maskviz._io import FIGURE_SUFFIXES, check_output_path, output_path
 from maskviz._text import plural, safe_text, use_ascii_stand_ins
 from maskviz.errors import MaskvizError, usage_error
+from maskviz.render import sizes
 from maskviz.render.terminal import mask_report
 from maskviz.tokenizer import check_ids, utf8
 
@@ -322,6 +323,12 @@ WidthOption = Annotated[
         show_default=False,
     ),
 ]
+
+
+def _check_panels(width: float | None, count: int) -> None:
+    """Refuse a --width too narrow for ``count`` heatmaps, before the run draws them."""
+    least = sizes.least_width(sizes.across(count), sizes.GRID_MARGIN)
+    sizes.check_width(width, least, sizes.panels_text(count))
 
 
 def _check_picture(dpi: int | None, width: float | None, save: Path | None) -> None:
@@ -757,6 +764,7 @@ def trace_command(
     gpt = _load(model, dtype, layer, head)
     cfg = gpt.config
     head_list = _heads(heads, cfg.n_head)
+    _check_panels(width, len(head_list) if head_list else 1)
     ids = gpt.tokenizer.encode(prompt)
     check_ids(ids, cfg.vocab_size)
     _check_context(len(ids), steps, cfg.n_ctx)
@@ -917,6 +925,7 @@ def view_command(
     elif head is not None and head not in recorded:
         raise usage_error(f"--head {head} was not recorded in {file} (heads {recorded})")
     chosen = _heads(heads, trace)
+    _check_panels(width, len(chosen) if chosen else 1)
     view = trace_view(trace, layer=layer, head=head, heads=chosen, agg=agg.value if agg else None)
     _show(
         view, trace.to_dict(), plain=plain, as_json=as_json, save=save, dpi=dpi, width=width, trace=trace,
@@ -1005,6 +1014,7 @@ def compare_command(
     if save is not None:
         save = check_output_path(save, FIGURE_OR_PAGE)
     _check_picture(dpi, width, save)
+    sizes.check_width(width, sizes.least_width(3, sizes.COMPARISON_MARGIN), sizes.COMPARISON_PANELS)
     gpt = _load(model, dtype, layer, head)
     ids = gpt.tokenizer.encode(prompt)
     check_ids(ids, gpt.config.vocab_size)
@@ -1068,6 +1078,7 @@ def similarity_command(
     if save is not None:
         save = check_output_path(save, FIGURE_OR_PAGE)
     _check_picture(dpi, width, save)
+    _check_panels(width, 2)  # the two orderings
     gpt = _load(model, dtype, layer, head)
     result = similarity(gpt, text1, text2, delimiter)
     from maskviz.view import similarity_view
@@ -1188,6 +1199,7 @@ def bench_command(
     if save is not None:
         save = check_output_path(save, FIGURE_SUFFIXES)
     _check_picture(dpi, width, save)
+    sizes.check_width(width, sizes.BENCH_LEAST, sizes.BENCH_PLOTS)
     if shape is not None:
         gpt = bench_lib.shape_model(shape.value, dtype=dtype.value)
     else:

@@ -1102,6 +1102,10 @@ def test_a_narrow_picture_shrinks_its_text_to_70_percent_at_most(
          "a width of 3.3 in is too narrow for a comparison's three panels: at least 4.6 in"),
         (["bench", "--tokens", "4", "--repeats", "1", "--width", "5", "--save", "b.png"],
          "a width of 5 in is too narrow for the benchmark's two panels: at least 6.0 in"),
+        (["trace", "To be", "--heads", "all", "--width", "2.5", "--save", "t.png"],
+         "a width of 2.5 in is too narrow for 4 panels, 2 side by side: at least 2.9 in"),
+        (["similarity", "a", "b", "--width", "2", "--save", "s.png"],
+         "a width of 2 in is too narrow for 2 panels, 2 side by side: at least 2.9 in"),
     ],
 )  # fmt: skip
 def test_a_width_that_cannot_be_drawn_is_one_clear_line(
@@ -1111,4 +1115,5 @@ def test_a_width_that_cannot_be_drawn_is_one_clear_line(
     result = run_cli(*args)
     assert result.exit_code == 2
     assert result.stderr == f"maskviz: error: {message}\n"
+    assert result.stdout == ""  # refused before the run: nothing computed, nothing drawn
     assert list(tmp_path.iterdir()) == []

@@ -56,8 +56,17 @@ from maskviz.render.figures import (
     pt,
     scaled_text,
     text_scale,
-    too_narrow,
     wrapped,
+)
+from maskviz.render.sizes import (
+    COMPARISON_MARGIN,
+    COMPARISON_PANELS,
+    GRID_MARGIN,
+    MIN_SIDE,
+    across,
+    least_width,
+    panels_text,
+    too_narrow,
 )
 from maskviz.view import (
     ALLOWED,
@@ -432,9 +441,6 @@ def _grow(fig: Figure, lines: int, size: float) -> None:
 # -- public figures -----------------------------------------------------------------
 
 
-MIN_SIDE = 0.8  # inches: the smallest heatmap a --width may ask for
-
-
 def _panels_figure(
     panels: Sequence[Panel],
     titles: Sequence[str],
@@ -450,17 +456,16 @@ def _panels_figure(
     """
     grid = _Grid.for_size(panels[0].n)
     count = len(panels)
-    ncols = math.ceil(math.sqrt(count))
+    ncols = across(count)
     nrows = math.ceil(count / ncols)
     side = _panel_side(grid.cells, count)
     # Keep a big grid of heads on a sane page: shrink the panels, not the margins.
     side = min(side, 20.0 / ncols, 20.0 / nrows)
-    scale = text_scale(ncols * side + 1.8, width)
+    scale = text_scale(ncols * side + GRID_MARGIN, width)
     if width is not None:  # the panels take what the labels and colour bar leave
-        side = (width - 1.8 * scale) / ncols
+        side = (width - GRID_MARGIN * scale) / ncols
         if side < MIN_SIDE:
-            what = f"{count} panels, {ncols} side by side" if count > 1 else "this picture"
-            raise too_narrow(width, ncols * MIN_SIDE + 1.8 * scale, what)
+            raise too_narrow(width, least_width(ncols, GRID_MARGIN, scale), panels_text(count))
     with scaled_text(scale):
         return _draw_panels(panels, titles, suptitle, grid, side, scale, shared_axes=shared_axes)
 
@@ -476,10 +481,11 @@ def _draw_panels(
     shared_axes: bool,
 ) -> Figure:
     count = len(panels)
-    ncols = math.ceil(math.sqrt(count))
+    ncols = across(count)
     nrows = math.ceil(count / ncols)
     fig = Figure(
-        figsize=(ncols * side + 1.8 * scale, nrows * side + 1.4 * scale), layout="constrained"
+        figsize=(ncols * side + GRID_MARGIN * scale, nrows * side + 1.4 * scale),
+        layout="constrained",
     )
     grid_axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for unused in grid_axes[count:]:
@@ -554,18 +560,21 @@ def comparison_figure(view: AttentionView, *, width: float | None = None) -> Fig
         raise ValueError(f"a comparison has 2 panels, got {len(view.panels)}")
     grid = _Grid.for_size(n)
     side = float(np.clip(0.06 * grid.cells + 3.0, 3.2, 4.5))  # three panels fit a slide
-    scale = text_scale(3 * side + 3.2, width)
+    scale = text_scale(3 * side + COMPARISON_MARGIN, width)
     if width is not None:  # the panels take what the labels and colour bars leave
-        side = (width - 3.2 * scale) / 3
+        side = (width - COMPARISON_MARGIN * scale) / 3
         if side < MIN_SIDE:
-            raise too_narrow(width, 3 * MIN_SIDE + 3.2 * scale, "a comparison's three panels")
+            least = least_width(3, COMPARISON_MARGIN, scale)
+            raise too_narrow(width, least, COMPARISON_PANELS)
     with scaled_text(scale):
         return _draw_comparison(view, grid, side, scale)
 
 
 def _draw_comparison(view: AttentionView, grid: _Grid, side: float, scale: float) -> Figure:
     left, right = view.panels
-    fig = Figure(figsize=(3 * side + 3.2 * scale, side + 2.0 * scale), layout="constrained")
+    fig = Figure(
+        figsize=(3 * side + COMPARISON_MARGIN * scale, side + 2.0 * scale), layout="constrained"
+    )
     ax_left, ax_right, ax_diff = fig.subplots(1, 3)
     ticks = _ticks(side, grid)
     cmap, norm = _cmap(WEIGHTS_CMAP), Normalize(0.0, 1.0)

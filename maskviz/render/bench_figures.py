@@ -13,14 +13,15 @@ from matplotlib.ticker import MaxNLocator
 
 from maskviz._text import times
 from maskviz.bench import BenchResult
-from maskviz.render.figures import pt, scaled_text, text_scale, too_narrow, wrapped
+from maskviz.render.figures import pt, scaled_text, text_scale, wrapped
+from maskviz.render.sizes import BENCH_LEAST, BENCH_PLOTS, check_width
 
 COLOR_CACHED = "#1b7837"
 COLOR_RECOMPUTE = "#d95f02"
 COLOR_BOUND = "#7570b3"
 
 
-WIDTH, HEIGHT, LEAST = 11.0, 4.8, 6.0  # inches: as drawn, and the narrowest asked for
+WIDTH, HEIGHT = 11.0, 4.8  # inches, unless a width is asked for
 
 
 def latency_figure(result: BenchResult, *, width: float | None = None) -> Figure:
@@ -28,8 +29,7 @@ def latency_figure(result: BenchResult, *, width: float | None = None) -> Figure
     and the cached curve alone with the bandwidth bound, where its small growth shows;
     ``width`` inches wide (default 11).
     """
-    if width is not None and width < LEAST:
-        raise too_narrow(width, LEAST, "the benchmark's two panels")
+    check_width(width, BENCH_LEAST, BENCH_PLOTS)
     scale = text_scale(WIDTH, width)
     with scaled_text(scale):
         return _draw(result, width or WIDTH)

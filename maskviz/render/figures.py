@@ -24,8 +24,9 @@ from matplotlib.figure import Figure
 
 from maskviz._io import atomic_path
 from maskviz._text import display_label, fit, safe_text
-from maskviz.errors import MaskvizError, usage_error
+from maskviz.errors import usage_error
 from maskviz.masks import Mask
+from maskviz.render.sizes import MIN_TEXT_SCALE, too_narrow
 
 MAX_FIGURE_CELLS = 512  # cells per side before a figure is downsampled
 LABEL_WIDTH = 12  # terminal cells of a token label before it is cut with '…'
@@ -89,9 +90,8 @@ def _tick_labels(n: int, offset: int, index_base: int, labels: Sequence[str] | N
 # -- size ---------------------------------------------------------------------------
 # A figure is drawn at a size that suits its cells, or at a width asked for (a paper's
 # column, 3.3 in; its text width, 7 in). Narrower than its own size, its text shrinks
-# with it, but not below 70% (10 pt -> 7 pt, the smallest a paper prints comfortably):
-# the cells take the rest, and tick labels thin out where they would overlap.
-MIN_TEXT_SCALE = 0.7
+# with it, to `MIN_TEXT_SCALE` (maskviz.render.sizes): the cells take the rest, and
+# tick labels thin out where they would overlap.
 
 
 def text_scale(natural: float, width: float | None) -> float:
@@ -143,10 +143,6 @@ def legend_columns(labels: Sequence[str], inches: float) -> int:
         if sum(max(widths[c : c + rows]) for c in range(0, len(labels), rows)) <= inches:
             return ncols
     return 1
-
-
-def too_narrow(width: float, least: float, what: str) -> MaskvizError:
-    return usage_error(f"a width of {width:g} in is too narrow for {what}: at least {least:.1f} in")
 
 
 def label_text(label: str) -> str:

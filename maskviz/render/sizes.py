@@ -1,0 +1,55 @@
+"""How narrow a picture may be drawn: known before a run, without importing matplotlib.
+
+A picture asked for a width (``--width``) is laid out again at it: its text shrinks
+with it down to `MIN_TEXT_SCALE`, and its heatmaps take what the text leaves, each at
+least `MIN_SIDE`. The command line checks a width here before it computes anything;
+the figures check it again with the text size they settle on.
+"""
+
+from __future__ import annotations
+
+import math
+
+from maskviz.errors import MaskvizError, usage_error
+
+MIN_TEXT_SCALE = 0.7  # 10 pt -> 7 pt, the smallest a paper prints comfortably
+MIN_SIDE = 0.8  # inches: the smallest heatmap a width may ask for
+GRID_MARGIN = 1.8  # inches beside a grid of heatmaps at full text size: labels, colour bar
+COMPARISON_MARGIN = 3.2  # beside a comparison's three heatmaps and two colour bars
+BENCH_LEAST = 6.0  # the benchmark's two plots side by side
+BENCH_PLOTS = "the benchmark's two panels"
+COMPARISON_PANELS = "a comparison's three panels"
+
+
+def across(count: int) -> int:
+    """Heatmaps side by side when ``count`` of them make a near-square grid.
+
+    >>> across(1), across(2), across(4), across(5)
+    (1, 2, 2, 3)
+    """
+    return math.ceil(math.sqrt(count))
+
+
+def least_width(panels_across: int, margin: float, scale: float = MIN_TEXT_SCALE) -> float:
+    """The narrowest picture of ``panels_across`` heatmaps with ``margin`` inches of
+    text beside them (at full size), its text at ``scale``.
+
+    >>> round(least_width(3, COMPARISON_MARGIN), 2)
+    4.64
+    """
+    return panels_across * MIN_SIDE + margin * scale
+
+
+def too_narrow(width: float, least: float, what: str) -> MaskvizError:
+    return usage_error(f"a width of {width:g} in is too narrow for {what}: at least {least:.1f} in")
+
+
+def check_width(width: float | None, least: float, what: str) -> None:
+    """Refuse ``width`` when it is under ``least`` inches (none: nothing to check)."""
+    if width is not None and width < least:
+        raise too_narrow(width, least, what)
+
+
+def panels_text(count: int) -> str:
+    """What a grid of ``count`` heatmaps is called in a too-narrow message."""
+    return f"{count} panels, {across(count)} side by side" if count > 1 else "this picture"
