@@ -199,7 +199,8 @@ def mask_figure(
         side = low
     size, stride, extent = ticks(side, scale)
     with scaled_text(scale):
-        fig = Figure(figsize=(side + 1.0 * scale + extent, side + extent), layout="constrained")
+        wide = width if width is not None else side + scale + extent
+        fig = Figure(figsize=(wide, side + extent), layout="constrained")
         ax = fig.add_subplot()
         cmap = ListedColormap(["none", COLOR_PARTIAL, COLOR_ALLOWED])  # "none": transparent
         # "none": SVG and PDF hold one pixel per cell, drawn sharp at any zoom
