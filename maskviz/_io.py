@@ -9,6 +9,7 @@ import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from maskviz._text import quoted
 from maskviz.errors import MaskvizError, usage_error
 
 FIGURE_SUFFIXES = (".png", ".svg", ".pdf")  # the formats pictures are saved in
@@ -27,7 +28,7 @@ def output_path(value: str) -> Path:
     if not value:
         raise usage_error("cannot save to '': the name is empty")
     if value.endswith(("/", os.sep)):
-        raise usage_error(f"cannot save to {value!r}: a path ending in '/' names a folder")
+        raise usage_error(f"cannot save to {quoted(value)}: a path ending in '/' names a folder")
     return Path(value)
 
 
@@ -44,32 +45,42 @@ def check_output_path(path: str | Path, suffixes: Sequence[str]) -> Path:
     try:
         # what is there first: "no extension" would mislead about an existing folder
         if p.is_dir():
-            raise usage_error(f"cannot save to {shown!r}: it is a folder")
+            raise usage_error(f"cannot save to {quoted(shown)}: it is a folder")
         if p.suffix.lower() not in suffixes:
-            what = f"extension {p.suffix!r}" if p.suffix else "no extension"
-            raise usage_error(f"cannot save to {shown!r}: {what}; use one of {', '.join(suffixes)}")
+            what = f"extension {quoted(p.suffix)}" if p.suffix else "no extension"
+            raise usage_error(
+                f"cannot save to {quoted(shown)}: {what}; use one of {', '.join(suffixes)}"
+            )
         real = Path(os.path.realpath(p))  # a symbolic link's target is what is replaced
         if real.is_symlink():  # realpath stops at a link it cannot resolve: a loop
-            raise usage_error(f"cannot save to {shown!r}: its symbolic links form a loop")
+            raise usage_error(f"cannot save to {quoted(shown)}: its symbolic links form a loop")
         if real.exists() and not real.is_file():
-            raise usage_error(f"cannot save to {shown!r}: {_named(real, p)} is not a regular file")
+            raise usage_error(
+                f"cannot save to {quoted(shown)}: {_named(real, p)} is not a regular file"
+            )
         parent = real.parent
         if parent.exists() and not parent.is_dir():
-            raise usage_error(f"cannot save to {shown!r}: {str(parent)!r} is a file, not a folder")
+            raise usage_error(
+                f"cannot save to {quoted(shown)}: {quoted(str(parent))} is a file, not a folder"
+            )
         if not parent.is_dir():
-            raise usage_error(f"cannot save to {shown!r}: folder {str(parent)!r} does not exist")
+            raise usage_error(
+                f"cannot save to {quoted(shown)}: folder {quoted(str(parent))} does not exist"
+            )
     except OSError as exc:  # e.g. a name longer than the file system allows
-        raise usage_error(f"cannot save to {shown!r}: {exc.strerror or exc}") from None
+        raise usage_error(f"cannot save to {quoted(shown)}: {exc.strerror or exc}") from None
     if not os.access(parent, os.W_OK):
-        raise usage_error(f"cannot save to {shown!r}: folder {str(parent)!r} is not writable")
+        raise usage_error(
+            f"cannot save to {quoted(shown)}: folder {quoted(str(parent))} is not writable"
+        )
     if real.exists() and not os.access(real, os.W_OK):  # replacing it would defeat that
-        raise usage_error(f"cannot save to {shown!r}: {_named(real, p)} is read-only")
+        raise usage_error(f"cannot save to {quoted(shown)}: {_named(real, p)} is read-only")
     return p
 
 
 def _named(real: Path, given: Path) -> str:
     """How a message names the file a path leads to: 'it', or a link's target."""
-    return "it" if real == Path(os.path.abspath(given)) else f"its target {str(real)!r}"
+    return "it" if real == Path(os.path.abspath(given)) else f"its target {quoted(str(real))}"
 
 
 @contextlib.contextmanager
@@ -83,7 +94,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     shown, target = str(path), Path(os.path.realpath(path))
     if target.exists() and not target.is_file():  # a device or a pipe is never replaced
-        raise MaskvizError(f"cannot write {shown!r}: not a regular file")
+        raise MaskvizError(f"cannot write {quoted(shown)}: not a regular file")
     # the name is chosen before the file is made, and removed in `finally`: a Ctrl-C
     # or `kill` at any moment, even while the file is being made, leaves nothing behind
     # (64 random bits: no other file has this name, and O_EXCL refuses one that does)
@@ -113,7 +124,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         cause = _os_error(exc)
         if cause is None:
             raise
-        raise MaskvizError(f"cannot write {shown!r}: {cause.strerror or cause}") from None
+        raise MaskvizError(f"cannot write {quoted(shown)}: {cause.strerror or cause}") from None
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -40,6 +40,16 @@ def safe_text(text: str) -> str:
     return "".join(out)
 
 
+def quoted(text: str) -> str:
+    r"""``text`` in quotes for a message, escaped as `safe_text` escapes it (a file name
+    holding a byte that is not UTF-8 shows the byte, not ``repr``'s surrogate).
+
+    >>> quoted("a b.png"), quoted("x.\udcff"), quoted("it's")
+    ("'a b.png'", "'x.\\xff'", "'it\\'s'")
+    """
+    return "'" + safe_text(text).replace("'", "\\'") + "'"
+
+
 def cell_width(text: str) -> int:
     """Terminal columns ``text`` occupies (wide CJK and emoji count 2)."""
     from rich.cells import cell_len

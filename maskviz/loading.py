@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from maskviz._text import quoted
 from maskviz.arch import Config, family, supported_model_types
 from maskviz.arch._config import as_json
 from maskviz.errors import MaskvizError, first_line, usage_error
@@ -70,7 +71,7 @@ def load_model(spec: str | Path | None = None, *, dtype: DType = "float32") -> G
         raise usage_error(f"model must be a name, a folder or a hub id, got {spec!r}")
     text = DEFAULT_MODEL if spec is None else str(spec)
     if not text.strip():  # "" is not the current folder
-        raise usage_error(f"model must be a name, a folder or a hub id, got {text!r}")
+        raise usage_error(f"model must be a name, a folder or a hub id, got {quoted(text)}")
     shipped = {name.lower(): name for name in shipped_models()}
     name = shipped.get(text.lower())
     if name is not None:
@@ -79,10 +80,10 @@ def load_model(spec: str | Path | None = None, *, dtype: DType = "float32") -> G
     try:
         exists = path.exists()
     except OSError as exc:  # e.g. a name longer than the file system allows
-        raise usage_error(f"model {text!r}: {exc.strerror or exc}") from None
+        raise usage_error(f"model {quoted(text)}: {exc.strerror or exc}") from None
     if exists:
         if not path.is_dir():
-            raise usage_error(f"model {text!r} is a file; give the checkpoint's folder")
+            raise usage_error(f"model {quoted(text)} is a file; give the checkpoint's folder")
         return load_checkpoint(path, dtype=dtype)
     if _HUB_ID.match(text) and not text.startswith((".", "/")):
         try:
@@ -100,7 +101,7 @@ def load_model(spec: str | Path | None = None, *, dtype: DType = "float32") -> G
             raise MaskvizError(f"{exc}; {hint}", usage=exc.exit_code == 2) from None
         return load_checkpoint(folder, dtype=dtype, name=text)
     raise usage_error(
-        f"no model {text!r}: not a shipped model ({', '.join(shipped.values())}), "
+        f"no model {quoted(text)}: not a shipped model ({', '.join(shipped.values())}), "
         "not an existing folder, not a hub id"
     )
 
@@ -111,7 +112,7 @@ def _from_hub(repo_id: str) -> Path:
         from huggingface_hub import snapshot_download
     except ImportError:
         raise MaskvizError(
-            f"loading {repo_id!r} from the hub needs the 'hf' extra: {HF_EXTRA}"
+            f"loading {quoted(repo_id)} from the hub needs the 'hf' extra: {HF_EXTRA}"
         ) from None
     patterns = [
         "config.json",
@@ -127,7 +128,7 @@ def _from_hub(repo_id: str) -> Path:
         pass
     if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
         raise MaskvizError(
-            f"model {repo_id!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; "
+            f"model {quoted(repo_id)} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; "
             f"download it once with network access (maskviz trace 'hi' --model {repo_id}) "
             "or pass a local checkpoint folder"
         )
@@ -135,7 +136,7 @@ def _from_hub(repo_id: str) -> Path:
         return Path(snapshot_download(repo_id, allow_patterns=patterns))
     except Exception as exc:
         raise MaskvizError(
-            f"model {repo_id!r} is not in the local Hugging Face cache and could not be downloaded "
+            f"model {quoted(repo_id)} is not in the local Hugging Face cache and could not be downloaded "
             f"({type(exc).__name__}); connect to the network once, or pass a local checkpoint folder"
         ) from None
 

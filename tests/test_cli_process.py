@@ -190,3 +190,18 @@ def test_the_version_on_a_full_disk_is_one_line_and_on_a_closed_pipe_no_failure(
     finally:
         os.close(write_end)
     assert (result.returncode, result.stderr) == (0, "")
+
+
+@pytest.mark.parametrize(
+    ("command", "shown"),
+    [
+        (["show-mask", "3", "--save", b"x.\xff"], b"extension '.\\xff'"),
+        (["trace", "a", "--model", b"\xff"], b"no model '\\xff'"),
+    ],
+)
+def test_a_name_holding_a_byte_that_is_not_utf8_shows_the_byte(
+    command: list[str | bytes], shown: bytes
+) -> None:
+    result = subprocess.run([*MASKVIZ, *command], capture_output=True, check=False, timeout=120)
+    assert result.returncode == 2
+    assert shown in result.stderr and b"udc" not in result.stderr  # not repr's surrogate
