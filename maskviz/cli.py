@@ -325,9 +325,10 @@ WidthOption = Annotated[
 ]
 
 
-def _check_panels(width: float | None, count: int) -> None:
+def _check_panels(width: float | None, count: int, *, shared_axes: bool = True) -> None:
     """Refuse a --width too narrow for ``count`` heatmaps, before the run draws them."""
-    least = sizes.least_width(sizes.across(count), sizes.GRID_MARGIN)
+    across = sizes.across(count)
+    least = sizes.least_width(across, sizes.grid_margin(across, shared_axes))
     sizes.check_width(width, least, sizes.panels_text(count))
 
 
@@ -551,19 +552,19 @@ def show_mask(
                 f"--step must be a position from {index_base} to {n - 1 + index_base}"
             )
     padded = None if not pad else masks_lib.padded_positions(n, pad, pad_side.value)
-    if as_json:
-        print_json(mask.to_dict(index_base, labels, padded))
-    else:
-        console(plain).print(mask_report(mask, labels, index_base, highlight, padded))
-    if save is not None:
+    if save is not None:  # first: a width the picture cannot take is refused before any output
         from maskviz.render.save import save_mask
 
         save_mask(
             mask, save, labels=labels, index_base=index_base, highlight=highlight,
             padded=padded, dpi=dpi, width=width,
         )  # fmt: skip
-        if not as_json:
-            _say_saved(save, plain)
+    if as_json:
+        print_json(mask.to_dict(index_base, labels, padded))
+    else:
+        console(plain).print(mask_report(mask, labels, index_base, highlight, padded))
+    if save is not None and not as_json:
+        _say_saved(save, plain)
 
 
 # ---------------------------------------------------------------- trace
@@ -1078,7 +1079,7 @@ def similarity_command(
     if save is not None:
         save = check_output_path(save, FIGURE_OR_PAGE)
     _check_picture(dpi, width, save)
-    _check_panels(width, 2)  # the two orderings
+    _check_panels(width, 2, shared_axes=False)  # the two orderings, each labelled
     gpt = _load(model, dtype, layer, head)
     result = similarity(gpt, text1, text2, delimiter)
     from maskviz.view import similarity_view

@@ -713,7 +713,7 @@ def test_a_legend_of_two_rows_gets_room_and_a_pooled_read_out_row_its_whole_outl
     tmp_path: Path, saved_figures: list[Figure]
 ) -> None:
     # three legend entries too wide for one row: the figure grows by the second row
-    args = ["similarity", "a cat sat", "a dog sat", "--model", "tiny-swa"]
+    args = ["similarity", "a cat sat", "a dog sat", "--model", "tiny-swa", "--width", "5"]
     assert run_cli(*args, "--save", str(tmp_path / "s.png")).exit_code == 0
     long = ["the quick brown fox jumps over the lazy dog", "a lazy dog sleeps under its"]
     assert run_cli("similarity", *long, "--save", str(tmp_path / "l.png")).exit_code == 0
@@ -1060,8 +1060,17 @@ def assert_laid_out(fig: Figure) -> None:
         (["similarity", "a cat sat", "a dog sat"], 7.0),
         (["bench", "--tokens", "8", "--repeats", "1"], 7.0),
         (["show-mask", "6"], 12.0),
+        (["show-mask", "5000", "--window", "100"], 2.5),
+        (["show-mask", "513", "--window", "64", "--pad", "20", "--step", "300"], 2.5),
+        (["show-mask", "513", "--window", "64", "--pad", "20", "--step", "300"], 3.3),
+        (["show-mask", "65", "--chunk", "16", "--pad", "7", "--pad-side", "right", "--step", "60"], 2.5),
+        (["similarity", "the quick brown fox jumps over the lazy dog again and again and",
+          "a lazy dog sleeps under the old tree by the river all day long"], 3.5),
+        (["trace", "To be, or not to be, that is the question", "--steps", "40", "--heads", "all"], 3.3),
+        (["bench", "--tokens", "2", "--repeats", "1"], 6.0),
+        (["bench", "--tokens", "64", "--repeats", "1"], 6.0),
     ],
-)
+)  # fmt: skip
 def test_a_picture_asked_for_a_width_has_it_and_keeps_its_text_apart(
     tmp_path: Path, saved_figures: list[Figure], args: list[str], width: float
 ) -> None:
@@ -1100,13 +1109,15 @@ def test_a_narrow_picture_shrinks_its_text_to_70_percent_at_most(
         (["show-mask", "6", "--width", "1.5", "--save", "m.png"], "--width must be from 2 to 20 inches, got 1.5"),
         (["show-mask", "6", "--width", "nan", "--save", "m.png"], "--width must be from 2 to 20 inches, got nan"),
         (["compare", "training-vs-cached", "--steps", "2", "--width", "3.3", "--save", "c.png"],
-         "a width of 3.3 in is too narrow for a comparison's three panels: at least 4.6 in"),
+         "a width of 3.3 in is too narrow for a comparison's three panels: at least 4.7 in"),
         (["bench", "--tokens", "4", "--repeats", "1", "--width", "5", "--save", "b.png"],
          "a width of 5 in is too narrow for the benchmark's two panels: at least 6.0 in"),
         (["trace", "To be", "--heads", "all", "--width", "2.5", "--save", "t.png"],
          "a width of 2.5 in is too narrow for 4 panels, 2 side by side: at least 2.9 in"),
         (["similarity", "a", "b", "--width", "2", "--save", "s.png"],
-         "a width of 2 in is too narrow for 2 panels, 2 side by side: at least 2.9 in"),
+         "a width of 2 in is too narrow for 2 panels, 2 side by side: at least 3.5 in"),
+        (["show-mask", "6", "--text", "one two three four five supercalifragilistic", "--width",
+          "2", "--save", "m.png"], "a width of 2 in is too narrow for this mask: at least"),
     ],
 )  # fmt: skip
 def test_a_width_that_cannot_be_drawn_is_one_clear_line(
@@ -1115,6 +1126,6 @@ def test_a_width_that_cannot_be_drawn_is_one_clear_line(
     monkeypatch.chdir(tmp_path)
     result = run_cli(*args)
     assert result.exit_code == 2
-    assert result.stderr == f"maskviz: error: {message}\n"
+    assert result.stderr.startswith(f"maskviz: error: {message}") and result.stderr.count("\n") == 1
     assert result.stdout == ""  # refused before the run: nothing computed, nothing drawn
     assert list(tmp_path.iterdir()) == []

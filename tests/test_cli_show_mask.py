@@ -703,5 +703,5 @@ def test_big_mask_pictures_write_numbers_with_thousands_separators(tmp_path: Pat
     from maskviz.render.figures import mask_figure
 
     fig = mask_figure(masks.causal(1_000_000))
-    assert "1,000,000 x 1,000,000" in fig.axes[0].get_title()
+    assert "1,000,000\u00a0x\u00a01,000,000" in fig.axes[0].get_title()  # never broken
     assert "(downsampled: one cell = 1,954 x 1,954 positions)" in fig.axes[0].get_title()

@@ -51,6 +51,8 @@ from maskviz.render.figures import (
     COLOR_HIGHLIGHT,
     blocked_background,
     drawable,
+    fit_height,
+    grow,
     label_text,
     legend_columns,
     pt,
@@ -61,9 +63,9 @@ from maskviz.render.figures import (
 from maskviz.render.sizes import (
     COMPARISON_MARGIN,
     COMPARISON_PANELS,
-    GRID_MARGIN,
     MIN_SIDE,
     across,
+    grid_margin,
     least_width,
     panels_text,
     too_narrow,
@@ -219,6 +221,7 @@ def _panel_side(cells: int, panels: int) -> float:
 class _Ticks:
     fontsize: float
     stride: int
+    side: float  # inches: the panel's, labels included
 
 
 def _ticks(side: float, grid: _Grid) -> _Ticks:
@@ -226,7 +229,7 @@ def _ticks(side: float, grid: _Grid) -> _Ticks:
     # skip labels when even the smallest readable font would overlap.
     cell_pt = side * 72 * 0.8 / grid.cells
     fontsize = float(np.clip(0.7 * cell_pt, 6.0, max(6.0, pt(9))))  # 6 pt: legible on a slide
-    return _Ticks(fontsize, max(1, math.ceil(1.15 * fontsize / cell_pt)))
+    return _Ticks(fontsize, max(1, math.ceil(1.15 * fontsize / cell_pt)), side)
 
 
 def _heatmap(
@@ -304,13 +307,15 @@ def _mark_kinds(panels: Sequence[Panel]) -> list[str]:
     return kinds
 
 
-def _position_ticks(ax: Axes, n: int) -> None:
-    """Numeric ticks for long sequences, labelled with positions counted from 1."""
+def _position_ticks(ax: Axes, n: int, side: float) -> None:
+    """Numeric ticks for long sequences, labelled with positions counted from 1: as
+    many round numbers as fit a panel ``side`` inches wide side by side, at most 8."""
     from matplotlib.ticker import MaxNLocator
 
     # Choose round numbers among the 1-based positions, then place each at its
     # 0-based image coordinate, so tick "100" sits on the row the terminal calls 100.
-    nice = MaxNLocator(nbins=8, integer=True).tick_values(1, n)
+    bins = int(0.8 * side * 72 / (1.3 * 0.6 * len(str(n)) * pt(8)))
+    nice = MaxNLocator(nbins=min(8, max(2, bins)), integer=True).tick_values(1, n)
     numbers = sorted({1, *(int(v) for v in nice if 1 <= v <= n)})
     places = [v - 1 for v in numbers]
     names = [str(v) for v in numbers]
@@ -347,7 +352,7 @@ def _decorate(
             ax.grid(which="minor", color="white", linewidth=0.6)
             ax.tick_params(which="minor", length=0)
     else:
-        _position_ticks(ax, n)
+        _position_ticks(ax, n, ticks.side)
     ax.tick_params(labelbottom=show_x, labelleft=show_y)
     if show_x:
         ax.set_xlabel("key position →")
@@ -394,9 +399,9 @@ def _legend(
     ncols = legend_columns([str(h.get_label()) for h in handles], width)
     # each legend row past the first: 10 pt text and its spacing, added to the figure,
     # which was sized for one row (a taller legend would push into the panels)
-    _grow(fig, math.ceil(len(handles) / ncols) - 1, pt(10))
+    grow(fig, math.ceil(len(handles) / ncols) - 1, pt(10))
     title = None if verdict is None else wrapped(verdict[0], width - 0.4, pt(11))
-    _grow(fig, 0 if title is None else title.count("\n"), pt(11))
+    grow(fig, 0 if title is None else title.count("\n"), pt(11))
     legend = fig.legend(
         handles=handles,
         loc="outside lower center",
@@ -426,16 +431,11 @@ def _suptitle(fig: Figure, text: str, grid: _Grid | None = None) -> None:
         )
     if lines:
         width, size = float(fig.get_figwidth()) - 0.4, pt(12)
-        title = "\n".join(wrapped(line, width, size) for line in lines)
-        _grow(fig, title.count("\n") + 1 - len(lines), size)
+        title = "\n".join(
+            wrapped(line, width, size, name_first=i == 0) for i, line in enumerate(lines)
+        )
+        grow(fig, title.count("\n") + 1 - len(lines), size)
         fig.suptitle(title, fontsize=size, parse_math=False)
-
-
-def _grow(fig: Figure, lines: int, size: float) -> None:
-    """Make room for ``lines`` more lines of ``size`` pt text: a figure is sized for its
-    texts on one line each, and wrapping them must not squeeze the panels."""
-    if lines > 0:
-        fig.set_figheight(fig.get_figheight() + lines * 1.25 * size / 72)
 
 
 # -- public figures -----------------------------------------------------------------
@@ -461,13 +461,19 @@ def _panels_figure(
     side = _panel_side(grid.cells, count)
     # Keep a big grid of heads on a sane page: shrink the panels, not the margins.
     side = min(side, 20.0 / ncols, 20.0 / nrows)
-    scale = text_scale(ncols * side + GRID_MARGIN, width)
+    margin = grid_margin(ncols, shared_axes)
+    scale = text_scale(ncols * side + margin, width)
     if width is not None:  # the panels take what the labels and colour bar leave
-        side = (width - GRID_MARGIN * scale) / ncols
+        side = (width - margin * scale) / ncols
         if side < MIN_SIDE:
-            raise too_narrow(width, least_width(ncols, GRID_MARGIN, scale), panels_text(count))
+            raise too_narrow(width, least_width(ncols, margin, scale), panels_text(count))
     with scaled_text(scale):
-        return _draw_panels(panels, titles, suptitle, grid, side, scale, shared_axes=shared_axes)
+        fig = _draw_panels(
+            panels, titles, suptitle, grid, side, scale, margin, shared_axes=shared_axes
+        )
+        if width is not None:
+            fit_height(fig)
+    return fig
 
 
 def _draw_panels(
@@ -477,6 +483,7 @@ def _draw_panels(
     grid: _Grid,
     side: float,
     scale: float,
+    margin: float,
     *,
     shared_axes: bool,
 ) -> Figure:
@@ -484,8 +491,7 @@ def _draw_panels(
     ncols = across(count)
     nrows = math.ceil(count / ncols)
     fig = Figure(
-        figsize=(ncols * side + GRID_MARGIN * scale, nrows * side + 1.4 * scale),
-        layout="constrained",
+        figsize=(ncols * side + margin * scale, nrows * side + 1.4 * scale), layout="constrained"
     )
     grid_axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for unused in grid_axes[count:]:
@@ -519,7 +525,7 @@ def _draw_panels(
             height = min(grid.k, grid.n - row)
             ax.add_patch(Rectangle((-0.5, row - 0.5), grid.n, height, **_OUTLINE, zorder=4))
     assert image is not None
-    _grow(fig, extra * nrows, pt(11 if count == 1 else 9))
+    grow(fig, extra * nrows, pt(11 if count == 1 else 9))
     _colorbar(fig, image, axes, "attention weight", shrink=0.9 if count == 1 else 0.6)
     _suptitle(fig, suptitle, grid)
     outlined = sorted({p.outline[1] for p in panels if p.outline is not None})
@@ -567,7 +573,10 @@ def comparison_figure(view: AttentionView, *, width: float | None = None) -> Fig
             least = least_width(3, COMPARISON_MARGIN, scale)
             raise too_narrow(width, least, COMPARISON_PANELS)
     with scaled_text(scale):
-        return _draw_comparison(view, grid, side, scale)
+        fig = _draw_comparison(view, grid, side, scale)
+        if width is not None:
+            fit_height(fig)
+    return fig
 
 
 def _draw_comparison(view: AttentionView, grid: _Grid, side: float, scale: float) -> Figure:
@@ -603,7 +612,7 @@ def _draw_comparison(view: AttentionView, grid: _Grid, side: float, scale: float
     titles.append(f"|left − right|\n{wrapped(summary, side, pt(10))}")
     for ax, title in zip((ax_left, ax_right, ax_diff), titles, strict=True):
         ax.set_title(title, fontsize=pt(10), parse_math=False)
-    _grow(fig, max(t.count("\n") for t in titles) - 1, pt(10))  # sized for two lines
+    grow(fig, max(t.count("\n") for t in titles) - 1, pt(10))  # sized for two lines
     _decorate(ax_left, grid, left, ticks)
     _decorate(ax_right, grid, right, ticks, show_y=False)
     _decorate(ax_diff, grid, right, ticks, show_y=False)

@@ -29,8 +29,8 @@ def latency_figure(result: BenchResult, *, width: float | None = None) -> Figure
     and the cached curve alone with the bandwidth bound, where its small growth shows;
     ``width`` inches wide (default 11).
     """
+    scale = text_scale(WIDTH, width)  # first: refuses a width that is no number > 0
     check_width(width, BENCH_LEAST, BENCH_PLOTS)
-    scale = text_scale(WIDTH, width)
     with scaled_text(scale):
         return _draw(result, width or WIDTH)
 
@@ -59,7 +59,9 @@ def _draw(result: BenchResult, width: float) -> Figure:
     if bw is not None:
         label = f"bandwidth bound ({bw.bound_tokens_per_second:.1f} tokens/s)"
         if not bw.applies:  # as the terminal says it
-            label += "\nnot a limit here: these weights fit in the CPU caches"
+            label += "\n" + wrapped(
+                "not a limit here: these weights fit in the CPU caches", title_width, pt(10)
+            )
         cached_only.axhline(
             1e3 / bw.bound_tokens_per_second, color=COLOR_BOUND, linestyle="--", label=label
         )

@@ -7,6 +7,7 @@ backend), returned to the caller, and saved atomically by `save_figure`.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import re
 import textwrap
@@ -121,26 +122,73 @@ def pt(size: float) -> float:
     return size * float(mpl.rcParams["font.size"]) / 10.0
 
 
-def wrapped(text: str, inches: float, fontsize: float) -> str:
+def wrapped(text: str, inches: float, fontsize: float, *, name_first: bool = True) -> str:
     """``text`` made drawable and broken into lines that fit ``inches`` at ``fontsize``;
-    a long "name: details" title breaks after the name first."""
+    a long "name: details" title breaks after the name first (unless not ``name_first``)."""
     chars = max(16, int(inches * 72 / (0.55 * fontsize)))  # ~0.55 em per character
     text = drawable(safe_text(text))
-    parts = [text] if len(text) <= chars else text.split(": ", 1)
+    parts = [text] if len(text) <= chars or not name_first else text.split(": ", 1)
     parts[:-1] = [part + ":" for part in parts[:-1]]
     return "\n".join(
         textwrap.fill(part, chars, break_long_words=False, break_on_hyphens=False) for part in parts
     )
 
 
+def grow(fig: Figure, lines: int, size: float) -> None:
+    """Make room for ``lines`` more lines of ``size`` pt text: a figure is sized for its
+    texts on one line each, and wrapping them must not squeeze the panels."""
+    if lines > 0:
+        fig.set_figheight(fig.get_figheight() + lines * 1.25 * size / 72)
+
+
+@lru_cache(maxsize=256)
+def _text_points(text: str, size: float) -> float:
+    """How wide ``text`` is drawn at ``size`` pt in the figures' font, in points."""
+    from matplotlib.backends import backend_agg
+    from matplotlib.font_manager import FontProperties
+
+    agg: Any = backend_agg  # matplotlib leaves the Agg renderer untyped
+    renderer = agg.RendererAgg(1, 1, 72)  # 72 dots per inch: one dot per point
+    width, _, _ = renderer.get_text_width_height_descent(text, FontProperties(size=size), False)
+    return float(width)
+
+
+def fit_height(fig: Figure) -> None:
+    """Make a figure whose width was asked for exactly as tall as what it draws.
+
+    Its height is only estimated from its texts; constrained layout squeezes text
+    together in a figure too short (its heatmaps keep their aspect) and leaves empty
+    bands in one too tall. So it is laid out at twice the estimate, cut to the height
+    its content took, and grown a little until that content fits.
+    """
+    fig.set_figheight(2 * fig.get_figheight())
+    for _ in range(4):
+        fig.draw_without_rendering()  # the layout, and every text's size
+        # the panels with their labels and titles (colour bars stretch to any height),
+        # and the figure's own title and legends above and below them
+        panels = [ax.get_tightbbox() for ax in fig.axes if not hasattr(ax, "_colorbar")]
+        texts = [t.get_window_extent() for t in fig.texts if t.get_text()]
+        texts += [legend.get_window_extent() for legend in fig.legends]
+        top = max(b.y1 for b in panels if b is not None)
+        bottom = min(b.y0 for b in panels if b is not None)
+        needed = (top - bottom + sum(b.height for b in texts)) / fig.dpi + 0.25  # inches
+        if abs(needed - fig.get_figheight()) < 0.02:
+            return
+        fig.set_figheight(needed)
+
+
 def legend_columns(labels: Sequence[str], inches: float) -> int:
     """The most legend columns whose labels fit in ``inches`` (entries fill columns
     first) at the legend's size (`pt` (10))."""
-    # ~0.6 em per character, plus handle, padding and column gap
-    widths = [(0.6 * len(label) + 5.0) * pt(10) / 72 for label in labels]
+    # each label as the font draws it, plus its handle, padding and the column gap
+    size = pt(10)
+    widths = [(_text_points(label, size) + 5.5 * size) / 72 for label in labels]
     for ncols in range(len(labels), 1, -1):
-        rows = math.ceil(len(labels) / ncols)
-        if sum(max(widths[c : c + rows]) for c in range(0, len(labels), rows)) <= inches:
+        # as matplotlib fills them: the first n % ncols columns one entry longer
+        rows, longer = divmod(len(labels), ncols)
+        ends = list(itertools.accumulate(rows + (c < longer) for c in range(ncols)))
+        starts = [0, *ends[:-1]]
+        if sum(max(widths[a:b]) for a, b in zip(starts, ends, strict=True)) <= inches - 0.1:
             return ncols
     return 1
 
@@ -206,10 +254,17 @@ def mask_figure(
         # "none": SVG and PDF hold one pixel per cell, drawn sharp at any zoom
         ax.imshow(states, cmap=cmap, vmin=0, vmax=2, interpolation="none", aspect="equal")
         blocked_background(ax)
-        title = f"{mask.description} mask, {mask.n_queries:,} x {mask.n_keys:,}"
-        lines = [title] if k == 1 else [title, f"(downsampled: one cell = {k:,} x {k:,} positions)"]
-        title_width = float(fig.get_figwidth()) - 0.2
-        ax.set_title("\n".join(wrapped(line, title_width, pt(12)) for line in lines))
+        # centred over the grid, which the labels push right: as wide as the grid and
+        # the margin on its right, either side
+        title_width = side - 0.5 * scale
+        size_text = f"{mask.n_queries:,}\u00a0x\u00a0{mask.n_keys:,}"  # never broken
+        title = f"{mask.description} mask, {size_text}"
+        title = wrapped(title, title_width, pt(12))
+        if k > 1:
+            note = f"(downsampled: one cell = {k:,} x {k:,} positions)"
+            title += "\n" + wrapped(note, title_width, pt(12), name_first=False)
+        grow(fig, title.count("\n") - (k > 1), pt(12))  # sized for one line, and the note
+        ax.set_title(title)
         ax.set_xlabel("key position →")
         ax.set_ylabel("query position ↓")
         if numbered:
@@ -245,7 +300,11 @@ def mask_figure(
                 shown = [int(p) for p in values if first <= p < first + count]
                 set_ticks([(p - first + 0.5) / k - 0.5 for p in shown], [f"{p:,}" for p in shown])
             ax.tick_params(labelsize=pt(10))  # made when drawn: sized now
+            if bins < 4:  # a few long numbers: upright, they cannot run into each other
+                ax.tick_params(axis="x", labelrotation=90)
         _mask_legend(fig, ax, k, padded, highlight_row, mask.query_offset + index_base)
+        if width is not None:
+            fit_height(fig)
     return fig
 
 
@@ -281,6 +340,7 @@ def _mask_legend(
         label = f"row {highlight_row + first}"
         handles.append(Line2D([], [], color=COLOR_HIGHLIGHT, linewidth=2, label=label))
     ncols = legend_columns([str(h.get_label()) for h in handles], float(fig.get_figwidth()))
+    grow(fig, math.ceil(len(handles) / ncols) - 1, pt(10))
     fig.legend(handles=handles, loc="outside lower center", ncols=ncols, frameon=False)
 
 

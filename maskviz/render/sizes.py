@@ -15,6 +15,7 @@ from maskviz.errors import MaskvizError, usage_error
 MIN_TEXT_SCALE = 0.7  # 10 pt -> 7 pt, the smallest a paper prints comfortably
 MIN_SIDE = 0.8  # inches: the smallest heatmap a width may ask for
 GRID_MARGIN = 1.8  # inches beside a grid of heatmaps at full text size: labels, colour bar
+AXIS_LABELS = 0.9  # inches more for each further heatmap that carries its own labels
 COMPARISON_MARGIN = 3.2  # beside a comparison's three heatmaps and two colour bars
 BENCH_LEAST = 6.0  # the benchmark's two plots side by side
 BENCH_PLOTS = "the benchmark's two panels"
@@ -30,6 +31,16 @@ def across(count: int) -> int:
     return math.ceil(math.sqrt(count))
 
 
+def grid_margin(panels_across: int, shared_axes: bool) -> float:
+    """Inches of text beside a grid of heatmaps (at full size): one set of labels and the
+    colour bar, and labels beside every heatmap that does not share its row's.
+
+    >>> grid_margin(2, True), grid_margin(2, False)
+    (1.8, 2.7)
+    """
+    return GRID_MARGIN + (0 if shared_axes else (panels_across - 1) * AXIS_LABELS)
+
+
 def least_width(panels_across: int, margin: float, scale: float = MIN_TEXT_SCALE) -> float:
     """The narrowest picture of ``panels_across`` heatmaps with ``margin`` inches of
     text beside them (at full size), its text at ``scale``.
@@ -41,7 +52,9 @@ def least_width(panels_across: int, margin: float, scale: float = MIN_TEXT_SCALE
 
 
 def too_narrow(width: float, least: float, what: str) -> MaskvizError:
-    return usage_error(f"a width of {width:g} in is too narrow for {what}: at least {least:.1f} in")
+    """The refusal of ``width``; ``least`` rounded up to a tenth, a width it accepts."""
+    shown = math.ceil(round(least * 10, 6)) / 10
+    return usage_error(f"a width of {width:g} in is too narrow for {what}: at least {shown:.1f} in")
 
 
 def check_width(width: float | None, least: float, what: str) -> None:
