@@ -312,7 +312,7 @@ DpiOption = Annotated[
 ]
 
 
-WIDTH_RANGE = (2.0, 20.0)  # maskviz.render.figures.WIDTH_RANGE, without importing matplotlib
+WIDTH_RANGE = sizes.WIDTH_RANGE
 WidthOption = Annotated[
     float | None,
     typer.Option(
@@ -802,8 +802,8 @@ def _show(
     page: Callable[[], Any] | None = None,
 ) -> None:  # fmt: skip
     """Print the view (or its JSON data) and save what ``--save`` asked for (``dpi``: a
-    PNG's; ``width``: a picture's, inches); ``page`` builds the .html page (every layer and head), else it shows ``view``
-    alone."""
+    PNG's; ``width``: a picture's, inches); ``page`` builds the .html page (every layer
+    and head), else it shows ``view`` alone."""
     from maskviz.render.grid import render_view
 
     if as_json:

@@ -12,6 +12,7 @@ import math
 
 from maskviz.errors import MaskvizError, usage_error
 
+WIDTH_RANGE = (2.0, 20.0)  # inches the command line accepts for --width
 MIN_TEXT_SCALE = 0.7  # 10 pt -> 7 pt, the smallest a paper prints comfortably
 MIN_SIDE = 0.8  # inches: the smallest heatmap a width may ask for
 GRID_MARGIN = 1.8  # inches beside a grid of heatmaps at full text size: labels, colour bar
