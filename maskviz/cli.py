@@ -312,12 +312,11 @@ DpiOption = Annotated[
 ]
 
 
-WIDTH_RANGE = sizes.WIDTH_RANGE
 WidthOption = Annotated[
     float | None,
     typer.Option(
         metavar="INCHES",
-        help=f"A saved .png, .svg or .pdf's width ({WIDTH_RANGE[0]:g} to {WIDTH_RANGE[1]:g} "
+        help=f"A saved .png, .svg or .pdf's width ({sizes.WIDTH_RANGE[0]:g} to {sizes.WIDTH_RANGE[1]:g} "
         "inches), e.g. 3.3 for a paper's column, 7 for its text width; text shrinks with "
         "the picture, never below 70%.",
         show_default=False,
@@ -350,7 +349,7 @@ def _check_picture(dpi: int | None, width: float | None, save: Path | None) -> N
             raise usage_error("--width needs --save with a .png, .svg or .pdf file")
         if suffix not in FIGURE_SUFFIXES:
             raise usage_error(f"--width applies to .png, .svg and .pdf pictures, not {suffix}")
-        low_w, high_w = WIDTH_RANGE
+        low_w, high_w = sizes.WIDTH_RANGE
         if not low_w <= width <= high_w:  # NaN fails too
             raise usage_error(f"--width must be from {low_w:g} to {high_w:g} inches, got {width:g}")
 
