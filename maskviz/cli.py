@@ -312,16 +312,22 @@ DpiOption = Annotated[
 ]
 
 
-WidthOption = Annotated[
-    float | None,
-    typer.Option(
+def _width_option(least: float = sizes.WIDTH_RANGE[0]) -> Any:
+    """--width, its help naming the range a command accepts."""
+    column = "3.3 for a paper's column, " if least <= 3.3 else ""
+    return typer.Option(
         metavar="INCHES",
-        help=f"A saved .png, .svg or .pdf's width ({sizes.WIDTH_RANGE[0]:g} to {sizes.WIDTH_RANGE[1]:g} "
-        "inches), e.g. 3.3 for a paper's column, 7 for its text width; text shrinks with "
-        "the picture, never below 70%.",
+        help=f"A saved .png, .svg or .pdf's width ({sizes.shown(least):g} to "
+        f"{sizes.WIDTH_RANGE[1]:g} inches), e.g. {column}7 for a paper's text width; "
+        "text shrinks with the picture, never below 70%.",
         show_default=False,
-    ),
-]
+    )
+
+
+WidthOption = Annotated[float | None, _width_option()]
+_COMPARISON_LEAST = sizes.least_width(3, sizes.COMPARISON_MARGIN)
+ComparisonWidthOption = Annotated[float | None, _width_option(_COMPARISON_LEAST)]
+BenchWidthOption = Annotated[float | None, _width_option(sizes.BENCH_LEAST)]
 
 
 def _check_panels(width: float | None, count: int, *, shared_axes: bool = True) -> None:
@@ -985,7 +991,7 @@ def compare_command(
         ),
     ] = None,
     dpi: DpiOption = None,
-    width: WidthOption = None,
+    width: ComparisonWidthOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Prove that cached decoding equals masked training, or show where a variant differs.
@@ -1014,7 +1020,7 @@ def compare_command(
     if save is not None:
         save = check_output_path(save, FIGURE_OR_PAGE)
     _check_picture(dpi, width, save)
-    sizes.check_width(width, sizes.least_width(3, sizes.COMPARISON_MARGIN), sizes.COMPARISON_PANELS)
+    sizes.check_width(width, _COMPARISON_LEAST, sizes.COMPARISON_PANELS)
     gpt = _load(model, dtype, layer, head)
     ids = gpt.tokenizer.encode(prompt)
     check_ids(ids, gpt.config.vocab_size)
@@ -1171,7 +1177,7 @@ def bench_command(
         ),
     ] = None,
     dpi: DpiOption = None,
-    width: WidthOption = None,
+    width: BenchWidthOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Time decoding with and without the KV cache, a training-mode pass, and the bandwidth bound.

@@ -625,8 +625,8 @@ def _validate(t: Trace) -> None:
         raise bad(f"'logits' and 'attention' must be {', '.join(_FLOAT_DTYPES)}")
     if t.logits.dtype.name != t.dtype:  # the model's dtype (attention may be recorded in another)
         raise bad(f"'logits' are {t.logits.dtype.name} but dtype says {t.dtype}")
-    if t.step_seconds.ndim != 1 or not np.isfinite(t.step_seconds).all():
-        raise bad("'step_seconds' must be a 1-D array of finite times")
+    if t.step_seconds.ndim != 1 or not (np.isfinite(t.step_seconds) & (t.step_seconds >= 0)).all():
+        raise bad("'step_seconds' must be a 1-D array of finite times >= 0")
     steps = 0 if t.mode == "training" else n - t.prompt_len  # a training pass has no steps
     if t.step_seconds.shape[0] not in (0, steps):  # none: a trace made without timing
         raise bad(
@@ -634,7 +634,7 @@ def _validate(t: Trace) -> None:
             f"got {t.step_seconds.shape[0]}"
         )
     if not (math.isfinite(t.prefill_seconds) and t.prefill_seconds >= 0):
-        raise bad(f"prefill_seconds must be a finite time, got {t.prefill_seconds}")
+        raise bad(f"prefill_seconds must be a finite time >= 0, got {t.prefill_seconds}")
     if t.stop_reason not in _STOP_REASONS:
         raise bad(f"stop_reason must be one of {', '.join(_STOP_REASONS)}, got {t.stop_reason!r}")
     if not (math.isfinite(t.temperature) and t.temperature >= 0):

@@ -1129,3 +1129,15 @@ def test_a_width_that_cannot_be_drawn_is_one_clear_line(
     assert result.stderr.startswith(f"maskviz: error: {message}") and result.stderr.count("\n") == 1
     assert result.stdout == ""  # refused before the run: nothing computed, nothing drawn
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("command", "accepted"),
+    [("trace", "(2 to 20 inches), e.g. 3.3 for a paper's column"),
+     ("compare", "(4.7 to 20 inches), e.g. 7 for a paper's text width"),
+     ("bench", "(6 to 20 inches), e.g. 7 for a paper's text width")],
+)  # fmt: skip
+def test_width_help_names_the_widths_its_command_accepts(command: str, accepted: str) -> None:
+    result = run_cli(command, "--help", env={"COLUMNS": "400"})
+    assert result.exit_code == 0
+    assert accepted in result.stdout

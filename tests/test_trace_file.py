@@ -151,7 +151,9 @@ def _rewrite(src: Path, dst: Path, name: str, value: np.ndarray | None) -> None:
         ("temperature", np.array(-1.0), "invalid trace"),
         ("stop_reason", np.array("\x1b[2J"), "stop_reason must be one of"),
         ("step_seconds", np.array([np.nan]), "'step_seconds' must be a 1-D array of finite"),
+        ("step_seconds", np.array([-0.5]), "'step_seconds' must be a 1-D array of finite times >="),
         ("prefill_seconds", np.array(np.inf), "prefill_seconds must be a finite time"),
+        ("prefill_seconds", np.array(-1.0), "prefill_seconds must be a finite time >= 0"),
         ("logits", np.zeros((8, 20), np.longdouble), "must be float16, float32, float64"),
         # indices and shapes that disagree with the rest of the file
         ("layers", np.array([-1, 1]), "'layers' must be distinct integers >= 0"),

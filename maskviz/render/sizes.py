@@ -52,10 +52,20 @@ def least_width(panels_across: int, margin: float, scale: float = MIN_TEXT_SCALE
     return panels_across * MIN_SIDE + margin * scale
 
 
+def shown(least: float) -> float:
+    """``least`` rounded up to a tenth of an inch: a width that is accepted.
+
+    >>> shown(least_width(3, COMPARISON_MARGIN))
+    4.7
+    """
+    return math.ceil(round(least * 10, 6)) / 10
+
+
 def too_narrow(width: float, least: float, what: str) -> MaskvizError:
-    """The refusal of ``width``; ``least`` rounded up to a tenth, a width it accepts."""
-    shown = math.ceil(round(least * 10, 6)) / 10
-    return usage_error(f"a width of {width:g} in is too narrow for {what}: at least {shown:.1f} in")
+    """The refusal of ``width``, naming the least width accepted."""
+    return usage_error(
+        f"a width of {width:g} in is too narrow for {what}: at least {shown(least):.1f} in"
+    )
 
 
 def check_width(width: float | None, least: float, what: str) -> None:

@@ -218,27 +218,35 @@ function (root) {
     return { labelW, notesW, width: labelW + panel.n * cell + notesW + 2 };
   }
 
-  // a masked cell: the mask forbids it (on a |Δ| map: neither side attends there)
-  const maskedCell = (kind, view, i, s) => (kind === "delta"
-    ? s[i] !== ALLOWED && statesOf(view.panels[0])[i] !== ALLOWED
+  // a masked cell: the mask forbids it (on a |Δ| map: neither side attends there);
+  // s0: the left panel's states, which a |Δ| map also reads
+  const maskedCell = (kind, i, s, s0) => (kind === "delta"
+    ? s[i] !== ALLOWED && s0[i] !== ALLOWED
     : s[i] !== ALLOWED && s[i] !== EVICTED && s[i] !== NOT_YET);
-  function cellColor(kind, panel, view, i, s, w, d, pending, small) {
-    if (pending) return rgb(C.pending);
-    if (maskedCell(kind, view, i, s)) return rgb(C.masked); // dotted over, see `dots`
+  // a map's colours, RGB triples: 0..255 its ramp (weights: viridis, |Δ|: inferno), then
+  // the fixed colours; each cell is one entry, so a redraw makes no colour of its own
+  const PENDING = 256, MASKED = 257, EVICTED_BIG = 258, EVICTED_SMALL = 259, MAY = 260;
+  function palette(kind) {
+    return once("palette" + kind, () => {
+      const out = new Uint8Array(3 * 261);
+      if (kind !== "mask") out.set(lut(kind === "delta" ? C.inferno : C.viridis));
+      const fixed = [C.pending, C.masked, C.evicted, C.evictedSmall, data.allowedColor];
+      fixed.forEach((hex, j) => { if (hex) out.set(rgb(hex), 3 * (PENDING + j)); });
+      return out;
+    });
+  }
+  // the entry of a cell neither pending nor masked (masked cells are dotted over, see `dots`)
+  function cellEntry(kind, i, s, w, d, small) {
     if (kind === "delta") {
-      const t = (Math.log10(Math.max(d[i], C.diffFloor)) - Math.log10(C.diffFloor)) /
-        -Math.log10(C.diffFloor);
-      const k = 3 * Math.max(0, Math.min(255, Math.round(255 * t)));
-      const L = lut(C.inferno);
-      return [L[k], L[k + 1], L[k + 2]];
+      const floor = Math.log10(C.diffFloor);
+      const t = (Math.log10(Math.max(d[i], C.diffFloor)) - floor) / -floor;
+      return Math.max(0, Math.min(255, Math.round(255 * t)));
     }
     // hatched over when cells are big enough; else flat, darker: visible on the page
-    if (s[i] === EVICTED) return rgb(small ? C.evictedSmall : C.evicted);
-    if (s[i] === NOT_YET) return rgb(C.pending); // nothing there yet: blank, not masked
-    if (kind === "mask") return rgb(data.allowedColor);
-    const k = 3 * Math.round(255 * w[i]);
-    const L = lut(C.viridis);
-    return [L[k], L[k + 1], L[k + 2]];
+    if (s[i] === EVICTED) return small ? EVICTED_SMALL : EVICTED_BIG;
+    if (s[i] === NOT_YET) return PENDING; // nothing there yet: blank, not masked
+    if (kind === "mask") return MAY;
+    return Math.round(255 * w[i]);
   }
 
   // the figures' masked cells: light grey dotted with darker grey ("...."), so that
@@ -290,18 +298,22 @@ function (root) {
     const ctx = canvas.getContext("2d");
     ctx.scale(dpr, dpr);
     // one pixel per cell, scaled up without smoothing: fast at any size
-    const img = new ImageData(n, n);
-    const small = cell < C.smallCell;
+    const img = new ImageData(n, n), px = img.data;
+    const small = cell < C.smallCell, colors = palette(kind);
+    const s0 = kind === "delta" ? statesOf(view.panels[0]) : null;
     ctx.beginPath(); // the masked cells, a rectangle per run in a row, to dot
     for (let r = 0; r < n; r++) {
       let from = -1;
       for (let c = 0; c <= n; c++) {
         const i = r * n + c, pending = r > last || c > last;
+        const masked = c < n && !pending && maskedCell(kind, i, s, s0);
         if (c < n) {
-          img.data.set(cellColor(kind, panel, view, i, s, w, d, pending, small), 4 * i);
-          img.data[4 * i + 3] = 255;
+          const k = 3 * (pending ? PENDING : masked ? MASKED : cellEntry(kind, i, s, w, d, small));
+          px[4 * i] = colors[k];
+          px[4 * i + 1] = colors[k + 1];
+          px[4 * i + 2] = colors[k + 2];
+          px[4 * i + 3] = 255;
         }
-        const masked = c < n && !pending && maskedCell(kind, view, i, s);
         if (masked && from < 0) from = c;
         if (!masked && from >= 0) {
           ctx.rect(left + from * cell, top + r * cell, (c - from) * cell, cell);
@@ -595,15 +607,14 @@ function (root) {
     if (data.kind !== "mask" && data.q <= 255) el("span", "mv-key", "weights kept to ±0.002 (8 bits)", legend);
     if (view.delta) ramp(legend, C.inferno, "≤1e-12", "1", "|left − right|");
     key(legend, "masked (not allowed)", cellKey("dots"));
-    const present = new Set();
-    for (const p of panels) for (const v of statesOf(p)) present.add(v);
-    if (present.has(EVICTED)) {
+    const present = (state) => panels.some((p) => statesOf(p).includes(state));
+    if (present(EVICTED)) {
       // as drawn at this size: hatched, or flat where cells are too small to hatch
       const small = cell < C.smallCell;
       key(legend, "evicted from the rolling KV cache",
           small ? cellKey(C.evictedSmall) : cellKey(C.evicted, hatchedKey));
     }
-    if (stepping || present.has(NOT_YET)) key(legend, "not generated yet", cellKey(C.pending));
+    if (stepping || present(NOT_YET)) key(legend, "not generated yet", cellKey(C.pending));
     const kinds = [];
     for (const p of panels) {
       for (const [index, mk] of p.marks) {
