@@ -16,7 +16,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from maskviz import masks
+    from maskviz import compare, masks, similarity, trace, view
     from maskviz.arch.llama import LlamaConfig
     from maskviz.errors import MaskvizError
     from maskviz.loading import load_model
@@ -29,8 +29,9 @@ __version__ = "0.2.1"
 # Everything is imported on first use: commands that only draw masks (``maskviz
 # show-mask``) start without the engine, and the command line's entry point
 # (`maskviz.__main__.main`) runs before NumPy is loaded.
+_MODULES = ("compare", "masks", "similarity", "trace", "view")  # `maskviz.masks` etc.
 _LAZY = {
-    "masks": "maskviz.masks",  # the module itself
+    **{name: f"maskviz.{name}" for name in _MODULES},
     "Mask": "maskviz.masks",
     "MaskvizError": "maskviz.errors",
     "GPT": "maskviz.model",
@@ -48,7 +49,7 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'maskviz' has no attribute {name!r}")
     value = import_module(module)
-    if name != "masks":
+    if name not in _MODULES:
         value = getattr(value, name)
     globals()[name] = value  # later look-ups skip this function
     return value
@@ -67,7 +68,11 @@ __all__ = [
     "MaskvizError",
     "Trace",
     "__version__",
+    "compare",
     "load_model",
     "masks",
     "random_model",
+    "similarity",
+    "trace",
+    "view",
 ]

@@ -32,7 +32,7 @@ def output_path(value: str) -> Path:
     return Path(value)
 
 
-def check_output_path(path: str | Path, suffixes: Sequence[str]) -> Path:
+def check_output_path(path: str | os.PathLike[str], suffixes: Sequence[str]) -> Path:
     """Validate an output path before any work is done; return it as Path(path).
 
     The suffix must be one of ``suffixes``. What will be replaced is the file the path
@@ -84,7 +84,7 @@ def _named(real: Path, given: Path) -> str:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it over ``path``.
 
     The temporary file keeps ``path``'s suffix (writers pick formats from it). On
@@ -157,12 +157,12 @@ def _create(path: Path) -> int:
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
 
 
-def write_bytes(path: str | Path, data: bytes) -> None:
+def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Atomically write ``data`` to ``path``."""
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
 
 
-def write_text(path: str | Path, text: str) -> None:
+def write_text(path: str | os.PathLike[str], text: str) -> None:
     """Atomically write UTF-8 ``text`` to ``path``."""
     write_bytes(path, text.encode("utf-8"))

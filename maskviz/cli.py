@@ -314,11 +314,15 @@ DpiOption = Annotated[
 
 def _width_option(least: float = sizes.WIDTH_RANGE[0]) -> Any:
     """--width, its help naming the range a command accepts."""
-    column = "3.3 for a paper's column, " if least <= 3.3 else ""
+    sizes_eg = (
+        "3.3 for a paper's column, 7 for its text width"
+        if least <= 3.3
+        else "7 for a paper's text width"
+    )
     return typer.Option(
         metavar="INCHES",
         help=f"A saved .png, .svg or .pdf's width ({sizes.shown(least):g} to "
-        f"{sizes.WIDTH_RANGE[1]:g} inches), e.g. {column}7 for a paper's text width; "
+        f"{sizes.WIDTH_RANGE[1]:g} inches), e.g. {sizes_eg}; "
         "text shrinks with the picture, never below 70%.",
         show_default=False,
     )
@@ -654,8 +658,8 @@ def _load(
 def _check_index(what: str, value: int, count: int, option: str | None = None) -> None:
     if not 0 <= value < count:
         raise usage_error(
-            f"--{option or what} {value} is out of range: the model has {count} {what}s "
-            f"(0..{count - 1})"
+            f"--{option or what} {value} is out of range: the model has "
+            f"{plural(count, what)} (0..{count - 1})"
         )
 
 
@@ -702,7 +706,7 @@ def _check_context(prompt_len: int, steps: int, n_ctx: int, min_steps: int = 0) 
         hint = f"use --steps {fits} or fewer" if fits >= min_steps else "shorten the prompt"
         raise usage_error(
             f"the prompt ({plural(prompt_len, 'token')}) plus --steps {steps} exceeds the model's context "
-            f"of {n_ctx} tokens: {hint}"
+            f"of {plural(n_ctx, 'token')}: {hint}"
         )
 
 
@@ -893,8 +897,20 @@ def view_command(
             parser=_trace_file,
         ),
     ],
-    layer: LayerOption = 0,
-    head: HeadChoiceOption = None,
+    layer: Annotated[
+        int | None,
+        typer.Option(
+            help="Layer whose attention is drawn (0-based; default: the first recorded).",
+            show_default=False,
+        ),
+    ] = None,
+    head: Annotated[
+        int | None,
+        typer.Option(
+            help="Head whose attention is drawn (0-based; default: the first recorded).",
+            show_default=False,
+        ),
+    ] = None,
     heads: HeadsOption = None,
     agg: AggOption = None,
     plain: PlainOption = False,
@@ -919,6 +935,8 @@ def view_command(
         save = check_output_path(save, TRACE_SUFFIXES)  # drawn, animated or converted
     _check_picture(dpi, width, save)
     trace = Trace.load(file)
+    if layer is None:
+        layer = int(trace.layers[0]) if trace.layers.size else 0
     if layer not in trace.layers:
         raise usage_error(
             f"--layer {layer} was not recorded in {file} (layers {trace.layers.tolist()})"

@@ -111,6 +111,17 @@ class Side:
 
 @dataclass(frozen=True, eq=False, repr=False)
 class Comparison:
+    """Two ways of running the same tokens, side by side: ``a`` is the pair's first name
+    (training, recompute, padded, shifted or unmasked) and ``b`` always the cached run.
+
+    ``agree`` when every attention weight and logit is within tolerance of the cached
+    run's (``tolerance_attention``, ``tolerance_logits``: scaled to the dtype, the
+    scores' spread and the depth) and the greedy choices are equal. ``row_diff`` [T] is
+    each query row's max |Δ| over every layer and head, ``first_differing_row`` the
+    first beyond tolerance (None: none), ``per_layer`` the max |Δ| of each layer.
+    ``to_dict()`` is what ``maskviz compare --json`` prints.
+    """
+
     pair: str
     dtype: str
     token_ids: NDArray[np.int64]
@@ -346,7 +357,7 @@ def compare(
     if len(prompt) + steps > model.config.n_ctx:
         raise usage_error(
             f"the prompt ({plural(len(prompt), 'token')}) plus {plural(steps, 'step')} exceeds the model's context of "
-            f"{model.config.n_ctx} tokens"
+            f"{plural(model.config.n_ctx, 'token')}"
         )
     cached = _cached(model, prompt, steps)
     ids = np.asarray([*prompt, *cached.choices.tolist()], np.int64)  # greedy: the generated tokens

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable
+from collections.abc import Iterable, Sized
 from typing import Any
 
 import numpy as np
@@ -61,3 +61,24 @@ def as_integer(value: object, what: str) -> int:
     except TypeError:
         pass
     raise usage_error(f"{what}: {value!r} is not an integer")
+
+
+def index_in(value: object, count: int, what: str) -> int:
+    """``value`` as an index of 0..count-1; a negative one is refused (it would quietly
+    name another).
+
+    >>> index_in(-1, 4, "head")
+    Traceback (most recent call last):
+    ...
+    maskviz.errors.MaskvizError: head -1 is outside 0..3
+    """
+    index = as_integer(value, what)
+    if not 0 <= index < count:
+        raise usage_error(f"{what} {index} is outside 0..{count - 1}")
+    return index
+
+
+def check_labels(labels: Sized, count: int) -> None:
+    """Refuse ``labels`` unless there is one per position."""
+    if len(labels) != count:
+        raise usage_error(f"expected {count} labels (one per position), got {len(labels)}")

@@ -54,7 +54,7 @@ def shipped_model_dir(name: str = DEFAULT_MODEL) -> Path:
     return Path(str(resources.files("maskviz") / "models" / name))
 
 
-def load_model(spec: str | Path | None = None, *, dtype: DType = "float32") -> GPT:
+def load_model(spec: str | os.PathLike[str] | None = None, *, dtype: DType = "float32") -> GPT:
     """Load a model: None or a shipped name such as "tiny" (any case), a checkpoint
     folder, or a hub id. Shipped names are matched first.
 

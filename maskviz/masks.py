@@ -41,6 +41,7 @@ IntArray = NDArray[np.int64]
 
 # Dense matrices above this many cells are refused: draw them downsampled instead.
 MAX_DENSE_CELLS = 64 * 1024 * 1024
+MAX_BLOCK_CELLS = 16 * 1024 * 1024  # a downsampled mask's cells (drawings use at most 1024²)
 # JSON holds the dense matrix up to this many keys, summary cells above.
 DENSE_JSON_KEYS = 1024
 # Sizes, windows, chunks and other counts are refused above this.
@@ -357,15 +358,18 @@ class Mask:
 
         Refused (MaskvizError) above 64 Mi cells; use `blocks` for large masks.
         """
+        self._check_dense()
+        keys = np.arange(self.n_keys, dtype=np.int64)
+        lo, hi = self._row_intervals(0, self.n_queries)
+        inside = (keys >= lo[:, :, None]) & (keys <= hi[:, :, None])  # [n_q, m, n_k]
+        return np.asarray(inside.any(axis=1), dtype=np.bool_)
+
+    def _check_dense(self) -> None:
         if self.n_queries * self.n_keys > MAX_DENSE_CELLS:
             raise usage_error(
                 f"a {self.n_queries} x {self.n_keys} mask is too large to build densely "
                 f"(limit {MAX_DENSE_CELLS:,} cells); it can only be drawn downsampled"
             )
-        keys = np.arange(self.n_keys, dtype=np.int64)
-        lo, hi = self._row_intervals(0, self.n_queries)
-        inside = (keys >= lo[:, :, None]) & (keys <= hi[:, :, None])  # [n_q, m, n_k]
-        return np.asarray(inside.any(axis=1), dtype=np.bool_)
 
     def reasons(self) -> tuple[tuple[str, ...], NDArray[np.uint8]]:
         """Why each cell is masked: the reasons, and each cell's index into them
@@ -384,6 +388,7 @@ class Mask:
                [1, 0, 0]], dtype=uint8)
         """
         # padding first, then the description's order (a stable sort)
+        self._check_dense()
         parts = sorted(_and_parts(self.node), key=lambda p: getattr(p, "why", "") != PADDING)
         texts: list[str] = [""]
         codes = np.zeros(self.shape, np.uint8)
@@ -420,8 +425,9 @@ class Mask:
         """Downsample: each cell covers ``cell_rows x cell_cols`` entries of the mask.
 
         Returns ``[ceil(n_q / cell_rows), ceil(n_k / cell_cols)]`` with 2 where every
-        entry of the cell is allowed, 0 where none is, 1 where some are. Cost is
-        O(n_queries), never O(n_queries * n_keys).
+        entry of the cell is allowed, 0 where none is, 1 where some are. Time is
+        O(n_queries), never O(n_queries * n_keys); memory about 40 bytes per returned
+        cell, of which at most `MAX_BLOCK_CELLS` are made.
 
         >>> causal(4).blocks(2, 2)
         array([[1, 0],
@@ -430,6 +436,12 @@ class Mask:
         cell_rows, cell_cols = _count("cell_rows", cell_rows), _count("cell_cols", cell_cols)
         n_rb = -(-self.n_queries // cell_rows)
         n_cb = -(-self.n_keys // cell_cols)
+        if n_rb * n_cb > MAX_BLOCK_CELLS:
+            raise usage_error(
+                f"{cell_rows} x {cell_cols} cells would downsample a {self.n_queries} x "
+                f"{self.n_keys} mask to {n_rb} x {n_cb} cells (limit {MAX_BLOCK_CELLS:,}): "
+                "choose larger cells"
+            )
         width = n_cb + 1
         full = np.zeros(n_rb * width, np.int64)
         touched = np.zeros(n_rb * width, np.int64)
@@ -447,9 +459,9 @@ class Mask:
                 (touched, t_lo, t_hi, used),
                 (full, f_lo, f_hi, used & (f_lo <= f_hi)),
             ):
-                idx = np.concatenate([(base + a)[ok], (base + b + 1)[ok]])
-                weight = np.concatenate([np.ones(ok.sum(), np.int64), -np.ones(ok.sum(), np.int64)])
-                counts += np.bincount(idx, weights=weight, minlength=counts.size).astype(np.int64)
+                # +1 where an interval's cells start, -1 after they end: summed along the row
+                counts += np.bincount((base + a)[ok], minlength=counts.size)
+                counts -= np.bincount((base + b + 1)[ok], minlength=counts.size)
         full_cells = np.cumsum(full.reshape(n_rb, width), axis=1)[:, :n_cb]
         touched_cells = np.cumsum(touched.reshape(n_rb, width), axis=1)[:, :n_cb]
         rows_in_block = np.minimum(

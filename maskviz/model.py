@@ -274,6 +274,8 @@ class GPT:
         return hidden
 
     def _overflow(self, start: int) -> MaskvizError:
+        if not all(np.isfinite(a).all() for a in self.weights.arrays()):  # edited weights
+            return MaskvizError("the model's weights hold NaN or inf values")
         return MaskvizError(
             f"the model's activations overflowed {self.dtype} (position {start} on): "
             "its weights are too large for this dtype"
@@ -584,6 +586,8 @@ class GPT:
     # -- helpers -------------------------------------------------------------------
 
     def _ids(self, token_ids: Sequence[int] | NDArray[np.integer[Any]]) -> IntArray:
+        if isinstance(token_ids, np.ndarray) and token_ids.ndim != 1:
+            raise usage_error(f"token ids must be one sequence (1-D), got shape {token_ids.shape}")
         ids = as_integers(token_ids, "token ids")
         check_ids(ids, self.config.vocab_size)
         if len(ids) > self.config.n_ctx:
@@ -690,7 +694,8 @@ def _select(what: str, chosen: Sequence[int] | None, count: int) -> IntArray:
     bad = out[(out < 0) | (out >= count)]
     if bad.size:
         raise usage_error(
-            f"{what} {int(bad[0])} is out of range: the model has {count} {what}s (0..{count - 1})"
+            f"{what} {int(bad[0])} is out of range: the model has {plural(count, what)} "
+            f"(0..{count - 1})"
         )
     if np.unique(out).size != out.size:
         raise usage_error(f"{what}s must not repeat")

@@ -64,6 +64,13 @@ class Ordering:
 
 @dataclass(frozen=True, eq=False, repr=False)
 class Similarity:
+    """A pair of texts read both ways, each ordering one masked pass (`Ordering`):
+    ``forward`` is [text1; delim; text2], ``backward`` [text2; delim; text1].
+
+    ``representation`` [C] is the sum of both orderings' last hidden states, the pair's
+    order-independent representation; ``cosine`` compares the two last states.
+    """
+
     forward: Ordering  # [text1; delim; text2]
     backward: Ordering  # [text2; delim; text1]
     vocab_size: int = 0  # the model's, for token labels without its tokenizer

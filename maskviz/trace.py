@@ -1,42 +1,6 @@
 """A recorded run of the model: plain arrays with documented shapes, no drawing.
 
-========================  ======================  ===========================================
-field                     dtype / shape           meaning
-========================  ======================  ===========================================
-token_ids                 int64 [T]               prompt followed by generated tokens
-prompt_len                int                     P, the number of prompt tokens
-logits                    float [T, vocab]        logits[t] predicts token t+1
-attention                 float [L', H', T, T]    row t = attention of query t; 0 where masked
-mask                      bool [T, T]             the causal mask every layer starts from (True = allowed)
-mode                      str                     "cached", "training" or "recompute"
-layers, heads             int64 [L'], [H']        which layers/heads ``attention`` holds
-step_seconds              float64 [T - P]         wall time of each decoding step (empty: training)
-prefill_seconds           float                   wall time of the prompt pass (training: the whole pass)
-kv_cache_bytes            int                     bytes the KV cache held at the end (0 without a cache)
-model_name, dtype         str                     the model and its float dtype
-stop_reason               str                     "steps", "end_of_text" or "context"
-temperature               float                   0 = greedy decoding; > 0 = sampled
-top_k, seed               int or None             sampling settings (None: no top-k; greedy)
-windows                   int64 [L]               each layer's sliding window W (0 = full attention)
-positions                 int64 [T]               the position id of each token
-step_masks                int                     (layer, step) pairs of cached decoding that needed a mask
-label_ids, label_texts    int64 [M], str [M]      printable labels of the tokens drawing needs
-                                                  (the sequence and each row's likeliest next tokens)
-model_desc                str                     the model's shape, e.g. "4 layers, 4 heads, ..."
-text                      str                     the sequence decoded by the model's tokenizer
-kv_formula                str                     how kv_cache_bytes add up (layers x 2 x heads x ...)
-========================  ======================  ===========================================
-
-In cached mode, rows 0..P-1 come from the prefill pass (causal mask applied to
-the P x P scores) and each row t >= P from one decoding step in which the single
-query attends to the t+1 keys in the cache with no mask: ``mask[t]`` records the
-keys the cache held, which is the causal row. A layer with a sliding window W
-restricts that row to its W most recent keys (`Trace.layer_mask`): its ring-buffer
-cache held exactly those, the earlier ones evicted. Fields added after 0.1.0
-(sampling settings, windows, positions, step_masks, labels, model_desc, text,
-kv_formula, and the recording's own attention dtype) take their defaults when a
-file from 0.1.0 is read: greedy, full attention, positions 0..T-1, 0, no labels
-(the shipped byte-level model's are derived), "", and the model's dtype.
+The fields, their shapes and how cached mode fills them: see `Trace`.
 """
 
 from __future__ import annotations
@@ -45,6 +9,7 @@ import json
 import math
 import os
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from numbers import Real
@@ -61,6 +26,11 @@ from maskviz.errors import MaskvizError, as_integer, as_integers, first_line, us
 from maskviz.tokenizer import ByteTokenizer, unknown_id_label
 
 FloatArray = NDArray[np.floating[Any]]
+
+# The file format's version, written since 0.2.2 ("format"; files without it are 1). It
+# goes up only when a field's meaning changes, so that an older maskviz refuses such a
+# file by name instead of reading it as the format it knows.
+FORMAT = 1
 
 _ARRAYS = ("token_ids", "logits", "attention", "mask", "layers", "heads", "step_seconds")
 _NEWER_ARRAYS = ("windows", "positions", "label_ids", "label_texts")  # absent from 0.1.0 files
@@ -98,7 +68,46 @@ _ROW_SUM_TOLERANCE = 1e-2
 
 @dataclass(frozen=True, eq=False, repr=False)
 class Trace:
-    """What one run of the model computed, step by step. See the module docstring."""
+    """What one run of the model computed, step by step: plain arrays, no drawing.
+
+    ========================  ======================  ===========================================
+    field                     dtype / shape           meaning
+    ========================  ======================  ===========================================
+    token_ids                 int64 [T]               prompt followed by generated tokens
+    prompt_len                int                     P, the number of prompt tokens
+    logits                    float [T, vocab]        logits[t] predicts token t+1
+    attention                 float [L', H', T, T]    row t = attention of query t; 0 where masked
+    mask                      bool [T, T]             the causal mask every layer starts from (True = allowed)
+    mode                      str                     "cached", "training" or "recompute"
+    layers, heads             int64 [L'], [H']        which layers/heads ``attention`` holds
+    step_seconds              float64 [T - P]         wall time of each decoding step (empty: training)
+    prefill_seconds           float                   wall time of the prompt pass (training: the whole pass)
+    kv_cache_bytes            int                     bytes the KV cache held at the end (0 without a cache)
+    model_name, dtype         str                     the model and its float dtype
+    stop_reason               str                     "steps", "end_of_text" or "context"
+    temperature               float                   0 = greedy decoding; > 0 = sampled
+    top_k, seed               int or None             sampling settings (None: no top-k; greedy)
+    windows                   int64 [L]               each layer's sliding window W (0 = full attention)
+    positions                 int64 [T]               the position id of each token
+    step_masks                int                     (layer, step) pairs of cached decoding that needed a mask
+    label_ids, label_texts    int64 [M], str [M]      printable labels of the tokens drawing needs
+                                                      (the sequence and each row's likeliest next tokens)
+    model_desc                str                     the model's shape, e.g. "4 layers, 4 heads, ..."
+    text                      str                     the sequence decoded by the model's tokenizer
+    kv_formula                str                     how kv_cache_bytes add up (layers x 2 x heads x ...)
+    ========================  ======================  ===========================================
+
+    In cached mode, rows 0..P-1 come from the prefill pass (causal mask applied to
+    the P x P scores) and each row t >= P from one decoding step in which the single
+    query attends to the t+1 keys in the cache with no mask: ``mask[t]`` records the
+    keys the cache held, which is the causal row. A layer with a sliding window W
+    restricts that row to its W most recent keys (`Trace.layer_mask`): its ring-buffer
+    cache held exactly those, the earlier ones evicted. Fields added after 0.1.0
+    (sampling settings, windows, positions, step_masks, labels, model_desc, text,
+    kv_formula, and the recording's own attention dtype) take their defaults when a
+    file from 0.1.0 is read: greedy, full attention, positions 0..T-1, 0, no labels
+    (the shipped byte-level model's are derived), "", and the model's dtype.
+    """
 
     token_ids: NDArray[np.int64]
     prompt_len: int
@@ -133,7 +142,10 @@ class Trace:
             object.__setattr__(self, "positions", np.arange(n, dtype=np.int64))
         _validate(self)
         for name in (*_ARRAYS, *_NEWER_ARRAYS):  # read-only views: a trace is a record
-            view = getattr(self, name).view()
+            value = getattr(self, name)
+            if value.dtype.kind == "i":  # ids and indices are int64, as documented
+                value = value.astype(np.int64, copy=False)
+            view = value.view()
             view.flags.writeable = False
             object.__setattr__(self, name, view)
         if not self.text:  # a 0.1.0 file: the shipped model's bytes, else the labels
@@ -300,9 +312,10 @@ class Trace:
         # the recording's own dtype (it may differ from the model's), so that a file
         # read back holds the very same values
         out["attention_dtype"] = str(self.attention.dtype)
+        out["format"] = FORMAT
         return out
 
-    def save(self, path: str | Path) -> None:
+    def save(self, path: str | os.PathLike[str]) -> None:
         """Write the trace atomically: ``.npz`` (no pickle) or ``.json``, by the suffix."""
         p = check_output_path(path, SUFFIXES)  # never an .npz under another name
         if p.suffix.lower() == ".json":
@@ -314,11 +327,12 @@ class Trace:
         for name in _OPTIONAL:
             value = getattr(self, name)
             arrays[name] = np.array(-1 if value is None else value)
+        arrays["format"] = np.array(FORMAT)
         with atomic_path(p) as tmp, open(tmp, "wb") as fh:
             np.savez_compressed(fh, **arrays)
 
     @classmethod
-    def load(cls, path: str | Path) -> Trace:
+    def load(cls, path: str | os.PathLike[str]) -> Trace:
         """Read a trace written by `save` (.npz or .json); any defect is a MaskvizError
         naming the file and the field: a value of the wrong type (3.7 for an integer is
         never read as 3), an array of the wrong shape (ragged, nested too deep, a single
@@ -339,6 +353,7 @@ class Trace:
                 arrays = _from_json(data, p)
             else:
                 arrays = _read_npz(p)
+            _check_format(arrays.get("format", 1), p)
             kwargs: dict[str, Any] = {name: arrays[name] for name in _ARRAYS}
             kwargs.update({name: arrays[name] for name in _NEWER_ARRAYS if name in arrays})
             # values as read: the Trace checks their types (an int field never truncates 3.7)
@@ -355,6 +370,8 @@ class Trace:
             raise MaskvizError(f"{p}: not enough memory to read this trace") from None
         except zipfile.BadZipFile:
             raise MaskvizError(f"{p}: not a trace: not an .npz (zip) archive") from None
+        except zlib.error:  # a damaged compressed member: its CRC is never reached
+            raise MaskvizError(f"{p}: cannot read trace: damaged compressed data") from None
         except json.JSONDecodeError as exc:
             raise MaskvizError(
                 f"{p}: not a trace: not valid JSON ({exc.msg}, line {exc.lineno})"
@@ -382,6 +399,19 @@ _UNREADABLE = (
     OSError, ValueError, TypeError, OverflowError, IndexError, RecursionError, EOFError,
     RuntimeError, NotImplementedError, zipfile.BadZipFile,
 )  # fmt: skip
+
+
+def _check_format(value: Any, path: Path) -> None:
+    """Refuse a file whose format this version does not know (see `FORMAT`)."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if type(value) is not int or value < 1:
+        raise MaskvizError(f"{path}: invalid trace: format must be an integer >= 1, got {value!r}")
+    if value > FORMAT:
+        raise MaskvizError(
+            f"{path}: written by a newer maskviz (trace format {value}; this version reads "
+            f"format {FORMAT}): upgrade maskviz to open it"
+        )
 
 
 def _one(value: Any, name: str, path: Path) -> Any:
@@ -456,7 +486,8 @@ def _read_npz(path: Path) -> dict[str, Any]:
         for name in (*_ARRAYS, *_SCALARS):
             if name not in names:
                 raise MaskvizError(f"{path}: not a trace: missing key '{name}'")
-        members = [*_ARRAYS, *_SCALARS, *(o for o in (*_NEWER_ARRAYS, *_OPTIONAL) if o in names)]
+        newer = (*_NEWER_ARRAYS, *_OPTIONAL, "format")
+        members = [*_ARRAYS, *_SCALARS, *(o for o in newer if o in names)]
         for name in members:
             with zf.open(names[name]) as fh:
                 version = np.lib.format.read_magic(fh)

@@ -39,7 +39,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from maskviz._text import display_label, plural, safe_text
-from maskviz.errors import usage_error
+from maskviz.errors import check_labels, index_in, usage_error
 from maskviz.masks import Mask, causal
 
 if TYPE_CHECKING:
@@ -208,14 +208,14 @@ def _matrices(
     if agg is not None:
         n_heads = trace.heads.shape[0]
         return [(f"layer {layer}, {agg} over {n_heads} heads", trace.layer_attention(layer, agg))]
-    h = 0 if head is None else head
+    h = int(trace.heads[0]) if head is None else head
     return [(f"layer {layer}, head {h}", trace.head_attention(layer, h))]
 
 
 def trace_view(
     trace: Trace,
     *,
-    layer: int = 0,
+    layer: int | None = None,
     head: int | None = None,
     heads: Sequence[int] | None = None,
     agg: str | None = None,
@@ -223,9 +223,14 @@ def trace_view(
 ) -> AttentionView:
     """A recorded run: the prefill rows, then one row per decoding step with the token it
     chose; ``heads`` side by side, or ``agg`` ("mean"/"max") over the layer's heads, or
-    one ``head`` (default 0)."""
+    one ``head``. By default the first layer and head the trace recorded."""
     if head is not None and (heads is not None or agg is not None):
         raise usage_error("choose one of head, heads or agg")
+    if heads is not None and not len(heads):
+        raise usage_error("heads: name at least one head")
+    if not trace.layers.size or not trace.heads.size:
+        raise usage_error("the trace recorded no attention to draw")
+    layer = int(trace.layers[0]) if layer is None else layer
     p, n = trace.prompt_len, trace.n_tokens
     labels = tuple(trace.labels)
     shown = [display_label(label) for label in labels]
@@ -370,6 +375,9 @@ def comparison_view(
     a, b = result.a, result.b
     p, n = result.prompt_len, result.token_ids.shape[0]
     shown = tuple(labels)
+    check_labels(shown, n)
+    layer = index_in(layer, a.attention.shape[0], "layer")
+    head = index_in(head, a.attention.shape[1], "head")
     marks = (Mark(p, "prompt", "generated tokens"),) if 0 < p < n else ()
     row_diff, tol = result.row_diff, result.tolerance_attention
     notes = {t: f"{row_diff[t]:.1e}" + ("" if row_diff[t] <= tol else " ✗") for t in range(n)}
@@ -481,6 +489,8 @@ def similarity_view(
 ) -> AttentionView:
     """Both orderings' masked attention, each with its own tokens and its delimiter marked,
     and the combined representation. ``labels``: the two orderings' token labels."""
+    layer = index_in(layer, result.forward.attention.shape[0], "layer")
+    head = index_in(head, result.forward.attention.shape[1], "head")
     panels = []
     for title, order, names in zip(
         ("[TEXT1; delim; TEXT2]", "[TEXT2; delim; TEXT1]"),
@@ -515,6 +525,7 @@ def _ordering_panel(
 ) -> Panel:
     _, delim, second = order.segments
     n = order.token_ids.shape[0]
+    check_labels(labels, n)
     rule = order.rules[layer]
     states = _states(rule.to_array())
     weights = np.where(states == ALLOWED, order.attention[layer, head], 0.0)
@@ -648,12 +659,12 @@ def mask_view(
     if mask.n_queries != n:
         raise usage_error(f"a mask view needs a square mask, got {mask.n_queries} x {n}")
     names = tuple(labels) if labels is not None else ("",) * n
-    if len(names) != n:
-        raise usage_error(f"expected {n} labels, got {len(names)}")
-    states = _states(mask.to_array())
-    notes = {int(r): PAD_NOTE for r in padded or ()}
+    check_labels(names, n)
+    notes = {index_in(r, n, "padded position"): PAD_NOTE for r in padded or ()}
     if highlight is not None:
+        highlight = index_in(highlight, n, "highlighted row")
         notes[highlight] = "◀ one cached decoding step computes this row"
+    states = _states(mask.to_array())
     panel = Panel(mask.description, np.zeros((n, n), np.float32), states, names, (), notes)
     footer = mask_notes(mask, index_base, padded)
     if highlight is not None:

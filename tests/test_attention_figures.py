@@ -1133,7 +1133,7 @@ def test_a_width_that_cannot_be_drawn_is_one_clear_line(
 
 @pytest.mark.parametrize(
     ("command", "accepted"),
-    [("trace", "(2 to 20 inches), e.g. 3.3 for a paper's column"),
+    [("trace", "(2 to 20 inches), e.g. 3.3 for a paper's column, 7 for its text width"),
      ("compare", "(4.7 to 20 inches), e.g. 7 for a paper's text width"),
      ("bench", "(6 to 20 inches), e.g. 7 for a paper's text width")],
 )  # fmt: skip

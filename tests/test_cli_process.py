@@ -205,3 +205,17 @@ def test_a_name_holding_a_byte_that_is_not_utf8_shows_the_byte(
     result = subprocess.run([*MASKVIZ, *command], capture_output=True, check=False, timeout=120)
     assert result.returncode == 2
     assert shown in result.stderr and b"udc" not in result.stderr  # not repr's surrogate
+
+
+def test_the_package_reaches_its_modules_in_a_fresh_interpreter() -> None:
+    # `import maskviz` loads nothing heavy; its modules load on first use, whichever is first
+    script = (
+        "import maskviz; print(maskviz.compare.compare.__name__,"
+        " maskviz.similarity.similarity.__name__, maskviz.trace.Trace.__name__,"
+        " maskviz.view.trace_view.__name__, maskviz.masks.causal.__name__)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == "compare similarity Trace trace_view causal\n"

@@ -179,8 +179,12 @@ def test_generation_stops_after_end_of_text() -> None:
         ({"token_ids": [1], "steps": -1}, "steps must be"),
         ({"token_ids": list(range(9))}, "context is 8"),
         ({"token_ids": [1], "mode": "sideways"}, "mode must be"),
-        ({"token_ids": [1], "layers": [5]}, "layer 5 is out of range"),
+        (
+            {"token_ids": [1], "layers": [5]},
+            r"layer 5 is out of range: the model has 2 layers \(0..1\)",
+        ),
         ({"token_ids": [1], "heads": [-1]}, "head -1 is out of range"),
+        ({"token_ids": np.array([[1, 2]])}, r"token ids must be one sequence \(1-D\), got shape"),
         ({"token_ids": [1], "temperature": -1.0}, "temperature"),
         ({"token_ids": [1], "top_k": 0}, "top_k"),
         # never truncated to an integer, never a raw TypeError from NumPy
@@ -374,6 +378,16 @@ def test_activations_that_overflow_are_an_error_not_nan() -> None:
             model.trace([1, 2, 3], steps=2)
         with pytest.raises(MaskvizError, match="activations overflowed float32"):
             model.forward([1, 2, 3])
+
+
+@pytest.mark.parametrize(
+    "config", [GPTConfig(2, 2, 8, 16, 20), LlamaConfig(2, 4, 2, 4, 16, 32, 16, 20)]
+)
+def test_weights_holding_nan_are_named_not_called_an_overflow(config: Config) -> None:
+    model = random_model(config, seed=4)
+    model.weights.arrays()[-1][0] = np.nan  # as an edit of the weights can leave them
+    with pytest.raises(MaskvizError, match=r"^the model's weights hold NaN or inf values$"):
+        model.trace([1, 2, 3], steps=2)
 
 
 def _always_flagging_products(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -209,6 +209,19 @@ def test_mask_repr_falls_back_to_plain_text_when_too_large() -> None:
     assert maskviz.masks.causal(8)._repr_html_() is not None
 
 
+def test_a_notebook_gets_the_plain_repr_and_a_warning_past_its_page_size(
+    headline: Trace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from maskviz.render import html
+
+    size = len(headline._repr_html_() or "")
+    monkeypatch.setattr(html, "NOTEBOOK_PAGE", size // 2)
+    with pytest.warns(
+        UserWarning, match=r"would add \d+\.\d MB to the notebook: open it as a file"
+    ):
+        assert headline._repr_html_() is None
+
+
 def test_viewer_assets_ship_with_the_package() -> None:
     from importlib import resources
 

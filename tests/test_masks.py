@@ -188,8 +188,13 @@ def test_huge_masks_are_summarised_without_a_dense_matrix() -> None:
     assert (np.diag(states) == 1).all()
     assert states[0, 1] == 0 and states[1, 0] == 1
     assert mask.summary().allowed == 4096 * (1_000_000 - 4095) + 4095 * 4096 // 2
-    with pytest.raises(MaskvizError, match="too large"):
-        mask.to_array()
+    # what would need the dense matrix, or as many cells, is refused before any is made
+    for build in (mask.to_array, mask.reasons):
+        with pytest.raises(MaskvizError, match="too large to build densely"):
+            build()
+    for rows, cols in ((1, 1), (1000, 1), (100, 100)):
+        with pytest.raises(MaskvizError, match="limit 16,777,216\\): choose larger cells"):
+            mask.blocks(rows, cols)
 
 
 def test_chunks_start_at_the_first_real_token_with_left_padding() -> None:

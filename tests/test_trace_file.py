@@ -71,6 +71,13 @@ def test_a_trace_is_read_only_so_what_it_recorded_cannot_change(trace: Trace) ->
     np.testing.assert_array_equal(trace.attention, before)
 
 
+def test_ids_and_indices_of_any_integer_width_are_kept_as_int64(trace: Trace) -> None:
+    narrow = {name: getattr(trace, name).astype(np.int32) for name in ("token_ids", "layers")}
+    rebuilt = dataclasses.replace(trace, **narrow)
+    assert rebuilt.token_ids.dtype == rebuilt.layers.dtype == np.int64
+    np.testing.assert_array_equal(rebuilt.token_ids, trace.token_ids)
+
+
 @pytest.mark.parametrize("suffix", [".npz", ".json"])
 def test_round_trip_is_exact(trace: Trace, tmp_path: Path, suffix: str) -> None:
     path = tmp_path / f"t{suffix}"
@@ -172,6 +179,9 @@ def _rewrite(src: Path, dst: Path, name: str, value: np.ndarray | None) -> None:
         ("temperature", np.array(-1), "invalid trace: temperature must be >= 0, got -1"),
         ("step_masks", np.array(-1), "invalid trace: step_masks must be >= 0, got -1"),
         ("model_name", np.array(5), "invalid trace: model_name must be a string, got 5"),
+        # a newer format is refused by name, never read as the one this version knows
+        ("format", np.array(2), r"written by a newer maskviz \(trace format 2; this version"),
+        ("format", np.array(1.0), "invalid trace: format must be an integer >= 1, got 1.0"),
         # zeros compress a thousandfold: the declared shape is refused before reading
         ("logits", np.zeros((8, 2**21), np.bool_), r"declares shape \[8, 2097152\]"),
     ],
@@ -185,6 +195,26 @@ def test_damaged_files_fail_with_the_library_error(
     with pytest.raises(MaskvizError, match=message) as info:
         Trace.load(bad)
     assert str(info.value).startswith(str(bad))  # the file is named
+
+
+def test_damaged_compressed_data_fails_with_the_library_error(trace: Trace, tmp_path: Path) -> None:
+    good, bad = tmp_path / "good.npz", tmp_path / "bad.npz"
+    trace.save(good)
+    data = bytearray(good.read_bytes())
+    with zipfile.ZipFile(good) as archive:
+        member = archive.getinfo("logits.npy")
+    assert member.compress_type == zipfile.ZIP_DEFLATED
+    # inside the deflate stream, past its local header: zlib fails before any CRC check
+    start = member.header_offset + 30 + len(member.filename)
+    failures = 0
+    for offset in range(start + 100, start + 400, 10):
+        flipped = bytearray(data)
+        flipped[offset] ^= 0x55
+        bad.write_bytes(flipped)
+        with pytest.raises(MaskvizError) as info:
+            Trace.load(bad)
+        failures += "damaged compressed data" in str(info.value)
+    assert failures  # at least one flip breaks the stream itself, not only its checksum
 
 
 def test_truncated_and_garbage_files_fail_cleanly(trace: Trace, tmp_path: Path) -> None:

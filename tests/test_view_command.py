@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,11 @@ def test_heads_are_chosen_among_those_the_trace_recorded(tmp_path: Path) -> None
     opened = run_cli("view", str(only_2))  # no choice: the first head recorded
     assert opened.exit_code == 0, opened.stderr
     assert "attention of layer 0, head 2;" in opened.stdout
+    layer_3 = tmp_path / "l3.npz"
+    model.trace([84, 111], steps=2, layers=[3], heads=[1]).save(layer_3)
+    opened = run_cli("view", str(layer_3))  # and the first layer recorded
+    assert opened.exit_code == 0, opened.stderr
+    assert "attention of layer 3, head 1;" in opened.stdout
     for choice, message in (
         (["--heads", "0,3"], "--heads: head 3 was not recorded in the trace (heads [0, 1])"),
         (["--head", "3"], f"--head 3 was not recorded in {first_two} (heads [0, 1])"),
@@ -157,3 +163,66 @@ def test_a_file_behind_a_folder_it_may_not_read_is_named_not_an_internal_error(
     assert result.exit_code == 1
     assert result.stderr.startswith("maskviz: error: locked/")
     assert result.stderr.endswith(": Permission denied\n") and result.stderr.count("\n") == 1
+
+
+def test_views_from_python_refuse_layers_heads_and_labels_that_name_nothing() -> None:
+    from maskviz import MaskvizError, load_model, masks
+    from maskviz.compare import compare
+    from maskviz.render.figures import mask_figure
+    from maskviz.similarity import similarity
+    from maskviz.view import comparison_view, mask_view, similarity_view, trace_view
+
+    model = load_model()
+    ids = [84, 111, 32]
+    result = compare(model, "training-vs-cached", ids, steps=2)
+    labels = [str(i) for i in result.token_ids]
+    pair = similarity(model, "to be", "or not")
+    pair_labels = [[str(i) for i in o.token_ids] for o in (pair.forward, pair.backward)]
+    trace = model.trace(ids, steps=1, layers=[2], heads=[1, 3])
+    refusals: list[tuple[Any, str]] = [
+        (lambda: comparison_view(result, labels, head=-1), "head -1 is outside 0..3"),
+        (lambda: comparison_view(result, labels, layer=9), "layer 9 is outside 0..3"),
+        (
+            lambda: comparison_view(result, labels[:1]),
+            "expected 5 labels (one per position), got 1",
+        ),
+        (lambda: similarity_view(pair, pair_labels, head=-1), "head -1 is outside 0..3"),
+        (lambda: similarity_view(pair, pair_labels, layer=4), "layer 4 is outside 0..3"),
+        (lambda: similarity_view(pair, [[], []]), "expected"),
+        (lambda: trace_view(trace, heads=[]), "heads: name at least one head"),
+        (lambda: mask_figure(masks.causal(4), labels=["a"]), "expected 4 labels"),
+        (
+            lambda: mask_figure(masks.causal(4), highlight_row=9),
+            "highlighted row 9 is outside 0..3",
+        ),
+        (lambda: mask_figure(masks.causal(4), padded=[4]), "padded position 4 is outside 0..3"),
+        (lambda: mask_view(masks.causal(4), highlight=-1), "highlighted row -1 is outside 0..3"),
+    ]
+    for call, message in refusals:
+        with pytest.raises(MaskvizError, match=re.escape(message)) as info:
+            call()
+        assert info.value.exit_code == 2
+    # with no choice, a view draws the first layer and head the trace recorded
+    assert trace_view(trace).panels[0].title == "layer 2, head 1"
+
+
+def test_savers_from_python_take_str_paths_and_refuse_other_formats_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from maskviz import MaskvizError, load_model, masks
+    from maskviz.render.figures import mask_figure, save_figure
+    from maskviz.render.save import save_mask, save_view
+    from maskviz.view import trace_view
+
+    monkeypatch.chdir(tmp_path)
+    save_view(trace_view(load_model().trace([84, 111], steps=1)), "v.png")
+    save_mask(masks.causal(4), "m.svg")
+    for call, name in (
+        (lambda: save_view(trace_view(load_model().trace([84], steps=1)), "v.txt"), "v.txt"),
+        (lambda: save_mask(masks.causal(4), "m.gif"), "m.gif"),
+        (lambda: save_figure(mask_figure(masks.causal(4)), "f.jpg"), "f.jpg"),
+    ):
+        with pytest.raises(MaskvizError, match=rf"cannot save to '{name}': extension") as info:
+            call()
+        assert info.value.exit_code == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.svg", "v.png"]

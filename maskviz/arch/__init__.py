@@ -102,6 +102,10 @@ class Architecture(Protocol):
     @property
     def nbytes(self) -> int: ...
 
+    def arrays(self) -> list[FloatArray]:
+        """Every weight array, once."""
+        ...
+
     def astype(self, dtype: str) -> Architecture:
         """A copy in ``dtype`` (float32 or float64)."""
         ...

@@ -182,14 +182,14 @@ class Weights:
             block.mlp_c_proj_w = np.asfortranarray(block.mlp_c_proj_w)
         return self
 
-    def _arrays(self) -> list[FloatArray]:
+    def arrays(self) -> list[FloatArray]:
         arrays = [self.wte, self.wpe, self.ln_f_w, self.ln_f_b]
         arrays += [a for b in self.blocks for a in vars(b).values()]
         return arrays if self.lm_head is None else [*arrays, self.lm_head]
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in self._arrays())
+        return sum(a.nbytes for a in self.arrays())
 
     # -- the math ------------------------------------------------------------------
 

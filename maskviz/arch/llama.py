@@ -283,14 +283,14 @@ class Weights:
             layer.down_w = np.asfortranarray(layer.down_w)
         return self
 
-    def _arrays(self) -> list[FloatArray]:
+    def arrays(self) -> list[FloatArray]:
         arrays = [self.embed_tokens, self.norm]
         arrays += [a for lay in self.layers for a in vars(lay).values() if a is not None]
         return arrays if self.lm_head is None else [*arrays, self.lm_head]
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in self._arrays())
+        return sum(a.nbytes for a in self.arrays())
 
     # -- the math ------------------------------------------------------------------
 

@@ -25,9 +25,9 @@ pyplot state); only `save_decode_gif` writes a file, atomically.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import matplotlib as mpl
@@ -742,7 +742,7 @@ def gif_fps(frames: int) -> float:
 
 
 def save_decode_gif(
-    path: str | Path,
+    path: str | os.PathLike[str],
     view: AttentionView,
     *,
     fps: float | None = None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
+import os
 import re
 import textwrap
 import warnings
@@ -23,9 +24,9 @@ from matplotlib.axes import Axes
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
-from maskviz._io import atomic_path
+from maskviz._io import FIGURE_SUFFIXES, atomic_path, check_output_path
 from maskviz._text import display_label, fit, safe_text
-from maskviz.errors import usage_error
+from maskviz.errors import check_labels, index_in, usage_error
 from maskviz.masks import Mask
 from maskviz.render.sizes import MIN_TEXT_SCALE, too_narrow
 
@@ -215,6 +216,11 @@ def mask_figure(
     Masks wider than 512 cells are drawn downsampled (partly allowed cells in a
     third colour) and say so in the title.
     """
+    if labels is not None:
+        check_labels(labels, mask.n_keys)
+    if highlight_row is not None:
+        highlight_row = index_in(highlight_row, mask.n_queries, "highlighted row")
+    padded = [index_in(r, mask.n_keys, "padded position") for r in padded]
     k = max(1, -(-max(mask.n_queries, mask.n_keys) // MAX_FIGURE_CELLS))
     states = mask.blocks(k, k) if k > 1 else mask.to_array().astype(np.int8) * 2
     n_rows, n_cols = states.shape
@@ -382,10 +388,10 @@ def missing_glyphs_said_once() -> Iterator[None]:
 DEFAULT_DPI = 150  # a PNG's resolution; .svg and .pdf are vector, their files do not depend on it
 
 
-def save_figure(fig: Figure, path: str | Path, *, dpi: int | None = None) -> None:
-    """Save ``fig`` atomically; the format comes from the suffix. ``dpi``: a PNG's
-    dots per inch (default `DEFAULT_DPI`)."""
-    target = Path(path)
+def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int | None = None) -> None:
+    """Save ``fig`` atomically as .png, .svg or .pdf, as the suffix says. ``dpi``: a
+    PNG's dots per inch (default `DEFAULT_DPI`)."""
+    target = check_output_path(path, FIGURE_SUFFIXES)
     # TrueType (Type 42) fonts in PDF and PostScript: journals' checks refuse Type 3
     with (
         atomic_path(target) as tmp,

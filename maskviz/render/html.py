@@ -33,6 +33,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
 import uuid
 import warnings
 from collections.abc import Callable, Sequence
@@ -70,6 +71,9 @@ if TYPE_CHECKING:
 MAX_POSITIONS = 1024  # positions a page draws cell by cell
 WEIGHT_BUDGET = 8_000_000  # bytes of 16-bit weights a page may hold before it drops to 8 bits
 LARGE_PAGE = 32_000_000  # bytes past which a page is written with a warning: browsers slow
+# characters past which a notebook gets the plain repr: every output is kept in the .ipynb,
+# and Jupyter drops outputs sent faster than 1 MB/s by default
+NOTEBOOK_PAGE = 8_000_000
 TOP_K = 5  # next-token candidates shown per row
 COLOR_PENDING = "#ffffff"  # rows and keys a decoding step has not reached yet
 # cells under this many pixels are too small to hatch: evicted keys are drawn flat in a
@@ -561,7 +565,7 @@ def render_document(page: Page) -> str:
     )
 
 
-def write_page(page: Page, path: str | Path) -> None:
+def write_page(page: Page, path: str | os.PathLike[str]) -> None:
     """Write the standalone document atomically; past `LARGE_PAGE` bytes, say so."""
     write_text(path, render_document(page))
     size = Path(path).stat().st_size
@@ -574,19 +578,30 @@ def write_page(page: Page, path: str | Path) -> None:
         )
 
 
-def save_html(view: AttentionView, path: str | Path) -> None:
+def save_html(view: AttentionView, path: str | os.PathLike[str]) -> None:
     """`save_view`'s ``.html``: the one view as a page."""
     write_page(view_page(view), path)
 
 
 def repr_html(page_builder: Any) -> str | None:
-    """A notebook's ``_repr_html_``: the page, or None (plain repr) if it cannot be drawn."""
+    """A notebook's ``_repr_html_``: the page, or None (plain repr) if it cannot be drawn
+    or is past `NOTEBOOK_PAGE` characters (with a warning saying how to see it)."""
     from maskviz.errors import MaskvizError
 
     try:
-        return render_fragment(page_builder())
+        fragment = render_fragment(page_builder())
     except MaskvizError:
         return None
+    if len(fragment) > NOTEBOOK_PAGE:
+        warnings.warn(
+            f"this page would add {len(fragment) / 1e6:.1f} MB to the notebook: open it as "
+            "a file instead (maskviz.render.html.write_page), or record fewer layers, "
+            "heads or steps",
+            UserWarning,
+            stacklevel=2,
+        )
+        return None
+    return fragment
 
 
 def default_labels(token_ids: NDArray[np.int64], vocab_size: int) -> list[str]:

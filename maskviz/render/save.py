@@ -7,18 +7,20 @@ per frame. Every file is written atomically.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
-from maskviz._io import FIGURE_SUFFIXES
+from maskviz._io import FIGURE_SUFFIXES, check_output_path
 from maskviz.errors import usage_error
 from maskviz.masks import Mask
 from maskviz.view import AttentionView
 
 ProgressCallback = Callable[[int, int | None], None]
+VIEW_SUFFIXES = (*FIGURE_SUFFIXES, ".gif", ".html")
+MASK_SUFFIXES = (*FIGURE_SUFFIXES, ".html")
 
 
 def gif_frames(view: AttentionView) -> int:
@@ -30,7 +32,7 @@ def gif_frames(view: AttentionView) -> int:
 
 def save_view(
     view: AttentionView,
-    path: Path,
+    path: str | os.PathLike[str],
     *,
     dpi: int | None = None,
     width: float | None = None,
@@ -41,6 +43,7 @@ def save_view(
     from maskviz.render import attention_figures as af
     from maskviz.render.figures import missing_glyphs_said_once, save_figure
 
+    path = check_output_path(path, VIEW_SUFFIXES)
     suffix = path.suffix.lower()
     if width is not None and suffix not in FIGURE_SUFFIXES:
         raise usage_error(f"a width applies to .png, .svg and .pdf pictures, not {suffix}")
@@ -51,12 +54,10 @@ def save_view(
         # a comparison (it has a verdict) adds where its sides differ
         draw = af.comparison_figure if view.verdict is not None else af.attention_figure
         save_figure(draw(view, width=width), path, dpi=dpi)
-    elif suffix == ".html":  # an interactive page of this one view (maskviz.render.html)
+    else:  # .html: an interactive page of this one view (maskviz.render.html)
         from maskviz.render.html import save_html
 
         save_html(view, path)
-    else:
-        raise usage_error(f"cannot draw a view as {suffix!r}")
 
 
 __all__ = ["gif_frames", "save_view"]
@@ -64,7 +65,7 @@ __all__ = ["gif_frames", "save_view"]
 
 def save_mask(
     mask: Mask,
-    path: Path,
+    path: str | os.PathLike[str],
     *,
     labels: Sequence[str] | None = None,
     index_base: int = 1,
@@ -75,6 +76,7 @@ def save_mask(
 ) -> None:
     """Draw a mask into ``path``: an ``.html`` page, or a ``.png``/``.svg``/``.pdf`` heatmap
     (``dpi``: a PNG's resolution; ``width``: its width in inches)."""
+    path = check_output_path(path, MASK_SUFFIXES)
     if path.suffix.lower() == ".html":
         if width is not None:
             raise usage_error("a width applies to .png, .svg and .pdf pictures, not .html")
