@@ -121,8 +121,17 @@ class KVCache:
     ) -> tuple[FloatArray, FloatArray, IntArray]:
         """Store new keys/values [H_kv, n, d] at positions ``idx`` [n]; return every key
         and value the new queries attend over, with the position of each [n_k]."""
+        if not 0 <= layer < len(self.k):
+            raise usage_error(f"KVCache layer {layer} is outside 0..{len(self.k) - 1}")
         keys, values, held = self.k[layer], self.v[layer], self.index[layer]
-        slots = keys.shape[1]
+        h_kv, slots, d = keys.shape
+        if k.shape != (h_kv, idx.shape[0], d) or v.shape != k.shape:
+            raise usage_error(
+                f"KVCache keys and values must be [{h_kv}, {idx.shape[0]}, {d}] "
+                f"([KV heads, positions, head size]), got {list(k.shape)} and {list(v.shape)}"
+            )
+        if k.dtype != keys.dtype or v.dtype != keys.dtype:  # a cast could round or overflow
+            raise usage_error(f"KVCache keys and values must be {keys.dtype}, got {k.dtype}")
         # past the capacity a full layer's slot would silently wrap onto an earlier position
         if idx.shape[0] and not 0 <= idx[0] <= idx[-1] < self.capacity:
             raise usage_error(

@@ -623,6 +623,21 @@ def test_a_kv_cache_refuses_positions_past_its_capacity_instead_of_wrapping(
                          np.array(idx))  # fmt: skip
 
 
+def test_a_kv_cache_refuses_layers_shapes_and_dtypes_it_does_not_hold() -> None:
+    cache = KVCache(LlamaConfig(2, 2, 1, 4, 8, 16, 8, 8, windows=(3, None)), 8, "float32")
+    kv = np.ones((1, 1, 4), np.float32)
+    for call, message in (
+        (lambda: cache.update(5, kv, kv, np.array([0])), r"KVCache layer 5 is outside 0\.\.1"),
+        (lambda: cache.update(1, np.ones((2, 1, 4), np.float32), kv, np.array([0])),
+         r"must be \[1, 1, 4\] \(\[KV heads, positions, head size\]\), got \[2, 1, 4\]"),
+        (lambda: cache.update(1, kv.astype(np.float64) * 1e300, kv, np.array([0])),
+         "KVCache keys and values must be float32, got float64"),
+    ):  # fmt: skip
+        with pytest.raises(MaskvizError, match=message):
+            call()
+    assert (cache.k[1] == 0).all()  # nothing written, no inf
+
+
 def test_public_functions_refuse_arguments_of_the_wrong_type_by_name() -> None:
     from maskviz import Trace
     from maskviz.similarity import similarity
