@@ -43,20 +43,20 @@ def check_output_path(path: str | os.PathLike[str], suffixes: Sequence[str]) -> 
     p = as_path(path)
     shown = str(p)
     try:
-        # what is there first: "no extension" would mislead about an existing folder
+        # what is there first: "no extension" would mislead about a folder or a device
         if p.is_dir():
             raise usage_error(f"cannot save to {quoted(shown)}: it is a folder")
-        if p.suffix.lower() not in suffixes:
-            what = f"extension {quoted(p.suffix)}" if p.suffix else "no extension"
-            raise usage_error(
-                f"cannot save to {quoted(shown)}: {what}; use one of {', '.join(suffixes)}"
-            )
         real = Path(os.path.realpath(p))  # a symbolic link's target is what is replaced
         if real.is_symlink():  # realpath stops at a link it cannot resolve: a loop
             raise usage_error(f"cannot save to {quoted(shown)}: its symbolic links form a loop")
         if real.exists() and not real.is_file():
             raise usage_error(
                 f"cannot save to {quoted(shown)}: {_named(real, p)} is not a regular file"
+            )
+        if p.suffix.lower() not in suffixes:
+            what = f"extension {quoted(p.suffix)}" if p.suffix else "no extension"
+            raise usage_error(
+                f"cannot save to {quoted(shown)}: {what}; use one of {', '.join(suffixes)}"
             )
         parent = real.parent
         if parent.exists() and not parent.is_dir():

@@ -141,10 +141,16 @@ def _from_hub(repo_id: str) -> Path:
         ) from None
 
 
+def _not_a_file(path: Path, why: str = "") -> MaskvizError:
+    """Why ``path``, which a checkpoint needs, cannot be read as a file."""
+    what = "a folder, not a file" if path.is_dir() else "not a regular file"
+    return MaskvizError(f"{path}: {what if path.exists() else 'missing'}{why}")
+
+
 def _read_config(folder: Path) -> dict[str, Any]:
     path = folder / "config.json"
     if not path.is_file():
-        raise MaskvizError(f"{path}: missing (a checkpoint folder needs config.json)")
+        raise _not_a_file(path, " (a checkpoint folder needs config.json)")
     if path.stat().st_size > _MAX_CONFIG_BYTES:
         raise MaskvizError(f"{path}: too large to be a model config")
     data = _read_json(path)
@@ -245,7 +251,7 @@ def read_safetensors(path: Path) -> dict[str, NDArray[Any]]:
     from safetensors import SafetensorError, deserialize, safe_open
 
     if not path.is_file():
-        raise MaskvizError(f"{path}: missing")
+        raise _not_a_file(path)
     try:
         path.open("rb").close()  # safetensors reports an unreadable file as a missing one
     except OSError as exc:
@@ -287,7 +293,7 @@ def load_checkpoint(folder: Path, *, dtype: DType = "float32", name: str | None 
     else:
         tok_path = folder / "tokenizer.json"
         if not tok_path.is_file():
-            raise MaskvizError(f"{tok_path}: missing (a checkpoint folder needs tokenizer.json)")
+            raise _not_a_file(tok_path, " (a checkpoint folder needs tokenizer.json)")
         tokenizer = HFTokenizer(tok_path, _eos_ids(folder, data))
     if tokenizer.vocab_size > config.vocab_size:
         raise MaskvizError(
@@ -365,9 +371,9 @@ def _read_weights(folder: Path) -> tuple[dict[str, NDArray[Any]], str]:
     single, index = folder / "model.safetensors", folder / "model.safetensors.index.json"
     if single.is_file() or not index.is_file():
         if not single.is_file():
-            raise MaskvizError(
-                f"{single}: missing (a checkpoint folder needs model.safetensors or "
-                "model.safetensors.index.json)"
+            raise _not_a_file(
+                single,
+                " (a checkpoint folder needs model.safetensors or model.safetensors.index.json)",
             )
         return read_safetensors(single), str(single)
     data = _read_json(index)

@@ -300,15 +300,23 @@ def test_bfloat16_files_load_and_their_damaged_copies_load_correctly_or_fail_nam
         ("model.safetensors", b"\x00" * 7, "model.safetensors: not a readable"),
         ("tokenizer.json", b"{}", "tokenizer.json: not a loadable"),
         ("tokenizer.json", None, "tokenizer.json: missing"),
+        # a folder where a file should be is named as one, not as missing
+        ("config.json", "folder", "config.json: a folder, not a file"),
+        ("model.safetensors", "folder", "model.safetensors: a folder, not a file"),
+        ("tokenizer.json", "folder", "tokenizer.json: a folder, not a file"),
     ],
 )
 def test_broken_files_name_the_file_and_the_problem(
-    tmp_path: Path, filename: str, content: bytes | None, message: str
+    tmp_path: Path, filename: str, content: bytes | str | None, message: str
 ) -> None:
     folder = _copy(tmp_path)
     if content is None:
         (folder / filename).unlink()
+    elif content == "folder":
+        (folder / filename).unlink()
+        (folder / filename).mkdir()
     else:
+        assert isinstance(content, bytes)
         (folder / filename).write_bytes(content)
     with pytest.raises(MaskvizError, match=message):
         load_model(folder)

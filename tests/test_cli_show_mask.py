@@ -283,12 +283,14 @@ def test_save_paths_that_lead_to_no_regular_file_are_refused_before_any_work(
     tmp_path: Path,
 ) -> None:
     os.mkfifo(tmp_path / "pipe.png")
+    os.mkfifo(tmp_path / "pipe")  # named as such even without an extension
     (tmp_path / "null.png").symlink_to("/dev/null")
     (tmp_path / "nowhere.png").symlink_to(tmp_path / "missing" / "x.png")
     (tmp_path / "a.png").symlink_to(tmp_path / "b.png")
     (tmp_path / "b.png").symlink_to(tmp_path / "a.png")
     for name, message in [
         ("pipe.png", "it is not a regular file"),
+        ("pipe", "it is not a regular file"),
         ("null.png", "its target '/dev/null' is not a regular file"),
         ("nowhere.png", f"folder '{tmp_path / 'missing'}' does not exist"),
         ("a.png", "its symbolic links form a loop"),
