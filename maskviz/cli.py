@@ -439,7 +439,8 @@ def show_mask(
     window: Annotated[
         int | None,
         typer.Option(
-            help="Sliding window W: each query sees the W keys ending at itself (W counts the query).",
+            help="Sliding window W: each query sees the W keys ending at itself (W counts the "
+            "query); with --kind bidirectional or prefix-lm, also the W starting at it.",
             show_default=False,
         ),
     ] = None,

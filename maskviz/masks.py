@@ -563,6 +563,24 @@ def sliding_window(n: int, window: int, *, queries: int | None = None) -> Mask:
     return replace(_mask(n, queries, f"window {w}", lambda p: (p - w + 1, p), why), window=w)
 
 
+def local_window(n: int, window: int, *, queries: int | None = None) -> Mask:
+    """Two-sided sliding window, as encoders use it (Longformer, BigBird): query t
+    attends to keys t-window+1..t+window-1, the ``window`` keys ending at itself and
+    the ``window`` starting at it, so that ``causal & local_window`` is `sliding_window`.
+    (transformers' ``sliding_window_bidirectional_overlay(w)`` allows distances up to
+    ``w``: ``local_window(n, w + 1)``.)
+
+    >>> local_window(4, 2).to_array().astype(int)
+    array([[1, 1, 0, 0],
+           [1, 1, 1, 0],
+           [0, 1, 1, 1],
+           [0, 0, 1, 1]])
+    """
+    w = _count("window", window)
+    why = f"outside the two-sided window {w}"
+    return _mask(n, queries, f"two-sided window {w}", lambda p: (p - w + 1, p + w - 1), why)
+
+
 def prefix_lm(n: int, prefix: int, *, queries: int | None = None) -> Mask:
     """Prefix-LM: the first ``prefix`` positions attend to each other in both
     directions; later positions are causal (they see the whole prefix).
@@ -728,6 +746,10 @@ def build(
 ) -> Mask:
     """A base kind restricted by any of window, documents, chunks and padding (ANDed).
 
+    The window keeps keys within W - 1 positions of the query: with the causal kinds
+    that is `sliding_window`, the W keys ending at the query; with bidirectional and
+    prefix-lm, which see later keys too, `local_window`, on both sides.
+
     >>> build(6, "strict").description
     'strict causal'
     >>> build(6, window=2, pad=1).description
@@ -759,7 +781,8 @@ def build(
     else:
         raise usage_error(f"unknown mask kind {kind!r}; choose from {', '.join(KINDS)}")
     if window is not None:
-        mask = mask & sliding_window(n, window)
+        two_sided = kind in ("bidirectional", "prefix-lm")
+        mask = mask & (local_window if two_sided else sliding_window)(n, window)
     if document_lengths is not None:
         docs = documents(document_lengths)
         if docs.n_keys != n:

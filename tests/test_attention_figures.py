@@ -1141,3 +1141,13 @@ def test_width_help_names_the_widths_its_command_accepts(command: str, accepted:
     result = run_cli(command, "--help", env={"COLUMNS": "400"})
     assert result.exit_code == 0
     assert accepted in result.stdout
+
+
+def test_figures_from_python_take_the_widths_the_command_line_does() -> None:
+    view = trace_view(maskviz.load_model().trace([84, 111], steps=1))
+    assert af.attention_figure(view, width=np.float32(3.3)).get_figwidth() == pytest.approx(3.3)
+    mask = maskviz.masks.causal(4)
+    for width in (100, 1.5, float("nan"), "3", True):
+        for draw in (af.attention_figure, lambda _, width: figures.mask_figure(mask, width=width)):
+            with pytest.raises(maskviz.MaskvizError, match="figure's width must be from 2 to 20"):
+                draw(view, width=width)

@@ -46,6 +46,27 @@ def test_window_at_least_n_equals_causal() -> None:
     )
 
 
+@given(n=st.integers(1, 24), w=st.integers(1, 26), kind=st.sampled_from(["causal", "strict",
+       "bidirectional", "prefix-lm"]), prefix=st.integers(0, 24))  # fmt: skip
+def test_a_window_keeps_keys_within_w_minus_1_of_the_query_on_the_sides_its_kind_sees(
+    n: int, w: int, kind: str, prefix: int
+) -> None:
+    q, k = np.indices((n, n))
+    near = np.abs(q - k) < w  # the W keys ending at the query and the W starting at it
+    prefix = min(prefix, n)
+    seen = {
+        "causal": k <= q,
+        "strict": k < q,
+        "bidirectional": np.ones((n, n), bool),
+        "prefix-lm": (k <= q) | ((q < prefix) & (k < prefix)),
+    }[kind]
+    built = masks.build(n, kind, window=w, prefix=prefix if kind == "prefix-lm" else None)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(built.to_array(), seen & near)
+    # transformers' sliding_window_bidirectional_overlay(w): |q - k| <= w, one more here
+    np.testing.assert_array_equal(masks.local_window(n, w + 1).to_array(), np.abs(q - k) <= w)
+    assert masks.causal(n) & masks.local_window(n, w) == masks.sliding_window(n, w)
+
+
 def test_and_or_compose_elementwise() -> None:
     a, b = masks.causal(6), masks.chunked(6, 4)
     np.testing.assert_array_equal((a & b).to_array(), a.to_array() & b.to_array())

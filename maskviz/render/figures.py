@@ -15,6 +15,7 @@ import textwrap
 import warnings
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
+from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from maskviz._io import FIGURE_SUFFIXES, atomic_path, check_output_path
 from maskviz._text import display_label, fit, safe_text
 from maskviz.errors import check_labels, index_in, usage_error
 from maskviz.masks import Mask
-from maskviz.render.sizes import MIN_TEXT_SCALE, too_narrow
+from maskviz.render.sizes import MIN_TEXT_SCALE, WIDTH_RANGE, too_narrow
 
 MAX_FIGURE_CELLS = 512  # cells per side before a figure is downsampled
 LABEL_WIDTH = 12  # terminal cells of a token label before it is cut with '…'
@@ -105,8 +106,11 @@ def text_scale(natural: float, width: float | None) -> float:
     """
     if width is None:
         return 1.0
-    if not (math.isfinite(width) and width > 0):
-        raise usage_error(f"a figure's width must be a number of inches > 0, got {width}")
+    low, high = WIDTH_RANGE
+    if isinstance(width, bool) or not isinstance(width, Real) or not low <= width <= high:
+        raise usage_error(
+            f"a figure's width must be from {low:g} to {high:g} inches, got {width!r}"
+        )
     return min(1.0, max(MIN_TEXT_SCALE, width / natural))
 
 
