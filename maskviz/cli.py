@@ -312,25 +312,32 @@ DpiOption = Annotated[
 ]
 
 
-def _width_option(least: float = sizes.WIDTH_RANGE[0]) -> Any:
-    """--width, its help naming the range a command accepts."""
-    sizes_eg = (
+def _width_option(least: float, more: str = "") -> Any:
+    """--width, its help naming the widths a command accepts: from ``least`` (``more``
+    says what needs more) to `maskviz.render.sizes.MAX_WIDTH`."""
+    column = (
         "3.3 for a paper's column, 7 for its text width"
         if least <= 3.3
-        else "7 for a paper's text width"
+        else ("7 for a paper's text width")
     )
     return typer.Option(
         metavar="INCHES",
-        help=f"A saved .png, .svg or .pdf's width ({sizes.shown(least):g} to "
-        f"{sizes.WIDTH_RANGE[1]:g} inches), e.g. {sizes_eg}; "
-        "text shrinks with the picture, never below 70%.",
+        help=f"A saved .png, .svg or .pdf's width in inches, e.g. {column} "
+        f"({sizes.shown(least):g} to {sizes.MAX_WIDTH:g}{more}). Text shrinks with the "
+        "picture, never below 70%.",
         show_default=False,
     )
 
 
-WidthOption = Annotated[float | None, _width_option()]
+_PANEL_LEAST = sizes.least_width(1, sizes.GRID_MARGIN)
+MaskWidthOption = Annotated[
+    float | None, _width_option(sizes.mask_least(), "; long --text labels need more")
+]
+WidthOption = Annotated[float | None, _width_option(_PANEL_LEAST, "; several heads need more")]
 _COMPARISON_LEAST = sizes.least_width(3, sizes.COMPARISON_MARGIN)
 ComparisonWidthOption = Annotated[float | None, _width_option(_COMPARISON_LEAST)]
+_SIMILARITY_LEAST = sizes.least_width(2, sizes.grid_margin(2, shared_axes=False))
+SimilarityWidthOption = Annotated[float | None, _width_option(_SIMILARITY_LEAST)]
 BenchWidthOption = Annotated[float | None, _width_option(sizes.BENCH_LEAST)]
 
 
@@ -359,9 +366,7 @@ def _check_picture(dpi: int | None, width: float | None, save: Path | None) -> N
             raise usage_error("--width needs --save with a .png, .svg or .pdf file")
         if suffix not in FIGURE_SUFFIXES:
             raise usage_error(f"--width applies to .png, .svg and .pdf pictures, not {suffix}")
-        low_w, high_w = sizes.WIDTH_RANGE
-        if not low_w <= width <= high_w:  # NaN fails too
-            raise usage_error(f"--width must be from {low_w:g} to {high_w:g} inches, got {width:g}")
+        sizes.check_width_range(width, "--width")  # NaN fails too; the least is each picture's
 
 
 # ---------------------------------------------------------------- show-mask
@@ -509,7 +514,7 @@ def show_mask(
         ),
     ] = None,
     dpi: DpiOption = None,
-    width: WidthOption = None,
+    width: MaskWidthOption = None,
 ) -> None:
     """Draw an N x N attention mask: ● may attend, ○ may not; rows are queries, columns keys.
 
@@ -1083,7 +1088,7 @@ def similarity_command(
         ),
     ] = None,
     dpi: DpiOption = None,
-    width: WidthOption = None,
+    width: SimilarityWidthOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """How a GPT scores a symmetric pair: both orderings, one masked pass each.

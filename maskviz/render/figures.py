@@ -15,7 +15,6 @@ import textwrap
 import warnings
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
-from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +26,17 @@ from matplotlib.figure import Figure
 
 from maskviz._io import FIGURE_SUFFIXES, atomic_path, check_output_path
 from maskviz._text import display_label, fit, safe_text
-from maskviz.errors import check_labels, index_in, usage_error
+from maskviz.errors import check_labels, index_in
 from maskviz.masks import Mask
-from maskviz.render.sizes import MIN_TEXT_SCALE, WIDTH_RANGE, too_narrow
+from maskviz.render.sizes import (
+    MASK_BESIDE,
+    MASK_GRID,
+    MASK_TEXT,
+    MIN_TEXT_SCALE,
+    check_width_range,
+    mask_least,
+    too_narrow,
+)
 
 MAX_FIGURE_CELLS = 512  # cells per side before a figure is downsampled
 LABEL_WIDTH = 12  # terminal cells of a token label before it is cut with '…'
@@ -106,11 +113,7 @@ def text_scale(natural: float, width: float | None) -> float:
     """
     if width is None:
         return 1.0
-    low, high = WIDTH_RANGE
-    if isinstance(width, bool) or not isinstance(width, Real) or not low <= width <= high:
-        raise usage_error(
-            f"a figure's width must be from {low:g} to {high:g} inches, got {width!r}"
-        )
+    check_width_range(width, "a figure's width")
     return min(1.0, max(MIN_TEXT_SCALE, width / natural))
 
 
@@ -236,28 +239,27 @@ def mask_figure(
 
     def ticks(side: float, scale: float) -> tuple[float, int, float]:
         """Tick labels' size and stride, and the inches they add left and below."""
-        cell_pt = 72 * (side - 1.5 * scale) / cells
+        cell_pt = 72 * (side - MASK_TEXT * scale) / cells
         size = min(10.0 * scale, 0.8 * cell_pt)
         stride = 1 if size >= 5.0 else math.ceil(1.15 * 5.0 / cell_pt)
         size = max(size, 5.0)
         return size, stride, longest * 0.6 * size / 72  # ~0.6 em per character
 
     side = min(9.0, max(3.0, 0.32 * cells + 1.5))
-    scale = text_scale(side + 1.0 + ticks(side, 1.0)[2], width)
+    scale = text_scale(side + MASK_BESIDE + ticks(side, 1.0)[2], width)
     if width is not None:  # the grid takes what the labels leave
-        least = 1.5 * scale + 0.6
-        if least + 1.0 * scale + ticks(least, scale)[2] > width:
-            raise too_narrow(width, least + 1.0 * scale + ticks(least, scale)[2], "this mask")
+        least = MASK_TEXT * scale + MASK_GRID
+        if mask_least(scale, ticks(least, scale)[2]) > width:
+            raise too_narrow(width, mask_least(scale, ticks(least, scale)[2]), "this mask")
         low, high = least, width
         for _ in range(40):  # the labels grow with the grid: bisect for the width asked
             side = (low + high) / 2
-            low, high = (
-                (side, high) if side + scale + ticks(side, scale)[2] < width else (low, side)
-            )
+            beside = MASK_BESIDE * scale + ticks(side, scale)[2]
+            low, high = (side, high) if side + beside < width else (low, side)
         side = low
     size, stride, extent = ticks(side, scale)
     with scaled_text(scale):
-        wide = width if width is not None else side + scale + extent
+        wide = width if width is not None else side + MASK_BESIDE * scale + extent
         fig = Figure(figsize=(wide, side + extent), layout="constrained")
         ax = fig.add_subplot()
         cmap = ListedColormap(["none", COLOR_PARTIAL, COLOR_ALLOWED])  # "none": transparent
@@ -288,7 +290,7 @@ def mask_figure(
             # the labels shrink with the cells (the figure stops growing at 9 in), and
             # key numbers wider than their column stand upright
             ax.tick_params(which="major", labelsize=size)
-            column_pt = 72 * (side - 1.5 * scale) / cells * stride
+            column_pt = 72 * (side - MASK_TEXT * scale) / cells * stride
             if (
                 labels is not None
                 or len(str(n_cols - 1 + index_base)) * 0.6 * size > 0.9 * column_pt
@@ -299,7 +301,7 @@ def mask_figure(
 
             # as many round numbers as fit side by side, at most 8 ("12,345": 6 chars)
             chars = len(f"{max(mask.n_queries, mask.n_keys) + index_base:,}")
-            bins = int(72 * (side - 1.5 * scale) / (1.2 * 0.6 * chars * pt(10)))
+            bins = int(72 * (side - MASK_TEXT * scale) / (1.2 * 0.6 * chars * pt(10)))
             locator = MaxNLocator(nbins=min(8, max(2, bins)), integer=True)
             for set_ticks, count, offset in (
                 (ax.set_xticks, mask.n_keys, 0),

@@ -9,16 +9,22 @@ the figures check it again with the text size they settle on.
 from __future__ import annotations
 
 import math
+from numbers import Real
 
 from maskviz.errors import MaskvizError, usage_error
 
-WIDTH_RANGE = (2.0, 20.0)  # inches the command line accepts for --width
+MAX_WIDTH = 20.0  # inches: the widest picture drawn (a 150 dpi PNG 3,000 pixels wide)
 MIN_TEXT_SCALE = 0.7  # 10 pt -> 7 pt, the smallest a paper prints comfortably
 MIN_SIDE = 0.8  # inches: the smallest heatmap a width may ask for
 GRID_MARGIN = 1.8  # inches beside a grid of heatmaps at full text size: labels, colour bar
 AXIS_LABELS = 0.9  # inches more for each further heatmap that carries its own labels
 COMPARISON_MARGIN = 3.2  # beside a comparison's three heatmaps and two colour bars
 BENCH_LEAST = 6.0  # the benchmark's two plots side by side
+# a mask figure at full text size: its side holds the grid and MASK_TEXT inches of title
+# and tick labels; MASK_BESIDE more are right of it. Its grid is at least MASK_GRID
+MASK_TEXT = 1.5
+MASK_BESIDE = 1.0
+MASK_GRID = 0.6
 BENCH_PLOTS = "the benchmark's two panels"
 COMPARISON_PANELS = "a comparison's three panels"
 
@@ -52,6 +58,16 @@ def least_width(panels_across: int, margin: float, scale: float = MIN_TEXT_SCALE
     return panels_across * MIN_SIDE + margin * scale
 
 
+def mask_least(scale: float = MIN_TEXT_SCALE, labels: float = 0.0) -> float:
+    """The narrowest mask figure, its text at ``scale``, with ``labels`` inches of tick
+    labels beside the grid.
+
+    >>> round(mask_least(), 2)
+    2.35
+    """
+    return MASK_TEXT * scale + MASK_GRID + MASK_BESIDE * scale + labels
+
+
 def shown(least: float) -> float:
     """``least`` rounded up to a tenth of an inch: a width that is accepted.
 
@@ -66,6 +82,13 @@ def too_narrow(width: float, least: float, what: str) -> MaskvizError:
     return usage_error(
         f"a width of {width:g} in is too narrow for {what}: at least {shown(least):.1f} in"
     )
+
+
+def check_width_range(width: float, what: str) -> None:
+    """Refuse a ``width`` that is no number of inches from above 0 to `MAX_WIDTH`."""
+    if isinstance(width, bool) or not isinstance(width, Real) or not 0 < width <= MAX_WIDTH:
+        given = f"{width:g}" if isinstance(width, float | int) else repr(width)
+        raise usage_error(f"{what} must be a number of inches up to {MAX_WIDTH:g}, got {given}")
 
 
 def check_width(width: float | None, least: float, what: str) -> None:
