@@ -331,7 +331,7 @@ def _width_option(least: float, more: str = "") -> Any:
 
 _PANEL_LEAST = sizes.least_width(1, sizes.GRID_MARGIN)
 MaskWidthOption = Annotated[
-    float | None, _width_option(sizes.mask_least(), "; long --text labels need more")
+    float | None, _width_option(sizes.mask_least(), "; --text labels need more")
 ]
 WidthOption = Annotated[float | None, _width_option(_PANEL_LEAST, "; several heads need more")]
 _COMPARISON_LEAST = sizes.least_width(3, sizes.COMPARISON_MARGIN)
@@ -941,15 +941,15 @@ def view_command(
         save = check_output_path(save, TRACE_SUFFIXES)  # drawn, animated or converted
     _check_picture(dpi, width, save)
     trace = Trace.load(file)
+    recorded = trace.heads.tolist()
+    if not recorded or not trace.layers.size:
+        raise usage_error(f"{file} recorded no attention head: there is nothing to draw")
     if layer is None:
-        layer = int(trace.layers[0]) if trace.layers.size else 0
+        layer = int(trace.layers[0])
     if layer not in trace.layers:
         raise usage_error(
             f"--layer {layer} was not recorded in {file} (layers {trace.layers.tolist()})"
         )
-    recorded = trace.heads.tolist()
-    if not recorded:
-        raise usage_error(f"{file} recorded no attention head: there is nothing to draw")
     if head is None and heads is None and agg is None:
         head = recorded[0]
     elif head is not None and head not in recorded:

@@ -48,7 +48,7 @@ from maskviz.arch import (
     kv_cache_formula,
 )
 from maskviz.arch.gpt2 import Block, GPTConfig, Weights
-from maskviz.errors import MaskvizError, as_integer, as_integers, usage_error
+from maskviz.errors import MaskvizError, as_integer, as_integers, index_in, usage_error
 from maskviz.masks import Mask, causal
 from maskviz.nn import attention, checked_products, gelu, layer_norm, masked_softmax
 from maskviz.tokenizer import ByteTokenizer, Tokenizer, check_ids, utf8
@@ -121,8 +121,9 @@ class KVCache:
     ) -> tuple[FloatArray, FloatArray, IntArray]:
         """Store new keys/values [H_kv, n, d] at positions ``idx`` [n]; return every key
         and value the new queries attend over, with the position of each [n_k]."""
-        if not 0 <= layer < len(self.k):
-            raise usage_error(f"KVCache layer {layer} is outside 0..{len(self.k) - 1}")
+        layer = index_in(layer, len(self.k), "KVCache layer")
+        if not (isinstance(idx, np.ndarray) and idx.ndim == 1 and idx.dtype.kind in "iu"):
+            raise usage_error("KVCache positions must be a 1-D array of integers")
         keys, values, held = self.k[layer], self.v[layer], self.index[layer]
         h_kv, slots, d = keys.shape
         if k.shape != (h_kv, idx.shape[0], d) or v.shape != k.shape:
@@ -130,8 +131,11 @@ class KVCache:
                 f"KVCache keys and values must be [{h_kv}, {idx.shape[0]}, {d}] "
                 f"([KV heads, positions, head size]), got {list(k.shape)} and {list(v.shape)}"
             )
-        if k.dtype != keys.dtype or v.dtype != keys.dtype:  # a cast could round or overflow
-            raise usage_error(f"KVCache keys and values must be {keys.dtype}, got {k.dtype}")
+        for given in (k, v):  # a cast could round or overflow
+            if given.dtype != keys.dtype:
+                raise usage_error(
+                    f"KVCache keys and values must be {keys.dtype}, got {given.dtype}"
+                )
         # past the capacity a full layer's slot would silently wrap onto an earlier position
         if idx.shape[0] and not 0 <= idx[0] <= idx[-1] < self.capacity:
             raise usage_error(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import tokenize
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -490,11 +491,14 @@ def _read_npz(path: Path) -> dict[str, Any]:
         members = [*_ARRAYS, *_SCALARS, *(o for o in newer if o in names)]
         for name in members:
             with zf.open(names[name]) as fh:
-                version = np.lib.format.read_magic(fh)
-                if version == (1, 0):
-                    shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
-                else:
-                    shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+                try:
+                    version = np.lib.format.read_magic(fh)
+                    if version == (1, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+                    else:
+                        shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+                except (ValueError, SyntaxError, tokenize.TokenError):
+                    raise MaskvizError(f"{path}: '{name}' has a damaged array header") from None
                 if dtype.hasobject:
                     raise MaskvizError(
                         f"{path}: '{name}' holds Python objects; refused (no pickle)"

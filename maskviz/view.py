@@ -228,6 +228,8 @@ def trace_view(
         raise usage_error("choose one of head, heads or agg")
     if heads is not None and not len(heads):
         raise usage_error("heads: name at least one head")
+    if heads is not None and len(set(heads)) != len(heads):
+        raise usage_error(f"heads must not repeat, got {list(heads)}")
     if not trace.layers.size or not trace.heads.size:
         raise usage_error("the trace recorded no attention to draw")
     layer = int(trace.layers[0]) if layer is None else layer
@@ -491,6 +493,8 @@ def similarity_view(
     and the combined representation. ``labels``: the two orderings' token labels."""
     layer = index_in(layer, result.forward.attention.shape[0], "layer")
     head = index_in(head, result.forward.attention.shape[1], "head")
+    if len(labels) != 2:
+        raise usage_error(f"labels: one list per ordering (2), got {len(labels)}")
     panels = []
     for title, order, names in zip(
         ("[TEXT1; delim; TEXT2]", "[TEXT2; delim; TEXT1]"),

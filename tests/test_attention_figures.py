@@ -1107,8 +1107,9 @@ def test_a_narrow_picture_shrinks_its_text_to_70_percent_at_most(
         (["show-mask", "6", "--width", "3", "--save", "m.html"], "--width applies to .png, .svg and .pdf pictures, not .html"),
         (["trace", "To be", "--width", "3", "--save", "t.gif"], "--width applies to .png, .svg and .pdf pictures, not .gif"),
         (["show-mask", "6", "--width", "1.5", "--save", "m.png"], "a width of 1.5 in is too narrow for this mask: at least 2.4 in"),
-        (["show-mask", "6", "--width", "nan", "--save", "m.png"], "--width must be a number of inches up to 20, got nan"),
-        (["trace", "To be", "--width", "25", "--save", "t.png"], "--width must be a number of inches up to 20, got 25"),
+        (["show-mask", "6", "--width", "nan", "--save", "m.png"], "--width must be a number of inches above 0 and up to 20, got nan"),
+        (["trace", "To be", "--width", "25", "--save", "t.png"], "--width must be a number of inches above 0 and up to 20, got 25"),
+        (["trace", "To be", "--width", "0", "--save", "t.png"], "--width must be a number of inches above 0 and up to 20, got 0"),
         (["trace", "To be", "--width", "2", "--save", "t.png"], "a width of 2 in is too narrow for this picture: at least 2.1 in"),
         (["compare", "training-vs-cached", "--steps", "2", "--width", "3.3", "--save", "c.png"],
          "a width of 3.3 in is too narrow for a comparison's three panels: at least 4.7 in"),
@@ -1135,7 +1136,7 @@ def test_a_width_that_cannot_be_drawn_is_one_clear_line(
 
 @pytest.mark.parametrize(
     ("command", "accepted"),
-    [("show-mask", "e.g. 3.3 for a paper's column, 7 for its text width (2.4 to 20; long --text"),
+    [("show-mask", "e.g. 3.3 for a paper's column, 7 for its text width (2.4 to 20; --text labels"),
      ("trace", "e.g. 3.3 for a paper's column, 7 for its text width (2.1 to 20; several heads"),
      ("view", "e.g. 3.3 for a paper's column, 7 for its text width (2.1 to 20; several heads"),
      ("similarity", "e.g. 7 for a paper's text width (3.5 to 20)"),
@@ -1152,9 +1153,9 @@ def test_figures_from_python_take_the_widths_the_command_line_does() -> None:
     view = trace_view(maskviz.load_model().trace([84, 111], steps=1))
     assert af.attention_figure(view, width=np.float32(3.3)).get_figwidth() == pytest.approx(3.3)
     mask = maskviz.masks.causal(4)
-    no_width = "a figure's width must be a number of inches up to 20, got"
+    no_width = "a figure's width must be a number of inches above 0 and up to 20, got"
     for width, message in [(100, no_width), (0, no_width), (float("nan"), no_width),
-                           ("3", no_width), (True, no_width), (1.5, "too narrow for this")]:  # fmt: skip
+                           ("3", no_width), (True, no_width + " True"), (1.5, "too narrow for this")]:  # fmt: skip
         for draw in (af.attention_figure, lambda _, width: figures.mask_figure(mask, width=width)):
             with pytest.raises(maskviz.MaskvizError, match=message):
                 draw(view, width=width)

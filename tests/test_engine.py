@@ -632,6 +632,12 @@ def test_a_kv_cache_refuses_layers_shapes_and_dtypes_it_does_not_hold() -> None:
          r"must be \[1, 1, 4\] \(\[KV heads, positions, head size\]\), got \[2, 1, 4\]"),
         (lambda: cache.update(1, kv.astype(np.float64) * 1e300, kv, np.array([0])),
          "KVCache keys and values must be float32, got float64"),
+        (lambda: cache.update(1, kv, kv.astype(np.float64), np.array([0])),
+         "KVCache keys and values must be float32, got float64"),
+        (lambda: cache.update(1.5, kv, kv, np.array([0])), "KVCache layer: 1.5 is not an integer"),  # type: ignore[arg-type]
+        (lambda: cache.update(1, kv, kv, [0]), "KVCache positions must be a 1-D array of integers"),  # type: ignore[arg-type]
+        (lambda: cache.update(1, kv, kv, np.array([0.0])), "KVCache positions must be a 1-D"),
+        (lambda: cache.update(1, kv, kv, np.array([[0]])), "KVCache positions must be a 1-D"),
     ):  # fmt: skip
         with pytest.raises(MaskvizError, match=message):
             call()

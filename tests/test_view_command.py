@@ -93,11 +93,16 @@ def test_files_it_cannot_trust_and_bad_choices_get_one_line(
 def test_a_trace_that_recorded_no_head_is_a_usage_error(tmp_path: Path) -> None:
     from maskviz import load_model
 
-    path = tmp_path / "t.npz"
+    path, unrecorded = tmp_path / "t.npz", tmp_path / "none.npz"
     load_model().trace([84, 111], steps=1, heads=[]).save(path)
-    result = run_cli("view", str(path))
-    assert result.exit_code == 2
-    assert "recorded no attention head" in result.stderr
+    load_model().trace([84, 111], steps=1, record=False).save(unrecorded)
+    for file in (path, unrecorded):
+        result = run_cli("view", str(file))
+        assert result.exit_code == 2
+        assert (
+            result.stderr
+            == f"maskviz: error: {file} recorded no attention head: there is nothing to draw\n"
+        )
 
 
 def test_heads_are_chosen_among_those_the_trace_recorded(tmp_path: Path) -> None:
@@ -190,6 +195,11 @@ def test_views_from_python_refuse_layers_heads_and_labels_that_name_nothing() ->
         (lambda: similarity_view(pair, pair_labels, layer=4), "layer 4 is outside 0..3"),
         (lambda: similarity_view(pair, [[], []]), "expected"),
         (lambda: trace_view(trace, heads=[]), "heads: name at least one head"),
+        (lambda: trace_view(trace, heads=[3, 3]), "heads must not repeat, got [3, 3]"),
+        (
+            lambda: similarity_view(pair, pair_labels[:1]),
+            "labels: one list per ordering (2), got 1",
+        ),
         (lambda: mask_figure(masks.causal(4), labels=["a"]), "expected 4 labels"),
         (
             lambda: mask_figure(masks.causal(4), highlight_row=9),

@@ -87,8 +87,11 @@ def too_narrow(width: float, least: float, what: str) -> MaskvizError:
 def check_width_range(width: float, what: str) -> None:
     """Refuse a ``width`` that is no number of inches from above 0 to `MAX_WIDTH`."""
     if isinstance(width, bool) or not isinstance(width, Real) or not 0 < width <= MAX_WIDTH:
-        given = f"{width:g}" if isinstance(width, float | int) else repr(width)
-        raise usage_error(f"{what} must be a number of inches up to {MAX_WIDTH:g}, got {given}")
+        number = isinstance(width, float | int) and not isinstance(width, bool)
+        given = f"{width:g}" if number else repr(width)
+        raise usage_error(
+            f"{what} must be a number of inches above 0 and up to {MAX_WIDTH:g}, got {given}"
+        )
 
 
 def check_width(width: float | None, least: float, what: str) -> None:
