@@ -25,7 +25,7 @@ import maskviz
 from maskviz._text import display_label
 from maskviz.compare import compare
 from maskviz.render import attention_figures as af
-from maskviz.render import figures
+from maskviz.render import figures, style
 from maskviz.render.figures import BLOCKED_STYLE, COLOR_HIGHLIGHT, save_figure
 from maskviz.render.grid import AttentionGrid
 from maskviz.render.save import save_view
@@ -116,8 +116,11 @@ def pixel_states(image: np.ndarray[Any, Any], ax: Any, n: int, k: int = 1) -> np
     white not generated yet, the evicted pink and its magenta hatching (and their blends)
     evicted, anything else a weight. Each cell is judged by the majority of its inner
     pixels (hatch lines cross it)."""
-    grey, white = np.array(to_rgb(af.COLOR_MASKED)), np.array(to_rgb(af.COLOR_PENDING))
-    pink, magenta = np.array(to_rgb(af.COLOR_EVICTED)), np.array(to_rgb(af.COLOR_EVICTED_HATCH))
+    grey, white = np.array(to_rgb(style.COLOR_MASKED)), np.array(to_rgb(style.COLOR_PENDING))
+    pink, magenta = (
+        np.array(to_rgb(style.COLOR_EVICTED)),
+        np.array(to_rgb(style.COLOR_EVICTED_HATCH)),
+    )
     cells = math.ceil(n / k)
     out = np.zeros((cells, cells), np.int8)
     for r in range(cells):
@@ -212,11 +215,11 @@ def test_masked_cells_differ_from_zero_weight(trace: Trace) -> None:
     (ax,) = heatmap_axes(fig)
     cmap = ax.images[0].get_cmap()
     assert cmap.get_bad()[3] == 0  # masked cells show the axes' dotted grey through
-    assert np.allclose(ax.patch.get_facecolor()[:3], to_rgb(af.COLOR_MASKED))
+    assert np.allclose(ax.patch.get_facecolor()[:3], to_rgb(style.COLOR_MASKED))
 
     image = rendered(fig)
     masked, zero = cell_pixels(image, ax, 0, 1), pixel(fig, image, ax, n - 1, 1)
-    assert np.allclose(np.median(masked, axis=0), to_rgb(af.COLOR_MASKED), atol=0.02)
+    assert np.allclose(np.median(masked, axis=0), to_rgb(style.COLOR_MASKED), atol=0.02)
     assert np.allclose(zero, cmap(0.0)[:3], atol=0.02)
     assert np.abs(np.median(masked, axis=0) - zero).max() > 0.3
 
@@ -385,7 +388,7 @@ def test_gif_keeps_the_evicted_pink_that_appears_only_in_later_frames(tmp_path: 
     states = trace_view(trace).panels[0].states  # layer 0: sliding window 32
     assert not (states[: trace.prompt_len] == EVICTED).any() and (states == EVICTED).any()
     af.save_decode_gif(path, trace_view(trace))
-    pink = np.array([int(af.COLOR_EVICTED[i : i + 2], 16) for i in (1, 3, 5)])
+    pink = np.array([int(style.COLOR_EVICTED[i : i + 2], 16) for i in (1, 3, 5)])
     with Image.open(path) as gif:
         gif.seek(gif.n_frames - 1)
         rgb = np.asarray(gif.convert("RGB")).reshape(-1, 3).astype(int)
@@ -486,11 +489,11 @@ def test_evicted_keys_get_their_own_hatched_colour_and_legend_entry(
     assert af.EVICTED_LABEL == "evicted from the rolling cache"  # the terminal's words
     image = rendered(fig)
     row, key = np.argwhere(states == EVICTED)[0]
-    pink = np.array(to_rgb(af.COLOR_EVICTED))
+    pink = np.array(to_rgb(style.COLOR_EVICTED))
     cell = pixel_states(image, ax, states.shape[0])
     assert cell[row, key] == EVICTED
     # the evicted hatching is not the masked dots, and its colour no weight's colour
-    hatch, dots = to_rgb(af.COLOR_EVICTED_HATCH), to_rgb(af.COLOR_MASKED_DOTS)
+    hatch, dots = to_rgb(style.COLOR_EVICTED_HATCH), to_rgb(style.COLOR_MASKED_DOTS)
     assert np.abs(np.subtract(hatch, dots)).max() > 0.3
     assert BLOCKED_STYLE["hatch"] != af.EVICTED_HATCH
     viridis = ax.images[0].get_cmap()(np.linspace(0, 1, 256))[:, :3]
@@ -563,7 +566,7 @@ def test_gif_of_a_sliding_layer_hatches_evicted_keys_and_counts_them(
     with Image.open(path) as gif:
         gif.seek(8)
         last = np.asarray(gif.convert("RGB")).astype(float) / 255
-    pink = np.array(to_rgb(af.COLOR_EVICTED))
+    pink = np.array(to_rgb(style.COLOR_EVICTED))
     assert (np.abs(last - pink).max(axis=-1) < 0.03).sum() > 500  # evicted cells are drawn
 
 
@@ -703,9 +706,9 @@ def test_similarity_panels_carry_their_own_tokens_and_delimiter(
         (outline,) = [p for p in ax.patches if not p.get_fill()]
         assert outline.get_xy() == (-0.5, n - 1.5) and outline.get_height() == 1
         assert np.allclose(outline.get_edgecolor()[:3], to_rgb(COLOR_HIGHLIGHT))
-    assert af.DELIMITER_LABEL in legend_texts(fig)
+    assert style.DELIMITER_LABEL in legend_texts(fig)
     assert "last position: its state is read" in legend_texts(fig)
-    assert "delimiter" in af.DELIMITER_LABEL
+    assert "delimiter" in style.DELIMITER_LABEL
     assert not any("generated" in text for text in legend_texts(fig))
 
 

@@ -11,6 +11,8 @@ import base64
 import json
 import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from html.parser import HTMLParser
@@ -23,6 +25,7 @@ import pytest
 import maskviz
 from maskviz._text import display_label
 from maskviz.render import html as mvhtml
+from maskviz.render import style
 from maskviz.trace import Trace
 from maskviz.view import ALLOWED, EVICTED, trace_states
 from tests import chromium
@@ -795,17 +798,44 @@ def rgb_of(hex_color: str) -> list[int]:
 def test_pages_take_the_figures_masked_dots_marks_and_a_visible_small_evicted_colour(
     pages: dict[str, Path], name: str
 ) -> None:
-    from maskviz.render import attention_figures as af
-
     colors = page_data(pages[name])["colors"]
-    assert colors["maskedDots"] == af.COLOR_MASKED_DOTS
-    assert colors["boundary"] == af.COLOR_BOUNDARY
-    assert page_data(pages[name])["markLabels"] == af.MARK_LABELS
+    assert colors["maskedDots"] == style.COLOR_MASKED_DOTS
+    assert colors["boundary"] == style.COLOR_BOUNDARY
+    assert page_data(pages[name])["markLabels"] == style.MARK_LABELS
     # evicted keys too small to hatch: between the pink and its hatching, seen on the page
     small = colors["evictedSmall"]
-    assert small not in (af.COLOR_EVICTED, af.COLOR_EVICTED_HATCH, colors["highlight"])
+    assert small not in (style.COLOR_EVICTED, style.COLOR_EVICTED_HATCH, colors["highlight"])
     assert contrast(small, "#ffffff") >= 3
-    assert contrast(af.COLOR_EVICTED, "#ffffff") < contrast(small, "#ffffff")
+    assert contrast(style.COLOR_EVICTED, "#ffffff") < contrast(small, "#ffffff")
+
+
+def test_pages_colour_cells_with_the_figures_colormaps_and_never_load_matplotlib(
+    tmp_path: Path,
+) -> None:
+    import matplotlib as mpl
+
+    for name in (style.WEIGHTS_CMAP, style.DIFF_CMAP):
+        rgba = mpl.colormaps[name].resampled(256)(np.arange(256))
+        table = bytes.fromhex(style.lut(name))
+        expected = np.rint(rgba[:, :3] * 255).astype(np.uint8).ravel()  # exact halves: none
+        assert table == expected.tobytes(), name
+    script = (
+        "import sys; from maskviz import load_model, masks;"
+        " from maskviz.render.html import mask_page, trace_page, render_document;"
+        " from maskviz.render.save import save_view; from maskviz.view import mask_view, trace_view;"
+        " m = masks.causal(6); t = load_model().trace([84, 111], steps=2);"
+        " render_document(trace_page(t)); render_document(mask_page(mask_view(m), m));"
+        f" save_view(trace_view(t), {str(tmp_path / 'v.html')!r});"
+        f" sys.argv = ['maskviz', 'compare', 'training-vs-cached', '--steps', '2', '--save', {str(tmp_path / 'c.html')!r}];"
+        " from maskviz.__main__ import main\ntry: main()\nexcept SystemExit: pass\n"
+        "print('matplotlib' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert result.stdout.endswith("False\n")  # after compare's report
+    assert (tmp_path / "v.html").is_file() and (tmp_path / "c.html").is_file()
 
 
 def test_a_standalone_page_has_a_main_landmark_and_a_fragment_none(headline: Trace) -> None:

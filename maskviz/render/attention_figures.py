@@ -46,9 +46,6 @@ from maskviz._io import atomic_path
 from maskviz._text import safe_text
 from maskviz.render.figures import (
     BLOCKED_STYLE,
-    COLOR_BLOCKED,
-    COLOR_BLOCKED_DOTS,
-    COLOR_HIGHLIGHT,
     blocked_background,
     drawable,
     fit_height,
@@ -70,6 +67,17 @@ from maskviz.render.sizes import (
     panels_text,
     too_narrow,
 )
+from maskviz.render.style import (
+    COLOR_BOUNDARY,
+    COLOR_EVICTED,
+    COLOR_EVICTED_HATCH,
+    COLOR_HIGHLIGHT,
+    COLOR_PENDING,
+    DIFF_CMAP,
+    DIFF_FLOOR,
+    MARK_LABELS,
+    WEIGHTS_CMAP,
+)
 from maskviz.view import (
     ALLOWED,
     EVICTED,
@@ -88,23 +96,12 @@ BoolArray = NDArray[np.bool_]
 StateArray = NDArray[np.int8]
 
 MAX_CELLS = 64  # displayed cells per side; above this the matrix is pooled
-COLOR_MASKED, COLOR_MASKED_DOTS = COLOR_BLOCKED, COLOR_BLOCKED_DOTS  # as in mask pictures
-COLOR_EVICTED = "#fde0ef"  # light pink: a hue viridis never takes
-COLOR_EVICTED_HATCH = "#c51b7d"  # dark magenta lines: the pattern survives any colour vision
 EVICTED_HATCH = "///"
-COLOR_BOUNDARY = "#e8590c"  # orange: visible on both the viridis and the grey cells
-COLOR_PENDING = "white"  # what does not exist yet: keys not generated, rows a GIF has not reached
 COLOR_GOOD, COLOR_BAD = "#1b7837", "#b2182b"  # a comparison's verdict
-WEIGHTS_CMAP = "viridis"
-DIFF_CMAP = "inferno"
-DIFF_FLOOR = 1e-12  # |Δ| at or below this shares the darkest colour (float64 noise lives here)
 GIF_DPI = 100
 MASKED_LABEL = "masked (not allowed)"
 EVICTED_LABEL = STATE_NAMES[EVICTED]
 NOT_YET_LABEL = STATE_NAMES[NOT_YET]
-BOUNDARY_LABEL = "prompt | generated"
-DELIMITER_LABEL = "delimiter (between the dashed lines)"
-MARK_LABELS = {"prompt": BOUNDARY_LABEL, "delimiter": DELIMITER_LABEL}
 
 ProgressCallback = Callable[[int, int], None]  # (frames written, total frames)
 

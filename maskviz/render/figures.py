@@ -37,20 +37,23 @@ from maskviz.render.sizes import (
     mask_least,
     too_narrow,
 )
+from maskviz.render.style import (
+    COLOR_ALLOWED,
+    COLOR_BLOCKED,
+    COLOR_BLOCKED_DOTS,
+    COLOR_HIGHLIGHT,
+    COLOR_PADDING,
+    COLOR_PARTIAL,
+)
 
 MAX_FIGURE_CELLS = 512  # cells per side before a figure is downsampled
 LABEL_WIDTH = 12  # terminal cells of a token label before it is cut with '…'
-COLOR_ALLOWED, COLOR_PARTIAL, COLOR_BLOCKED = "#1b7837", "#a6dba0", "#f2f2f2"
-COLOR_BLOCKED_DOTS = "#a8a8a8"  # dots on "may not" cells: apart from any weight in grey print
 # a cell no query may attend, the same in every figure (and page): light grey, dotted
 BLOCKED_STYLE: dict[str, Any] = {
     "facecolor": COLOR_BLOCKED,
     "edgecolor": COLOR_BLOCKED_DOTS,
     "hatch": "....",
 }
-COLOR_PADDING = "#7f7f7f"  # the hatching of padding positions
-COLOR_HIGHLIGHT = "#e7298a"  # magenta: the row a step computes, in every figure and page
-
 mpl.rcParams["svg.hashsalt"] = "maskviz"  # reproducible SVG ids
 
 

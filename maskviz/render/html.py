@@ -38,7 +38,6 @@ import uuid
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,6 +48,7 @@ from numpy.typing import NDArray
 from maskviz._io import write_text
 from maskviz._text import display_label, plural, safe_text
 from maskviz.errors import usage_error
+from maskviz.render import style
 from maskviz.view import (
     ALLOWED,
     PAD_NOTE,
@@ -75,7 +75,6 @@ LARGE_PAGE = 32_000_000  # bytes past which a page is written with a warning: br
 # and Jupyter drops outputs sent faster than 1 MB/s by default
 NOTEBOOK_PAGE = 8_000_000
 TOP_K = 5  # next-token candidates shown per row
-COLOR_PENDING = "#ffffff"  # rows and keys a decoding step has not reached yet
 # cells under this many pixels are too small to hatch: evicted keys are drawn flat in a
 # colour this far from the figures' light pink towards its magenta hatching, which stays
 # visible on the white page (3:1) and still reads as neither a weight nor masked
@@ -200,9 +199,6 @@ def _page(
     index_base: int = 1,
     **extra: Any,
 ) -> Page:
-    from maskviz.render import attention_figures as af
-    from maskviz.render.figures import COLOR_HIGHLIGHT
-
     data = {
         "v": 1,
         "kind": kind,
@@ -220,41 +216,25 @@ def _page(
         "steps": 0,
         "rows": None,
         "colors": {
-            "viridis": _lut(af.WEIGHTS_CMAP),
-            "inferno": _lut(af.DIFF_CMAP),
-            "diffFloor": af.DIFF_FLOOR,
-            "masked": af.COLOR_MASKED,  # dotted, as in the figures
-            "maskedDots": af.COLOR_MASKED_DOTS,
-            "evicted": af.COLOR_EVICTED,  # hatched, as in the figures
-            "evictedHatch": af.COLOR_EVICTED_HATCH,
-            "evictedSmall": _mix(af.COLOR_EVICTED, af.COLOR_EVICTED_HATCH, EVICTED_SMALL_MIX),
+            "viridis": style.lut(style.WEIGHTS_CMAP),
+            "inferno": style.lut(style.DIFF_CMAP),
+            "diffFloor": style.DIFF_FLOOR,
+            "masked": style.COLOR_MASKED,  # dotted, as in the figures
+            "maskedDots": style.COLOR_MASKED_DOTS,
+            "evicted": style.COLOR_EVICTED,  # hatched, as in the figures
+            "evictedHatch": style.COLOR_EVICTED_HATCH,
+            "evictedSmall": style.mix(
+                style.COLOR_EVICTED, style.COLOR_EVICTED_HATCH, EVICTED_SMALL_MIX
+            ),
             "smallCell": SMALL_CELL,
-            "pending": COLOR_PENDING,
-            "boundary": af.COLOR_BOUNDARY,  # every dashed mark, as in the figures
-            "highlight": COLOR_HIGHLIGHT,
+            "pending": style.COLOR_PENDING,
+            "boundary": style.COLOR_BOUNDARY,  # every dashed mark, as in the figures
+            "highlight": style.COLOR_HIGHLIGHT,
         },
-        "markLabels": dict(af.MARK_LABELS),
+        "markLabels": dict(style.MARK_LABELS),
         **extra,
     }
     return Page(kind, title, data)
-
-
-def _mix(a: str, b: str, t: float) -> str:
-    """The colour ``t`` of the way from ``a`` to ``b``, as ``#rrggbb``."""
-    from matplotlib.colors import to_hex, to_rgb
-
-    r, g, b_ = ((1 - t) * x + t * y for x, y in zip(to_rgb(a), to_rgb(b), strict=True))
-    return to_hex((r, g, b_))
-
-
-@cache
-def _lut(name: str) -> str:
-    """A colormap as 256 hex colours joined (the figures' own, sampled from matplotlib)."""
-    import matplotlib as mpl
-
-    rgba = mpl.colormaps[name].resampled(256)(np.arange(256))
-    return "".join(f"{int(r * 255 + 0.5):02x}{int(g * 255 + 0.5):02x}{int(b * 255 + 0.5):02x}"
-                   for r, g, b, _ in rgba)  # fmt: skip
 
 
 # ---------------------------------------------------------------- pages
@@ -467,7 +447,6 @@ def view_page(
     pads = sorted({int(r) for p in view.panels for r, note in p.notes.items() if note == PAD_NOTE})
     steps = max(n - view.steps_from, 0) if view.mode == "cached" else 0
     select = {"0/0": [0, list(range(len(panels)))]}
-    from maskviz.render.figures import COLOR_ALLOWED
 
     return _page(
         kind,
@@ -481,17 +460,16 @@ def view_page(
         mode=view.mode if steps else "training",
         stepsFrom=view.steps_from,
         steps=steps,
-        allowedColor=COLOR_ALLOWED,
+        allowedColor=style.COLOR_ALLOWED,
     )
 
 
 def mask_page(view: AttentionView, mask: Mask, *, highlight: int | None = None) -> Page:
     """A mask (`maskviz.view.mask_view` of ``mask``): allowed or not, no weights, in the
     mask figures' colours; each masked cell's tooltip says why (`Mask.reasons`)."""
-    from maskviz.render.figures import COLOR_BLOCKED
 
     page = view_page(view, kind="mask", highlight=highlight, window=mask.window)
-    colors = dict(page.data["colors"], masked=COLOR_BLOCKED)
+    colors = dict(page.data["colors"], masked=style.COLOR_BLOCKED)
     (only,) = page.data["views"]
     (panel,) = only["panels"]
     texts, codes = mask.reasons()

@@ -40,13 +40,18 @@ def save_view(
 ) -> None:
     """Draw ``view`` into ``path`` (see the module docstring for formats); ``dpi``: a
     PNG's resolution; ``width``: a picture's width in inches (.png, .svg, .pdf)."""
-    from maskviz.render import attention_figures as af
-    from maskviz.render.figures import missing_glyphs_said_once, save_figure
-
     path = check_output_path(path, VIEW_SUFFIXES)
     suffix = path.suffix.lower()
     if width is not None and suffix not in FIGURE_SUFFIXES:
         raise usage_error(f"a width applies to .png, .svg and .pdf pictures, not {suffix}")
+    if suffix == ".html":  # an interactive page of this one view, drawn without matplotlib
+        from maskviz.render.html import save_html
+
+        save_html(view, path)
+        return
+    from maskviz.render import attention_figures as af
+    from maskviz.render.figures import missing_glyphs_said_once, save_figure
+
     if suffix == ".gif":
         with missing_glyphs_said_once():
             af.save_decode_gif(path, view, progress=progress)
@@ -54,10 +59,6 @@ def save_view(
         # a comparison (it has a verdict) adds where its sides differ
         draw = af.comparison_figure if view.verdict is not None else af.attention_figure
         save_figure(draw(view, width=width), path, dpi=dpi)
-    else:  # .html: an interactive page of this one view (maskviz.render.html)
-        from maskviz.render.html import save_html
-
-        save_html(view, path)
 
 
 __all__ = ["gif_frames", "save_view"]
