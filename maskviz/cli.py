@@ -315,14 +315,12 @@ DpiOption = Annotated[
 def _width_option(least: float, more: str = "") -> Any:
     """--width, its help naming the widths a command accepts: from ``least`` (``more``
     says what needs more) to `maskviz.render.sizes.MAX_WIDTH`."""
-    column = (
-        "3.3 for a paper's column, 7 for its text width"
-        if least <= 3.3
-        else ("7 for a paper's text width")
-    )
+    examples = "3.3 for a paper's column, 7 for its text width"
+    if least > 3.3:
+        examples = "7 for a paper's text width"
     return typer.Option(
         metavar="INCHES",
-        help=f"A saved .png, .svg or .pdf's width in inches, e.g. {column} "
+        help=f"A saved .png, .svg or .pdf's width in inches, e.g. {examples} "
         f"({sizes.shown(least):g} to {sizes.MAX_WIDTH:g}{more}). Text shrinks with the "
         "picture, never below 70%.",
         show_default=False,
