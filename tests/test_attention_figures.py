@@ -1162,3 +1162,19 @@ def test_figures_from_python_take_the_widths_the_command_line_does() -> None:
         for draw in (af.attention_figure, lambda _, width: figures.mask_figure(mask, width=width)):
             with pytest.raises(maskviz.MaskvizError, match=message):
                 draw(view, width=width)
+
+
+def test_every_figure_shows_as_a_picture_in_a_notebook_without_pyplot() -> None:
+    model = maskviz.load_model()
+    trace = model.trace([84, 111, 32], steps=2)
+    result = compare(model, "training-vs-cached", [84, 111, 32], steps=2)
+    shown = [
+        af.attention_figure(trace_view(trace)),
+        af.comparison_figure(comparison_view(result, [str(i) for i in result.token_ids])),
+        af.layers_figure(trace),
+        figures.mask_figure(maskviz.masks.causal(5)),
+    ]
+    for fig in shown:
+        png = Image.open(io.BytesIO(fig._repr_png_()))  # what IPython's PNG printer asks
+        expected = np.round(fig.get_size_inches() * figures.NOTEBOOK_DPI)
+        assert np.abs(np.array(png.size) - expected).max() <= 1

@@ -143,6 +143,7 @@ def test_the_latency_figure_counts_positions_from_1_and_shows_a_single_step(toke
         t.get_text() for t in fig.axes[1].get_legend().get_texts() if "bound" in t.get_text()
     ]
     assert bound.endswith("not a limit here: these weights fit in the CPU caches")
+    assert fig._repr_png_().startswith(b"\x89PNG")  # a notebook shows it as a picture
 
 
 def test_library_run_without_probe_has_no_bound() -> None:

@@ -46,6 +46,7 @@ from maskviz._io import atomic_path
 from maskviz._text import safe_text
 from maskviz.render.figures import (
     BLOCKED_STYLE,
+    NotebookFigure,
     blocked_background,
     drawable,
     fit_height,
@@ -487,7 +488,7 @@ def _draw_panels(
     count = len(panels)
     ncols = across(count)
     nrows = math.ceil(count / ncols)
-    fig = Figure(
+    fig = NotebookFigure(
         figsize=(ncols * side + margin * scale, nrows * side + 1.4 * scale), layout="constrained"
     )
     grid_axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
@@ -578,7 +579,7 @@ def comparison_figure(view: AttentionView, *, width: float | None = None) -> Fig
 
 def _draw_comparison(view: AttentionView, grid: _Grid, side: float, scale: float) -> Figure:
     left, right = view.panels
-    fig = Figure(
+    fig = NotebookFigure(
         figsize=(3 * side + COMPARISON_MARGIN * scale, side + 2.0 * scale), layout="constrained"
     )
     ax_left, ax_right, ax_diff = fig.subplots(1, 3)

@@ -13,7 +13,7 @@ from matplotlib.ticker import MaxNLocator
 
 from maskviz._text import times
 from maskviz.bench import BenchResult
-from maskviz.render.figures import pt, scaled_text, text_scale, wrapped
+from maskviz.render.figures import NotebookFigure, pt, scaled_text, text_scale, wrapped
 from maskviz.render.sizes import BENCH_LEAST, BENCH_PLOTS, check_width
 
 COLOR_CACHED = "#1b7837"
@@ -36,7 +36,7 @@ def latency_figure(result: BenchResult, *, width: float | None = None) -> Figure
 
 
 def _draw(result: BenchResult, width: float) -> Figure:
-    fig = Figure(figsize=(width, max(2.6, HEIGHT * width / WIDTH)), layout="constrained")
+    fig = NotebookFigure(figsize=(width, max(2.6, HEIGHT * width / WIDTH)), layout="constrained")
     title_width = width / 2 - 0.6  # a panel's, less its axis labels
     both, cached_only = fig.subplots(1, 2)
     ms_cached = [s * 1e3 for s in result.cached.step_seconds]

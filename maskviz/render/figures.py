@@ -7,6 +7,7 @@ backend), returned to the caller, and saved atomically by `save_figure`.
 from __future__ import annotations
 
 import contextlib
+import io
 import itertools
 import math
 import os
@@ -47,6 +48,7 @@ from maskviz.render.style import (
 )
 
 MAX_FIGURE_CELLS = 512  # cells per side before a figure is downsampled
+NOTEBOOK_DPI = 100  # a figure shown in a notebook: matplotlib's own screen resolution
 LABEL_WIDTH = 12  # terminal cells of a token label before it is cut with '…'
 # a cell no query may attend, the same in every figure (and page): light grey, dotted
 BLOCKED_STYLE: dict[str, Any] = {
@@ -55,6 +57,17 @@ BLOCKED_STYLE: dict[str, Any] = {
     "hatch": "....",
 }
 mpl.rcParams["svg.hashsalt"] = "maskviz"  # reproducible SVG ids
+
+
+class NotebookFigure(Figure):
+    """A matplotlib `Figure` that a Jupyter notebook shows as a picture. Figures made
+    without pyplot show as text ("<Figure size ...>") until ``%matplotlib inline``
+    registers them; with it, its own printer is used instead of this one."""
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=NOTEBOOK_DPI)
+        return buffer.getvalue()
 
 
 @lru_cache(maxsize=8)
@@ -263,7 +276,7 @@ def mask_figure(
     size, stride, extent = ticks(side, scale)
     with scaled_text(scale):
         wide = width if width is not None else side + MASK_BESIDE * scale + extent
-        fig = Figure(figsize=(wide, side + extent), layout="constrained")
+        fig = NotebookFigure(figsize=(wide, side + extent), layout="constrained")
         ax = fig.add_subplot()
         cmap = ListedColormap(["none", COLOR_PARTIAL, COLOR_ALLOWED])  # "none": transparent
         # "none": SVG and PDF hold one pixel per cell, drawn sharp at any zoom
