@@ -265,8 +265,9 @@ def mask_figure(
     scale = text_scale(side + MASK_BESIDE + ticks(side, 1.0)[2], width)
     if width is not None:  # the grid takes what the labels leave
         least = MASK_TEXT * scale + MASK_GRID
-        if mask_least(scale, ticks(least, scale)[2]) > width:
-            raise too_narrow(width, mask_least(scale, ticks(least, scale)[2]), "this mask")
+        narrowest = mask_least(scale, ticks(least, scale)[2])
+        if narrowest > width:
+            raise too_narrow(width, narrowest, "this mask")
         low, high = least, width
         for _ in range(40):  # the labels grow with the grid: bisect for the width asked
             side = (low + high) / 2

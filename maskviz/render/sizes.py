@@ -86,8 +86,8 @@ def too_narrow(width: float, least: float, what: str) -> MaskvizError:
 
 def check_width_range(width: float, what: str) -> None:
     """Refuse a ``width`` that is no number of inches from above 0 to `MAX_WIDTH`."""
-    if isinstance(width, bool) or not isinstance(width, Real) or not 0 < width <= MAX_WIDTH:
-        number = isinstance(width, float | int) and not isinstance(width, bool)
+    number = isinstance(width, Real) and not isinstance(width, bool)
+    if not (number and 0 < width <= MAX_WIDTH):
         given = f"{width:g}" if number else repr(width)
         raise usage_error(
             f"{what} must be a number of inches above 0 and up to {MAX_WIDTH:g}, got {given}"
