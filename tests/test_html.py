@@ -515,6 +515,10 @@ def test_compare_page_shows_both_sides_the_delta_and_the_verdict(
     assert verdict.startswith("✓ identical up to float rounding") and "tolerance" in verdict
     delta_tip = tooltip_at(tab, 20, 3, canvas=2)
     assert "|Δ| " in delta_tip and "(tolerance " in delta_tip
+    # written as the verdict writes numbers (Python's 1.9e-03), not JavaScript's 1.9e-3
+    tolerance = re.search(r"tolerance (\S+)\)", delta_tip)
+    assert tolerance and re.fullmatch(r"\d\.\de[+-]\d\d", tolerance[1])
+    assert tolerance[1] in verdict
     assert "training: " in delta_tip and "cached: " in delta_tip
     # each row's max |Δ|, promised by the header, is in the row's tooltip at any cell size
     assert re.search(r"row's max \|Δ\|, all layers and heads: \d", tooltip_at(tab, 20, 3, 1))
@@ -605,6 +609,60 @@ def test_a_heatmap_fits_a_phone_screen_and_the_keys_keep_the_cursor_in_view(
     )
     left, top, right, bottom = box
     assert left >= 0 and top >= 0 and right <= 360 and bottom <= 640
+
+
+def test_a_click_or_tap_shows_the_cell_under_it_and_the_keys_move_on_from_there(
+    tab: chromium.Tab, pages: dict[str, Path]
+) -> None:
+    tab.open(url(pages["trace"], "layer=0&head=0&step=16"))
+    tooltip_at(tab, 25, 10)
+    x, y = tab.eval(
+        "(() => { const c = document.querySelector('.maskviz .mv-canvas');"
+        " const b = c.getBoundingClientRect(), s = Number(c.dataset.cell);"
+        " return [b.left + Number(c.dataset.left) + 10.5 * s,"
+        "         b.top + Number(c.dataset.top) + 25.5 * s]; })()"
+    )
+    for kind in ("mousePressed", "mouseReleased"):  # the press focuses the map
+        tab.send(
+            "Input.dispatchMouseEvent",
+            {"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1},
+        )
+    cell = "(() => { const d = document.querySelector('.maskviz .mv-tip').dataset; return [d.row, d.key]; })()"
+    assert tab.eval("document.activeElement.tagName") == "CANVAS"
+    assert tab.eval(cell) == ["26", "11"]  # 1-based, as the page numbers positions
+    tab.key("ArrowLeft")
+    assert tab.eval(cell) == ["26", "10"]
+
+
+def test_a_pointer_resting_on_a_cell_keeps_its_tooltip_while_steps_change(
+    tab: chromium.Tab, pages: dict[str, Path]
+) -> None:
+    tab.open(url(pages["trace"], "layer=0&head=0&step=16"))
+    before = tooltip_at(tab, 20, 3)
+    tab.eval("document.querySelector('.maskviz .mv-play').focus()")
+    tab.key("ArrowLeft")  # a redraw of step 15 under the resting pointer
+    assert root_state(tab)["step"] == "15"
+    assert tab.eval("document.querySelector('.maskviz .mv-tip').hidden") is False
+    after = tab.eval("document.querySelector('.maskviz .mv-tip').textContent")
+    assert after.split("\n")[:2] == before.split("\n")[:2]  # the same query and key
+
+
+@pytest.mark.parametrize("size", [(1024, 768), (1280, 720)])
+def test_a_projected_page_shows_the_whole_map_and_the_step_box_in_the_window(
+    browser: chromium.Browser, pages: dict[str, Path], size: tuple[int, int]
+) -> None:
+    tab = sized(browser.tab(), *size)
+    tab.open(url(pages["trace"], "layer=0&head=0&step=5"))
+    bottoms = tab.eval(
+        "[document.querySelector('.maskviz .mv-canvas'), document.querySelector('.maskviz .mv-step')]"
+        ".map((e) => e.getBoundingClientRect().bottom)"
+    )
+    assert max(bottoms) <= size[1]
+    cell = "Number(document.querySelector('.maskviz .mv-canvas').dataset.cell)"
+    assert tab.eval(cell) >= 10  # still large enough for token labels
+    shown = tab.eval(cell)
+    tab.key("End")  # stepping never resizes the map
+    assert tab.eval(cell) == shown
 
 
 def test_the_tooltip_opens_above_a_cell_near_the_bottom_of_the_window(
@@ -949,7 +1007,7 @@ def test_legend_keys_look_like_what_they_name(
     drawn = [i for i, p in enumerate(dashed) if p[3] > 0]
     assert drawn and {i // 24 for i in drawn} <= {6, 7}  # a line across, not a square
     assert {i % 24 for i in drawn} != set(range(24))  # dashed
-    outline = legend_key(tab, "the rows this step computes")
+    outline = legend_key(tab, "the row this step computes")
     assert pixels(tab, outline, 1, 7)[0][:3] == highlight  # its edge
     assert pixels(tab, outline, 10, 7)[0][3] == 0  # hollow, as the outlined row
     border = "getComputedStyle(document.querySelector('.maskviz .mv-step')).borderLeftColor"
@@ -1004,6 +1062,12 @@ def test_screen_readers_hear_keyboard_moves_and_stops_not_mouse_moves_or_playing
     assert tab.eval(f"{step}.getAttribute('aria-live')") is None
     live = "document.querySelector('.maskviz .mv-live')"
     assert tab.eval(f"{live}.getAttribute('role')") == "status"
+    # the step counter beside the slider is shown only: an <output> would be a live region
+    counter = "document.querySelector('.maskviz .mv-step-out')"
+    assert tab.eval(f"[{counter}.tagName, {counter}.getAttribute('aria-hidden')]") == [
+        "SPAN",
+        "true",
+    ]
 
     def heard(wait: float = 0.6) -> str:
         time.sleep(wait)  # a quick run of presses says only its last

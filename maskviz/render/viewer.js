@@ -88,10 +88,12 @@ function (root) {
   el(data.standalone ? "h1" : "h2", "mv-title", data.title, body);
   const header = el("div", "mv-header", null, body);
   const controls = el("div", "mv-controls", null, body);
-  controls.setAttribute("role", "toolbar");
+  controls.setAttribute("role", "group");
   controls.setAttribute("aria-label", "view controls");
-  const figures = el("div", "mv-figures", null, body);
-  const stepBox = el("div", "mv-step" + (stepping ? " mv-stepping" : ""), null, body);
+  // the maps, and the step box under them or, where that gives larger cells, beside
+  const stage = el("div", "mv-stage", null, body);
+  const figures = el("div", "mv-figures", null, stage);
+  const stepBox = el("div", "mv-step" + (stepping ? " mv-stepping" : ""), null, stage);
   const verdict = el("p", "mv-verdict", null, body);
   const tables = el("div", "mv-tables", null, body);
   const legend = el("div", "mv-legend", null, body);
@@ -131,6 +133,7 @@ function (root) {
   const many = data.layers.length > 1 || data.heads.length > 1 || data.allHeads;
   let layerSel = null, headSel = null, slider = null, play = null, stepOut = null;
   let refocusing = false; // a redraw giving the focus back to a map: nothing to say
+  let hover = null; // { map, x, y }: the pointer's last place over a map (window coordinates)
   if (many) {
     layerSel = select("layer", data.layers.map((l) => [l, String(l)]), st.layer, (v) => {
       st.layer = Number(v); update();
@@ -151,7 +154,10 @@ function (root) {
     Object.assign(slider, { type: "range", min: "0", max: String(data.steps), step: "1" });
     slider.setAttribute("aria-label", "decoding step (0 = the prefill pass)");
     slider.addEventListener("input", () => { st.step = Number(slider.value); update(); say(stepSummary); });
-    stepOut = el("output", "mv-step-out", null, wrap);
+    // shown, not spoken: the slider's value text says it, and a playing page's steps
+    // are not announced (an <output> would be a live region)
+    stepOut = el("span", "mv-step-out", null, wrap);
+    stepOut.setAttribute("aria-hidden", "true");
   }
 
   // ---------------------------------------------------------------- selection
@@ -191,6 +197,9 @@ function (root) {
 
   // ---------------------------------------------------------------- drawing
   const FONT = "11px ui-monospace, Menlo, Consolas, monospace";
+  const BOX_W = 300; // the step box's width beside a map (as in viewer.css)
+  // fitting a window's height never makes a map smaller than 300 px or 2 px a cell
+  const MIN_TALL = 300;
   const NOTE_CELL = 12; // rows this tall or taller hold an 11 px note apart from the next
   const measure = document.createElement("canvas").getContext("2d");
   measure.font = FONT;
@@ -293,7 +302,9 @@ function (root) {
     canvas.style.height = cssH + "px";
     canvas.tabIndex = 0;
     canvas.setAttribute("role", "img");
-    canvas.setAttribute("aria-label", panel.title + ": focus and use the arrow keys to read cells");
+    // named as its caption is ("layer 1 · head 2"), not by the panel alone
+    const caption = fig.querySelector("figcaption").textContent;
+    canvas.setAttribute("aria-label", caption + ": focus and use the arrow keys to read cells");
     Object.assign(canvas.dataset, { n: String(n), cell: String(cell), left: String(left), top: String(top) });
     const ctx = canvas.getContext("2d");
     ctx.scale(dpr, dpr);
@@ -395,11 +406,25 @@ function (root) {
       const r = Math.floor((y - top) / cell), c = Math.floor((x - left) / cell);
       return r >= 0 && c >= 0 && r < n && c < n ? { r, c } : null;
     };
-    canvas.addEventListener("mousemove", (e) => {
-      const hit = cellAt(e.offsetX, e.offsetY);
+    // the cell under the pointer, from window coordinates: a redraw asks again for the
+    // pointer's last position, so a parked pointer keeps its tooltip while steps play
+    canvas.tipAt = (x, y) => {
+      const box = canvas.getBoundingClientRect();
+      const hit = cellAt(x - box.left, y - box.top);
       if (hit) showTip(canvas, panel, view, kind, hit.r, hit.c); else hideTip();
+    };
+    canvas.addEventListener("mousemove", (e) => {
+      hover = { map: [...figures.querySelectorAll("canvas")].indexOf(canvas), x: e.clientX, y: e.clientY };
+      canvas.tipAt(e.clientX, e.clientY);
     });
-    canvas.addEventListener("mouseleave", hideTip);
+    canvas.addEventListener("mouseleave", () => { hover = null; hideTip(); });
+    // a click or a tap puts the reading cursor on its cell: the focus that follows
+    // shows the cursor's cell, and the arrow keys move on from there
+    canvas.addEventListener("pointerdown", (e) => {
+      const box = canvas.getBoundingClientRect();
+      const hit = cellAt(e.clientX - box.left, e.clientY - box.top);
+      if (hit) st.cursor = hit;
+    });
     canvas.addEventListener("focus", () => {
       const { r, c } = cursor();
       showTip(canvas, panel, view, kind, r, c);
@@ -440,6 +465,8 @@ function (root) {
     if (view.window && c <= r - view.window) return "masked: outside the sliding window " + view.window;
     return "masked";
   }
+  // as Python's format(x, ".2e") writes it, like the page's other text: 1.90e-03
+  const sci = (x, digits) => x.toExponential(digits).replace(/e([+-])(\d)$/, "e$10$2");
   function fmtWeight(x) {
     // below what the stored precision can tell from zero, say so rather than print 0
     if (data.q > 255) return x >= 0.00005 ? x.toFixed(4) : "< 0.0001";
@@ -452,9 +479,9 @@ function (root) {
     if (kind === "delta") {
       const [a, b] = view.panels;
       const sa = statesOf(a), sb = statesOf(b);
-      const tol = view.tolerance ? " (tolerance " + view.tolerance.toExponential(1) + ")" : "";
+      const tol = view.tolerance ? " (tolerance " + sci(view.tolerance, 1) + ")" : "";
       const computed = sa[i] === ALLOWED || sb[i] === ALLOWED;
-      lines.push(computed ? "|Δ| " + deltaOf(view)[i].toExponential(2) + tol
+      lines.push(computed ? "|Δ| " + sci(deltaOf(view)[i], 2) + tol
         : "|Δ| none: neither side attends here");
       lines.push(a.title + ": " + (sa[i] === ALLOWED ? fmtWeight(weightsOf(a)[i]) : stateText(a, view, r, c, sa)));
       lines.push(b.title + ": " + (sb[i] === ALLOWED ? fmtWeight(weightsOf(b)[i]) : stateText(b, view, r, c, sb)));
@@ -624,8 +651,8 @@ function (root) {
     for (const mk of kinds) key(legend, data.markLabels[mk] || mk, dashedKey, 24);
     const outlined = stepping || panels.some((p) => p.highlight !== null && p.highlight !== undefined);
     if (outlined) {
-      key(legend, stepping ? "the rows this step computes (the prefill: the prompt)"
-        : data.highlightText || "highlighted query row", outlineKey, 20);
+      const rows = st.step === 0 ? "the rows the prefill computes (the prompt)" : "the row this step computes";
+      key(legend, stepping ? rows : data.highlightText || "highlighted query row", outlineKey, 20);
     }
   }
 
@@ -644,17 +671,33 @@ function (root) {
     const target = all ? 200 : perRow >= 3 ? 300 : perRow === 2 ? 420 : Math.max(560, Math.min(4 * n, 1024));
     const largest = Math.max(1, Math.min(18, Math.floor(target / n)));
     // every map, its labels and notes fit the page's width (a phone's too); maps wrap.
-    // Notes go before the cells shrink below their size: the tooltip still gives them
-    const room = figures.clientWidth;
-    const fits = (c, withNotes) =>
-      panels.every((p) => margins(p, kind, c, !all || c >= 10, withNotes).width <= room);
-    let cell = largest, notes = true;
-    while (cell > NOTE_CELL && !fits(cell, true)) cell--;
-    if (!fits(cell, true)) {
-      notes = false;
-      cell = largest;
-      while (cell > 1 && !fits(cell, false)) cell--;
+    // Notes go before the cells shrink below their size: the tooltip still gives them.
+    // One map alone also fits the window's height with the step box (a projector's
+    // 768 px): under the map, or beside it where that leaves larger cells. Heights are
+    // the step's own box at its tallest, so that stepping never resizes the map.
+    drawText(view);
+    drawStepBox(view);
+    const single = perRow === 1 && !all;
+    const above = figures.getBoundingClientRect().top - root.getBoundingClientRect().top + 40;
+    const boxH = data.rows ? (4 + data.rows[0].top.length) * 19 + 30 : 0;
+    function layout(room, tall) {
+      const fits = (c, withNotes) => panels.every((p) => {
+        const m = margins(p, kind, c, !all || c >= 10, withNotes);
+        return m.width <= room && (!single || c <= 2 || m.labelW + p.n * c <= tall);
+      });
+      let c = largest;
+      while (c > NOTE_CELL && !fits(c, true)) c--;
+      if (fits(c, true)) return { cell: c, notes: true };
+      c = largest;
+      while (c > 1 && !fits(c, false)) c--;
+      return { cell: c, notes: false };
     }
+    const room = stage.clientWidth, high = window.innerHeight - above;
+    const under = layout(room, Math.max(MIN_TALL, high - boxH));
+    const aside = single && data.rows ? layout(room - BOX_W - 24, Math.max(MIN_TALL, high)) : under;
+    const beside = aside.cell > under.cell;
+    stage.classList.toggle("mv-beside", beside);
+    const { cell, notes } = beside ? aside : under;
     const figure = (title) => {
       const f = el("figure", "mv-figure", null, figures);
       el("figcaption", null, title, f);
@@ -682,8 +725,7 @@ function (root) {
       maps[Math.min(focused, maps.length - 1)].focus({ preventScroll: true });
       refocusing = false;
     }
-    drawText(view);
-    drawStepBox(view);
+    if (hover && maps[hover.map]) maps[hover.map].tipAt(hover.x, hover.y);
     drawLegend(view, panels, cell);
     if (layerSel) layerSel.value = String(st.layer);
     if (headSel) headSel.value = String(st.head);
@@ -695,7 +737,7 @@ function (root) {
     if (many) Object.assign(root.dataset, { layer: String(st.layer), head: String(st.head) });
     root.dataset.step = String(st.step);
     writeHash();
-    drawn = [figures.clientWidth, window.devicePixelRatio];
+    drawn = [stage.clientWidth, window.innerHeight, window.devicePixelRatio];
     root.dataset.maskvizReady = "1";
   }
 
@@ -707,9 +749,9 @@ function (root) {
     } else {
       if (st.step >= data.steps) st.step = 0;
       st.timer = setInterval(() => {
-        if (st.step >= data.steps) { togglePlay(); return; }
         st.step += 1;
         update();
+        if (st.step >= data.steps) togglePlay(); // the last step: "▶ play" at once
       }, 700);
       update();
     }
@@ -736,7 +778,8 @@ function (root) {
   window.addEventListener("resize", () => {
     clearTimeout(pending);
     pending = setTimeout(() => {
-      if (drawn[0] !== figures.clientWidth || drawn[1] !== window.devicePixelRatio) update();
+      const now = [stage.clientWidth, window.innerHeight, window.devicePixelRatio];
+      if (now.some((v, i) => v !== drawn[i])) update();
     }, 150);
   });
   readHash();
