@@ -18,7 +18,10 @@ FIGURE_SUFFIXES = (".png", ".svg", ".pdf")  # the formats pictures are saved in
 def as_path(path: object) -> Path:
     """``path`` as a Path; anything but a str or os.PathLike is refused by name."""
     if isinstance(path, str | os.PathLike):
-        return Path(path)
+        p = Path(path)
+        if "\0" in str(p):  # no file system allows it; os calls would raise ValueError
+            raise usage_error(f"a path cannot hold a NUL character: {quoted(str(p))}")
+        return p
     raise usage_error(f"a path must be a str or os.PathLike, got {type(path).__name__}")
 
 
@@ -92,7 +95,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     link is followed (its target is replaced, the link stays), and a replaced file
     keeps its permissions.
     """
-    shown, target = str(path), Path(os.path.realpath(path))
+    shown, target = str(path), Path(os.path.realpath(as_path(path)))
     if target.exists() and not target.is_file():  # a device or a pipe is never replaced
         raise MaskvizError(f"cannot write {quoted(shown)}: not a regular file")
     # the name is chosen before the file is made, and removed in `finally`: a Ctrl-C

@@ -124,7 +124,8 @@ def _ascii_stand_ins(exc: UnicodeError) -> tuple[str, int]:
     if not isinstance(exc, UnicodeEncodeError):
         raise exc
     chars = exc.object[exc.start : exc.end]
-    return "".join(_ASCII.get(ch, "?") for ch in chars), exc.end
+    # any other character: a '?' for each column it takes, so a wide one keeps grids aligned
+    return "".join(_ASCII.get(ch) or "?" * cell_width(ch) for ch in chars), exc.end
 
 
 codecs.register_error(ASCII_ERRORS, _ascii_stand_ins)

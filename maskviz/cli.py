@@ -14,6 +14,7 @@ import itertools
 import json
 import os
 import re
+import shlex
 import signal
 import sys
 import warnings
@@ -75,11 +76,30 @@ def _did_you_mean(exc: Exception, args: list[str]) -> str:
 
 def _dash_hint(exc: Exception, args: list[str]) -> str:
     """For "No such option: -e" when the user meant text or a number such as "-hello" or
-    "-1": how to give it."""
+    "-1": the command that gives it, to copy: options first, then --, then the value and
+    the arguments after it (after --, nothing is read as an option)."""
     if type(exc).__name__ != "NoSuchOption":
         return ""
-    meant = next((a for a in args if re.fullmatch(r"-(\d.*|[^-].+)", a)), None)
-    return f"a value that starts with '-' goes after --, as in: -- {meant}" if meant else ""
+    at = next((i for i, a in enumerate(args) if re.fullmatch(r"-(\d.*|[^-].+)", a)), None)
+    if at is None:
+        return ""
+    command = getattr(getattr(exc, "ctx", None), "command", None)
+    takes_value = {
+        opt
+        for param in getattr(command, "params", ())
+        if not getattr(param, "is_flag", False)
+        for opt in param.opts
+        if opt.startswith("-")
+    }
+    options, arguments = [], []
+    rest = iter(args[at + 1 :])
+    for arg in rest:
+        if arg.startswith("-"):
+            options += [arg, next(rest, "")] if arg in takes_value else [arg]
+        else:
+            arguments.append(arg)
+    fixed = [*args[:at], *options, "--", args[at], *arguments]
+    return f"a value that starts with '-' goes after --, as in: {PROG} {shlex.join(fixed)}"
 
 
 def _internal_error(exc: Exception) -> str:
@@ -300,12 +320,11 @@ def print_json(data: Any) -> None:
 NoColourOption = Annotated[
     bool, typer.Option("--plain", help="No colour (also when piped or NO_COLOR is set).")
 ]
-DPI_RANGE = (50, 600)
 DpiOption = Annotated[
     int | None,
     typer.Option(
         metavar="DPI",
-        help=f"A saved .png's dots per inch ({DPI_RANGE[0]} to {DPI_RANGE[1]}; default 150). "
+        help=f"A saved .png's dots per inch ({sizes.DPI_RANGE[0]} to {sizes.DPI_RANGE[1]}; default 150). "
         ".svg and .pdf are vector: sharp at any size.",
         show_default=False,
     ),
@@ -349,22 +368,13 @@ def _check_panels(width: float | None, count: int, *, shared_axes: bool = True) 
 def _check_picture(dpi: int | None, width: float | None, save: Path | None) -> None:
     """Refuse a --dpi or --width that would not be used or is out of range (before any
     work)."""
-    suffix = "" if save is None else save.suffix.lower()
-    if dpi is not None:
-        if save is None:
+    if save is None:
+        if dpi is not None:
             raise usage_error("--dpi needs --save with a .png file")
-        if suffix != ".png":
-            why = " (a vector file is sharp at any size)" if suffix in (".svg", ".pdf") else ""
-            raise usage_error(f"--dpi applies to .png pictures, not {suffix}{why}")
-        low, high = DPI_RANGE
-        if not low <= dpi <= high:
-            raise usage_error(f"--dpi must be from {low} to {high}, got {dpi}")
-    if width is not None:
-        if save is None:
+        if width is not None:
             raise usage_error("--width needs --save with a .png, .svg or .pdf file")
-        if suffix not in FIGURE_SUFFIXES:
-            raise usage_error(f"--width applies to .png, .svg and .pdf pictures, not {suffix}")
-        sizes.check_width_range(width, "--width")  # NaN fails too; the least is each picture's
+        return
+    sizes.check_picture(save.suffix.lower(), dpi, width, option=True)
 
 
 # ---------------------------------------------------------------- show-mask

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable, Sized
+from collections.abc import Collection, Iterable
 from typing import Any
 
 import numpy as np
@@ -78,7 +78,21 @@ def index_in(value: object, count: int, what: str) -> int:
     return index
 
 
-def check_labels(labels: Sized, count: int) -> None:
-    """Refuse ``labels`` unless there is one per position."""
+def check_labels(labels: Collection[object], count: int) -> None:
+    """Refuse ``labels`` unless they are one string per position."""
+    if isinstance(labels, str):  # its characters would pass for labels
+        raise usage_error("labels must be one string per position, not a single string")
     if len(labels) != count:
         raise usage_error(f"expected {count} labels (one per position), got {len(labels)}")
+    for label in labels:
+        if not isinstance(label, str):
+            raise usage_error(f"labels must be strings, got {type(label).__name__} {label!r}")
+
+
+def check_type(value: object, kind: type, what: str) -> None:
+    """Refuse ``value`` unless it is a ``kind``, naming what was given (not an
+    AttributeError from deep inside)."""
+    if not isinstance(value, kind):
+        name = kind.__name__
+        article = "an" if name[0] in "AEIOU" else "a"
+        raise usage_error(f"{what} must be {article} {name}, got {type(value).__name__}")

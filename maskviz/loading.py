@@ -301,10 +301,25 @@ def load_checkpoint(folder: Path, *, dtype: DType = "float32", name: str | None 
             f"vocabulary has {config.vocab_size} tokens"
         )
     tensors, source = _read_weights(folder)
+    _check_range(tensors, source, dtype)
     module = family(config.architecture)
     assert module is not None  # config_from_dict chose it
     weights = module.weights_from_tensors(tensors, config, source)
     return GPT(weights, tokenizer, name=name or str(data.get("name", folder.name)), dtype=dtype)
+
+
+def _check_range(tensors: dict[str, NDArray[Any]], source: str, dtype: str) -> None:
+    """Refuse, naming it, a float64 tensor holding a value beyond ``dtype``'s range (it
+    would be an infinity); later, the cast could no longer say which tensor."""
+    top = float(np.finfo(dtype).max)
+    for name, a in tensors.items():
+        if a.dtype.itemsize > np.dtype(dtype).itemsize and a.dtype.kind == "f" and a.size:
+            big = max(float(a.max()), -float(a.min()))
+            if big > top:  # NaN passes here: the architecture names it as NaN
+                raise MaskvizError(
+                    f"{source}: tensor {name!r} holds {big:.3g}, beyond {dtype}'s range "
+                    f"(±{top:.3g}): load the model in float64 (--dtype float64)"
+                )
 
 
 def _eos_ids(folder: Path, data: dict[str, Any]) -> tuple[int, ...]:

@@ -161,8 +161,15 @@ class MaskSummary:
 
         >>> causal(6).summary().allowed_text()
         '21 of 36 cells allowed (58.3%)'
+        >>> sliding_window(100_000, 3).summary().allowed_text()
+        '299,997 of 10,000,000,000 cells allowed (<0.1%)'
         """
-        return f"{self.allowed:,} of {plural(self.cells, 'cell')} allowed ({self.density:.1%})"
+        share = self.density
+        # never "0.0%" for cells that are allowed, nor "100.0%" for cells that are not
+        shown = (
+            "<0.1%" if 0 < share < 0.0005 else ">99.9%" if 0.9995 <= share < 1 else f"{share:.1%}"
+        )
+        return f"{self.allowed:,} of {plural(self.cells, 'cell')} allowed ({shown})"
 
 
 @dataclass(frozen=True, eq=False)

@@ -140,13 +140,21 @@ class HFTokenizer:
         return [int(i) for i in encoding.ids]
 
     def decode(self, ids: list[int]) -> str:
-        """The text of ``ids``, an id this tokenizer lacks written as its label (as
-        `ByteTokenizer` writes a byte that is not UTF-8): the tokenizers package would
-        drop it, hiding that the model produced it."""
+        """The text of ``ids`` as `ByteTokenizer` writes it: an id this tokenizer lacks
+        as its label, and bytes that are no whole character as ``\\xNN`` escapes. The
+        tokenizers package would drop the one and write U+FFFD for the other, hiding
+        what the model produced."""
         parts = []
-        for known, run in itertools.groupby((int(i) for i in ids), key=self._knows):
+        for known, group in itertools.groupby((int(i) for i in ids), key=self._knows):
+            run = list(group)
             if known:
-                parts.append(str(self._tok.decode(list(run), skip_special_tokens=False)))
+                part = str(self._tok.decode(run, skip_special_tokens=False))
+                if "\ufffd" in part:  # a character cut short: its bytes, as labels show them
+                    pieces = [_piece_bytes(self._tok.id_to_token(i) or "") for i in run]
+                    if all(piece is not None for piece in pieces):
+                        raw = b"".join(piece for piece in pieces if piece is not None)
+                        part = raw.decode("utf-8", errors="backslashreplace")
+                parts.append(part)
             else:
                 parts.extend(unknown_id_label(i) for i in run)
         return "".join(parts)

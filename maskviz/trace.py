@@ -342,10 +342,14 @@ class Trace:
         p = as_path(path)
         if p.suffix.lower() not in SUFFIXES:
             raise usage_error(f"{p}: not a trace file: traces are .npz or .json files")
-        if p.is_dir():
+        try:
+            folder, regular, exists = p.is_dir(), p.is_file(), p.exists()
+        except OSError as exc:  # e.g. a name longer than the file system allows
+            raise MaskvizError(f"{p}: cannot read trace: {exc.strerror or exc}") from None
+        if folder:
             raise MaskvizError(f"{p}: is a folder, not a trace file")
-        if not p.is_file():  # a pipe would never end, a device never be a trace
-            raise MaskvizError(f"{p}: {'not a regular file' if p.exists() else 'no such file'}")
+        if not regular:  # a pipe would never end, a device never be a trace
+            raise MaskvizError(f"{p}: {'not a regular file' if exists else 'no such file'}")
         try:
             if p.suffix.lower() == ".json":
                 data = json.loads(p.read_text(encoding="utf-8"))
@@ -479,9 +483,10 @@ def _array_problem(name: str, value: object) -> str | None:
 
 
 def _read_npz(path: Path) -> dict[str, Any]:
-    """Read the .npz members after checking every header's dtype and size."""
-    out: dict[str, Any] = {}
+    """Read the .npz members after checking every header's dtype, size and shape."""
     total = 0
+    out: dict[str, Any] = {}
+    declared_as: dict[str, NDArray[Any]] = {}
     with zipfile.ZipFile(path) as zf:
         names = {info.filename.removesuffix(".npy"): info for info in zf.infolist()}
         for name in (*_ARRAYS, *_SCALARS):
@@ -513,7 +518,16 @@ def _read_npz(path: Path) -> dict[str, Any]:
                         f"{path}: '{name}' declares shape {list(shape)}; no dimension of a "
                         f"trace exceeds {MAX_DIM:,}"
                     )
+                # the header's shape and dtype without its bytes (one value, broadcast)
+                declared_as[name] = np.broadcast_to(np.zeros((), dtype), shape)
                 total += declared
+        # shapes that disagree, refused before reading; other defects as the Trace says them
+        fields_ok = not any(_array_problem(n, a) for n, a in declared_as.items() if n in _FIELDS)
+        problem = (
+            _shapes_problem({n: a.shape for n, a in declared_as.items()}) if fields_ok else None
+        )
+        if problem:
+            raise MaskvizError(f"{path}: invalid trace: {problem}")
         # zeros compress a thousandfold: the members' declared sizes are what reading costs
         if total > _memory_bytes():
             raise MaskvizError(
@@ -607,6 +621,26 @@ def _json_array(value: Any, name: str, dtype: str, path: Path) -> NDArray[Any]:
     return a  # true/false as read; of another kind, refused by _validate naming it
 
 
+def _shapes_problem(shapes: dict[str, tuple[int, ...]]) -> str | None:
+    """What is wrong with the shapes of the token ids, logits, attention and mask, or
+    None. Checked from a file's array headers before any array is read (zeros compress
+    a thousandfold: a small file can declare gigabytes), and on every Trace."""
+    ids = shapes["token_ids"]
+    if len(ids) != 1 or ids[0] < 1:
+        return "'token_ids' must be a non-empty 1-D array"
+    n, logits = ids[0], shapes["logits"]
+    if len(logits) != 2 or logits[0] != n:
+        return f"'logits' must be [T={n}, vocab], got {logits}"
+    layers, heads = shapes["layers"], shapes["heads"]
+    if len(layers) == len(heads) == 1:  # else refused as not 1-D, later
+        expected = (layers[0], heads[0], n, n)
+        if shapes["attention"] != expected:
+            return f"'attention' must be {list(expected)}, got {list(shapes['attention'])}"
+    if shapes["mask"] != (n, n):
+        return f"'mask' must be [{n}, {n}], got {list(shapes['mask'])}"
+    return None
+
+
 def _validate(t: Trace) -> None:
     def bad(message: str) -> MaskvizError:
         return MaskvizError(f"invalid trace: {message}")
@@ -616,27 +650,20 @@ def _validate(t: Trace) -> None:
         problem = _array_problem(name, getattr(t, name))
         if problem:
             raise bad(problem)
-    n = t.token_ids.shape[0] if t.token_ids.ndim == 1 else -1
-    if n < 1:
-        raise bad("'token_ids' must be a non-empty 1-D array")
+    problem = _shapes_problem({name: getattr(t, name).shape for name in _ARRAYS})
+    if problem:
+        raise bad(problem)
+    n, vocab = t.logits.shape
     if not 1 <= t.prompt_len <= n:
         raise bad(f"prompt_len {t.prompt_len} is outside 1..{n}")
-    if t.logits.ndim != 2 or t.logits.shape[0] != n:
-        raise bad(f"'logits' must be [T={n}, vocab], got {t.logits.shape}")
-    vocab = t.logits.shape[1]
     for name in ("token_ids", "label_ids"):
         ids = getattr(t, name)
         if ids.size and (ids.min() < 0 or ids.max() >= vocab):
             raise bad(f"'{name}' must lie in 0..{vocab - 1} (the logits' vocabulary)")
     if not np.isfinite(t.logits).all():
         raise bad("'logits' must be finite (no NaN or inf)")
-    expected = (t.layers.shape[0], t.heads.shape[0], n, n)
-    if t.attention.shape != expected:
-        raise bad(f"'attention' must be {list(expected)}, got {list(t.attention.shape)}")
     if t.attention.size and not (t.attention.min() >= 0 and t.attention.max() <= 1):
         raise bad("'attention' weights must lie in 0..1 (no NaN or inf)")
-    if t.mask.shape != (n, n):
-        raise bad(f"'mask' must be [{n}, {n}], got {list(t.mask.shape)}")
     if not np.array_equal(t.mask, np.tri(n, dtype=bool)):  # what every run starts from
         raise bad("'mask' must be the causal mask (query t sees keys 0..t)")
     if t.positions is None or t.positions.shape != (n,) or (t.positions < 0).any():

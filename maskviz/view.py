@@ -39,7 +39,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from maskviz._text import display_label, plural, safe_text
-from maskviz.errors import check_labels, index_in, usage_error
+from maskviz.errors import as_integer, check_labels, check_type, index_in, usage_error
 from maskviz.masks import Mask, causal
 
 if TYPE_CHECKING:
@@ -224,6 +224,9 @@ def trace_view(
     """A recorded run: the prefill rows, then one row per decoding step with the token it
     chose; ``heads`` side by side, or ``agg`` ("mean"/"max") over the layer's heads, or
     one ``head``. By default the first layer and head the trace recorded."""
+    from maskviz.trace import Trace
+
+    check_type(trace, Trace, "trace")
     if head is not None and (heads is not None or agg is not None):
         raise usage_error("choose one of head, heads or agg")
     if heads is not None and not len(heads):
@@ -650,7 +653,7 @@ def mask_view(
     labels: Sequence[str] | None = None,
     index_base: int = 1,
     highlight: int | None = None,
-    padded: Sequence[int] | None = None,
+    padded: Sequence[int] | NDArray[np.integer[Any]] | None = None,
 ) -> AttentionView:
     """A square mask as a view with no weights: each cell ALLOWED or MASKED; padding
     positions carry the note `PAD_NOTE`, ``highlight`` the row one cached step computes.
@@ -659,12 +662,15 @@ def mask_view(
     >>> mask_view(causal(3)).panels[0].states.tolist()
     [[1, 0, 0], [1, 1, 0], [1, 1, 1]]
     """
+    check_type(mask, Mask, "mask")
+    index_base = as_integer(index_base, "index_base")
     n = mask.n_keys
     if mask.n_queries != n:
         raise usage_error(f"a mask view needs a square mask, got {mask.n_queries} x {n}")
     names = tuple(labels) if labels is not None else ("",) * n
     check_labels(names, n)
-    notes = {index_in(r, n, "padded position"): PAD_NOTE for r in padded or ()}
+    padded = [index_in(r, n, "padded position") for r in ([] if padded is None else padded)]
+    notes = dict.fromkeys(padded, PAD_NOTE)
     if highlight is not None:
         highlight = index_in(highlight, n, "highlighted row")
         notes[highlight] = "◀ one cached decoding step computes this row"

@@ -421,7 +421,10 @@ def test_a_float64_weight_beyond_float32_s_range_is_refused_when_loading_float32
     tensors = {k: v.astype(np.float64) for k, v in load_file(folder / "model.safetensors").items()}
     tensors["transformer.wpe.weight"][-1, 0] = 1e39  # finite in float64
     save_file(tensors, str(folder / "model.safetensors"))
-    with pytest.raises(MaskvizError, match=r"1e\+39, beyond float32's range .*--dtype float64"):
+    message = (
+        r"model\.safetensors: tensor 'transformer\.wpe\.weight' holds 1e\+39, beyond float32's"
+    )
+    with pytest.raises(MaskvizError, match=message + r" range .*--dtype float64"):
         load_model(folder)
     assert load_model(folder, dtype="float64").weights.wpe[-1, 0] == 1e39
 

@@ -211,7 +211,10 @@ def test_failed_save_keeps_the_existing_file(tmp_path: Path) -> None:
     [
         (["0"], "N must be >= 1"),
         (["--", "-3"], "N must be >= 1"),
-        (["-3"], "No such option: -3; a value that starts with '-' goes after --, as in: -- -3"),
+        (
+            ["-3"],
+            "No such option: -3; a value that starts with '-' goes after --, as in: maskviz show-mask -- -3",
+        ),
         (["abc"], "Invalid value for 'N'"),
         # the library's words for what an option sets are the option's name
         (["6", "--window", "0"], "error: --window must be >= 1, got 0"),
@@ -523,6 +526,11 @@ def test_a_terminal_without_the_glyphs_gets_ascii_stand_ins(encoding: str) -> No
         "2 # # .",
         "3 # # #",
     ]
+    # a label the encoding lacks keeps its columns: a wide character is two '?'
+    labelled = subprocess.run(
+        [*run, "show-mask", "2", "--text", "日本 ok"], capture_output=True, env=env, check=False
+    )
+    assert grid_lines(labelled.stdout.decode(encoding))[2:4] == ["1 ???? # .", "2 ok   # #"]
     trace = subprocess.run(
         [*run, "trace", "To be", "--steps", "2", "--plain"], capture_output=True, env=env
     )

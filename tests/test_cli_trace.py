@@ -435,3 +435,27 @@ def test_ctrl_c_while_a_command_runs_says_interrupted_and_exits_130(
     result = run_cli("trace", "To be", "--steps", "1")
     assert result.exit_code == 130
     assert result.stderr == "maskviz: error: interrupted\n"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["trace", "-x y", "--steps", "1"],
+        ["trace", "-x y", "--plain", "--steps", "1", "--model", "tiny"],
+        ["similarity", "a", "-1 b"],
+    ],
+)
+def test_the_hint_for_a_prompt_starting_with_a_dash_is_a_command_that_runs(
+    args: list[str],
+) -> None:
+    import shlex
+
+    refused = run_cli(*args)
+    assert refused.exit_code == 2
+    hint = refused.stderr.strip().split("as in: maskviz ")[1]
+    fixed = shlex.split(hint)
+    options = [i for i, a in enumerate(fixed) if a.startswith("--") and a != "--"]
+    assert fixed.index("--") > max(options, default=-1)  # nothing after -- is an option
+    ran = run_cli(*fixed)
+    assert ran.exit_code == 0, ran.stderr
+    assert sorted(fixed) == sorted([*args, "--"])  # the same words, in an order that works

@@ -663,3 +663,37 @@ def test_public_functions_refuse_arguments_of_the_wrong_type_by_name() -> None:
     for call, message in calls:
         with pytest.raises(MaskvizError, match=re.escape(message)):
             call()
+
+
+def test_views_pictures_and_pages_refuse_arguments_of_the_wrong_kind_by_name(
+    tmp_path: Path,
+) -> None:
+    from maskviz.masks import causal
+    from maskviz.render.html import trace_page, write_page
+    from maskviz.render.save import save_mask, save_view
+    from maskviz.view import mask_view, trace_view
+
+    trace = random_model(GPTConfig(2, 2, 8, 16, 20), seed=0).trace([1, 2], steps=1)
+    view, png, mask = trace_view(trace), tmp_path / "v.png", causal(3)
+    calls: list[tuple[Callable[[], object], str]] = [
+        (lambda: trace_view(None), "trace must be a Trace, got NoneType"),  # type: ignore[arg-type]
+        (lambda: save_view("nope", png), "view must be an AttentionView, got str"),  # type: ignore[arg-type]
+        (lambda: save_mask(mask.to_array(), png), "mask must be a Mask, got ndarray"),  # type: ignore[arg-type]
+        (lambda: save_mask(mask, png, labels=[1, 2, 3]), "labels must be strings, got int 1"),  # type: ignore[list-item]
+        (lambda: save_mask(mask, png, labels="abc"), "labels must be one string per position, not a single string"),
+        (lambda: save_mask(mask, png, index_base="1"), "index_base: '1' is not an integer"),  # type: ignore[arg-type]
+        (lambda: mask_view(mask, padded=[1.7]), "padded position: 1.7 is not an integer"),  # type: ignore[list-item]
+        (lambda: save_view(view, png, dpi=-5), "dpi must be from 50 to 600, got -5"),
+        (lambda: save_view(view, png, dpi=True), "dpi must be from 50 to 600, got True"),
+        (lambda: save_view(view, png, dpi="100"), "dpi must be from 50 to 600, got '100'"),  # type: ignore[arg-type]
+        (lambda: save_view(view, tmp_path / "v.svg", dpi=100), "dpi applies to .png pictures, not .svg"),
+        (lambda: save_view(view, tmp_path / "v.gif", dpi=100), "dpi applies to .png pictures, not .gif"),
+        (lambda: save_view(view, tmp_path / "v.gif", width=3), "width applies to .png, .svg and .pdf pictures, not .gif"),
+        (lambda: write_page(trace_page(trace), 5), "a path must be a str or os.PathLike, got int"),  # type: ignore[arg-type]
+        (lambda: trace.save(str(tmp_path / "a\0.npz")), "a path cannot hold a NUL character"),
+        (lambda: maskviz.Trace.load(tmp_path / ("x" * 300 + ".npz")), "cannot read trace: File name too long"),
+    ]  # fmt: skip
+    for call, message in calls:
+        with pytest.raises(MaskvizError, match=re.escape(message)):
+            call()
+    assert sorted(tmp_path.iterdir()) == []  # nothing written, not even a temporary file

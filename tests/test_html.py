@@ -486,7 +486,12 @@ def test_all_heads_mode_draws_one_heatmap_per_head(
         "[...document.querySelectorAll('.maskviz figcaption')].map(f => f.textContent)"
     )
     assert captions == ["head 0", "head 1", "head 2", "head 3"]
-    tab.eval("document.querySelectorAll('.maskviz .mv-canvas')[2].click()")
+    third = "document.querySelectorAll('.maskviz .mv-canvas')[2]"
+    # spoken with its layer, and with what Enter does (the mouse's title is never read)
+    assert tab.eval(f"{third}.getAttribute('aria-label')") == (
+        "layer 3 · head 2: Enter opens it; the arrow keys read its cells"
+    )
+    tab.eval(f"{third}.click()")
     assert root_state(tab) == {"layer": "3", "head": "2", "step": "4", "ready": "1"}
 
 

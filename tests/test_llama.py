@@ -91,6 +91,9 @@ def test_tokens_that_are_pieces_of_a_character_are_labelled_by_their_bytes() -> 
         *("\\xe4", "\\xb8", "\\xad", "\\xe6", "\\x96", "\\x87"),  # each would decode to U+FFFD
         " a",
     ]
+    # text cut inside a character is written with its bytes escaped too, not as U+FFFD
+    assert tok.decode([ids[0], ids[1], *ids[3:]]) == "\\xe4\\xb8文 a"
+    assert tok.decode(ids) == "中文 a"
     assert _piece_bytes("<0xE4>") == b"\xe4"  # SentencePiece's byte fallback
     assert _piece_bytes("<0xZZ>") is None and _piece_bytes("\u2581a") is None  # not bytes
 

@@ -263,6 +263,25 @@ def test_a_header_claiming_more_data_than_present_is_refused(trace: Trace, tmp_p
         Trace.load(bad)
 
 
+@pytest.mark.parametrize("name", ["attention", "mask"])
+def test_arrays_larger_than_their_token_count_are_refused_before_any_is_read(
+    trace: Trace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    # zeros compress a thousandfold: a small file may declare gigabytes for one array
+    good, bad = tmp_path / "good.npz", tmp_path / "bad.npz"
+    trace.save(good)
+    recorded = (trace.layers.size, trace.heads.size) if name == "attention" else ()
+    _rewrite(good, bad, name, np.zeros((*recorded, 300, 300), getattr(trace, name).dtype))
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an array was read")
+
+    monkeypatch.setattr(np.lib.format, "read_array", never)
+    n = trace.n_tokens
+    with pytest.raises(MaskvizError, match=rf"'{name}' must be \[.*{n}, {n}\], got \[.*300, 300\]"):
+        Trace.load(bad)
+
+
 @pytest.mark.parametrize("suffix", [".npz", ".json"])
 def test_a_trace_saved_by_0_1_0_still_loads_as_greedy(suffix: str) -> None:
     # written by maskviz 0.1.0, before traces recorded their sampling settings

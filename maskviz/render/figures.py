@@ -24,16 +24,18 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
+from numpy.typing import NDArray
 
 from maskviz._io import FIGURE_SUFFIXES, atomic_path, check_output_path
 from maskviz._text import display_label, fit, safe_text
-from maskviz.errors import check_labels, index_in
+from maskviz.errors import as_integer, check_labels, check_type, index_in
 from maskviz.masks import Mask
 from maskviz.render.sizes import (
     MASK_BESIDE,
     MASK_GRID,
     MASK_TEXT,
     MIN_TEXT_SCALE,
+    check_picture,
     check_width_range,
     mask_least,
     too_narrow,
@@ -228,7 +230,7 @@ def mask_figure(
     labels: Sequence[str] | None = None,
     index_base: int = 1,
     highlight_row: int | None = None,
-    padded: Sequence[int] = (),
+    padded: Sequence[int] | NDArray[np.integer[Any]] = (),
     width: float | None = None,
 ) -> Figure:
     """The mask as a heatmap: allowed cells dark, blocked light, rows = queries;
@@ -239,6 +241,8 @@ def mask_figure(
     Masks wider than 512 cells are drawn downsampled (partly allowed cells in a
     third colour) and say so in the title.
     """
+    check_type(mask, Mask, "mask")
+    index_base = as_integer(index_base, "index_base")
     if labels is not None:
         check_labels(labels, mask.n_keys)
     if highlight_row is not None:
@@ -415,6 +419,7 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int | None = 
     """Save ``fig`` atomically as .png, .svg or .pdf, as the suffix says. ``dpi``: a
     PNG's dots per inch (default `DEFAULT_DPI`)."""
     target = check_output_path(path, FIGURE_SUFFIXES)
+    check_picture(target.suffix.lower(), dpi, None)
     # TrueType (Type 42) fonts in PDF and PostScript: journals' checks refuse Type 3
     with (
         atomic_path(target) as tmp,

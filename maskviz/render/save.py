@@ -14,8 +14,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from maskviz._io import FIGURE_SUFFIXES, check_output_path
-from maskviz.errors import usage_error
+from maskviz.errors import check_type
 from maskviz.masks import Mask
+from maskviz.render.sizes import check_picture
 from maskviz.view import AttentionView
 
 ProgressCallback = Callable[[int, int | None], None]
@@ -40,10 +41,10 @@ def save_view(
 ) -> None:
     """Draw ``view`` into ``path`` (see the module docstring for formats); ``dpi``: a
     PNG's resolution; ``width``: a picture's width in inches (.png, .svg, .pdf)."""
+    check_type(view, AttentionView, "view")
     path = check_output_path(path, VIEW_SUFFIXES)
     suffix = path.suffix.lower()
-    if width is not None and suffix not in FIGURE_SUFFIXES:
-        raise usage_error(f"a width applies to .png, .svg and .pdf pictures, not {suffix}")
+    check_picture(suffix, dpi, width)
     if suffix == ".html":  # an interactive page of this one view, drawn without matplotlib
         from maskviz.render.html import save_html
 
@@ -77,16 +78,15 @@ def save_mask(
 ) -> None:
     """Draw a mask into ``path``: an ``.html`` page, or a ``.png``/``.svg``/``.pdf`` heatmap
     (``dpi``: a PNG's resolution; ``width``: its width in inches)."""
+    check_type(mask, Mask, "mask")
     path = check_output_path(path, MASK_SUFFIXES)
+    check_picture(path.suffix.lower(), dpi, width)
     if path.suffix.lower() == ".html":
-        if width is not None:
-            raise usage_error("a width applies to .png, .svg and .pdf pictures, not .html")
         from maskviz.render.html import mask_page, write_page
         from maskviz.view import mask_view
 
-        pads = None if padded is None else [int(r) for r in padded]
         view = mask_view(
-            mask, labels=labels, index_base=index_base, highlight=highlight, padded=pads
+            mask, labels=labels, index_base=index_base, highlight=highlight, padded=padded
         )
         write_page(mask_page(view, mask, highlight=highlight), path)
         return
@@ -97,7 +97,7 @@ def save_mask(
         labels=labels,
         index_base=index_base,
         highlight_row=highlight,
-        padded=() if padded is None else [int(r) for r in padded],
+        padded=() if padded is None else padded,
         width=width,
     )
     save_figure(figure, path, dpi=dpi)

@@ -9,11 +9,13 @@ the figures check it again with the text size they settle on.
 from __future__ import annotations
 
 import math
-from numbers import Real
+from numbers import Integral, Real
 
+from maskviz._io import FIGURE_SUFFIXES
 from maskviz.errors import MaskvizError, usage_error
 
 MAX_WIDTH = 20.0  # inches: the widest picture drawn (a 150 dpi PNG 3,000 pixels wide)
+DPI_RANGE = (50, 600)  # a PNG's dots per inch: 600 is a print shop's; 20 in at 600 is 12,000 px
 MIN_TEXT_SCALE = 0.7  # 10 pt -> 7 pt, the smallest a paper prints comfortably
 MIN_SIDE = 0.8  # inches: the smallest heatmap a width may ask for
 GRID_MARGIN = 1.8  # inches beside a grid of heatmaps at full text size: labels, colour bar
@@ -84,14 +86,34 @@ def too_narrow(width: float, least: float, what: str) -> MaskvizError:
     )
 
 
-def check_width_range(width: float, what: str) -> None:
+def check_width_range(width: object, what: str) -> None:
     """Refuse a ``width`` that is no number of inches from above 0 to `MAX_WIDTH`."""
     number = isinstance(width, Real) and not isinstance(width, bool)
-    if not (number and 0 < width <= MAX_WIDTH):
+    if not (number and 0 < width <= MAX_WIDTH):  # type: ignore[operator]
         given = f"{width:g}" if number else repr(width)
         raise usage_error(
             f"{what} must be a number of inches above 0 and up to {MAX_WIDTH:g}, got {given}"
         )
+
+
+def check_picture(suffix: str, dpi: object, width: object, *, option: bool = False) -> None:
+    """Refuse a ``dpi`` or ``width`` that a file of ``suffix`` would not use, or out of
+    range (``option``: named as the command line's --dpi and --width)."""
+    dpi_name, width_name = ("--dpi", "--width") if option else ("dpi", "width")
+    if dpi is not None:
+        if suffix != ".png":
+            why = " (a vector file is sharp at any size)" if suffix in FIGURE_SUFFIXES else ""
+            raise usage_error(f"{dpi_name} applies to .png pictures, not {suffix}{why}")
+        low, high = DPI_RANGE
+        whole = isinstance(dpi, Integral) and not isinstance(dpi, bool)
+        if not (whole and low <= dpi <= high):  # type: ignore[operator]
+            raise usage_error(
+                f"{dpi_name} must be from {low} to {high}, got {dpi if whole else repr(dpi)}"
+            )
+    if width is not None:
+        if suffix not in FIGURE_SUFFIXES:
+            raise usage_error(f"{width_name} applies to .png, .svg and .pdf pictures, not {suffix}")
+        check_width_range(width, width_name)  # NaN fails too; the least is each picture's
 
 
 def check_width(width: float | None, least: float, what: str) -> None:

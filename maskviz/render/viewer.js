@@ -708,6 +708,8 @@ function (root) {
       const canvas = drawPanel(f, p, view, kind, cell, !all || cell >= 10, notes);
       if (all) {
         canvas.title = "open " + p.title + " (click or Enter)";
+        const layer = data.kind === "trace" ? "layer " + st.layer + " · " : "";
+        canvas.setAttribute("aria-label", layer + p.title + ": Enter opens it; the arrow keys read its cells");
         const open = () => { st.head = Number(p.title.replace(/^head /, "")); update(); };
         canvas.addEventListener("click", open);
         canvas.addEventListener("keydown", (e) => { if (e.key === "Enter") open(); });
