@@ -205,7 +205,7 @@ class MaskGrid:
             numbers = [key if j == 0 or key % step == 0 else None for j, key in enumerate(keys)]
             header = Text(" " * (label_w + 1) + ruler(numbers, lay.cell), STYLE_LABEL)
         else:
-            cells = f"keys {keys[0]:,}–{keys[-1]:,} →, {lay.key_block:,} per column"
+            cells = f"keys {keys[0]}–{keys[-1]} →, {lay.key_block:,} per column"
             header = Text(" " * (label_w + 1) + cells, STYLE_LABEL)
         header.rstrip()
         yield header
