@@ -27,7 +27,7 @@ def test_output_has_header_prefill_grid_one_block_per_step_and_footer() -> None:
     code, out, err = trace_cli(PROMPT, "--model", FIXTURE, "--steps", "5")
     assert code == 0, err
     lines = out.splitlines()
-    assert lines[0].startswith("model gpt2-tiny: 2 layers, 4 heads, width 32, context 64")
+    assert lines[0].startswith("model gpt2-tiny: gpt2, 2 layers, 4 heads, width 32, context 64")
     assert "float32 · mode cached" in out
     assert "prompt, 14 tokens: 1:The 2:␣c 3:at" in out
     assert any("key →" in line for line in lines)

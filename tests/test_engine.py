@@ -236,10 +236,10 @@ def test_a_random_model_names_ids_past_the_bytes_in_its_text_and_labels() -> Non
 
 
 def test_a_config_describes_one_layer_and_one_head_in_the_singular() -> None:
-    assert GPTConfig(1, 1, 8, 8, 8).describe().startswith("1 layer, 1 head, width 8")
+    assert GPTConfig(1, 1, 8, 8, 8).describe().startswith("gpt2, 1 layer, 1 head, width 8")
     llama = LlamaConfig(1, 1, 1, 4, 8, 16, 8, 8).describe()
     assert llama.startswith("llama, 1 layer, 1 head, width 8")
-    assert GPTConfig(2, 2, 8, 8, 8).describe().startswith("2 layers, 2 heads")
+    assert GPTConfig(2, 2, 8, 8, 8).describe().startswith("gpt2, 2 layers, 2 heads")
 
 
 def test_a_recording_too_large_for_memory_is_a_library_error_before_the_run() -> None:

@@ -91,7 +91,8 @@ class GPTConfig:
 
     def describe(self) -> str:
         return (
-            f"{plural(self.n_layer, 'layer')}, {plural(self.n_head, 'head')}, width {self.n_embd}, "
+            f"gpt2, {plural(self.n_layer, 'layer')}, {plural(self.n_head, 'head')}, "
+            f"width {self.n_embd}, "
             f"context {self.n_ctx}, vocabulary {self.vocab_size}"
         )
 
