@@ -323,7 +323,7 @@ NoColourOption = Annotated[
 DpiOption = Annotated[
     int | None,
     typer.Option(
-        metavar="DPI",
+        metavar="<dpi>",
         help=f"A saved .png's dots per inch ({sizes.DPI_RANGE[0]} to {sizes.DPI_RANGE[1]}; default 150). "
         ".svg and .pdf are vector: sharp at any size.",
         show_default=False,
@@ -338,7 +338,7 @@ def _width_option(least: float, more: str = "") -> Any:
     if least > 3.3:
         examples = "7 for a paper's text width"
     return typer.Option(
-        metavar="INCHES",
+        metavar="<inches>",
         help=f"A saved .png, .svg or .pdf's width in inches, e.g. {examples} "
         f"({sizes.shown(least):g} to {sizes.MAX_WIDTH:g}{more}). Text shrinks with the "
         "picture, never below 70%.",
@@ -445,7 +445,7 @@ def show_mask(
         typer.Option(
             "--kind",
             "-k",
-            metavar="KIND",
+            metavar="<kind>",
             help="Base pattern. causal: key <= query (GPT-2); strict: key < query; bidirectional: all; prefix-lm: needs --prefix.",
         ),
     ] = KindChoice.causal,
@@ -737,7 +737,12 @@ def trace_command(
     ] = 0.0,
     top_k: Annotated[
         int | None,
-        typer.Option(help="Sample only from the K most likely tokens.", show_default=False, min=1),
+        typer.Option(
+            metavar="<int>",
+            help="Sample only from the K most likely tokens.",
+            show_default=False,
+            min=1,
+        ),
     ] = None,
     seed: Annotated[
         int | None,
@@ -1178,7 +1183,7 @@ def bench_command(
     shape: Annotated[
         ShapeChoice | None,
         typer.Option(
-            metavar="SHAPE",
+            metavar="<shape>",
             help="Instead of --model: a model of this shape with random weights: "
             + ", ".join(s.value for s in ShapeChoice)
             + ".",

@@ -277,7 +277,7 @@ def test_sampling_without_a_seed_prints_and_records_one_that_replays_the_run(
     code, out, err = trace_cli(PROMPT, *sampled)
     assert code == 0, err
     seed = int(out.split("seed")[1].split()[0])  # the header may wrap after "seed"
-    assert "sampled: temperature 1.5, top-k 20, seed" in out
+    assert "sampled: temperature 1.5, top-k 20, seed" in " ".join(out.split())  # may wrap
     code, out_json, _ = trace_cli(PROMPT, *sampled, "--json")
     data = json.loads(out_json)
     assert (data["temperature"], data["top_k"]) == (1.5, 20)
