@@ -78,12 +78,9 @@ def _dash_hint(exc: Exception, args: list[str]) -> str:
     """For "No such option: -e" when the user meant text or a number such as "-hello" or
     "-1": the command that gives it, to copy: options first, then --, then the value and
     the arguments after it (after --, nothing is read as an option)."""
-    if type(exc).__name__ != "NoSuchOption":
-        return ""
-    at = next((i for i, a in enumerate(args) if re.fullmatch(r"-(\d.*|[^-].+)", a)), None)
-    if at is None:
-        return ""
     command = getattr(getattr(exc, "ctx", None), "command", None)
+    if type(exc).__name__ != "NoSuchOption" or hasattr(command, "commands"):
+        return ""  # before any command (`maskviz -3`): there is nothing to put it after
     takes_value = {
         opt
         for param in getattr(command, "params", ())
@@ -91,11 +88,28 @@ def _dash_hint(exc: Exception, args: list[str]) -> str:
         for opt in param.opts
         if opt.startswith("-")
     }
+
+    def with_value(arg: str) -> bool:  # `--steps 3`, `-k causal`: the next word is its value
+        return arg in takes_value
+
+    def attached(arg: str) -> bool:  # `-kcausal`, `--steps=3`: an option with its value
+        return arg.partition("=")[0] in takes_value or (arg[:2] in takes_value and arg[1] != "-")
+
+    at, i = None, 0
+    while i < len(args) and at is None:
+        arg = args[i]
+        if with_value(arg):
+            i += 1  # its value may start with '-' too (`--index-base -1`)
+        elif not attached(arg) and re.fullmatch(r"-(\d.*|[^-].+)", arg):
+            at = i
+        i += 1
+    if at is None:
+        return ""
     options, arguments = [], []
     rest = iter(args[at + 1 :])
     for arg in rest:
         if arg.startswith("-"):
-            options += [arg, next(rest, "")] if arg in takes_value else [arg]
+            options += [arg, next(rest, "")] if with_value(arg) else [arg]
         else:
             arguments.append(arg)
     fixed = [*args[:at], *options, "--", args[at], *arguments]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import os
 import re
 import warnings
@@ -315,7 +316,7 @@ def _check_range(tensors: dict[str, NDArray[Any]], source: str, dtype: str) -> N
     for name, a in tensors.items():
         if a.dtype.itemsize > np.dtype(dtype).itemsize and a.dtype.kind == "f" and a.size:
             big = max(float(a.max()), -float(a.min()))
-            if big > top:  # NaN passes here: the architecture names it as NaN
+            if top < big < math.inf:  # NaN and inf pass here: the architecture names them
                 raise MaskvizError(
                     f"{source}: tensor {name!r} holds {big:.3g}, beyond {dtype}'s range "
                     f"(±{top:.3g}): load the model in float64 (--dtype float64)"

@@ -111,6 +111,8 @@ class HFTokenizer:
             raise MaskvizError(
                 f"{path}: not a loadable tokenizer.json ({first_line(exc)})"
             ) from None
+        # a byte-level vocabulary (GPT-2, Llama 3, Qwen) spells every byte as a character
+        self._byte_level = type(self._tok.decoder).__name__ == "ByteLevel"
         # the model's end-of-sequence tokens (config.json's eos_token_id, e.g. Llama's
         # <|end_of_text|>), else GPT-2's <|endoftext|> if the vocabulary has it
         eot = eos_ids[0] if eos_ids else self._tok.token_to_id(EOT_TEXT)
@@ -148,16 +150,43 @@ class HFTokenizer:
         for known, group in itertools.groupby((int(i) for i in ids), key=self._knows):
             run = list(group)
             if known:
-                part = str(self._tok.decode(run, skip_special_tokens=False))
+                part = self._decode(run)
                 if "\ufffd" in part:  # a character cut short: its bytes, as labels show them
-                    pieces = [_piece_bytes(self._tok.id_to_token(i) or "") for i in run]
-                    if all(piece is not None for piece in pieces):
-                        raw = b"".join(piece for piece in pieces if piece is not None)
-                        part = raw.decode("utf-8", errors="backslashreplace")
+                    part = self._escaped(run) or part
                 parts.append(part)
             else:
                 parts.extend(unknown_id_label(i) for i in run)
         return "".join(parts)
+
+    def _decode(self, ids: list[int]) -> str:
+        return str(self._tok.decode(ids, skip_special_tokens=False))
+
+    def _escaped(self, run: list[int]) -> str | None:
+        """The text of ``run`` with each stretch of byte tokens that is no whole character
+        written as ``\\xNN`` escapes; None where the decoder's text does not split so.
+
+        Word pieces are decoded after the token before them, whose own text is then cut
+        off: a SentencePiece decoder drops the space before a text's first word.
+        """
+        raw = [self._bytes(i) for i in run]
+        out = []
+        for is_bytes, group in itertools.groupby(range(len(run)), key=lambda i: raw[i] is not None):
+            at = list(group)
+            if is_bytes:
+                joined = b"".join(b for b in (raw[i] for i in at) if b is not None)
+                out.append(joined.decode("utf-8", errors="backslashreplace"))
+                continue
+            before = run[at[0] - 1 : at[0]]
+            head, text = self._decode(before), self._decode(before + [run[i] for i in at])
+            if not text.startswith(head):
+                return None
+            out.append(text[len(head) :])
+        return "".join(out)
+
+    def _bytes(self, token_id: int) -> bytes | None:
+        """The bytes a token stands for, as this tokenizer's decoder reads it: any entry
+        of a byte-level vocabulary, a byte fallback (``<0xE4>``) in another; else None."""
+        return _piece_bytes(self._tok.id_to_token(token_id) or "", byte_level=self._byte_level)
 
     def _knows(self, token_id: int) -> bool:
         return self._tok.id_to_token(token_id) is not None
@@ -167,7 +196,7 @@ class HFTokenizer:
             return unknown_id_label(token_id)
         text = self.decode([token_id])  # special tokens decode to their own text
         if "\ufffd" in text:  # part of a character: its bytes, as the shipped models show them
-            raw = _piece_bytes(self._tok.id_to_token(token_id) or "")
+            raw = self._bytes(token_id)
             if raw is not None:
                 text = raw.decode("utf-8", errors="backslashreplace")
         return safe_text(text)
@@ -198,13 +227,14 @@ def _byte_level_alphabet() -> dict[str, int]:
 _BYTE_LEVEL = _byte_level_alphabet()
 
 
-def _piece_bytes(piece: str) -> bytes | None:
-    """The bytes a vocabulary entry stands for: byte-level BPE's characters, or a
-    SentencePiece byte fallback such as ``<0xE4>``; None for anything else."""
+def _piece_bytes(piece: str, *, byte_level: bool) -> bytes | None:
+    """The bytes a vocabulary entry stands for: a SentencePiece byte fallback such as
+    ``<0xE4>``, or (``byte_level``) byte-level BPE's characters; None for anything else.
+    Only in a byte-level vocabulary does "é" stand for the byte 0xE9."""
     if len(piece) == 6 and piece[:3] == "<0x" and piece[5] == ">":
         digits = piece[3:5]
         return bytes.fromhex(digits) if all(c in string.hexdigits for c in digits) else None
-    if piece and all(ch in _BYTE_LEVEL for ch in piece):
+    if byte_level and piece and all(ch in _BYTE_LEVEL for ch in piece):
         return bytes(_BYTE_LEVEL[ch] for ch in piece)
     return None
 

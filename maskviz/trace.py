@@ -623,19 +623,17 @@ def _json_array(value: Any, name: str, dtype: str, path: Path) -> NDArray[Any]:
 
 def _shapes_problem(shapes: dict[str, tuple[int, ...]]) -> str | None:
     """What is wrong with the shapes of the token ids, logits, attention and mask, or
-    None. Checked from a file's array headers before any array is read (zeros compress
-    a thousandfold: a small file can declare gigabytes), and on every Trace."""
-    ids = shapes["token_ids"]
-    if len(ids) != 1 or ids[0] < 1:
+    None; each has the dimensions `_array_problem` asks for. Checked from a file's array
+    headers before any array is read (zeros compress a thousandfold: a small file can
+    declare gigabytes), and on every Trace."""
+    (n,), logits = shapes["token_ids"], shapes["logits"]
+    if n < 1:
         return "'token_ids' must be a non-empty 1-D array"
-    n, logits = ids[0], shapes["logits"]
-    if len(logits) != 2 or logits[0] != n:
-        return f"'logits' must be [T={n}, vocab], got {logits}"
-    layers, heads = shapes["layers"], shapes["heads"]
-    if len(layers) == len(heads) == 1:  # else refused as not 1-D, later
-        expected = (layers[0], heads[0], n, n)
-        if shapes["attention"] != expected:
-            return f"'attention' must be {list(expected)}, got {list(shapes['attention'])}"
+    if logits[0] != n:
+        return f"'logits' must be [T={n}, vocab], got {list(logits)}"
+    expected = (shapes["layers"][0], shapes["heads"][0], n, n)
+    if shapes["attention"] != expected:
+        return f"'attention' must be {list(expected)}, got {list(shapes['attention'])}"
     if shapes["mask"] != (n, n):
         return f"'mask' must be [{n}, {n}], got {list(shapes['mask'])}"
     return None

@@ -377,10 +377,13 @@ def comparison_view(
 ) -> AttentionView:
     """Both sides' attention of one head side by side, each row's max |Δ| over every layer
     and head, the per-layer and cost tables, and the verdict."""
+    from maskviz.compare import Comparison
+
+    check_type(result, Comparison, "result")
     a, b = result.a, result.b
     p, n = result.prompt_len, result.token_ids.shape[0]
+    check_labels(labels, n)
     shown = tuple(labels)
-    check_labels(shown, n)
     layer = index_in(layer, a.attention.shape[0], "layer")
     head = index_in(head, a.attention.shape[1], "head")
     marks = (Mark(p, "prompt", "generated tokens"),) if 0 < p < n else ()
@@ -494,6 +497,9 @@ def similarity_view(
 ) -> AttentionView:
     """Both orderings' masked attention, each with its own tokens and its delimiter marked,
     and the combined representation. ``labels``: the two orderings' token labels."""
+    from maskviz.similarity import Similarity
+
+    check_type(result, Similarity, "result")
     layer = index_in(layer, result.forward.attention.shape[0], "layer")
     head = index_in(head, result.forward.attention.shape[1], "head")
     if len(labels) != 2:
@@ -505,6 +511,7 @@ def similarity_view(
         labels,
         strict=True,
     ):
+        check_labels(names, order.token_ids.shape[0])  # before tuple(): "abc" is one label
         panels.append(_ordering_panel(title, order, tuple(names), layer, head))
     norm = float(np.linalg.norm(result.representation.astype(np.float64)))
     footer = (
@@ -532,7 +539,6 @@ def _ordering_panel(
 ) -> Panel:
     _, delim, second = order.segments
     n = order.token_ids.shape[0]
-    check_labels(labels, n)
     rule = order.rules[layer]
     states = _states(rule.to_array())
     weights = np.where(states == ALLOWED, order.attention[layer, head], 0.0)
@@ -667,8 +673,9 @@ def mask_view(
     n = mask.n_keys
     if mask.n_queries != n:
         raise usage_error(f"a mask view needs a square mask, got {mask.n_queries} x {n}")
+    if labels is not None:
+        check_labels(labels, n)
     names = tuple(labels) if labels is not None else ("",) * n
-    check_labels(names, n)
     padded = [index_in(r, n, "padded position") for r in ([] if padded is None else padded)]
     notes = dict.fromkeys(padded, PAD_NOTE)
     if highlight is not None:

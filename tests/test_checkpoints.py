@@ -427,6 +427,10 @@ def test_a_float64_weight_beyond_float32_s_range_is_refused_when_loading_float32
     with pytest.raises(MaskvizError, match=message + r" range .*--dtype float64"):
         load_model(folder)
     assert load_model(folder, dtype="float64").weights.wpe[-1, 0] == 1e39
+    tensors["transformer.wpe.weight"][-1, 0] = np.inf  # no dtype holds it: not "load in float64"
+    save_file(tensors, str(folder / "model.safetensors"))
+    with pytest.raises(MaskvizError, match=r"'transformer\.wpe\.weight' contains NaN or infinity"):
+        load_model(folder)
 
 
 @pytest.mark.parametrize(

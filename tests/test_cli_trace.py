@@ -443,6 +443,7 @@ def test_ctrl_c_while_a_command_runs_says_interrupted_and_exits_130(
         ["trace", "-x y", "--steps", "1"],
         ["trace", "-x y", "--plain", "--steps", "1", "--model", "tiny"],
         ["similarity", "a", "-1 b"],
+        ["trace", "-mtiny", "-x y", "--steps=1"],  # an option's value attached, either way
     ],
 )
 def test_the_hint_for_a_prompt_starting_with_a_dash_is_a_command_that_runs(
@@ -459,3 +460,8 @@ def test_the_hint_for_a_prompt_starting_with_a_dash_is_a_command_that_runs(
     ran = run_cli(*fixed)
     assert ran.exit_code == 0, ran.stderr
     assert sorted(fixed) == sorted([*args, "--"])  # the same words, in an order that works
+
+
+def test_no_hint_names_a_command_when_the_dash_comes_before_any_command() -> None:
+    refused = run_cli("-3")
+    assert refused.exit_code == 2 and "as in" not in refused.stderr

@@ -669,7 +669,7 @@ def test_views_pictures_and_pages_refuse_arguments_of_the_wrong_kind_by_name(
     tmp_path: Path,
 ) -> None:
     from maskviz.masks import causal
-    from maskviz.render.html import trace_page, write_page
+    from maskviz.render.html import mask_page, trace_page, write_page
     from maskviz.render.save import save_mask, save_view
     from maskviz.view import mask_view, trace_view
 
@@ -690,6 +690,9 @@ def test_views_pictures_and_pages_refuse_arguments_of_the_wrong_kind_by_name(
         (lambda: save_view(view, tmp_path / "v.gif", dpi=100), "dpi applies to .png pictures, not .gif"),
         (lambda: save_view(view, tmp_path / "v.gif", width=3), "width applies to .png, .svg and .pdf pictures, not .gif"),
         (lambda: write_page(trace_page(trace), 5), "a path must be a str or os.PathLike, got int"),  # type: ignore[arg-type]
+        (lambda: trace_page(None), "trace must be a Trace, got NoneType"),  # type: ignore[arg-type]
+        (lambda: mask_page(None, mask), "view must be an AttentionView, got NoneType"),  # type: ignore[arg-type]
+        (lambda: save_mask(mask, tmp_path / "m.html", labels="abc"), "labels must be one string per position"),
         (lambda: trace.save(str(tmp_path / "a\0.npz")), "a path cannot hold a NUL character"),
         (lambda: maskviz.Trace.load(tmp_path / ("x" * 300 + ".npz")), "cannot read trace: File name too long"),
     ]  # fmt: skip

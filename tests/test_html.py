@@ -652,10 +652,13 @@ def test_a_pointer_resting_on_a_cell_keeps_its_tooltip_while_steps_change(
     assert after.split("\n")[:2] == before.split("\n")[:2]  # the same query and key
 
 
-@pytest.mark.parametrize("size", [(1024, 768), (1280, 720)])
+@pytest.mark.parametrize(
+    ("size", "least_cell"), [((1024, 768), 10), ((1280, 720), 10), ((1600, 500), 2)]
+)
 def test_a_projected_page_shows_the_whole_map_and_the_step_box_in_the_window(
-    browser: chromium.Browser, pages: dict[str, Path], size: tuple[int, int]
+    browser: chromium.Browser, pages: dict[str, Path], size: tuple[int, int], least_cell: int
 ) -> None:
+    # 10 px cells keep the token labels; a window 500 px high has the box beside the map
     tab = sized(browser.tab(), *size)
     tab.open(url(pages["trace"], "layer=0&head=0&step=5"))
     bottoms = tab.eval(
@@ -664,10 +667,25 @@ def test_a_projected_page_shows_the_whole_map_and_the_step_box_in_the_window(
     )
     assert max(bottoms) <= size[1]
     cell = "Number(document.querySelector('.maskviz .mv-canvas').dataset.cell)"
-    assert tab.eval(cell) >= 10  # still large enough for token labels
+    assert tab.eval(cell) >= least_cell
     shown = tab.eval(cell)
     tab.key("End")  # stepping never resizes the map
     assert tab.eval(cell) == shown
+
+
+def test_a_notebook_output_is_sized_by_its_width_alone(
+    browser: chromium.Browser, headline: Trace, tmp_path: Path
+) -> None:
+    # a notebook's output may grow with what it holds: its window's height says nothing
+    page = tmp_path / "notebook.html"
+    page.write_text(f"<!doctype html><meta charset='utf-8'>{headline._repr_html_()}")
+    cell = "Number(document.querySelector('.maskviz .mv-canvas').dataset.cell)"
+    cells = []
+    for height in (1000, 500):
+        tab = sized(browser.tab(), 1024, height)
+        tab.open(url(page))
+        cells.append(tab.eval(cell))
+    assert cells[0] == cells[1]
 
 
 def test_the_tooltip_opens_above_a_cell_near_the_bottom_of_the_window(

@@ -94,8 +94,38 @@ def test_tokens_that_are_pieces_of_a_character_are_labelled_by_their_bytes() -> 
     # text cut inside a character is written with its bytes escaped too, not as U+FFFD
     assert tok.decode([ids[0], ids[1], *ids[3:]]) == "\\xe4\\xb8文 a"
     assert tok.decode(ids) == "中文 a"
-    assert _piece_bytes("<0xE4>") == b"\xe4"  # SentencePiece's byte fallback
-    assert _piece_bytes("<0xZZ>") is None and _piece_bytes("\u2581a") is None  # not bytes
+    assert _piece_bytes("<0xE4>", byte_level=False) == b"\xe4"  # SentencePiece's byte fallback
+    assert _piece_bytes("<0xZZ>", byte_level=True) is None
+    assert _piece_bytes("\u2581a", byte_level=True) is None  # not bytes
+    assert _piece_bytes("é", byte_level=True) == b"\xe9"  # a byte-level vocabulary's 0xE9
+    assert _piece_bytes("é", byte_level=False) is None  # elsewhere, the letter
+
+
+def test_a_sentencepiece_tokenizer_decodes_a_character_cut_short_as_its_escaped_bytes(
+    tmp_path: Path,
+) -> None:
+    from tokenizers import Tokenizer, decoders, models
+
+    from maskviz.tokenizer import HFTokenizer
+
+    pieces = ["<unk>", "\u2581the", "<0xE4>", "<0xB8>", "<0xAD>", "\u2581a", "é"]
+    tok = Tokenizer(
+        models.BPE({p: i for i, p in enumerate(pieces)}, [], unk_token="<unk>", byte_fallback=True)
+    )
+    tok.decoder = decoders.Sequence(
+        [
+            decoders.Replace("\u2581", " "),
+            decoders.ByteFallback(),
+            decoders.Fuse(),
+            decoders.Strip(" ", 1, 0),
+        ]
+    )  # as Llama 2's and Mistral's tokenizer.json decode
+    tok.save(str(tmp_path / "tokenizer.json"))
+    hf = HFTokenizer(tmp_path / "tokenizer.json")
+    assert hf.decode([1, 2, 3, 5, 6]) == "the\\xe4\\xb8 aé"  # the word's space kept, é a letter
+    assert hf.decode([1, 2, 3, 4, 5]) == "the中 a"  # whole: as the tokenizer decodes it
+    assert hf.decode([2, 1]) == "\\xe4 the"
+    assert hf.token_label(2) == "\\xe4" and hf.token_label(6) == "é"
 
 
 def test_similarity_puts_the_bos_once_at_the_start_of_each_ordering() -> None:

@@ -47,7 +47,7 @@ from numpy.typing import NDArray
 
 from maskviz._io import write_text
 from maskviz._text import display_label, plural, safe_text
-from maskviz.errors import usage_error
+from maskviz.errors import check_type, usage_error
 from maskviz.render import style
 from maskviz.view import (
     ALLOWED,
@@ -256,6 +256,9 @@ def trace_page(
     ``group`` (some recorded heads, as ``--heads 1,3``) adds them side by side and
     opens on them.
     """
+    from maskviz.trace import Trace
+
+    check_type(trace, Trace, "trace")
     check_positions(trace.n_tokens)
     layers = [int(x) for x in trace.layers]
     heads = [int(x) for x in trace.heads]
@@ -370,6 +373,9 @@ def comparison_page(
     model_name: str = "",
 ) -> Page:
     """Both sides and their |Δ| for every layer and head, the verdict and tolerance."""
+    from maskviz.compare import Comparison
+
+    check_type(result, Comparison, "result")
     n_layer, n_head = result.a.attention.shape[:2]
 
     def draw(pool: _Pool, q: int, lay: int, h: int) -> dict[str, Any]:
@@ -404,6 +410,9 @@ def similarity_page(
     result: Similarity, labels: Sequence[Sequence[str]], *, layer: int = 0, head: int = 0
 ) -> Page:
     """Both orderings for every layer and head, the read-out (last) row highlighted."""
+    from maskviz.similarity import Similarity
+
+    check_type(result, Similarity, "result")
     n_layer, n_head = result.forward.attention.shape[:2]
 
     def draw(pool: _Pool, q: int, lay: int, h: int) -> dict[str, Any]:
@@ -436,6 +445,7 @@ def view_page(
     """One view as it is (what `save_view` writes for ``.html``); ``kind="mask"`` draws
     allowed cells in the mask figures' green instead of by weight. ``window``: the
     sliding window the tooltips name for keys too far back."""
+    check_type(view, AttentionView, "view")
     n = max(p.n for p in view.panels)
     q = _levels(len(view.panels) * n * n)
     pool = _Pool()
@@ -467,6 +477,9 @@ def view_page(
 def mask_page(view: AttentionView, mask: Mask, *, highlight: int | None = None) -> Page:
     """A mask (`maskviz.view.mask_view` of ``mask``): allowed or not, no weights, in the
     mask figures' colours; each masked cell's tooltip says why (`Mask.reasons`)."""
+    from maskviz.masks import Mask
+
+    check_type(mask, Mask, "mask")
 
     page = view_page(view, kind="mask", highlight=highlight, window=mask.window)
     colors = dict(page.data["colors"], masked=style.COLOR_BLOCKED)

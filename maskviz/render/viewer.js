@@ -197,9 +197,17 @@ function (root) {
 
   // ---------------------------------------------------------------- drawing
   const FONT = "11px ui-monospace, Menlo, Consolas, monospace";
-  const BOX_W = 300; // the step box's width beside a map (as in viewer.css)
+  const BOX_W = 300, GAP = 24; // the step box beside a map: its width, the space between
   // fitting a window's height never makes a map smaller than 300 px or 2 px a cell
   const MIN_TALL = 300;
+  let fit = null; // what a map is fitted to the window's height by: { above, box }, or none
+  // the heights a map may take with the step box under it and beside it, and whether the
+  // box would not fit under the least map
+  function heights(f) {
+    if (!f) return [Infinity, Infinity, false];
+    const high = window.innerHeight - f.above;
+    return [Math.max(MIN_TALL, high - f.box), Math.max(MIN_TALL, high), high - f.box < MIN_TALL];
+  }
   const NOTE_CELL = 12; // rows this tall or taller hold an 11 px note apart from the next
   const measure = document.createElement("canvas").getContext("2d");
   measure.font = FONT;
@@ -402,15 +410,16 @@ function (root) {
     const cursor = () => (st.cursor
       ? { r: Math.min(st.cursor.r, n - 1), c: Math.min(st.cursor.c, n - 1) }
       : { r: hl ?? n - 1, c: 0 });
+    // the cell at a point of the window, or null
     const cellAt = (x, y) => {
-      const r = Math.floor((y - top) / cell), c = Math.floor((x - left) / cell);
+      const box = canvas.getBoundingClientRect();
+      const r = Math.floor((y - box.top - top) / cell), c = Math.floor((x - box.left - left) / cell);
       return r >= 0 && c >= 0 && r < n && c < n ? { r, c } : null;
     };
-    // the cell under the pointer, from window coordinates: a redraw asks again for the
-    // pointer's last position, so a parked pointer keeps its tooltip while steps play
+    // a redraw asks again for the pointer's last position, so a parked pointer keeps its
+    // tooltip while steps play
     canvas.tipAt = (x, y) => {
-      const box = canvas.getBoundingClientRect();
-      const hit = cellAt(x - box.left, y - box.top);
+      const hit = cellAt(x, y);
       if (hit) showTip(canvas, panel, view, kind, hit.r, hit.c); else hideTip();
     };
     canvas.addEventListener("mousemove", (e) => {
@@ -421,8 +430,7 @@ function (root) {
     // a click or a tap puts the reading cursor on its cell: the focus that follows
     // shows the cursor's cell, and the arrow keys move on from there
     canvas.addEventListener("pointerdown", (e) => {
-      const box = canvas.getBoundingClientRect();
-      const hit = cellAt(e.clientX - box.left, e.clientY - box.top);
+      const hit = e.button === 0 ? cellAt(e.clientX, e.clientY) : null; // not a right click
       if (hit) st.cursor = hit;
     });
     canvas.addEventListener("focus", () => {
@@ -672,18 +680,24 @@ function (root) {
     const largest = Math.max(1, Math.min(18, Math.floor(target / n)));
     // every map, its labels and notes fit the page's width (a phone's too); maps wrap.
     // Notes go before the cells shrink below their size: the tooltip still gives them.
-    // One map alone also fits the window's height with the step box (a projector's
-    // 768 px): under the map, or beside it where that leaves larger cells. Heights are
-    // the step's own box at its tallest, so that stepping never resizes the map.
+    // One map alone on a saved page also fits the window's height with the step box (a
+    // projector's 768 px): under the map, or beside it where that leaves larger cells or
+    // the box would not fit under. Heights take the step's box at its tallest, so that
+    // stepping never resizes the map. (A notebook's output may grow with what it holds,
+    // so its window's height says nothing: there, the width alone.)
     drawText(view);
     drawStepBox(view);
     const single = perRow === 1 && !all;
-    const above = figures.getBoundingClientRect().top - root.getBoundingClientRect().top + 40;
-    const boxH = data.rows ? (4 + data.rows[0].top.length) * 19 + 30 : 0;
+    fit = single && data.standalone ? {
+      // above the map: title, text and controls, then its caption and the page's margin
+      above: figures.getBoundingClientRect().top - root.getBoundingClientRect().top + 40,
+      box: data.rows ? (4 + data.rows[0].top.length) * 19 + 30 : 0,
+    } : null;
+    const [tallUnder, tallAside, cramped] = heights(fit);
     function layout(room, tall) {
       const fits = (c, withNotes) => panels.every((p) => {
         const m = margins(p, kind, c, !all || c >= 10, withNotes);
-        return m.width <= room && (!single || c <= 2 || m.labelW + p.n * c <= tall);
+        return m.width <= room && (c <= 2 || m.labelW + p.n * c <= tall);
       });
       let c = largest;
       while (c > NOTE_CELL && !fits(c, true)) c--;
@@ -692,11 +706,13 @@ function (root) {
       while (c > 1 && !fits(c, false)) c--;
       return { cell: c, notes: false };
     }
-    const room = stage.clientWidth, high = window.innerHeight - above;
-    const under = layout(room, Math.max(MIN_TALL, high - boxH));
-    const aside = single && data.rows ? layout(room - BOX_W - 24, Math.max(MIN_TALL, high)) : under;
-    const beside = aside.cell > under.cell;
+    const room = stage.clientWidth;
+    const under = layout(room, tallUnder);
+    const aside = fit && data.rows ? layout(room - BOX_W - GAP, tallAside) : under;
+    const beside = aside !== under && (aside.cell > under.cell || (aside.cell === under.cell && cramped));
     stage.classList.toggle("mv-beside", beside);
+    Object.assign(stepBox.style, { width: beside ? BOX_W + "px" : "" });
+    Object.assign(stage.style, { columnGap: beside ? GAP + "px" : "" });
     const { cell, notes } = beside ? aside : under;
     const figure = (title) => {
       const f = el("figure", "mv-figure", null, figures);
@@ -739,7 +755,7 @@ function (root) {
     if (many) Object.assign(root.dataset, { layer: String(st.layer), head: String(st.head) });
     root.dataset.step = String(st.step);
     writeHash();
-    drawn = [stage.clientWidth, window.innerHeight, window.devicePixelRatio];
+    drawn = [stage.clientWidth, window.devicePixelRatio, ...heights(fit)];
     root.dataset.maskvizReady = "1";
   }
 
@@ -780,7 +796,9 @@ function (root) {
   window.addEventListener("resize", () => {
     clearTimeout(pending);
     pending = setTimeout(() => {
-      const now = [stage.clientWidth, window.innerHeight, window.devicePixelRatio];
+      // a window's height matters only where it changes what a map may take (a phone's
+      // browser bar coming and going leaves a map at its least alone)
+      const now = [stage.clientWidth, window.devicePixelRatio, ...heights(fit)];
       if (now.some((v, i) => v !== drawn[i])) update();
     }, 150);
   });
