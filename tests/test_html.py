@@ -888,6 +888,9 @@ def test_pages_take_the_figures_masked_dots_marks_and_a_visible_small_evicted_co
     assert small not in (style.COLOR_EVICTED, style.COLOR_EVICTED_HATCH, colors["highlight"])
     assert contrast(small, "#ffffff") >= 3
     assert contrast(style.COLOR_EVICTED, "#ffffff") < contrast(small, "#ffffff")
+    # a masked cell's dots stand out from its grey (3:1, as graphics need): on a washed-out
+    # projector they still tell it from a white cell, a key not generated yet
+    assert contrast(colors["maskedDots"], colors["masked"]) >= 3
 
 
 def test_pages_colour_cells_with_the_figures_colormaps_and_never_load_matplotlib(

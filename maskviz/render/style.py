@@ -15,7 +15,9 @@ from importlib import resources
 
 # masks: a cell a query may attend, a pooled cell where some may, one where none may
 COLOR_ALLOWED, COLOR_PARTIAL, COLOR_BLOCKED = "#1b7837", "#a6dba0", "#f2f2f2"
-COLOR_BLOCKED_DOTS = "#a8a8a8"  # dots on "may not" cells: apart from any weight in grey print
+# dots on "may not" cells: apart from any weight in grey print, and 3.4:1 against the
+# cell's grey, so that a washed-out projector still tells a masked cell from a white one
+COLOR_BLOCKED_DOTS = "#808080"
 COLOR_PADDING = "#7f7f7f"  # the hatching of padding positions
 COLOR_HIGHLIGHT = "#e7298a"  # magenta: the row a step computes, in every figure and page
 # attention: masked cells look like a mask's "may not" cells
