@@ -421,7 +421,7 @@ def test_doctor_on_a_terminal_wraps_long_values_under_their_column() -> None:
         assert re.match(r"( {2})*[\w-]+:", line) or line[:column].isspace(), line
 
 
-def test_doctor_piped_keeps_each_value_whole_and_says_unknown_for_none() -> None:
+def test_doctor_piped_keeps_each_value_whole_and_says_unknown_yes_and_no() -> None:
     from rich.console import Console
 
     from maskviz.render.terminal import KeyValues
@@ -431,8 +431,12 @@ def test_doctor_piped_keeps_each_value_whole_and_says_unknown_for_none() -> None
     assert any(line.split() == ["HF_HOME:", home] for line in lines)
     plain = Console(width=40, force_terminal=False)
     with plain.capture() as captured:
-        plain.print(KeyValues({"blas": {"kernel": None}}))
-    assert captured.get().splitlines()[-1].split() == ["kernel:", "unknown"]
+        plain.print(KeyValues({"blas": {"kernel": None}, "present": True, "absent": False}))
+    assert [line.split() for line in captured.get().splitlines()[-3:]] == [
+        ["kernel:", "unknown"],
+        ["present:", "yes"],
+        ["absent:", "no"],
+    ]  # not Python's None, True and False
 
 
 def test_doctor_takes_plain_and_its_help_has_examples() -> None:

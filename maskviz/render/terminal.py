@@ -370,7 +370,7 @@ class TableView:
 @dataclass
 class KeyValues:
     """Nested key: value pairs, each level indented two spaces further; None reads
-    "unknown". On a terminal a long value wraps under where it started (a path folds
+    "unknown", True and False "yes" and "no". On a terminal a long value wraps under where it started (a path folds
     only where it must); piped, every value stays on its line, to be copied whole."""
 
     data: Mapping[str, object]
@@ -381,6 +381,8 @@ class KeyValues:
             if isinstance(value, Mapping):
                 yield name, "" if value else "(none)"
                 yield from self._rows(value, depth + 1)
+            elif isinstance(value, bool):
+                yield name, "yes" if value else "no"
             else:
                 yield name, "unknown" if value is None else str(value)
 
