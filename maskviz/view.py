@@ -511,7 +511,7 @@ def similarity_view(
         labels,
         strict=True,
     ):
-        check_labels(names, order.token_ids.shape[0])  # before tuple(): "abc" is one label
+        check_labels(names, order.token_ids.shape[0])  # before tuple() splits a string
         panels.append(_ordering_panel(title, order, tuple(names), layer, head))
     norm = float(np.linalg.norm(result.representation.astype(np.float64)))
     footer = (

@@ -370,8 +370,9 @@ class TableView:
 @dataclass
 class KeyValues:
     """Nested key: value pairs, each level indented two spaces further; None reads
-    "unknown", True and False "yes" and "no". On a terminal a long value wraps under where it started (a path folds
-    only where it must); piped, every value stays on its line, to be copied whole."""
+    "unknown", True and False "yes" and "no". On a terminal a long value wraps under
+    where it started (a path folds only where it must); piped, every value stays on its
+    line, to be copied whole."""
 
     data: Mapping[str, object]
 
