@@ -26,12 +26,18 @@ def as_path(path: object) -> Path:
 
 
 def output_path(value: str) -> Path:
-    """A ``--save`` argument as typed: a trailing slash names a folder, which `Path` would
-    silently drop (``x.png/`` is not the file ``x.png``), and an empty one would be '.'."""
+    """A ``--save`` argument as typed: a trailing slash, '.' or '..' names a folder, which
+    `Path` would silently drop (``x.png/`` and ``x.png/.`` are not the file ``x.png``), and
+    an empty one would be '.'."""
     if not value:
         raise usage_error("cannot save to '': the name is empty")
     if value.endswith(("/", os.sep)):
         raise usage_error(f"cannot save to {quoted(value)}: a path ending in '/' names a folder")
+    last = value.replace(os.sep, "/").rsplit("/", 1)[-1]
+    if last in (".", ".."):  # `x.png/.` is the folder x.png, which Path would drop to x.png
+        raise usage_error(
+            f"cannot save to {quoted(value)}: a path ending in '{last}' names a folder"
+        )
     return Path(value)
 
 

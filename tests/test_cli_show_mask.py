@@ -275,6 +275,7 @@ def test_save_paths_that_are_folders_or_under_a_file_are_refused_naming_why(tmp_
         (tmp_path / "pictures.png", "it is a folder"),
         (tmp_path / "keep.png" / "m.png", "keep.png' is a file, not a folder"),
         (f"{tmp_path / 'keep.png'}/", "a path ending in '/' names a folder"),
+        (f"{tmp_path / 'keep.png'}/.", "a path ending in '.' names a folder"),  # not keep.png
     ]:
         for command in (["show-mask", "6"], ["trace", "To be"], ["compare", "training-vs-cached"]):
             result = run_cli(*command, "--save", str(target))
