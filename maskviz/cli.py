@@ -1300,8 +1300,11 @@ def main() -> None:
     for stream in (sys.stdout, sys.stderr):
         use_ascii_stand_ins(stream)
     sys.stdout = cast(IO[str], _Stdout(sys.stdout))
-    # `kill` unwinds like Ctrl-C: a save in progress removes its temporary file
+    # `kill`, or the terminal closing, unwinds like Ctrl-C: a save in progress removes its
+    # temporary file (a hang-up that `nohup` ignores stays ignored)
     signal.signal(signal.SIGTERM, _terminated)
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, _terminated)
     app()
 
 

@@ -344,8 +344,9 @@ def test_running_out_of_memory_is_one_line_saying_so(monkeypatch: pytest.MonkeyP
     assert result.stderr.count("\n") == 1
 
 
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])  # kill; the terminal closing
 def test_kill_during_a_save_removes_the_temporary_file_and_keeps_the_old_one(
-    tmp_path: Path,
+    tmp_path: Path, name: str
 ) -> None:
     import signal
     import subprocess
@@ -358,11 +359,14 @@ def test_kill_during_a_save_removes_the_temporary_file_and_keeps_the_old_one(
     save = subprocess.Popen(
         [sys.executable, "-m", "maskviz", "view", str(source), "--save", str(target)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        # as from a terminal, even if this run ignores hang-ups (under nohup, say)
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL),
     )  # fmt: skip
     while save.poll() is None and not list(tmp_path.glob(".out.*")):
         time.sleep(0.001)  # until the save has created its temporary file
-    save.send_signal(signal.SIGTERM)  # 120 frames take seconds to draw: it is still saving
-    assert save.wait(timeout=600) == 128 + signal.SIGTERM
+    signum = getattr(signal, name)
+    save.send_signal(signum)  # 120 frames take seconds to draw: it is still saving
+    assert save.wait(timeout=600) == 128 + signum
     assert target.read_bytes() == b"ORIGINAL"
     assert not list(tmp_path.glob(".out.*"))
 
