@@ -120,11 +120,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         try:
             mode = stat.S_IMODE(os.stat(target).st_mode)
         except FileNotFoundError:  # a new file: what open() would have given it
-            umask = os.umask(0)
-            os.umask(umask)
-            mode = 0o666 & ~umask
+            mode = 0o666 & ~_umask()
         os.chmod(tmp, mode)
         os.replace(tmp, target)
+        _sync_folder(target.parent)
     except MaskvizError:
         raise
     except Exception as exc:
@@ -136,6 +135,36 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise MaskvizError(f"cannot write {quoted(shown)}: {cause.strerror or cause}") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    """The process's umask, read where Linux shows it: setting it to read it back, even
+    for a moment, would give another thread's new files no umask at all."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    umask = os.umask(0)  # no /proc (or a kernel before 4.7): the only other way
+    os.umask(umask)
+    return umask
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make the rename itself durable: a crash right after it can otherwise bring back
+    the old file. A file system that cannot sync a folder is left as it is."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _os_error(exc: BaseException | None) -> OSError | None:

@@ -60,6 +60,24 @@ def test_a_new_file_gets_the_permissions_the_umask_gives(tmp_path: Path) -> None
     assert (tmp_path / "new.html").stat().st_mode & 0o777 == 0o640
 
 
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="Linux shows the umask")
+def test_writing_a_file_never_changes_the_umask_that_other_threads_see(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = os.umask(0o027)
+    try:
+
+        def never(mask: int) -> int:
+            raise AssertionError("the umask was set, if only for a moment")
+
+        monkeypatch.setattr(os, "umask", never)
+        write_bytes(tmp_path / "new.html", b"<html>")
+    finally:
+        monkeypatch.undo()
+        os.umask(old)
+    assert (tmp_path / "new.html").stat().st_mode & 0o777 == 0o640
+
+
 def test_a_name_near_the_file_system_limit_is_written(tmp_path: Path) -> None:
     target = tmp_path / ("é" * 125 + ".png")  # 254 bytes: the temporary name must be shorter
     write_bytes(target, b"new")
