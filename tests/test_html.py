@@ -1073,6 +1073,22 @@ def test_mask_page_tooltips_give_the_reason_the_mask_has(
     assert tooltip_at(tab, row, key).split("\n")[-1] == reason
 
 
+def test_playback_stops_on_the_last_step_with_the_button_saying_play_at_once(
+    tab: chromium.Tab, pages: dict[str, Path]
+) -> None:
+    tab.send("Page.bringToFront")  # a tab behind others runs its timers late
+    tab.open(url(pages["trace"], "layer=0&head=0&step=15"))
+    play = "document.querySelector('.maskviz .mv-play')"
+    tab.eval(f"{play}.click()")
+    # the button as the last step is drawn: read in the same task that draws it
+    button = tab.eval(
+        "new Promise((done) => new MutationObserver((_, watch) => {"
+        f" if ({ROOT_JS}.dataset.step === '16') {{ watch.disconnect(); done({play}.textContent); }}"
+        f" }}).observe({ROOT_JS}, {{ attributes: true, attributeFilter: ['data-step'] }}))"
+    )
+    assert button == "▶ play"
+
+
 def test_screen_readers_hear_keyboard_moves_and_stops_not_mouse_moves_or_playing_steps(
     tab: chromium.Tab, pages: dict[str, Path], headline: Trace, tmp_path: Path
 ) -> None:
@@ -1088,6 +1104,14 @@ def test_screen_readers_hear_keyboard_moves_and_stops_not_mouse_moves_or_playing
     assert tab.eval(f"{step}.getAttribute('aria-live')") is None
     live = "document.querySelector('.maskviz .mv-live')"
     assert tab.eval(f"{live}.getAttribute('role')") == "status"
+    # the controls are a labelled group: a toolbar promises arrow keys between them
+    controls = "document.querySelector('.maskviz .mv-controls')"
+    assert tab.eval(
+        f"[{controls}.getAttribute('role'), {controls}.getAttribute('aria-label')]"
+    ) == [
+        "group",
+        "view controls",
+    ]
     # the step counter beside the slider is shown only: an <output> would be a live region
     counter = "document.querySelector('.maskviz .mv-step-out')"
     assert tab.eval(f"[{counter}.tagName, {counter}.getAttribute('aria-hidden')]") == [
