@@ -277,11 +277,19 @@ def check_tokens(tokens: int, n_ctx: int | None = None) -> None:
     """Refuse sequence lengths the benchmark cannot or should not run."""
     if not MIN_TOKENS <= as_integer(tokens, "tokens") <= MAX_TOKENS:
         raise usage_error(
-            f"--tokens must be from {MIN_TOKENS} to {MAX_TOKENS:,} (recompute costs grow with "
+            f"tokens must be from {MIN_TOKENS} to {MAX_TOKENS:,} (recompute costs grow with "
             f"its square), got {tokens:,}"
         )
     if n_ctx is not None and tokens > n_ctx:
-        raise usage_error(f"--tokens {tokens:,} exceeds the model's context of {n_ctx:,} tokens")
+        raise usage_error(
+            f"tokens must be at most the model's context of {n_ctx:,} positions, got {tokens:,}"
+        )
+
+
+def check_repeats(repeats: int) -> None:
+    """Refuse a number of runs outside 1..`MAX_REPEATS`."""
+    if not 1 <= as_integer(repeats, "repeats") <= MAX_REPEATS:
+        raise usage_error(f"repeats must be from 1 to {MAX_REPEATS}, got {repeats}")
 
 
 def shape_model(shape: str, *, seed: int = 0, dtype: DType = "float32") -> GPT:
@@ -352,8 +360,7 @@ def run(
     per-step curve is smooth, and it costs the most.
     """
     check_tokens(tokens, model.config.n_ctx)
-    if not 1 <= as_integer(repeats, "repeats") <= MAX_REPEATS:
-        raise usage_error(f"--repeats must be from 1 to {MAX_REPEATS}, got {repeats}")
+    check_repeats(repeats)
     ids = list(prompt) if prompt is not None else default_prompt(model)
     if not 1 <= len(ids) < tokens:
         raise usage_error(f"the prompt needs 1 to {tokens - 1} tokens, got {len(ids)}")

@@ -37,6 +37,11 @@ from maskviz.render import sizes
 from maskviz.render.terminal import mask_report
 from maskviz.tokenizer import check_ids, utf8
 
+if TYPE_CHECKING:
+    from maskviz.bench import BenchResult
+    from maskviz.model import GPT
+    from maskviz.trace import Trace
+
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # errors only writing can meet
 FIGURE_OR_PAGE = (*FIGURE_SUFFIXES, ".html")
 PROG = "maskviz"
@@ -338,7 +343,7 @@ DpiOption = Annotated[
     int | None,
     typer.Option(
         metavar="<dpi>",
-        help=f"A saved .png's dots per inch ({sizes.DPI_RANGE[0]} to {sizes.DPI_RANGE[1]}; default 150). "
+        help=f"A saved .png's dots per inch ({sizes.DPI_RANGE[0]} to {sizes.DPI_RANGE[1]}; default {sizes.DEFAULT_DPI}). "
         ".svg and .pdf are vector: sharp at any size.",
         show_default=False,
     ),
@@ -1179,12 +1184,6 @@ def doctor_command(
 # ---------------------------------------------------------------- bench
 
 
-if TYPE_CHECKING:
-    from maskviz.bench import BenchResult
-    from maskviz.model import GPT
-    from maskviz.trace import Trace
-
-
 class ShapeChoice(StrEnum):  # the names of `maskviz.bench.SHAPES`
     gpt2_small = "gpt2-small"
     gpt2_medium = "gpt2-medium"
@@ -1249,10 +1248,10 @@ def bench_command(
 
     if model is not None and shape is not None:
         raise usage_error("--model and --shape cannot be combined")
-    if tokens is not None:
-        bench_lib.check_tokens(tokens)
-    if not 1 <= repeats <= bench_lib.MAX_REPEATS:
-        raise usage_error(f"--repeats must be from 1 to {bench_lib.MAX_REPEATS}, got {repeats}")
+    with _options_named("tokens", "repeats"):
+        if tokens is not None:
+            bench_lib.check_tokens(tokens)
+        bench_lib.check_repeats(repeats)
     if save is not None:
         save = check_output_path(save, FIGURE_SUFFIXES)
     _check_picture(dpi, width, save)
@@ -1263,7 +1262,8 @@ def bench_command(
         gpt = _load(model, dtype)
     if tokens is None:
         tokens = min(bench_lib.DEFAULT_TOKENS, gpt.config.n_ctx)
-    bench_lib.check_tokens(tokens, gpt.config.n_ctx)
+    with _options_named("tokens"):
+        bench_lib.check_tokens(tokens, gpt.config.n_ctx)
     result = _bench_with_progress(gpt, tokens, repeats, plain=plain)
     if as_json:
         print_json(result.to_dict())

@@ -24,6 +24,7 @@ from rich.console import Console
 import maskviz
 from maskviz._text import display_label
 from maskviz.compare import compare
+from maskviz.errors import MaskvizError
 from maskviz.render import attention_figures as af
 from maskviz.render import figures, style
 from maskviz.render.figures import BLOCKED_STYLE, COLOR_HIGHLIGHT, save_figure
@@ -463,14 +464,25 @@ def test_ctrl_c_in_the_gif_encoder_leaves_no_open_file_and_the_old_gif(
 
 def test_inconsistent_panels_are_refused(trace: Trace) -> None:
     panel = trace_view(trace).panels[0]
-    with pytest.raises(ValueError, match="expected 11 labels, got 3"):
+    with pytest.raises(MaskvizError, match="expected 11 labels, got 3"):
         af.attention_figure(view_of(replace(panel, labels=("a", "b", "c"))))
-    with pytest.raises(ValueError, match=r"must both be \(11, 11\)"):
+    with pytest.raises(MaskvizError, match=r"must both be \(11, 11\)"):
         af.attention_figure(view_of(panel, causal_panel(["a", "b"], 1)))
-    with pytest.raises(ValueError, match="at least one panel"):
+    with pytest.raises(MaskvizError, match="at least one panel"):
         af.attention_figure(view_of())
-    with pytest.raises(ValueError, match="a comparison has 2 panels"):
+    with pytest.raises(MaskvizError, match="a comparison has 2 panels"):
         af.comparison_figure(view_of(panel))
+
+
+def test_no_layers_and_a_frame_rate_that_is_not_positive_are_refused(
+    trace: Trace, tmp_path: Path
+) -> None:
+    with pytest.raises(MaskvizError, match="at least one layer"):
+        af.layers_figure(trace, ())
+    for fps in (0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(MaskvizError, match="fps must be a positive number"):
+            af.save_decode_gif(tmp_path / "a.gif", trace_view(trace), fps=fps)
+    assert list(tmp_path.iterdir()) == []
 
 
 # -- evicted keys: a sliding layer's rolling cache ------------------------------------

@@ -13,6 +13,7 @@ from maskviz import GPTConfig, random_model
 from maskviz.arch.llama import LlamaConfig
 from maskviz.bench import MAX_TOKENS, SHAPES, run
 from maskviz.cli import ShapeChoice
+from maskviz.errors import MaskvizError
 from tests.conftest import run_cli
 
 FIXTURE = str(Path(__file__).parent / "fixtures" / "gpt2-tiny")
@@ -154,6 +155,23 @@ def test_library_run_without_probe_has_no_bound() -> None:
     assert result.to_dict()["bandwidth"] is None
 
 
+@pytest.mark.parametrize(
+    ("tokens", "repeats", "message"),
+    [
+        (1, 1, "tokens must be from 2"),
+        (41, 1, "tokens must be at most the model's context of 40 positions, got 41"),
+        (5, 0, "repeats must be from 1 to 100, got 0"),
+    ],
+)
+def test_library_errors_name_the_parameters_not_the_flags(
+    tokens: int, repeats: int, message: str
+) -> None:
+    model = random_model(GPTConfig(1, 2, 8, 40, 40), seed=0)
+    with pytest.raises(MaskvizError) as caught:
+        run(model, tokens=tokens, repeats=repeats, probe=False)
+    assert str(caught.value).startswith(message) and "--" not in str(caught.value)
+
+
 def test_a_llama_runs_with_its_own_costs_and_cache_size() -> None:
     # grouped-query attention (2 KV heads for 4 query heads) and a sliding layer
     cfg = LlamaConfig(
@@ -197,7 +215,10 @@ def test_progress_is_reported_for_every_run_and_at_the_end() -> None:
         (["--tokens", "0"], f"--tokens must be from 2 to {MAX_TOKENS:,}"),
         (["--tokens", "1"], "--tokens must be from 2"),
         (["--tokens", "1000000000"], "got 1,000,000,000"),
-        (["--tokens", "65"], "exceeds the model's context of 64"),
+        (
+            ["--tokens", "65"],
+            "--tokens must be at most the model's context of 64 positions, got 65",
+        ),
         (["--tokens", "lots"], "Invalid value for '--tokens'"),
         (["--repeats", "0"], "--repeats must be from 1 to 100"),
         (["--shape", "gpt2-xl"], "'gpt2-xl' is not one of"),

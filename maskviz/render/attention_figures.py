@@ -44,11 +44,11 @@ from numpy.typing import NDArray
 
 from maskviz._io import atomic_path
 from maskviz._text import safe_text
+from maskviz.errors import usage_error
 from maskviz.render.figures import (
     BLOCKED_STYLE,
     NotebookFigure,
     blocked_background,
-    drawable,
     fit_height,
     grow,
     label_text,
@@ -110,35 +110,30 @@ ProgressCallback = Callable[[int, int], None]  # (frames written, total frames)
 # -- text ---------------------------------------------------------------------------
 
 
-def _text(text: str) -> str:
-    """User or model text made safe (escapes) and drawable."""
-    return drawable(safe_text(text))
-
-
 # -- checks -------------------------------------------------------------------------
 
 
 def _check(view: AttentionView) -> int:
     """Check the panels agree with themselves and each other; return T (positions)."""
     if not view.panels:
-        raise ValueError("a view needs at least one panel")
+        raise usage_error("a view needs at least one panel")
     n = view.panels[0].n
     for i, panel in enumerate(view.panels):
         weights = np.asarray(panel.weights)
         if weights.ndim != 2 or weights.shape[0] != weights.shape[1] or weights.shape[0] < 1:
-            raise ValueError(
+            raise usage_error(
                 f"panel {i}: weights must be a non-empty [T, T] array, got {weights.shape}"
             )
         if weights.shape != (n, n) or panel.states.shape != (n, n):
-            raise ValueError(
+            raise usage_error(
                 f"panel {i}: weights {weights.shape} and states {panel.states.shape} "
                 f"must both be ({n}, {n})"
             )
         if len(panel.labels) != n:
-            raise ValueError(f"panel {i}: expected {n} labels, got {len(panel.labels)}")
+            raise usage_error(f"panel {i}: expected {n} labels, got {len(panel.labels)}")
         for mark in panel.marks:
             if not 0 <= mark.index <= n:
-                raise ValueError(f"panel {i}: mark at {mark.index} is outside 0..{n}")
+                raise usage_error(f"panel {i}: mark at {mark.index} is outside 0..{n}")
     return n
 
 
@@ -561,7 +556,7 @@ def comparison_figure(view: AttentionView, *, width: float | None = None) -> Fig
     """
     n = _check(view)
     if len(view.panels) != 2:
-        raise ValueError(f"a comparison has 2 panels, got {len(view.panels)}")
+        raise usage_error(f"a comparison has 2 panels, got {len(view.panels)}")
     grid = _Grid.for_size(n)
     side = float(np.clip(0.06 * grid.cells + 3.0, 3.2, 4.5))  # three panels fit a slide
     scale = text_scale(3 * side + COMPARISON_MARGIN, width)
@@ -632,7 +627,7 @@ def layers_figure(trace: Trace, layers: Sequence[int] = (0, 1), *, head: int = 0
     from maskviz.view import trace_view
 
     if not layers:
-        raise ValueError("layers_figure needs at least one layer")
+        raise usage_error("layers_figure needs at least one layer")
     panels = [trace_view(trace, layer=layer, head=head).panels[0] for layer in layers]
     titles = [f"layer {layer}: {layer_mask_text(trace, layer)}" for layer in layers]
     name = safe_text(trace.model_name) or "model"
@@ -760,7 +755,7 @@ def save_decode_gif(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     if fps is not None and not (math.isfinite(fps) and fps > 0):
-        raise ValueError(f"fps must be a positive number, got {fps}")
+        raise usage_error(f"fps must be a positive number, got {fps}")
     n = _check(view)
     frames = _decode_frames(view)
     assert len(frames) == decode_frame_count(view)

@@ -31,6 +31,7 @@ from maskviz._text import display_label, fit, safe_text
 from maskviz.errors import as_integer, check_labels, check_type, index_in
 from maskviz.masks import Mask
 from maskviz.render.sizes import (
+    DEFAULT_DPI,
     MASK_BESIDE,
     MASK_GRID,
     MASK_TEXT,
@@ -410,9 +411,6 @@ def missing_glyphs_said_once() -> Iterator[None]:
             UserWarning,
             stacklevel=3,
         )
-
-
-DEFAULT_DPI = 150  # a PNG's resolution; .svg and .pdf are vector, their files do not depend on it
 
 
 def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int | None = None) -> None:

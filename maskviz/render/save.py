@@ -19,6 +19,8 @@ from maskviz.masks import Mask
 from maskviz.render.sizes import check_picture
 from maskviz.view import AttentionView
 
+__all__ = ["gif_frames", "save_mask", "save_view"]
+
 ProgressCallback = Callable[[int, int | None], None]
 VIEW_SUFFIXES = (*FIGURE_SUFFIXES, ".gif", ".html")
 MASK_SUFFIXES = (*FIGURE_SUFFIXES, ".html")
@@ -60,9 +62,6 @@ def save_view(
         # a comparison (it has a verdict) adds where its sides differ
         draw = af.comparison_figure if view.verdict is not None else af.attention_figure
         save_figure(draw(view, width=width), path, dpi=dpi)
-
-
-__all__ = ["gif_frames", "save_view"]
 
 
 def save_mask(

@@ -15,6 +15,7 @@ from maskviz._io import FIGURE_SUFFIXES
 from maskviz.errors import MaskvizError, usage_error
 
 MAX_WIDTH = 20.0  # inches: the widest picture drawn (a 150 dpi PNG 3,000 pixels wide)
+DEFAULT_DPI = 150  # a PNG's resolution; .svg and .pdf are vector, their files do not depend on it
 DPI_RANGE = (50, 600)  # a PNG's dots per inch: 600 is a print shop's; 20 in at 600 is 12,000 px
 MIN_TEXT_SCALE = 0.7  # 10 pt -> 7 pt, the smallest a paper prints comfortably
 MIN_SIDE = 0.8  # inches: the smallest heatmap a width may ask for
