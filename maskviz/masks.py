@@ -567,7 +567,7 @@ def sliding_window(n: int, window: int, *, queries: int | None = None) -> Mask:
     """
     w = _count("window", window)
     why = f"outside the sliding window {w}"
-    return replace(_mask(n, queries, f"window {w}", lambda p: (p - w + 1, p), why), window=w)
+    return replace(_mask(n, queries, f"sliding window {w}", lambda p: (p - w + 1, p), why), window=w)
 
 
 def local_window(n: int, window: int, *, queries: int | None = None) -> Mask:
@@ -760,7 +760,7 @@ def build(
     >>> build(6, "strict").description
     'strict causal'
     >>> build(6, window=2, pad=1).description
-    'causal & window 2 & left padding 1'
+    'causal & sliding window 2 & left padding 1'
     >>> build(6, "causal", prefix=2)
     Traceback (most recent call last):
     ...

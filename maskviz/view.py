@@ -191,13 +191,21 @@ def describe_layer_masks(windows: Sequence[int | None]) -> str:
     for i, w in enumerate(windows):
         kinds.setdefault(w, []).append(i)
     if len(kinds) == 1:
-        w = next(iter(kinds))
-        return "every layer causal" + ("" if w is None else f" & sliding window {w}")
+        return f"every layer {layer_mask_words(next(iter(kinds)))}"
     return "; ".join(
-        f"layer{'s' if len(layers) > 1 else ''} {','.join(map(str, layers))}: causal"
-        + ("" if w is None else f" & sliding window {w}")
+        f"layer{'s' if len(layers) > 1 else ''} {','.join(map(str, layers))}: "
+        + layer_mask_words(w)
         for w, layers in sorted(kinds.items(), key=lambda kv: kv[1][0])
     )
+
+
+def layer_mask_words(window: int | None) -> str:
+    """A layer's mask in the mask library's words (`maskviz.masks`'s descriptions).
+
+    >>> layer_mask_words(32)
+    'causal & sliding window 32'
+    """
+    return "causal" if window is None else f"causal & sliding window {window}"
 
 
 def _matrices(

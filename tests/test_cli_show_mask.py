@@ -89,7 +89,7 @@ def test_text_labels_rows_and_escapes_control_characters() -> None:
 
 def test_every_kind_option_reaches_the_mask() -> None:
     cases = {
-        ("--window", "2"): "causal & window 2",
+        ("--window", "2"): "causal & sliding window 2",
         ("--kind", "prefix-lm", "--prefix", "3"): "prefix-LM 3",
         ("--docs", "3,2,1"): "causal & documents 3,2,1",
         ("--chunk", "2"): "causal & chunks of 2",

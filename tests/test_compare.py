@@ -317,7 +317,8 @@ def test_similarity_draws_a_sliding_layer_with_its_window() -> None:
         assert (far == (MASKED if window else ALLOWED)).all()
         assert (result.forward.attention[layer, 0, n - 1, : n - 32] == 0).all() == bool(window)
         assert ("sees its window" in panel.notes[n - 1]) == bool(window)
-        assert ("window 32" in panel.title) == bool(window)
+        # worded as trace's header words it
+        assert ("causal & sliding window 32 mask" in panel.title) == bool(window)
 
 
 @pytest.mark.parametrize(

@@ -87,6 +87,7 @@ from maskviz.view import (
     STATE_NAMES,
     AttentionView,
     Panel,
+    layer_mask_words,
 )
 
 if TYPE_CHECKING:
@@ -614,12 +615,6 @@ def _draw_comparison(view: AttentionView, grid: _Grid, side: float, scale: float
     return fig
 
 
-def layer_mask_text(trace: Trace, layer: int) -> str:
-    """``layer``'s mask in words, e.g. "causal & sliding window 32"."""
-    window = trace.window(layer)
-    return "causal" if window is None else f"causal & sliding window {window}"
-
-
 def layers_figure(trace: Trace, layers: Sequence[int] = (0, 1), *, head: int = 0) -> Figure:
     """The same head in several layers of one trace side by side, each titled with its
     layer's mask: a sliding-window layer next to a full one shows which keys its rolling
@@ -629,7 +624,7 @@ def layers_figure(trace: Trace, layers: Sequence[int] = (0, 1), *, head: int = 0
     if not layers:
         raise usage_error("layers_figure needs at least one layer")
     panels = [trace_view(trace, layer=layer, head=head).panels[0] for layer in layers]
-    titles = [f"layer {layer}: {layer_mask_text(trace, layer)}" for layer in layers]
+    titles = [f"layer {layer}: {layer_mask_words(trace.window(layer))}" for layer in layers]
     name = safe_text(trace.model_name) or "model"
     title = f"{name} · head {head} · {trace.mode} · {trace.decoding}"
     return _panels_figure(panels, titles, title, shared_axes=True)
