@@ -1084,11 +1084,8 @@ def compare_command(
     result = compare(gpt, pair.value, ids, steps, side=(side or PadSide.right).value)
     from maskviz.view import comparison_view
 
-    labels = [gpt.tokenizer.token_label(int(i)) for i in result.token_ids]
-    view = comparison_view(result, labels, layer=layer, head=head, model_name=gpt.name)
-    page = functools.partial(
-        _html().comparison_page, result, labels, layer=layer, head=head, model_name=gpt.name
-    )
+    view = comparison_view(result, layer=layer, head=head)
+    page = functools.partial(_html().comparison_page, result, layer=layer, head=head)
     _show(view, result.to_dict(), plain=plain, as_json=as_json, save=save, dpi=dpi, width=width,
           page=page)  # fmt: skip
     if not result.agree:
@@ -1145,12 +1142,8 @@ def similarity_command(
     result = similarity(gpt, text1, text2, delimiter)
     from maskviz.view import similarity_view
 
-    labels = [
-        [gpt.tokenizer.token_label(int(i)) for i in order.token_ids]
-        for order in (result.forward, result.backward)
-    ]
-    view = similarity_view(result, labels, layer=layer, head=head)
-    page = functools.partial(_html().similarity_page, result, labels, layer=layer, head=head)
+    view = similarity_view(result, layer=layer, head=head)
+    page = functools.partial(_html().similarity_page, result, layer=layer, head=head)
     _show(view, result.to_dict(), plain=plain, as_json=as_json, save=save, dpi=dpi, width=width,
           page=page)  # fmt: skip
 

@@ -32,7 +32,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 from numpy.typing import NDArray
@@ -40,6 +40,7 @@ from numpy.typing import NDArray
 from maskviz._text import plural
 from maskviz.arch import step_macs as decode_step_macs
 from maskviz.errors import as_integer, as_integers, usage_error
+from maskviz.masks import PadSide
 from maskviz.model import GPT, check_model
 from maskviz.trace import FloatArray, Trace
 
@@ -50,14 +51,7 @@ Pair = Literal[
     "shifted-vs-cached",
     "unmasked-vs-cached",
 ]
-PAIRS: tuple[Pair, ...] = (
-    "training-vs-cached",
-    "recompute-vs-cached",
-    "padded-vs-cached",
-    "shifted-vs-cached",
-    "unmasked-vs-cached",
-)
-PadSide = Literal["left", "right"]
+PAIRS: tuple[Pair, ...] = get_args(Pair)
 
 
 def tolerance(dtype: str, scale: float = 1.0, layers: int = 4) -> float:
@@ -130,6 +124,8 @@ class Comparison:
     b: Side
     note: str = ""  # why this model gives the answer it gives, where that is not obvious
     windows: tuple[int | None, ...] = ()  # each layer's sliding window (None: full)
+    labels: tuple[str, ...] = ()  # [T] each token as the model's tokenizer writes it
+    model_name: str = ""
 
     @cached_property
     def tolerance_attention(self) -> float:
@@ -195,12 +191,10 @@ class Comparison:
         )
 
     def _repr_html_(self) -> str | None:
-        """A notebook shows both sides, their |Δ| and the verdict, interactively (token
-        labels are bytes for a byte-level model, else ids: the tokenizer is not kept)."""
-        from maskviz.render.html import comparison_page, default_labels, repr_html
+        """A notebook shows both sides, their |Δ| and the verdict, interactively."""
+        from maskviz.render.html import comparison_page, repr_html
 
-        labels = default_labels(self.token_ids, int(self.a.logits.shape[1]))
-        return repr_html(lambda: comparison_page(self, labels))
+        return repr_html(lambda: comparison_page(self))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -375,7 +369,11 @@ def compare(
     if other.logits.shape[0] != cached.logits.shape[0]:
         # generation stopped early on one side only (end-of-text): rows would not pair up
         raise usage_error("the two sides generated different lengths; try fewer steps")
-    result = Comparison(pair, model.dtype, ids, p, other, cached, windows=model.config.windows)
+    labels = tuple(model.tokenizer.token_label(int(i)) for i in ids)
+    result = Comparison(
+        pair, model.dtype, ids, p, other, cached, windows=model.config.windows, labels=labels,
+        model_name=model.name,
+    )  # fmt: skip
     return replace(result, note=_why(result, model))
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -567,7 +567,9 @@ def sliding_window(n: int, window: int, *, queries: int | None = None) -> Mask:
     """
     w = _count("window", window)
     why = f"outside the sliding window {w}"
-    return replace(_mask(n, queries, f"sliding window {w}", lambda p: (p - w + 1, p), why), window=w)
+    return replace(
+        _mask(n, queries, f"sliding window {w}", lambda p: (p - w + 1, p), why), window=w
+    )
 
 
 def local_window(n: int, window: int, *, queries: int | None = None) -> Mask:
@@ -737,7 +739,7 @@ def cached_step(past_len: int) -> Mask:
 
 
 Kind = Literal["causal", "strict", "bidirectional", "prefix-lm"]
-KINDS: tuple[Kind, ...] = ("causal", "strict", "bidirectional", "prefix-lm")
+KINDS: tuple[Kind, ...] = get_args(Kind)
 
 
 def build(

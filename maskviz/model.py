@@ -33,7 +33,7 @@ import math
 import time
 from collections.abc import Sequence
 from types import ModuleType
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, get_args
 
 import numpy as np
 from numpy.typing import NDArray
@@ -52,11 +52,10 @@ from maskviz.errors import MaskvizError, as_integer, as_integers, index_in, usag
 from maskviz.masks import Mask, causal
 from maskviz.nn import attention, checked_products, gelu, layer_norm, masked_softmax
 from maskviz.tokenizer import ByteTokenizer, Tokenizer, check_ids, utf8
-from maskviz.trace import MAX_SEED, Trace
+from maskviz.trace import MAX_SEED, MODES, Mode, Trace
 
 DType = Literal["float32", "float64"]
-Mode = Literal["cached", "training", "recompute"]
-DTYPES: tuple[DType, ...] = ("float32", "float64")
+DTYPES: tuple[DType, ...] = get_args(DType)
 # What `GPT.forward` takes as its mask; anything else is refused by name.
 MaskArg: TypeAlias = Mask | NDArray[np.bool_] | Literal["causal"] | None
 BoolArray = NDArray[np.bool_]
@@ -428,8 +427,8 @@ class GPT:
         ids = self._ids(token_ids)
         if as_integer(steps, "steps") < 0:
             raise usage_error(f"steps must be >= 0, got {steps}")
-        if mode not in ("cached", "training", "recompute"):
-            raise usage_error(f"mode must be 'cached', 'training' or 'recompute', got {mode!r}")
+        if mode not in MODES:
+            raise usage_error(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         if (
             isinstance(temperature, bool)
             or not isinstance(temperature, int | float | np.integer | np.floating)

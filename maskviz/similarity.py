@@ -36,6 +36,7 @@ class Ordering:
     attention: FloatArray
     rules: tuple[Mask, ...]
     last_hidden: FloatArray
+    labels: tuple[str, ...] = ()  # [T] each token as the model's tokenizer writes it
 
     @property
     def first_keys(self) -> tuple[int, ...]:
@@ -73,7 +74,7 @@ class Similarity:
 
     forward: Ordering  # [text1; delim; text2]
     backward: Ordering  # [text2; delim; text1]
-    vocab_size: int = 0  # the model's, for token labels without its tokenizer
+    vocab_size: int = 0  # the model's, for token labels of orderings that hold none
 
     @property
     def representation(self) -> FloatArray:
@@ -93,14 +94,10 @@ class Similarity:
         return f"<Similarity: cosine {self.cosine:.4f}, orderings of {n[0]} and {n[1]} tokens>"
 
     def _repr_html_(self) -> str | None:
-        """A notebook shows both orderings interactively (the tokenizer is not kept:
-        tokens are labelled by their bytes for byte-level models, else by id)."""
-        from maskviz.render.html import default_labels, repr_html, similarity_page
+        """A notebook shows both orderings interactively."""
+        from maskviz.render.html import repr_html, similarity_page
 
-        labels = [
-            default_labels(o.token_ids, self.vocab_size) for o in (self.forward, self.backward)
-        ]
-        return repr_html(lambda: similarity_page(self, labels))
+        return repr_html(lambda: similarity_page(self))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -176,4 +173,5 @@ def _ordering(
     hidden, attention = model.forward_hidden(ids)  # one pass, each layer's mask, as in training
     n, d = ids.shape[0], len(prefix) + len(first)
     rules = tuple(model.config.layer_mask(layer, n) for layer in range(model.config.n_layer))
-    return Ordering(ids, (len(prefix), d, d + 1), attention, rules, hidden[-1])
+    labels = tuple(model.tokenizer.token_label(int(i)) for i in ids)
+    return Ordering(ids, (len(prefix), d, d + 1), attention, rules, hidden[-1], labels)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import itertools
 import string
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, SupportsInt
 
 from maskviz._text import safe_text
 from maskviz.errors import MaskvizError, first_line, usage_error
@@ -211,6 +212,20 @@ def unknown_id_label(token_id: int) -> str:
     '<id:151700>'
     """
     return f"<id:{token_id}>"
+
+
+def labels_without_tokenizer(token_ids: Iterable[SupportsInt], vocab_size: int) -> list[str]:
+    """Token labels when no tokenizer is at hand: bytes for a byte-level vocabulary of
+    257 (the shipped models), else ids, as `unknown_id_label` writes them.
+
+    >>> labels_without_tokenizer([104, 105, 256], 257)
+    ['h', 'i', '<|endoftext|>']
+    >>> labels_without_tokenizer([7], 50)
+    ['<id:7>']
+    """
+    if vocab_size == ByteTokenizer.vocab_size:
+        return [ByteTokenizer().token_label(int(i)) for i in token_ids]
+    return [unknown_id_label(int(i)) for i in token_ids]
 
 
 def _byte_level_alphabet() -> dict[str, int]:

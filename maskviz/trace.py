@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from numbers import Real
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 from numpy.typing import NDArray
@@ -58,7 +58,9 @@ _OPTIONAL: dict[str, tuple[type, Any]] = {
 # The optional scalars that may be None: .npz files store None as -1 (never a seed or top-k)
 _NONE_AS_MINUS_ONE = ("top_k", "seed")
 SUFFIXES = (".npz", ".json")
-MODES = ("cached", "training", "recompute")
+Mode = Literal["cached", "training", "recompute"]  # how the model ran (`maskviz.model.GPT.trace`)
+MODES: tuple[Mode, ...] = get_args(Mode)
+Agg = Literal["mean", "max"]  # how `Trace.layer_attention` combines a layer's heads
 _FLOAT_DTYPES = ("float16", "float32", "float64")
 _STOP_REASONS = ("steps", "end_of_text", "context")
 MAX_SEED = 2**63 - 1  # saved as int64
@@ -185,7 +187,7 @@ class Trace:
         matrix: FloatArray = self.attention[li, hi]
         return matrix
 
-    def layer_attention(self, layer: int, agg: str) -> FloatArray:
+    def layer_attention(self, layer: int, agg: Agg) -> FloatArray:
         """The T x T attention of one layer aggregated over its recorded heads.
 
         ``agg`` is "mean" or "max"; masked cells stay exactly 0 either way.

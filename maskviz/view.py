@@ -41,11 +41,12 @@ from numpy.typing import NDArray
 from maskviz._text import display_label, plural, safe_text
 from maskviz.errors import as_integer, check_labels, check_type, index_in, usage_error
 from maskviz.masks import Mask, causal
+from maskviz.tokenizer import labels_without_tokenizer
 
 if TYPE_CHECKING:
     from maskviz.compare import Comparison, Side
     from maskviz.similarity import Ordering, Similarity
-    from maskviz.trace import Trace
+    from maskviz.trace import Agg, Trace
 
 FloatArray = NDArray[np.floating[Any]]
 StateArray = NDArray[np.int8]
@@ -177,6 +178,21 @@ def trace_states(trace: Trace, layer: int) -> StateArray:
     return _states(allowed, evicted, stepwise)
 
 
+def token_labels(
+    given: Sequence[str] | None,
+    recorded: tuple[str, ...],
+    token_ids: NDArray[np.int64],
+    vocab_size: int,
+) -> tuple[str, ...]:
+    """The labels to draw: ``given``, else those the run recorded, else bytes or ids
+    (a result built by hand)."""
+    n = token_ids.shape[0]
+    if given is None:
+        given = recorded or labels_without_tokenizer(token_ids, vocab_size)
+    check_labels(given, n)  # before tuple() splits a string
+    return tuple(given)
+
+
 def describe_layer_masks(windows: Sequence[int | None]) -> str:
     """Each layer's mask, layers grouped (0-based, as ``--layer`` counts).
 
@@ -209,7 +225,7 @@ def layer_mask_words(window: int | None) -> str:
 
 
 def _matrices(
-    trace: Trace, layer: int, head: int | None, heads: Sequence[int] | None, agg: str | None
+    trace: Trace, layer: int, head: int | None, heads: Sequence[int] | None, agg: Agg | None
 ) -> list[tuple[str, FloatArray]]:
     if heads is not None:
         return [(f"head {h}", trace.head_attention(layer, h)) for h in heads]
@@ -226,7 +242,7 @@ def trace_view(
     layer: int | None = None,
     head: int | None = None,
     heads: Sequence[int] | None = None,
-    agg: str | None = None,
+    agg: Agg | None = None,
     top_k: int = 3,
 ) -> AttentionView:
     """A recorded run: the prefill rows, then one row per decoding step with the token it
@@ -377,21 +393,22 @@ def _side_states(side: Side, layer: int, prompt_len: int) -> StateArray:
 
 def comparison_view(
     result: Comparison,
-    labels: Sequence[str],
+    labels: Sequence[str] | None = None,
     *,
     layer: int = 0,
     head: int = 0,
-    model_name: str = "",
+    model_name: str | None = None,
 ) -> AttentionView:
     """Both sides' attention of one head side by side, each row's max |Δ| over every layer
-    and head, the per-layer and cost tables, and the verdict."""
+    and head, the per-layer and cost tables, and the verdict. ``labels`` and
+    ``model_name`` replace the ones the result recorded."""
     from maskviz.compare import Comparison
 
     check_type(result, Comparison, "result")
     a, b = result.a, result.b
     p, n = result.prompt_len, result.token_ids.shape[0]
-    check_labels(labels, n)
-    shown = tuple(labels)
+    shown = token_labels(labels, result.labels, result.token_ids, a.logits.shape[1])
+    model_name = result.model_name if model_name is None else model_name
     layer = index_in(layer, a.attention.shape[0], "layer")
     head = index_in(head, a.attention.shape[1], "head")
     marks = (Mark(p, "prompt", "generated tokens"),) if 0 < p < n else ()
@@ -501,26 +518,31 @@ def _last_position_reach(order: Ordering) -> str:
 
 
 def similarity_view(
-    result: Similarity, labels: Sequence[Sequence[str]], *, layer: int = 0, head: int = 0
+    result: Similarity,
+    labels: Sequence[Sequence[str]] | None = None,
+    *,
+    layer: int = 0,
+    head: int = 0,
 ) -> AttentionView:
     """Both orderings' masked attention, each with its own tokens and its delimiter marked,
-    and the combined representation. ``labels``: the two orderings' token labels."""
+    and the combined representation. ``labels``: the two orderings' token labels, to
+    replace the ones the result recorded."""
     from maskviz.similarity import Similarity
 
     check_type(result, Similarity, "result")
     layer = index_in(layer, result.forward.attention.shape[0], "layer")
     head = index_in(head, result.forward.attention.shape[1], "head")
-    if len(labels) != 2:
+    if labels is not None and len(labels) != 2:
         raise usage_error(f"labels: one list per ordering (2), got {len(labels)}")
     panels = []
     for title, order, names in zip(
         ("[TEXT1; delim; TEXT2]", "[TEXT2; delim; TEXT1]"),
         (result.forward, result.backward),
-        labels,
+        labels or (None, None),
         strict=True,
     ):
-        check_labels(names, order.token_ids.shape[0])  # before tuple() splits a string
-        panels.append(_ordering_panel(title, order, tuple(names), layer, head))
+        shown = token_labels(names, order.labels, order.token_ids, result.vocab_size)
+        panels.append(_ordering_panel(title, order, shown, layer, head))
     norm = float(np.linalg.norm(result.representation.astype(np.float64)))
     footer = (
         f"cosine similarity of the two last states: {result.cosine:.4f}",

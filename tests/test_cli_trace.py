@@ -469,3 +469,21 @@ def test_the_hint_for_a_prompt_starting_with_a_dash_is_a_command_that_runs(
 def test_no_hint_names_a_command_when_the_dash_comes_before_any_command() -> None:
     refused = run_cli("-3")
     assert refused.exit_code == 2 and "as in" not in refused.stderr
+
+
+def test_every_closed_choice_on_the_command_line_is_the_librarys_own_list() -> None:
+    from typing import get_args
+
+    from maskviz import cli, compare, masks, model, trace
+
+    pairs = {
+        cli.KindChoice: masks.KINDS,
+        cli.PadSide: get_args(masks.PadSide),
+        cli.PairChoice: compare.PAIRS,
+        cli.DTypeChoice: model.DTYPES,
+        cli.AggChoice: get_args(trace.Agg),
+    }
+    for choice, library in pairs.items():
+        assert [c.value for c in choice] == list(library), choice.__name__
+    # the command line traces in two of the three modes; recompute is compare's
+    assert [c.value for c in cli.ModeChoice] == [m for m in trace.MODES if m != "recompute"]

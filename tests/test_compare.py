@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from maskviz.similarity import similarity
 from tests.conftest import run_cli
 
 FIXTURE = str(Path(__file__).parent / "fixtures" / "gpt2-tiny")
+LLAMA = Path(__file__).parent / "fixtures" / "llama-tiny"
 # learned absolute positions make shifted position ids a different input
 DIFFERING_ON_GPT2 = ("unmasked-vs-cached", "shifted-vs-cached")
 AGREEING = [p for p in PAIRS if p not in DIFFERING_ON_GPT2]
@@ -213,7 +215,6 @@ def test_a_table_title_wraps_to_the_terminal_not_to_a_narrow_table() -> None:
 
 
 def test_cost_table_layout_does_not_depend_on_how_fast_the_machine_was() -> None:
-    from dataclasses import replace
 
     from rich.console import Console
 
@@ -352,7 +353,32 @@ def test_a_similarity_in_a_notebook_labels_byte_tokens_by_their_bytes() -> None:
 
     page = similarity(load_model("tiny"), "ab", "cd")._repr_html_()
     assert page is not None
-    assert '"#97"' not in page and '["a","b","$","c","d"]' in page
+    assert '"<id:97>"' not in page and '["a","b","$","c","d"]' in page
+
+
+def test_results_keep_their_tokenizers_labels_for_notebooks_and_views() -> None:
+    from maskviz import load_model
+    from maskviz.view import comparison_view, similarity_view
+
+    model = load_model(str(LLAMA))  # a tokenizer.json of its own, with a BOS token
+    ids = model.tokenizer.encode("the cat")
+    words = [model.tokenizer.token_label(int(i)) for i in ids]
+    assert len(words) >= 3 and not any(w.startswith("<id:") for w in words[1:])
+    result = compare(model, "training-vs-cached", ids, 2)
+    assert list(result.labels[: len(ids)]) == words
+    assert result.model_name == model.name
+    view = comparison_view(result)
+    assert view.panels[0].labels == result.labels and model.name in view.title
+    assert comparison_view(result, ["x"] * len(result.labels)).panels[0].labels[0] == "x"
+    page = result._repr_html_()
+    assert page is not None and '"t","he","␣c","at"' in page  # the page's display labels
+    pair = similarity(model, "the cat", "a dog")
+    shown = similarity_view(pair).panels
+    assert [p.labels for p in shown] == [pair.forward.labels, pair.backward.labels]
+    assert "<id:" not in " ".join(pair.forward.labels)
+    # built by hand, without labels: bytes or ids, never a failure
+    bare = replace(result, labels=())
+    assert comparison_view(bare).panels[0].labels[0] == f"<id:{ids[0]}>"
 
 
 def test_shifted_vs_cached_says_why_it_agrees_or_not() -> None:

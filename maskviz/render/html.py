@@ -66,7 +66,7 @@ if TYPE_CHECKING:
     from maskviz.compare import Comparison
     from maskviz.masks import Mask
     from maskviz.similarity import Similarity
-    from maskviz.trace import Trace
+    from maskviz.trace import Agg, Trace
 
 MAX_POSITIONS = 1024  # positions a page draws cell by cell
 WEIGHT_BUDGET = 8_000_000  # bytes of 16-bit weights a page may hold before it drops to 8 bits
@@ -245,7 +245,7 @@ def trace_page(
     *,
     layer: int | None = None,
     head: int | str | None = None,
-    agg: str | None = None,
+    agg: Agg | None = None,
     group: Sequence[int] | None = None,
     top_k: int = TOP_K,
 ) -> Page:
@@ -366,11 +366,11 @@ def _every_layer_and_head(
 
 def comparison_page(
     result: Comparison,
-    labels: Sequence[str],
+    labels: Sequence[str] | None = None,
     *,
     layer: int = 0,
     head: int = 0,
-    model_name: str = "",
+    model_name: str | None = None,
 ) -> Page:
     """Both sides and their |Δ| for every layer and head, the verdict and tolerance."""
     from maskviz.compare import Comparison
@@ -407,7 +407,11 @@ def comparison_page(
 
 
 def similarity_page(
-    result: Similarity, labels: Sequence[Sequence[str]], *, layer: int = 0, head: int = 0
+    result: Similarity,
+    labels: Sequence[Sequence[str]] | None = None,
+    *,
+    layer: int = 0,
+    head: int = 0,
 ) -> Page:
     """Both orderings for every layer and head, the read-out (last) row highlighted."""
     from maskviz.similarity import Similarity
@@ -595,22 +599,12 @@ def repr_html(page_builder: Any) -> str | None:
     return fragment
 
 
-def default_labels(token_ids: NDArray[np.int64], vocab_size: int) -> list[str]:
-    """Token labels without a tokenizer: bytes for the byte-level models, else ids."""
-    from maskviz.tokenizer import ByteTokenizer
-
-    if vocab_size == ByteTokenizer.vocab_size:
-        return [ByteTokenizer().token_label(int(i)) for i in token_ids]
-    return [f"#{int(i)}" for i in token_ids]
-
-
 __all__ = [
     "MAX_POSITIONS",
     "WEIGHT_BUDGET",
     "Page",
     "check_positions",
     "comparison_page",
-    "default_labels",
     "mask_page",
     "render_document",
     "render_fragment",
