@@ -676,7 +676,7 @@ JsonOption = Annotated[
 
 def _load(
     model: str | None, dtype: DTypeChoice, layer: int | None = None, head: int | None = None
-) -> Any:
+) -> GPT:
     """Load the model and check that ``layer`` and ``head`` exist in it."""
     from maskviz.loading import load_model
 
@@ -725,22 +725,6 @@ def _check_head_choice(head: int | None, heads: str | None, agg: AggChoice | Non
         raise usage_error("--agg and --heads cannot be combined")
     if head is not None and (agg is not None or heads is not None):
         raise usage_error(f"--head cannot be combined with --{'agg' if agg else 'heads'}")
-
-
-def _check_context(prompt_len: int, steps: int, n_ctx: int, min_steps: int = 0) -> None:
-    """Refuse a run that would not fit the context, naming the largest --steps that does."""
-    if prompt_len > n_ctx:
-        raise usage_error(
-            f"the prompt ({plural(prompt_len, 'token')}) is longer than the model's context "
-            f"of {n_ctx} tokens: shorten it"
-        )
-    if prompt_len + steps > n_ctx:
-        fits = n_ctx - prompt_len
-        hint = f"use --steps {fits} or fewer" if fits >= min_steps else "shorten the prompt"
-        raise usage_error(
-            f"the prompt ({plural(prompt_len, 'token')}) plus --steps {steps} exceeds the model's context "
-            f"of {plural(n_ctx, 'token')}: {hint}"
-        )
 
 
 @app.command("trace")
@@ -815,7 +799,10 @@ def trace_command(
     _check_panels(width, len(head_list) if head_list else 1)
     ids = gpt.tokenizer.encode(prompt)
     check_ids(ids, cfg.vocab_size)
-    _check_context(len(ids), steps, cfg.n_ctx)
+    from maskviz.model import check_context
+
+    with _options_named("steps"):
+        check_context(len(ids), steps, cfg.n_ctx)
     full = as_json or (save is not None and save.suffix.lower() in (*TRACE_FILES, ".html"))
     rec_heads = None if (full or agg or head_list) else [head]
     with _options_named("temperature", "seed"):
@@ -1080,8 +1067,8 @@ def compare_command(
     gpt = _load(model, dtype, layer, head)
     ids = gpt.tokenizer.encode(prompt)
     check_ids(ids, gpt.config.vocab_size)
-    _check_context(len(ids), steps, gpt.config.n_ctx, min_steps=1)
-    result = compare(gpt, pair.value, ids, steps, side=(side or PadSide.right).value)
+    with _options_named("steps"):
+        result = compare(gpt, pair.value, ids, steps, side=(side or PadSide.right).value)
     from maskviz.view import comparison_view
 
     view = comparison_view(result, layer=layer, head=head)

@@ -37,11 +37,10 @@ from typing import Any, Literal, get_args
 import numpy as np
 from numpy.typing import NDArray
 
-from maskviz._text import plural
 from maskviz.arch import step_macs as decode_step_macs
 from maskviz.errors import as_integer, as_integers, usage_error
 from maskviz.masks import PadSide
-from maskviz.model import GPT, check_model
+from maskviz.model import GPT, check_context, check_model
 from maskviz.trace import FloatArray, Trace
 
 Pair = Literal[
@@ -348,11 +347,7 @@ def compare(
     if as_integer(steps, "steps") < 1:
         raise usage_error(f"steps must be >= 1, got {steps}")
     prompt = as_integers(prompt, "prompt token ids")
-    if len(prompt) + steps > model.config.n_ctx:
-        raise usage_error(
-            f"the prompt ({plural(len(prompt), 'token')}) plus {plural(steps, 'step')} exceeds the model's context of "
-            f"{plural(model.config.n_ctx, 'token')}"
-        )
+    check_context(len(prompt), steps, model.config.n_ctx, min_steps=1)
     cached = _cached(model, prompt, steps)
     ids = np.asarray([*prompt, *cached.choices.tolist()], np.int64)  # greedy: the generated tokens
     p = len(prompt)

@@ -694,6 +694,28 @@ def _stop_ids(tokenizer: Tokenizer) -> frozenset[int]:
     return frozenset() if tokenizer.eot_id is None else frozenset({tokenizer.eot_id})
 
 
+def check_context(prompt_len: int, steps: int, n_ctx: int, *, min_steps: int = 0) -> None:
+    """Refuse a run that would not fit the context, naming the most steps that fit.
+
+    >>> check_context(3, 10, 8)
+    Traceback (most recent call last):
+    ...
+    maskviz.errors.MaskvizError: the prompt (3 tokens) plus steps 10 exceeds the model's context of 8 positions: use steps 5 or fewer
+    """
+    if prompt_len > n_ctx:
+        raise usage_error(
+            f"the prompt ({plural(prompt_len, 'token')}) is longer than the model's context "
+            f"of {n_ctx} positions: shorten it"
+        )
+    if prompt_len + steps > n_ctx:
+        fits = n_ctx - prompt_len
+        hint = f"use steps {fits} or fewer" if fits >= min_steps else "shorten the prompt"
+        raise usage_error(
+            f"the prompt ({plural(prompt_len, 'token')}) plus steps {steps} exceeds the "
+            f"model's context of {n_ctx} positions: {hint}"
+        )
+
+
 def _check_seed(seed: object) -> None:
     if not 0 <= as_integer(seed, "seed") <= MAX_SEED:
         raise usage_error(f"seed must be from 0 to {MAX_SEED}, got {seed}")

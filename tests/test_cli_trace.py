@@ -200,7 +200,7 @@ def test_unicode_prompts_work() -> None:
         (["", "--model", FIXTURE], "prompt is empty"),
         (
             ["x " * 70, "--model", FIXTURE],
-            "longer than the model's context of 64 tokens: shorten it",
+            "longer than the model's context of 64 positions: shorten it",
         ),
         (["x" * 60, "--model", FIXTURE, "--steps", "8"], "use --steps 4 or fewer"),
         (["hi", "--model", FIXTURE, "--steps", "-1"], "--steps must be >= 0"),

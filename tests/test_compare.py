@@ -132,7 +132,7 @@ def test_recompute_grows_per_step_and_cached_stays_flat() -> None:
         (["training-vs-cached", "--steps", "0"], "--steps must be >= 1"),
         (["training-vs-cached", "--steps", "64"], "exceeds the model's context"),
         # a prompt that fills the context leaves no step: compare needs one, so no --steps 0
-        (["training-vs-cached", "--prompt", "x" * 64], "64 tokens: shorten the prompt"),
+        (["training-vs-cached", "--prompt", "x" * 64], "64 positions: shorten the prompt"),
         (["training-vs-cached", "--layer", "7"], "--layer 7 is out of range"),
         (["training-vs-cached", "--save", "x.gif"], "extension '.gif'"),
     ],
