@@ -423,6 +423,16 @@ class GPT:
         a seed is chosen and recorded in ``Trace.seed``). It stops after ``steps``
         tokens, after an end-of-text token, or at the context limit. Every position
         gets its attention row and logits.
+
+        >>> m = random_model(GPTConfig(n_layer=2, n_head=2, n_embd=16, n_ctx=32, vocab_size=50))
+        >>> t = m.trace([1, 2, 3], steps=4)
+        >>> t.token_ids.shape, t.attention.shape  # [T], [layers, heads, T, T]
+        ((7,), (2, 2, 7, 7))
+        >>> bool((t.attention[:, :, 3, 4:] == 0).all())  # step 1's row: no key after itself
+        True
+        >>> training = m.trace([1, 2, 3], steps=4, mode="training")
+        >>> bool(np.allclose(training.attention, t.attention, atol=1e-6))
+        True
         """
         ids = self._ids(token_ids)
         if as_integer(steps, "steps") < 0:

@@ -110,6 +110,17 @@ class Trace:
     kv_formula, and the recording's own attention dtype) take their defaults when a
     file from 0.1.0 is read: greedy, full attention, positions 0..T-1, 0, no labels
     (the shipped byte-level model's are derived), "", and the model's dtype.
+
+    >>> import tempfile, pathlib
+    >>> from maskviz import load_model
+    >>> tiny = load_model("tiny")
+    >>> trace = tiny.trace(tiny.tokenizer.encode("To be"), steps=3)
+    >>> trace.n_tokens, trace.prompt_len, trace.labels[:2]
+    (8, 5, ['T', 'o'])
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "run.npz"
+    >>> trace.save(path)  # atomically; .json for a readable file
+    >>> bool(np.array_equal(Trace.load(path).attention, trace.attention))
+    True
     """
 
     token_ids: NDArray[np.int64]

@@ -401,7 +401,15 @@ def comparison_view(
 ) -> AttentionView:
     """Both sides' attention of one head side by side, each row's max |Δ| over every layer
     and head, the per-layer and cost tables, and the verdict. ``labels`` and
-    ``model_name`` replace the ones the result recorded."""
+    ``model_name`` replace the ones the result recorded.
+
+    >>> from maskviz import load_model
+    >>> from maskviz.compare import compare
+    >>> tiny = load_model("tiny")
+    >>> view = comparison_view(compare(tiny, "training-vs-cached", [84, 111], 3), head=1)
+    >>> [p.title for p in view.panels], view.panels[0].labels[:2]
+    (['training', 'cached'], ('T', 'o'))
+    """
     from maskviz.compare import Comparison
 
     check_type(result, Comparison, "result")

@@ -199,7 +199,7 @@ def test_small_multiples_give_one_heatmap_per_panel(trace: Trace, n_panels: int)
     assert sum(bool(ax.get_xlabel()) for ax in axes) == min(n_panels, 2)
 
 
-def test_all_heads_of_a_layer(trace: Trace) -> None:
+def test_all_heads_of_a_layer_are_drawn_one_panel_each_titled_by_head(trace: Trace) -> None:
     fig = af.attention_figure(trace_view(trace, layer=1, heads=range(CONFIG.n_head)))
     assert [ax.get_title() for ax in heatmap_axes(fig)] == ["head 0", "head 1"]
 

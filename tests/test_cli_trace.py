@@ -188,7 +188,7 @@ def test_saved_gif_has_the_prefill_and_one_frame_per_step(tmp_path: Path) -> Non
         assert image.n_frames == 5
 
 
-def test_unicode_prompts_work() -> None:
+def test_unicode_prompts_come_back_verbatim_in_the_text_line() -> None:
     code, out, _ = trace_cli("猫が🐈 café", "--model", FIXTURE, "--steps", "2")
     assert code == 0
     assert "text: 猫が🐈 café" in out
