@@ -24,6 +24,7 @@ from maskviz._io import as_path, atomic_path, check_output_path, write_text
 from maskviz._text import plural
 from maskviz.arch._config import MAX_SIZE as MAX_DIM  # no trace dimension exceeds a config's
 from maskviz.errors import MaskvizError, as_integer, as_integers, first_line, usage_error
+from maskviz.masks import sliding_window
 from maskviz.tokenizer import ByteTokenizer, unknown_id_label
 
 FloatArray = NDArray[np.floating[Any]]
@@ -272,9 +273,7 @@ class Trace:
         w = self._window(layer)
         if w is None:
             return self.mask.copy()
-        n = self.n_tokens
-        rows, cols = np.arange(n)[:, None], np.arange(n)[None, :]
-        out: NDArray[np.bool_] = self.mask & (cols > rows - w)
+        out: NDArray[np.bool_] = self.mask & sliding_window(self.n_tokens, w).to_array()
         return out
 
     @property

@@ -40,11 +40,11 @@ from numpy.typing import NDArray
 
 from maskviz._text import display_label, plural, safe_text
 from maskviz.errors import as_integer, check_labels, check_type, index_in, usage_error
-from maskviz.masks import Mask, causal
+from maskviz.masks import Mask
 from maskviz.tokenizer import labels_without_tokenizer
 
 if TYPE_CHECKING:
-    from maskviz.compare import Comparison, Side
+    from maskviz.compare import Comparison
     from maskviz.similarity import Ordering, Similarity
     from maskviz.trace import Agg, Trace
 
@@ -166,16 +166,21 @@ def _states(
 
 
 def trace_states(trace: Trace, layer: int) -> StateArray:
-    """The state of every cell of ``layer`` [T, T]: in cached mode a sliding layer's keys
-    beyond its window were evicted from the ring buffer (decoding rows), not masked;
-    keys generated after a row was computed are NOT_YET, not masked."""
-    allowed = trace.layer_mask(layer)
+    """The state of every cell of ``layer`` [T, T]: allowed, masked, evicted from a
+    rolling cache, or not generated yet (`_run_states`)."""
+    return _run_states(trace.layer_mask(layer), trace.mode, trace.prompt_len)
+
+
+def _run_states(allowed: NDArray[np.bool_], mode: str, prompt_len: int) -> StateArray:
+    """The states of a run's cells [T, T] from the keys each row could see: in cached
+    mode a sliding layer's keys beyond its window were evicted from the ring buffer
+    (decoding rows), not masked; keys generated after a row was computed are NOT_YET,
+    not masked."""
     evicted = None
-    if trace.window(layer) is not None and trace.mode == "cached":
-        evicted = trace.mask & ~allowed
-        evicted[: trace.prompt_len] = False  # the prefill pass masked these: never cached
-    stepwise = trace.prompt_len if trace.mode in STEPWISE else None
-    return _states(allowed, evicted, stepwise)
+    if mode == "cached":  # earlier keys a row could not see: its ring buffer dropped them
+        evicted = np.tril(np.ones(allowed.shape, bool)) & ~allowed
+        evicted[:prompt_len] = False  # the prefill pass masked these: never cached
+    return _states(allowed, evicted, prompt_len if mode in STEPWISE else None)
 
 
 def token_labels(
@@ -382,15 +387,6 @@ SIDE_TEXT = {
 }
 
 
-def _side_states(side: Side, layer: int, prompt_len: int) -> StateArray:
-    allowed = side.mask[layer]
-    evicted = None
-    if side.name == "cached":  # a sliding layer's ring buffer dropped what its window excludes
-        evicted = causal(allowed.shape[0]).to_array() & ~allowed
-        evicted[:prompt_len] = False
-    return _states(allowed, evicted, prompt_len if side.name in STEPWISE else None)
-
-
 def comparison_view(
     result: Comparison,
     labels: Sequence[str] | None = None,
@@ -424,7 +420,7 @@ def comparison_view(
     notes = {t: f"{row_diff[t]:.1e}" + ("" if row_diff[t] <= tol else " ✗") for t in range(n)}
     panels = []
     for side in (a, b):
-        states = _side_states(side, layer, p)
+        states = _run_states(side.mask[layer], side.name, p)
         weights = np.where(states == ALLOWED, side.attention[layer, head], 0.0)
         panels.append(Panel(side.name, weights, states, shown, marks))
     rank = {t: float(row_diff[t]) for t in range(n)}
