@@ -121,6 +121,8 @@ class Table:
 class AttentionView:
     """Everything a picture of one or more attention matrices shows.
 
+    ``header``: lines about the run; ``caption``: the line under them that says what
+    the grid shows (a page, whose maps switch heads and steps, writes its own).
     ``side_by_side``: the panels share their rows (heads of one sequence, the two sides
     of a comparison); otherwise each is drawn on its own (two orderings). ``steps_from``:
     the first row computed by a decoding step (cached traces; animations step there).
@@ -130,6 +132,7 @@ class AttentionView:
     title: str
     header: tuple[str, ...]
     panels: tuple[Panel, ...]
+    caption: str = ""
     side_by_side: bool = True
     footer: tuple[str, ...] = ()
     tables: tuple[Table, ...] = ()
@@ -265,23 +268,40 @@ def trace_view(
     if not trace.layers.size or not trace.heads.size:
         raise usage_error("the trace recorded no attention to draw")
     layer = int(trace.layers[0]) if layer is None else layer
+    notes = _row_notes(trace, trace.window(layer), top_k)  # trace.window checks the layer
+    return _trace_layer_view(trace, layer, head, heads, agg, notes)
+
+
+def trace_views(trace: Trace, heads: Sequence[int], *, top_k: int = 3) -> list[AttentionView]:
+    """`trace_view` of ``heads`` side by side for every recorded layer, in order. The row
+    notes belong to the sequence: they are worked out once per window size, not per
+    layer (they read the vocabulary's probabilities at every row)."""
+    notes: dict[int | None, _RowNotes] = {}
+    views = []
+    for layer in (int(x) for x in trace.layers):
+        window = trace.window(layer)
+        if window not in notes:
+            notes[window] = _row_notes(trace, window, top_k)
+        views.append(_trace_layer_view(trace, layer, None, heads, None, notes[window]))
+    return views
+
+
+_RowNotes = tuple[dict[int, str], dict[int, tuple[str, ...]]]
+
+
+def _row_notes(trace: Trace, window: int | None, top_k: int) -> _RowNotes:
+    """After each row from the prompt's last on, the token it chose (``notes``), and what
+    computed it with the likeliest next tokens (``details``)."""
     p, n = trace.prompt_len, trace.n_tokens
-    labels = tuple(trace.labels)
-    shown = [display_label(label) for label in labels]
-    states = trace_states(trace, layer)
-    window = trace.window(layer)
-    rule = {
-        "training": "generated tokens: the same single pass, the mask hides the future",
-        "recompute": "decoding: no cache, the whole prefix again at every step (masked)",
-    }.get(trace.mode, "decoding: one new query per step, attending to the KV cache (no mask)")
-    marks = (Mark(p, "prompt", rule),) if 0 < p < n else ()
     notes: dict[int, str] = {}
     details: dict[int, tuple[str, ...]] = {}
     for t in range(p - 1, n):
         # row t's output (logits[t]) predicts token t+1: the next step's query
         top = trace.next_token_probs(t, top_k)
         if t + 1 < n:
-            notes[t] = f"→ {shown[t + 1]} {trace.probabilities(t)[int(trace.token_ids[t + 1])]:.0%}"
+            chosen = int(trace.token_ids[t + 1])
+            label = display_label(trace.token_label(chosen))
+            notes[t] = f"→ {label} {trace.probabilities(t)[chosen]:.0%}"
         else:
             notes[t] = f"(next: {display_label(trace.token_label(top[0][0]))} {top[0][1]:.0%})"
         alts = tuple(f"{_quoted(display_label(trace.token_label(i)))} {q:.0%}" for i, q in top)
@@ -297,13 +317,34 @@ def trace_view(
             details[t] = ("the prompt's last row", *alts)
         elif t == p - 1:
             details[t] = (f"prefill: {plural(p, 'query')} in one masked pass", *alts)
+    return notes, details
+
+
+def _trace_layer_view(
+    trace: Trace,
+    layer: int,
+    head: int | None,
+    heads: Sequence[int] | None,
+    agg: Agg | None,
+    row_notes: _RowNotes,
+) -> AttentionView:
+    p, n = trace.prompt_len, trace.n_tokens
+    labels = tuple(trace.labels)
+    shown = [display_label(label) for label in labels]
+    states = trace_states(trace, layer)
+    window = trace.window(layer)
+    rule = {
+        "training": "generated tokens: the same single pass, the mask hides the future",
+        "recompute": "decoding: no cache, the whole prefix again at every step (masked)",
+    }.get(trace.mode, "decoding: one new query per step, attending to the KV cache (no mask)")
+    marks = (Mark(p, "prompt", rule),) if 0 < p < n else ()
     panels = []
     for title, matrix in _matrices(trace, layer, head, heads, agg):
         weights = np.where(states == ALLOWED, matrix, 0.0).astype(matrix.dtype)
         panels.append(Panel(title, weights, states, labels, marks))
     # the row notes belong to the sequence, not to a head: the last panel carries them
     last = panels[-1]
-    panels[-1] = Panel(last.title, last.weights, last.states, labels, marks, notes, details)
+    panels[-1] = Panel(last.title, last.weights, last.states, labels, marks, *row_notes)
     what = (
         panels[0].title
         if len(panels) == 1
@@ -317,13 +358,13 @@ def trace_view(
         f"{model_line} · {trace.dtype} · mode {trace.mode} · {trace.decoding}",
         f"masks: {describe_layer_masks([trace.window(i) for i in range(trace.windows.shape[0])] or [None])}",
         f"prompt, {plural(p, 'token')}: " + " ".join(f"{i + 1}:{shown[i]}" for i in range(p)),
-        f"attention of {what}; rows = queries ↓, columns = keys →",
     )
     # a picture of one layer says its window, which the terminal's header lists
     sliding = "" if window is None else f" · sliding window {window}"
     return AttentionView(
         title=f"{name} · {what}{sliding} · {trace.mode} · {trace.decoding}",
         header=header,
+        caption=f"attention of {what}; rows = queries ↓, columns = keys →",
         panels=tuple(panels),
         footer=_trace_footer(trace),
         mode=trace.mode,
@@ -430,8 +471,10 @@ def comparison_view(
         f"compare {result.pair}{name} · {result.dtype} · {plural(p, 'prompt token')} + {plural(n - p, 'step')}",
         f"left  = {SIDE_TEXT.get(a.name, a.name)}",
         f"right = {SIDE_TEXT.get(b.name, b.name)}",
+    )
+    caption = (
         f"attention of layer {layer}, head {head}; after each row: max |Δ| of that row over "
-        "all layers and heads",
+        "all layers and heads"
     )
     per_layer: list[tuple[str, ...]] = [
         (str(r["layer"]), f"{r['max_abs_diff_attention']:.2e}") for r in result.per_layer
@@ -472,6 +515,7 @@ def comparison_view(
     return AttentionView(
         title=f"{result.pair}{name} · layer {layer}, head {head}",
         header=header,
+        caption=caption,
         panels=tuple(panels),
         tables=tables,
         footer=(

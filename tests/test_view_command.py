@@ -236,3 +236,34 @@ def test_savers_from_python_take_str_paths_and_refuse_other_formats_by_name(
             call()
         assert info.value.exit_code == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.svg", "v.png"]
+
+
+def test_every_layers_view_at_once_equals_each_layers_own_and_reads_the_rows_once_a_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import numpy as np
+
+    from maskviz import Trace, load_model
+    from maskviz.view import trace_view, trace_views
+
+    model = load_model("tiny-swa")  # layers 0 and 2 slide over 32 keys; 1 and 3 see all
+    trace = model.trace(model.tokenizer.encode("To be, or not"), steps=30)
+    calls = 0
+    probs = Trace.next_token_probs
+
+    def counted(self: Trace, t: int, k: int) -> Any:
+        nonlocal calls
+        calls += 1
+        return probs(self, t, k)
+
+    monkeypatch.setattr(Trace, "next_token_probs", counted)
+    views = trace_views(trace, [0, 2])
+    assert calls == 2 * (trace.n_tokens - trace.prompt_len + 1)  # two window sizes, not 4 layers
+    for layer, view in enumerate(views):
+        one = trace_view(trace, layer=layer, heads=[0, 2])
+        assert (view.title, view.header, view.caption) == (one.title, one.header, one.caption)
+        for mine, theirs in zip(view.panels, one.panels, strict=True):
+            assert np.array_equal(mine.weights, theirs.weights)
+            assert np.array_equal(mine.states, theirs.states)
+            assert (mine.notes, mine.details) == (theirs.notes, theirs.details)
+    assert views[0].title != views[2].title  # each names its own layer

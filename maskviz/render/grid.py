@@ -353,8 +353,10 @@ def _blocks(n: int, size: int, marks: Mapping[int, str]) -> Iterator[tuple[int, 
 
 
 def render_view(view: AttentionView, plain: bool) -> Group:
-    """The whole view for the terminal: header, grid, legend, tables, footer, verdict."""
-    parts: list[RenderableType] = [Text(line) for line in view.header]
+    """The whole view for the terminal: header, caption, grid, legend, tables, footer,
+    verdict."""
+    lines = (*view.header, view.caption) if view.caption else view.header
+    parts: list[RenderableType] = [Text(line) for line in lines]
     parts.append(AttentionGrid(view, plain))
     states = view.states_present
     parts.append(

@@ -58,8 +58,8 @@ from maskviz.view import (
     comparison_view,
     detail_text,
     similarity_view,
-    trace_states,
     trace_view,
+    trace_views,
 )
 
 if TYPE_CHECKING:
@@ -172,7 +172,7 @@ def _panel(
 def _view(view: AttentionView, panels: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
     return {
         "title": view.title,
-        "header": list(view.header),
+        "header": [*view.header, view.caption] if view.caption else list(view.header),
         "footer": list(view.footer),
         "tables": [
             {"title": t.title, "columns": list(t.columns), "rows": [list(r) for r in t.rows]}
@@ -272,30 +272,12 @@ def trace_page(
     pool = _Pool()
     views: list[dict[str, Any]] = []
     select: dict[str, list[Any]] = {}
-    built: dict[int | None, tuple[int, AttentionView]] = {}  # one full view per window size
-    for lay in layers:
+    for lay, view in zip(layers, trace_views(trace, heads), strict=True):
         window = trace.window(lay)
-        if window not in built:
-            built[window] = lay, trace_view(trace, layer=lay, heads=heads)  # the terminal's text
-            view = built[window][1]
-        else:  # the same notes; this layer's own states and weights, by the view's rule
-            (first, base), states = built[window], trace_states(trace, lay)
-            panels = tuple(
-                replace(
-                    pan,
-                    weights=np.where(states == ALLOWED, trace.head_attention(lay, h), 0.0),
-                    states=states,
-                )
-                for pan, h in zip(base.panels, heads, strict=True)
-            )
-            title = base.title.replace(f" · layer {first}, ", f" · layer {lay}, ", 1)
-            view = replace(base, panels=panels, title=title)
+        # the page's maps switch heads and steps: its caption names the layer alone
+        view = replace(view, caption=f"layer {lay}: rows = queries ↓ (position, token), "
+                       "columns = keys →")  # fmt: skip
         last = view.panels[-1]  # the row notes belong to the sequence: every head shows them
-        header = [
-            *view.header[:-1],
-            f"layer {lay}: rows = queries ↓ (position, token), columns = keys →",
-        ]
-        view = replace(view, header=tuple(header))
         views.append(
             _view(view, [_panel(pool, pan, q, notes=last) for pan in view.panels], window=window)
         )
@@ -384,9 +366,10 @@ def comparison_page(
         panels = [_panel(pool, a, q), _panel(pool, b, q)]
         window = result.windows[lay] if result.windows else None
         # the page writes a row's |Δ| beside it only when its cells are large enough
-        line = view.header[-1].replace("after each row", "in the tooltips of each row's cells")
+        caption = (f"attention of layer {lay}, head {h}; in the tooltips of each row's cells: "
+                   "max |Δ| of that row over all layers and heads")  # fmt: skip
         return _view(
-            replace(view, header=(*view.header[:-1], line)),
+            replace(view, caption=caption),
             panels, delta=_delta(a, b), tolerance=result.tolerance_attention,
             notesLabel=ROW_DELTA_LABEL, window=window,
         )  # fmt: skip
