@@ -317,14 +317,14 @@ def test_weight_levels_stay_distinct_in_16_256_and_truecolor_terminals() -> None
 
 @pytest.mark.parametrize(("term", "ramp"), [("xterm", True), ("xterm-256color", False)])
 def test_cli_shades_by_glyph_in_a_16_colour_terminal(term: str, ramp: bool) -> None:
-    from maskviz.cli import _ramp_shading, console
+    from maskviz._cli_process import console, ramp_shading
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TERM", term)
         mp.setenv("FORCE_COLOR", "1")
         mp.delenv("NO_COLOR", raising=False)
         mp.delenv("COLORTERM", raising=False)
-        assert _ramp_shading(console(False)) is ramp
+        assert ramp_shading(console(False)) is ramp
 
 
 def test_running_out_of_memory_is_one_line_saying_so(monkeypatch: pytest.MonkeyPatch) -> None:
