@@ -30,8 +30,7 @@ from maskviz.render import figures, style
 from maskviz.render.figures import BLOCKED_STYLE, COLOR_HIGHLIGHT, save_figure
 from maskviz.render.grid import AttentionGrid
 from maskviz.render.save import save_view
-from maskviz.render.terminal import BLOCKED, RAMP
-from maskviz.render.terminal import EVICTED as EVICTED_GLYPH
+from maskviz.render.terminal import GLYPH_BLOCKED, GLYPH_EVICTED, RAMP
 from maskviz.similarity import similarity
 from maskviz.trace import Trace
 from maskviz.view import (
@@ -151,8 +150,8 @@ def terminal_states(view: AttentionView, width: int) -> np.ndarray[Any, Any]:
     head = pos_w + 1 + (lab_w + 1 if lab_w else 0)
     cols = math.ceil(view.panels[0].n / lay.key_block)
     glyph_state = {
-        BLOCKED: MASKED,
-        EVICTED_GLYPH: EVICTED,
+        GLYPH_BLOCKED: MASKED,
+        GLYPH_EVICTED: EVICTED,
         " ": NOT_YET,
         **{g: ALLOWED for g in RAMP},
     }

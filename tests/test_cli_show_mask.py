@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from maskviz._text import _ASCII, ASCII_ERRORS
-from maskviz.render.terminal import ALLOWED, BLOCKED, EVICTED, PARTIAL, RAMP
+from maskviz.render.terminal import GLYPH_ALLOWED, GLYPH_BLOCKED, GLYPH_EVICTED, GLYPH_PARTIAL, RAMP
 from tests.conftest import run_cli
 
 STRICT_GRID = """\
@@ -138,9 +138,15 @@ def test_large_n_is_downsampled_to_the_width() -> None:
 @pytest.mark.parametrize(
     ("n", "legend"),
     [
-        ("6", f"{ALLOWED} may attend   {BLOCKED} may not"),
-        ("70", f"{ALLOWED} all may attend   {PARTIAL} some   {BLOCKED} none"),  # rows pooled
-        ("1000000", f"{ALLOWED} all may attend   {PARTIAL} some   {BLOCKED} none"),
+        ("6", f"{GLYPH_ALLOWED} may attend   {GLYPH_BLOCKED} may not"),
+        (
+            "70",
+            f"{GLYPH_ALLOWED} all may attend   {GLYPH_PARTIAL} some   {GLYPH_BLOCKED} none",
+        ),  # rows pooled
+        (
+            "1000000",
+            f"{GLYPH_ALLOWED} all may attend   {GLYPH_PARTIAL} some   {GLYPH_BLOCKED} none",
+        ),
     ],
 )
 def test_one_legend_says_what_each_glyph_means_at_the_grid_drawn(n: str, legend: str) -> None:
@@ -153,7 +159,7 @@ def test_one_legend_says_what_each_glyph_means_at_the_grid_drawn(n: str, legend:
 def test_a_downsampled_grid_names_its_keys_from_the_first_cell_column() -> None:
     lines = run_cli("show-mask", "200", "--window", "40", "--plain").stdout.splitlines()
     header = next(line for line in lines if "keys 1" in line)
-    glyphs = (ALLOWED, BLOCKED, PARTIAL)
+    glyphs = (GLYPH_ALLOWED, GLYPH_BLOCKED, GLYPH_PARTIAL)
     first_row = next(line for line in lines if any(g in line for g in glyphs))
     first_cell = min(first_row.index(g) for g in glyphs if g in first_row)
     assert header.index("keys") == first_cell
@@ -545,7 +551,10 @@ def test_a_terminal_without_the_glyphs_gets_ascii_stand_ins(encoding: str) -> No
 
 def test_ascii_stand_ins_keep_every_grid_s_glyphs_apart_and_one_column_wide() -> None:
     stand_in = {ch: ch.encode("ascii", ASCII_ERRORS).decode() for ch in _ASCII}
-    for glyphs in [(ALLOWED, BLOCKED, PARTIAL, EVICTED), (*RAMP, BLOCKED, EVICTED)]:
+    for glyphs in [
+        (GLYPH_ALLOWED, GLYPH_BLOCKED, GLYPH_PARTIAL, GLYPH_EVICTED),
+        (*RAMP, GLYPH_BLOCKED, GLYPH_EVICTED),
+    ]:
         drawn = [stand_in[g] for g in glyphs]
         assert len(set(drawn)) == len(glyphs)
         assert all(len(s) == 1 for s in drawn)
@@ -565,7 +574,7 @@ def resolution(stdout: str) -> list[str]:
     pools positions, then each line's row number(s) and glyphs."""
     lines = []
     for line in grid_lines(stdout):
-        if line.startswith(ALLOWED + " "):  # the legend: the grid is over
+        if line.startswith(GLYPH_ALLOWED + " "):  # the legend: the grid is over
             break
         lines.append(line)
     pooled = re.findall(
@@ -574,7 +583,9 @@ def resolution(stdout: str) -> list[str]:
     rows = []
     for line in lines:
         words = line.split()
-        glyphs = "".join(w for w in words[1:] if set(w) <= {ALLOWED, BLOCKED, PARTIAL})
+        glyphs = "".join(
+            w for w in words[1:] if set(w) <= {GLYPH_ALLOWED, GLYPH_BLOCKED, GLYPH_PARTIAL}
+        )
         if glyphs:
             rows.append(f"{words[0]} {glyphs}")
     return pooled + rows

@@ -29,8 +29,8 @@ from rich.text import Text
 
 from maskviz._text import cell_width, display_label, fit
 from maskviz.render.terminal import (
-    BLOCKED,
-    EVICTED,
+    GLYPH_BLOCKED,
+    GLYPH_EVICTED,
     STYLE_BLOCKED,
     STYLE_DIM,
     STYLE_EVICTED,
@@ -40,8 +40,7 @@ from maskviz.render.terminal import (
     ruler,
     weight_glyph,
 )
-from maskviz.view import ALLOWED, NOT_YET, AttentionView, Panel, detail_text
-from maskviz.view import EVICTED as EVICTED_STATE
+from maskviz.view import ALLOWED, EVICTED, NOT_YET, AttentionView, Panel, detail_text
 
 ROW_LIMIT = 64  # rows drawn one per line up to this many; longer sequences pool rows
 LABEL_MAX = 10  # columns a token may take in a row label
@@ -305,12 +304,12 @@ class AttentionGrid:
                 w = float(weights[:, keys.start : keys.stop][allowed].max())
                 glyph, style = weight_glyph(w, self.plain)
                 line.append(glyph + pad, style or "")
-            elif (block == EVICTED_STATE).any():
-                line.append(EVICTED + pad, STYLE_EVICTED)
+            elif (block == EVICTED).any():
+                line.append(GLYPH_EVICTED + pad, STYLE_EVICTED)
             elif (block == NOT_YET).all():  # nothing there to mask: left blank
                 line.append(" " + pad)
             else:
-                line.append(BLOCKED + pad, STYLE_BLOCKED)
+                line.append(GLYPH_BLOCKED + pad, STYLE_BLOCKED)
 
 
 def _line(text: Text, width: int, *, ellipsis: bool = False) -> Text:
@@ -359,9 +358,7 @@ def render_view(view: AttentionView, plain: bool) -> Group:
     parts: list[RenderableType] = [Text(line) for line in lines]
     parts.append(AttentionGrid(view, plain))
     states = view.states_present
-    parts.append(
-        attention_legend(plain, evicted=EVICTED_STATE in states, not_yet=NOT_YET in states)
-    )
+    parts.append(attention_legend(plain, evicted=EVICTED in states, not_yet=NOT_YET in states))
     for table in view.tables:
         parts.extend([Text(), TableView(table)])
     if view.tables and view.footer:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # annotations only: drawing a mask needs no engine, views nor
     from maskviz.bench import BenchResult
     from maskviz.view import Table
 
-ALLOWED, BLOCKED, PARTIAL, EVICTED = "●", "○", "◐", "◌"
+GLYPH_ALLOWED, GLYPH_BLOCKED, GLYPH_PARTIAL, GLYPH_EVICTED = "●", "○", "◐", "◌"
 STYLE_ALLOWED = Style(color="green", bold=True)
 STYLE_BLOCKED = Style(color="grey42")
 STYLE_EVICTED = Style(color="magenta")
@@ -73,14 +73,14 @@ def legend(pooled: bool = False) -> Legend:
     """The key to a mask's glyphs; a pooled cell holds several queries and keys."""
     if pooled:
         entries = [
-            ("", _entry(ALLOWED, STYLE_ALLOWED, "all may attend")),
-            ("   ", _entry(PARTIAL, STYLE_PARTIAL, "some")),
-            ("   ", _entry(BLOCKED, STYLE_BLOCKED, "none")),
+            ("", _entry(GLYPH_ALLOWED, STYLE_ALLOWED, "all may attend")),
+            ("   ", _entry(GLYPH_PARTIAL, STYLE_PARTIAL, "some")),
+            ("   ", _entry(GLYPH_BLOCKED, STYLE_BLOCKED, "none")),
         ]
     else:
         entries = [
-            ("", _entry(ALLOWED, STYLE_ALLOWED, "may attend")),
-            ("   ", _entry(BLOCKED, STYLE_BLOCKED, "may not")),
+            ("", _entry(GLYPH_ALLOWED, STYLE_ALLOWED, "may attend")),
+            ("   ", _entry(GLYPH_BLOCKED, STYLE_BLOCKED, "may not")),
         ]
     return Legend("", [*entries, ("   ", Text("rows = queries ↓, columns = keys →"))])
 
@@ -214,7 +214,7 @@ class MaskGrid:
         hi = None if marked is None else marked // lay.row_block
         # under its line, the marker names its row: the line may hold several
         below = "" if marked is None else f"^ step {self._row_label(marked).strip()}"
-        glyphs = (BLOCKED, PARTIAL, ALLOWED)
+        glyphs = (GLYPH_BLOCKED, GLYPH_PARTIAL, GLYPH_ALLOWED)
         styles = (STYLE_BLOCKED, STYLE_PARTIAL, STYLE_ALLOWED)
         for i, row in enumerate(states):
             label = self._row_label(i * lay.row_block, lay.row_block, lay.label)
@@ -309,7 +309,7 @@ def weight_glyph(weight: float, plain: bool) -> tuple[str, Style | None]:
     if plain:
         return RAMP[int(np.searchsorted(_RAMP_EDGES, weight, side="right"))], STYLE_ALLOWED
     level = round(min(max(weight, 0.0), 1.0) ** 0.5 * (_SHADES - 1))
-    return ALLOWED, _SHADE_STYLES[level]
+    return GLYPH_ALLOWED, _SHADE_STYLES[level]
 
 
 def attention_legend(plain: bool, evicted: bool = False, not_yet: bool = False) -> Legend:
@@ -321,9 +321,11 @@ def attention_legend(plain: bool, evicted: bool = False, not_yet: bool = False) 
         ("  " if i else "", _entry(*weight_glyph(w, plain), label))
         for i, (w, label) in enumerate(levels)
     ]
-    entries.append(("   ", _entry(BLOCKED, STYLE_BLOCKED, "masked")))
+    entries.append(("   ", _entry(GLYPH_BLOCKED, STYLE_BLOCKED, "masked")))
     if evicted:
-        entries.append(("   ", _entry(EVICTED, STYLE_EVICTED, "evicted from the rolling cache")))
+        entries.append(
+            ("   ", _entry(GLYPH_EVICTED, STYLE_EVICTED, "evicted from the rolling cache"))
+        )
     if not_yet:
         entries.append(("   ", Text("blank: not generated yet")))
     return Legend("allowed cells by weight: ", entries)
