@@ -154,6 +154,7 @@ class PadSide(StrEnum):
 MAX_SHOW_N = 10_000_000
 
 
+SAMPLING_OPTIONS = ("temperature", "seed", "top_k=--top-k")  # `GPT.trace`'s words for them
 # the mask library's words for what show-mask's options set
 MASK_OPTIONS = (
     *("window", "prefix", "chunk", "pad", "kind"),
@@ -525,9 +526,10 @@ def trace_command(
     if steps < 0:
         raise usage_error(f"--steps must be >= 0, got {steps}")
     _check_head_choice(head, heads, agg)
-    if temperature == 0 and (top_k is not None or seed is not None):
-        given = "--top-k" if top_k is not None else "--seed"
-        raise usage_error(f"{given} applies only when sampling: add --temperature > 0")
+    from maskviz.model import check_context, check_sampling
+
+    with _options_named(*SAMPLING_OPTIONS):  # before the model loads
+        check_sampling(temperature, top_k, seed)
     head = head or 0
     prompt = utf8(prompt, "the prompt").decode()
     if save is not None:
@@ -539,13 +541,11 @@ def trace_command(
     _check_panels(width, len(head_list) if head_list else 1)
     ids = gpt.tokenizer.encode(prompt)
     check_ids(ids, cfg.vocab_size)
-    from maskviz.model import check_context
-
     with _options_named("steps"):
         check_context(len(ids), steps, cfg.n_ctx)
     full = as_json or (save is not None and save.suffix.lower() in (*TRACE_FILES, ".html"))
     rec_heads = None if (full or agg or head_list) else [head]
-    with _options_named("temperature", "seed"):
+    with _options_named(*SAMPLING_OPTIONS):
         result = gpt.trace(
             ids,
             steps=steps,

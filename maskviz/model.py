@@ -439,18 +439,7 @@ class GPT:
             raise usage_error(f"steps must be >= 0, got {steps}")
         if mode not in MODES:
             raise usage_error(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-        if (
-            isinstance(temperature, bool)
-            or not isinstance(temperature, int | float | np.integer | np.floating)
-            or not (math.isfinite(temperature) and temperature >= 0)
-        ):
-            raise usage_error(f"temperature must be a finite number >= 0, got {temperature!r}")
-        if top_k is not None and as_integer(top_k, "top_k") < 1:
-            raise usage_error(f"top_k must be >= 1, got {top_k}")
-        if seed is not None:
-            _check_seed(seed)
-        if temperature == 0 and (top_k is not None or seed is not None):
-            raise usage_error("top_k and seed apply only when sampling (temperature > 0)")
+        check_sampling(temperature, top_k, seed)
         if temperature > 0 and seed is None:
             # choose the seed here and record it, so that any sampled run can be replayed
             seed = int(np.random.SeedSequence().generate_state(1)[0])
@@ -724,6 +713,29 @@ def check_context(prompt_len: int, steps: int, n_ctx: int, *, min_steps: int = 0
             f"the prompt ({plural(prompt_len, 'token')}) plus steps {steps} exceeds the "
             f"model's context of {n_ctx} positions: {hint}"
         )
+
+
+def check_sampling(temperature: float, top_k: int | None, seed: int | None) -> None:
+    """Refuse sampling settings `GPT.trace` cannot use, or would ignore.
+
+    >>> check_sampling(0.0, 5, None)
+    Traceback (most recent call last):
+    ...
+    maskviz.errors.MaskvizError: top_k applies only when sampling: add temperature > 0
+    """
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, int | float | np.integer | np.floating)
+        or not (math.isfinite(temperature) and temperature >= 0)
+    ):
+        raise usage_error(f"temperature must be a finite number >= 0, got {temperature!r}")
+    if top_k is not None and as_integer(top_k, "top_k") < 1:
+        raise usage_error(f"top_k must be >= 1, got {top_k}")
+    if seed is not None:
+        _check_seed(seed)
+    if temperature == 0 and (top_k is not None or seed is not None):
+        given = "top_k" if top_k is not None else "seed"
+        raise usage_error(f"{given} applies only when sampling: add temperature > 0")
 
 
 def _check_seed(seed: object) -> None:
