@@ -8,6 +8,12 @@ np.int64(6)
 >>> trace = model.trace(model.tokenizer.encode("To be"), steps=3)
 >>> trace.attention.shape                      # [n_layer, n_head, T, T]
 (4, 4, 8, 8)
+
+``maskviz.compare``, ``maskviz.similarity`` and ``maskviz.trace`` are modules, each
+holding the function or class it is named for:
+
+>>> maskviz.compare.compare(model, "training-vs-cached", [84, 111], 2).agree
+True
 """
 
 from __future__ import annotations
