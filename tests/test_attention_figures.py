@@ -895,7 +895,7 @@ def test_mask_figure_ticks_are_positions_wherever_they_are_drawn(
 ) -> None:
     from maskviz import masks
 
-    fig = figures.mask_figure(masks.causal(n), index_base=base, highlight_row=n // 2)
+    fig = figures.mask_figure(masks.causal(n), index_base=base, highlight=n // 2)
     ax = fig.axes[0]
     FigureCanvasAgg(fig).draw()
     for axis in (ax.xaxis, ax.yaxis):

@@ -202,7 +202,7 @@ def test_views_from_python_refuse_layers_heads_and_labels_that_name_nothing() ->
         ),
         (lambda: mask_figure(masks.causal(4), labels=["a"]), "expected 4 labels"),
         (
-            lambda: mask_figure(masks.causal(4), highlight_row=9),
+            lambda: mask_figure(masks.causal(4), highlight=9),
             "highlighted row 9 is outside 0..3",
         ),
         (lambda: mask_figure(masks.causal(4), padded=[4]), "padded position 4 is outside 0..3"),

@@ -230,12 +230,13 @@ def mask_figure(
     *,
     labels: Sequence[str] | None = None,
     index_base: int = 1,
-    highlight_row: int | None = None,
+    highlight: int | None = None,
     padded: Sequence[int] | NDArray[np.integer[Any]] = (),
     width: float | None = None,
 ) -> Figure:
     """The mask as a heatmap: allowed cells dark, blocked light, rows = queries;
-    ``padded`` positions' rows and columns hatched (their cells are blocked too, but
+    ``highlight``: the row one cached step computes, outlined; ``padded`` positions'
+    rows and columns hatched (their cells are blocked too, but
     for being padding, not for the rule). ``width``: the figure's width in inches
     (default: what suits its cells).
 
@@ -246,8 +247,8 @@ def mask_figure(
     index_base = as_integer(index_base, "index_base")
     if labels is not None:
         check_labels(labels, mask.n_keys)
-    if highlight_row is not None:
-        highlight_row = index_in(highlight_row, mask.n_queries, "highlighted row")
+    if highlight is not None:
+        highlight = index_in(highlight, mask.n_queries, "highlighted row")
     padded = [index_in(r, mask.n_keys, "padded position") for r in padded]
     k = max(1, -(-max(mask.n_queries, mask.n_keys) // MAX_FIGURE_CELLS))
     states = mask.blocks(k, k) if k > 1 else mask.to_array().astype(np.int8) * 2
@@ -336,7 +337,7 @@ def mask_figure(
             ax.tick_params(labelsize=pt(10))  # made when drawn: sized now
             if bins < 4:  # a few long numbers: upright, they cannot run into each other
                 ax.tick_params(axis="x", labelrotation=90)
-        _mask_legend(fig, ax, k, padded, highlight_row, mask.query_offset + index_base)
+        _mask_legend(fig, ax, k, padded, highlight, mask.query_offset + index_base)
         if width is not None:
             fit_height(fig)
     return fig

@@ -95,7 +95,7 @@ def save_mask(
         mask,
         labels=labels,
         index_base=index_base,
-        highlight_row=highlight,
+        highlight=highlight,
         padded=() if padded is None else padded,
         width=width,
     )

@@ -250,25 +250,24 @@ def mask_report(
     mask: Mask,
     labels: Sequence[str] | None = None,
     index_base: int = 1,
-    highlight_row: int | None = None,
-    padded_rows: NDArray[np.int64] | None = None,
+    highlight: int | None = None,
+    padded: NDArray[np.int64] | None = None,
 ) -> Group:
-    """What show-mask prints: a title, the grid and its legend, the step's sentence, counts."""
+    """What show-mask prints: a title, the grid and its legend, the step's sentence, counts.
+    ``highlight``: the row one cached step computes; ``padded``: padding positions."""
     parts: list[RenderableType] = [
         Text(mask.heading(index_base)),
-        MaskGrid(mask, labels=labels, index_base=index_base, highlight_row=highlight_row),
+        MaskGrid(mask, labels=labels, index_base=index_base, highlight_row=highlight),
     ]
-    if highlight_row is not None:
-        parts.append(Text(step_sentence(mask, highlight_row, index_base)))
-    parts.append(mask_summary(mask, index_base, padded_rows))
+    if highlight is not None:
+        parts.append(Text(step_sentence(mask, highlight, index_base)))
+    parts.append(mask_summary(mask, index_base, padded))
     return Group(*parts)
 
 
-def mask_summary(
-    mask: Mask, index_base: int = 1, padded_rows: NDArray[np.int64] | None = None
-) -> Text:
+def mask_summary(mask: Mask, index_base: int = 1, padded: NDArray[np.int64] | None = None) -> Text:
     """Allowed cells, density, and what fully masked rows mean (`maskviz.view.mask_notes`)."""
-    lines = mask_notes(mask, index_base, padded_rows)
+    lines = mask_notes(mask, index_base, padded)
     text = Text("\n".join(line for line in lines if line != ZERO_ROWS_NOTE))
     if lines[-1] == ZERO_ROWS_NOTE:
         text.append("\n" + ZERO_ROWS_NOTE, STYLE_DIM)
