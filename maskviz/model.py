@@ -509,9 +509,10 @@ class GPT:
         # allocated); the trace's formula adds up the same
         kv_bytes = 0 if cache is None else kv_cache_bytes(self.config, t, cache.k[0].itemsize)
         return self._trace(
-            all_ids[:t], p, logits_out[:t], rec.trimmed(t), rec, mode, prefill_seconds,
-            np.array(step_seconds), kv_bytes, stop, choose,
-            0 if cache is None else cache.step_masks,
+            all_ids[:t], logits_out[:t], rec.trimmed(t), rec,
+            prompt_len=p, mode=mode, prefill_seconds=prefill_seconds,
+            step_seconds=np.array(step_seconds), kv_bytes=kv_bytes, stop=stop, choose=choose,
+            step_masks=0 if cache is None else cache.step_masks,
         )  # fmt: skip
 
     def _training(
@@ -533,17 +534,20 @@ class GPT:
         )
         logits = self._logits(hidden, 0)
         return self._trace(
-            full, generated.prompt_len, logits, rec.out, rec, "training",
-            time.perf_counter() - t0, np.zeros(0), 0, generated.stop_reason, choose, 0,
+            full, logits, rec.out, rec,
+            prompt_len=generated.prompt_len, mode="training",
+            prefill_seconds=time.perf_counter() - t0, step_seconds=np.zeros(0), kv_bytes=0,
+            stop=generated.stop_reason, choose=choose, step_masks=0,
         )  # fmt: skip
 
     def _trace(
         self,
         ids: IntArray,
-        prompt_len: int,
         logits: FloatArray,
         attention: FloatArray,
         rec: Recorder,
+        *,
+        prompt_len: int,
         mode: str,
         prefill_seconds: float,
         step_seconds: NDArray[np.float64],
