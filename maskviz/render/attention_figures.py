@@ -36,7 +36,7 @@ from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.collections import PatchCollection
 from matplotlib.colors import Colormap, LogNorm, Normalize
-from matplotlib.figure import Figure
+from matplotlib.figure import Figure, FigureBase
 from matplotlib.image import AxesImage
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
@@ -487,10 +487,7 @@ def _draw_panels(
     fig = NotebookFigure(
         figsize=(ncols * side + margin * scale, nrows * side + 1.4 * scale), layout="constrained"
     )
-    grid_axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    for unused in grid_axes[count:]:
-        unused.remove()
-    axes = list(grid_axes[:count])
+    axes = _panel_axes(fig, count)
     ticks = _ticks(side, grid)
     cmap, norm = _cmap(WEIGHTS_CMAP), Normalize(0.0, 1.0)
     drawn: set[int] = set()
@@ -759,7 +756,7 @@ def save_decode_gif(
     grid = _Grid(n, 1)
     panels = view.panels
     count = len(panels)
-    ncols = math.ceil(math.sqrt(count))
+    ncols = across(count)
     nrows = math.ceil(count / ncols)
     if count == 1:
         side = float(np.clip(0.12 * n + 3.5, 4.0, 7.0))
@@ -772,10 +769,7 @@ def save_decode_gif(
     _suptitle(fig, view.title)
     # The caption changes every frame; a subfigure's title sits under the figure's.
     body = fig.add_subfigure(fig.add_gridspec(1, 1)[0, 0])
-    grid_axes = body.subplots(nrows, ncols, squeeze=False).ravel()
-    for unused in grid_axes[count:]:
-        unused.remove()
-    axes = list(grid_axes[:count])
+    axes = _panel_axes(body, count)
     ticks = _ticks(side, grid)
     cmap, norm = _cmap(WEIGHTS_CMAP), Normalize(0.0, 1.0)
     pending: list[Rectangle] = []  # per panel: rows not computed yet, then their keys
@@ -789,15 +783,15 @@ def save_decode_gif(
         if count > 1 and panel.title:
             ax.set_title(wrapped(panel.title, side, 10), fontsize=10, parse_math=False)
         # Drawn above the heatmap and its grid lines (zorder), moved every frame.
-        for _ in range(2):
-            pending.append(
-                ax.add_patch(
-                    Rectangle(
-                        (-0.5, n - 0.5), n, 0, facecolor=COLOR_PENDING, edgecolor="none", zorder=3
-                    )
-                )
-            )
-        newest.append(ax.add_patch(Rectangle((-0.5, -0.5), n, 1, **_OUTLINE, zorder=4)))
+        blanks = [
+            Rectangle((-0.5, n - 0.5), n, 0, facecolor=COLOR_PENDING, edgecolor="none", zorder=3)
+            for _ in range(2)
+        ]
+        outline = Rectangle((-0.5, -0.5), n, 1, **_OUTLINE, zorder=4)
+        for patch in (*blanks, outline):
+            ax.add_patch(patch)
+        pending += blanks
+        newest.append(outline)
     assert image is not None
     body.colorbar(image, ax=axes, label="attention weight", shrink=0.85 if count == 1 else 0.6)
 
@@ -847,18 +841,44 @@ def save_decode_gif(
     for _, label in tokens:
         label.set_alpha(0.0)
     moving += [label for _, label in tokens]
+    _write_gif(path, fig, canvas, moving, draw, len(frames), fps, progress)
+    return len(frames)
+
+
+def _panel_axes(container: FigureBase, count: int) -> list[Axes]:
+    """``count`` heatmap axes in a near-square grid (`across`), the grid's spare slots
+    removed. ``container``: a figure or subfigure."""
+    ncols = across(count)
+    grid_axes = container.subplots(math.ceil(count / ncols), ncols, squeeze=False).ravel()
+    for unused in grid_axes[count:]:
+        unused.remove()
+    return list(grid_axes[:count])
+
+
+def _write_gif(
+    path: str | os.PathLike[str],
+    fig: Figure,
+    canvas: Any,
+    moving: list[Artist],
+    draw: Callable[[int], object],
+    frames: int,
+    fps: float | None,
+    progress: ProgressCallback | None,
+) -> None:
+    """Render the still picture once, then each frame's ``moving`` artists over it, and
+    write the frames as one GIF, atomically."""
     canvas.draw()
     still = canvas.copy_from_bbox(fig.bbox)
     # the palette of the last frame, which shows every state (evicted keys appear late)
-    draw(len(frames) - 1)
+    draw(frames - 1)
     palette = _gif_frame(fig, canvas, still, moving)
     images: list[Any] = []  # PIL images, imported with the GIF writer
     with atomic_path(path) as tmp:
-        for index in range(len(frames)):
+        for index in range(frames):
             draw(index)
             images.append(_gif_frame(fig, canvas, still, moving, palette))
             if progress is not None:
-                progress(index + 1, len(frames))
+                progress(index + 1, frames)
         # the last frame holds for 2 s before the loop starts again
         frame_ms = 10 * round(100 / (fps or gif_fps(len(images))))  # GIF counts 1/100 s
         durations = [frame_ms] * (len(images) - 1) + [max(frame_ms, 2000)]
@@ -871,4 +891,3 @@ def save_decode_gif(
                 duration=durations,
                 loop=0,
             )
-    return len(frames)
