@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -41,7 +42,9 @@ from maskviz.tokenizer import check_ids, utf8
 if TYPE_CHECKING:
     from maskviz.bench import BenchResult
     from maskviz.model import GPT
+    from maskviz.render.html import Page
     from maskviz.trace import Trace
+    from maskviz.view import AttentionView
 
 FIGURE_OR_PAGE = (*FIGURE_SUFFIXES, ".html")
 
@@ -571,9 +574,9 @@ def trace_command(
 
 
 def _show(
-    view: Any, data: dict[str, Any], *, plain: bool, as_json: bool, save: Path | None,
-    dpi: int | None = None, width: float | None = None, trace: Any = None,
-    page: Callable[[], Any] | None = None,
+    view: AttentionView, data: dict[str, Any], *, plain: bool, as_json: bool,
+    save: Path | None, dpi: int | None = None, width: float | None = None,
+    trace: Trace | None = None, page: Callable[[], Page] | None = None,
 ) -> None:  # fmt: skip
     """Print the view (or its JSON data) and save what ``--save`` asked for (``dpi``: a
     PNG's; ``width``: a picture's, inches); ``page`` builds the .html page (every layer
@@ -587,7 +590,7 @@ def _show(
         out.print(render_view(view, plain=ramp_shading(out)))
     if save is None:
         return
-    if save.suffix.lower() in TRACE_FILES:
+    if save.suffix.lower() in TRACE_FILES and trace is not None:
         trace.save(save)
     elif save.suffix.lower() == ".html" and page is not None:
         _html().write_page(page(), save)
@@ -604,7 +607,7 @@ def _show(
         say_saved(save, plain)
 
 
-def _html() -> Any:
+def _html() -> ModuleType:
     from maskviz.render import html
 
     return html
