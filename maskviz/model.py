@@ -52,14 +52,13 @@ from maskviz.errors import MaskvizError, as_integer, as_integers, index_in, usag
 from maskviz.masks import Mask, causal
 from maskviz.nn import attention, checked_products, gelu, layer_norm, masked_softmax
 from maskviz.tokenizer import ByteTokenizer, Tokenizer, check_ids, utf8
-from maskviz.trace import MAX_SEED, MODES, Mode, Trace
+from maskviz.trace import LABELLED_NEXT, MAX_SEED, MODES, Mode, Trace
 
 DType = Literal["float32", "float64"]
 DTYPES: tuple[DType, ...] = get_args(DType)
 # What `GPT.forward` takes as its mask; anything else is refused by name.
 MaskArg: TypeAlias = Mask | NDArray[np.bool_] | Literal["causal"] | None
 BoolArray = NDArray[np.bool_]
-LABELLED_NEXT = 5  # next-token candidates per row whose labels a trace records
 
 # GPT-2's parts (Block, GPTConfig, Weights, gelu, layer_norm) are re-exported:
 # `maskviz.model` was the GPT-2 engine in 0.1.0, and code written for it imports them here

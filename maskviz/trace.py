@@ -59,6 +59,7 @@ _OPTIONAL: dict[str, tuple[type, Any]] = {
 # The optional scalars that may be None: .npz files store None as -1 (never a seed or top-k)
 _NONE_AS_MINUS_ONE = ("top_k", "seed")
 SUFFIXES = (".npz", ".json")
+LABELLED_NEXT = 5  # next-token candidates per row whose labels a trace records
 Mode = Literal["cached", "training", "recompute"]  # how the model ran (`maskviz.model.GPT.trace`)
 MODES: tuple[Mode, ...] = get_args(Mode)
 Agg = Literal["mean", "max"]  # how `Trace.layer_attention` combines a layer's heads

@@ -49,6 +49,7 @@ from maskviz._io import write_text
 from maskviz._text import display_label, plural, safe_text
 from maskviz.errors import check_type, usage_error
 from maskviz.render import style
+from maskviz.trace import LABELLED_NEXT
 from maskviz.view import (
     ALLOWED,
     PAD_NOTE,
@@ -74,7 +75,7 @@ LARGE_PAGE = 32_000_000  # bytes past which a page is written with a warning: br
 # characters past which a notebook gets the plain repr: every output is kept in the .ipynb,
 # and Jupyter drops outputs sent faster than 1 MB/s by default
 NOTEBOOK_PAGE = 8_000_000
-TOP_K = 5  # next-token candidates shown per row
+TOP_K = LABELLED_NEXT  # next-token candidates shown per row: those the trace has labels of
 # cells under this many pixels are too small to hatch: evicted keys are drawn flat in a
 # colour this far from the figures' light pink towards its magenta hatching, which stays
 # visible on the white page (3:1) and still reads as neither a weight nor masked
