@@ -219,3 +219,19 @@ def test_the_package_reaches_its_modules_in_a_fresh_interpreter() -> None:
     )
     assert (result.returncode, result.stderr) == (0, "")
     assert result.stdout == "compare similarity Trace trace_view causal\n"
+
+
+def test_the_data_modules_load_no_drawing_code() -> None:
+    # traces, masks, models and results are plain data: drawing code (matplotlib, Rich,
+    # maskviz.render) loads only when something is drawn, as a notebook's
+    # `_repr_html_` does, importing maskviz.render.html inside it
+    data = ["trace", "masks", "model", "compare", "similarity", "view", "loading", "bench"]
+    drawing = ("matplotlib", "rich", "typer", "maskviz.render")
+    script = (
+        f"import sys, importlib; [importlib.import_module('maskviz.' + m) for m in {data!r}];"
+        f" print([m for m in sys.modules if m.startswith({drawing!r})])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert (result.returncode, result.stderr, result.stdout) == (0, "", "[]\n")
