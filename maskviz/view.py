@@ -256,6 +256,30 @@ def trace_view(
     """A recorded run: the prefill rows, then one row per decoding step with the token it
     chose; ``heads`` side by side, or ``agg`` ("mean"/"max") over the layer's heads, or
     one ``head``. By default the first layer and head the trace recorded."""
+    _check_choice(trace, head, heads, agg)
+    layer = int(trace.layers[0]) if layer is None else layer
+    notes = _row_notes(trace, trace.window(layer), top_k)  # trace.window checks the layer
+    return _trace_layer_view(trace, layer, head, heads, agg, notes)
+
+
+def trace_views(trace: Trace, heads: Sequence[int], *, top_k: int = 3) -> list[AttentionView]:
+    """`trace_view` of ``heads`` side by side for every recorded layer, in order. The row
+    notes belong to the sequence: they are worked out once per window size, not per
+    layer (they read the vocabulary's probabilities at every row)."""
+    _check_choice(trace, None, heads, None)
+    notes: dict[int | None, _RowNotes] = {}
+    views = []
+    for layer in (int(x) for x in trace.layers):
+        window = trace.window(layer)
+        if window not in notes:
+            notes[window] = _row_notes(trace, window, top_k)
+        views.append(_trace_layer_view(trace, layer, None, heads, None, notes[window]))
+    return views
+
+
+def _check_choice(
+    trace: Trace, head: int | None, heads: Sequence[int] | None, agg: Agg | None
+) -> None:
     from maskviz.trace import Trace
 
     check_type(trace, Trace, "trace")
@@ -267,23 +291,6 @@ def trace_view(
         raise usage_error(f"heads must not repeat, got {list(heads)}")
     if not trace.layers.size or not trace.heads.size:
         raise usage_error("the trace recorded no attention to draw")
-    layer = int(trace.layers[0]) if layer is None else layer
-    notes = _row_notes(trace, trace.window(layer), top_k)  # trace.window checks the layer
-    return _trace_layer_view(trace, layer, head, heads, agg, notes)
-
-
-def trace_views(trace: Trace, heads: Sequence[int], *, top_k: int = 3) -> list[AttentionView]:
-    """`trace_view` of ``heads`` side by side for every recorded layer, in order. The row
-    notes belong to the sequence: they are worked out once per window size, not per
-    layer (they read the vocabulary's probabilities at every row)."""
-    notes: dict[int | None, _RowNotes] = {}
-    views = []
-    for layer in (int(x) for x in trace.layers):
-        window = trace.window(layer)
-        if window not in notes:
-            notes[window] = _row_notes(trace, window, top_k)
-        views.append(_trace_layer_view(trace, layer, None, heads, None, notes[window]))
-    return views
 
 
 _RowNotes = tuple[dict[int, str], dict[int, tuple[str, ...]]]

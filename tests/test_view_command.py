@@ -243,7 +243,7 @@ def test_every_layers_view_at_once_equals_each_layers_own_and_reads_the_rows_onc
 ) -> None:
     import numpy as np
 
-    from maskviz import Trace, load_model
+    from maskviz import MaskvizError, Trace, load_model
     from maskviz.view import trace_view, trace_views
 
     model = load_model("tiny-swa")  # layers 0 and 2 slide over 32 keys; 1 and 3 see all
@@ -267,3 +267,6 @@ def test_every_layers_view_at_once_equals_each_layers_own_and_reads_the_rows_onc
             assert np.array_equal(mine.states, theirs.states)
             assert (mine.notes, mine.details) == (theirs.notes, theirs.details)
     assert views[0].title != views[2].title  # each names its own layer
+    for heads, refused in (([], "name at least one head"), ([1, 1], "must not repeat")):
+        with pytest.raises(MaskvizError, match=refused):
+            trace_views(trace, heads)
