@@ -163,6 +163,10 @@ class MaskSummary:
         '21 of 36 cells allowed (58.3%)'
         >>> sliding_window(100_000, 3).summary().allowed_text()
         '299,997 of 10,000,000,000 cells allowed (<0.1%)'
+        >>> bidirectional(2_000).summary().allowed_text()  # every cell
+        '4,000,000 of 4,000,000 cells allowed (100.0%)'
+        >>> padding(2_000, 1, queries=1).summary().allowed_text()  # all but one
+        '1,999 of 2,000 cells allowed (>99.9%)'
         """
         share = self.density
         # never "0.0%" for cells that are allowed, nor "100.0%" for cells that are not

@@ -104,5 +104,16 @@ def test_a_writer_failing_while_it_cleans_up_a_full_disk_is_said_as_the_disk(
     assert str(caught.value) == f"cannot write {str(target)!r}: No space left on device"
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["m.pdf"]
-    with pytest.raises(AttributeError), _io.atomic_path(target):  # no OSError behind it
-        raise AttributeError("a bug of ours")
+    with pytest.raises(AttributeError, match=r"^a bug of ours$"), _io.atomic_path(target):
+        raise AttributeError("a bug of ours")  # no OSError behind it: raised as it is
+
+    def refuse(path: Path) -> None:
+        with _io.atomic_path(path):
+            try:
+                raise OSError(28, "No space left on device")
+            except OSError:
+                raise MaskvizError("refused by name") from None
+
+    # a refusal of our own, raised while an OSError was being handled, stays as it was said
+    with pytest.raises(MaskvizError, match=r"^refused by name$"):
+        refuse(target)

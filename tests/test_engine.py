@@ -175,6 +175,9 @@ def test_generation_stops_after_end_of_text() -> None:
     [
         ({"token_ids": []}, "empty"),
         ({"token_ids": [1, 99]}, "outside the vocabulary"),
+        ({"token_ids": [1, 10]}, r"token id 10 is outside the vocabulary \[0, 10\)"),
+        ({"token_ids": [1], "layers": [2]}, r"layer 2 is out of range: the model has 2 layers"),
+        ({"token_ids": [1], "heads": [2]}, r"head 2 is out of range: the model has 2 heads"),
         ({"token_ids": [-1]}, "outside the vocabulary"),
         ({"token_ids": [1], "steps": -1}, "steps must be"),
         ({"token_ids": list(range(9))}, "context is 8"),
@@ -203,6 +206,16 @@ def test_bad_input_raises_the_library_error(kwargs: dict[str, object], message: 
     model = random_model(GPTConfig(2, 2, 8, 8, 10))
     with pytest.raises(MaskvizError, match=message):
         model.trace(**kwargs)  # type: ignore[arg-type]
+
+
+def test_top_k_sampling_never_picks_a_token_outside_the_k_likeliest() -> None:
+    from maskviz.model import _Chooser
+
+    logits = np.zeros(10, np.float32)
+    logits[3] = -0.01  # the least likely, by a hair: sampling from all ten picks it often
+    for k, seen in ((9, set(range(10)) - {3}), (10, set(range(10)))):
+        choose = _Chooser(1.0, k, seed=0)
+        assert {choose(logits) for _ in range(400)} == seen
 
 
 def test_positions_that_are_not_integers_are_refused_not_truncated() -> None:

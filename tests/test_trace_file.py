@@ -182,6 +182,22 @@ def _rewrite(src: Path, dst: Path, name: str, value: np.ndarray | None) -> None:
         # a newer format is refused by name, never read as the one this version knows
         ("format", np.array(2), r"written by a newer maskviz \(trace format 2; this version"),
         ("format", np.array(1.0), "invalid trace: format must be an integer >= 1, got 1.0"),
+        # one past each limit (the fixture: 8 tokens, 3 of them the prompt, vocabulary 20,
+        # 2 layers, 5 steps)
+        (
+            "logits",
+            np.zeros((9, 20), np.float32),
+            r"'logits' must be \[T=8, vocab\], got \[9, 20\]",
+        ),
+        ("prompt_len", np.array(0), "prompt_len 0 is outside 1..8"),
+        ("token_ids", np.array([1, 2, 3, 20, 1, 2, 3, 4]), "'token_ids' must lie in 0..19"),
+        ("layers", np.array([0, 2]), "'layers' names layer 2 of a model with 2"),
+        ("step_seconds", np.zeros(6), "'step_seconds' must hold 5 times .* or none, got 6"),
+        ("top_k", np.array(0), "top_k must be >= 1, got 0"),
+        ("format", np.array(0), "format must be an integer >= 1, got 0"),
+        ("token_ids", np.zeros(0, np.int64), "'token_ids' must be a non-empty 1-D array"),
+        ("mask", np.ones((8, 9), np.bool_), r"'mask' must be \[8, 8\], got \[8, 9\]"),
+        ("seed", np.array(2**63, np.uint64), "seed must be from 0 to 9223372036854775807, got 9"),
         # zeros compress a thousandfold: the declared shape is refused before reading
         ("logits", np.zeros((8, 2**21), np.bool_), r"declares shape \[8, 2097152\]"),
     ],
@@ -512,6 +528,32 @@ def test_a_trace_too_large_for_memory_says_so_about_the_file(
     monkeypatch.setattr(json, "loads", no_memory)
     with pytest.raises(MaskvizError, match=f"^{re.escape(str(path))}: not enough memory to read"):
         Trace.load(path)
+
+
+def test_an_npz_declaring_more_than_the_machines_memory_is_refused_before_reading(
+    trace: Trace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from maskviz import trace as trace_module
+
+    path = tmp_path / "t.npz"
+    trace.save(path)
+    size = sum(a.nbytes for a in (trace.logits, trace.attention, trace.token_ids))
+    monkeypatch.setattr(trace_module, "_memory_bytes", lambda: size // 2)
+    monkeypatch.setattr(np.lib.format, "read_array", pytest.fail)  # nothing may be read
+    with pytest.raises(MaskvizError, match=r"its arrays declare 0\.0 GiB, more than this machine"):
+        Trace.load(path)
+
+
+def test_a_sliding_layers_mask_allows_exactly_its_window(tmp_path: Path) -> None:
+    from maskviz.arch.llama import LlamaConfig
+
+    cfg = LlamaConfig(2, 2, 1, 8, 16, 32, n_ctx=32, vocab_size=40, windows=(3, None))
+    trace = random_model(cfg, seed=0).trace([1, 2, 3, 4], steps=6)
+    rows = np.arange(trace.n_tokens)
+    assert (trace.layer_mask(0).sum(axis=1) == np.minimum(rows + 1, 3)).all()
+    assert (trace.layer_mask(1).sum(axis=1) == rows + 1).all()
+    trace.save(tmp_path / "t.npz")  # the file keeps the windows the masks come from
+    assert np.array_equal(Trace.load(tmp_path / "t.npz").layer_mask(0), trace.layer_mask(0))
 
 
 # What NumPy says when it is handed a damaged field: a message must name the field instead
