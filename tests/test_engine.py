@@ -699,17 +699,29 @@ def test_views_pictures_and_pages_refuse_arguments_of_the_wrong_kind_by_name(
         (lambda: save_view(view, png, dpi=-5), "dpi must be from 50 to 600, got -5"),
         (lambda: save_view(view, png, dpi=True), "dpi must be from 50 to 600, got True"),
         (lambda: save_view(view, png, dpi="100"), "dpi must be from 50 to 600, got '100'"),  # type: ignore[arg-type]
-        (lambda: save_view(view, tmp_path / "v.svg", dpi=100), "dpi applies to .png pictures, not .svg"),
+        (lambda: save_view(view, png, dpi=49), "dpi must be from 50 to 600, got 49"),
+        (lambda: save_view(view, png, dpi=601), "dpi must be from 50 to 600, got 601"),
+        (lambda: save_view(view, png, width=20.01), "width must be a number of inches above 0 and up to 20, got 20.01"),
+        (lambda: save_view(view, tmp_path / "v.svg", dpi=100), "dpi applies to .png pictures, not .svg (a vector file is sharp at any size)"),
         (lambda: save_view(view, tmp_path / "v.gif", dpi=100), "dpi applies to .png pictures, not .gif"),
         (lambda: save_view(view, tmp_path / "v.gif", width=3), "width applies to .png, .svg and .pdf pictures, not .gif"),
         (lambda: write_page(trace_page(trace), 5), "a path must be a str or os.PathLike, got int"),  # type: ignore[arg-type]
         (lambda: trace_page(None), "trace must be a Trace, got NoneType"),  # type: ignore[arg-type]
         (lambda: mask_page(None, mask), "view must be an AttentionView, got NoneType"),  # type: ignore[arg-type]
-        (lambda: save_mask(mask, tmp_path / "m.html", labels="abc"), "labels must be one string per position"),
+        (lambda: save_mask(mask, tmp_path / "m.html", labels="abc"), "labels must be one string per position, not a single string"),
         (lambda: trace.save(str(tmp_path / "a\0.npz")), "a path cannot hold a NUL character"),
-        (lambda: maskviz.Trace.load(tmp_path / ("x" * 300 + ".npz")), "cannot read trace: File name too long"),
     ]  # fmt: skip
+    long_name = tmp_path / ("x" * 300 + ".npz")
+    with pytest.raises(
+        MaskvizError, match=f"^{re.escape(str(long_name))}: cannot read trace: File name too long"
+    ):
+        maskviz.Trace.load(long_name)
     for call, message in calls:
-        with pytest.raises(MaskvizError, match=re.escape(message)):
+        with pytest.raises(MaskvizError, match=f"^{re.escape(message)}") as caught:  # not "--dpi"
             call()
+        assert ("vector" in str(caught.value)) == message.endswith("sharp at any size)")
     assert sorted(tmp_path.iterdir()) == []  # nothing written, not even a temporary file
+    from maskviz.render.sizes import check_picture
+
+    for dpi in (50, 600):  # the ends of the documented ranges are accepted
+        check_picture(".png", dpi, 20)
