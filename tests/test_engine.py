@@ -360,6 +360,9 @@ def test_bad_configs_are_refused() -> None:
         (lambda: Llama3Scaling(8.0, 1.0, float("nan"), 8192), r"high_freq_factor must be"),
         (lambda: Llama3Scaling(8.0, 4.0, 1.0, 8192),
          r"high_freq_factor \(1\.0\) must be greater than low_freq_factor \(4\.0\)"),
+        (lambda: Llama3Scaling(8.0, 4.0, 4.0, 8192),  # the blend would divide by zero
+         r"high_freq_factor \(4\.0\) must be greater than low_freq_factor \(4\.0\)"),
+        (lambda: LlamaConfig(2, 2, 1, 4, 8, 16, 8, 8, windows=(3,)), "windows has 1 entry for 2 layers"),
         (lambda: Llama3Scaling(8.0, 1.0, 4.0, 0), r"original_max_position_embeddings must be"),
         # shown as the architecture's name: "gpt2" on a Llama would mislead
         (lambda: LlamaConfig(1, 2, 1, 4, 8, 16, 8, 8, model_type="gpt2"),

@@ -670,6 +670,15 @@ def test_a_tokenizer_id_past_the_model_s_vocabulary_is_refused_at_load(tmp_path:
     (copy / "tokenizer.json").write_text(json.dumps(tok))
     with pytest.raises(MaskvizError, match="the tokenizer's ids reach 100000 but the model's"):
         load_model(copy)
+    # one past: an id equal to the vocabulary's size has no row in the embedding
+    vocab = json.loads((copy / "config.json").read_text())["vocab_size"]
+    tok["model"]["vocab"]["zz"] = vocab
+    (copy / "tokenizer.json").write_text(json.dumps(tok))
+    with pytest.raises(MaskvizError, match=f"the tokenizer's ids reach {vocab} but the model's"):
+        load_model(copy)
+    tok["model"]["vocab"]["zz"] = vocab - 1  # the last id the model has
+    (copy / "tokenizer.json").write_text(json.dumps(tok))
+    assert load_model(copy).tokenizer.vocab_size == vocab
 
 
 @pytest.mark.parametrize(

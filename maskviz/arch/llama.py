@@ -210,7 +210,9 @@ def _windows_tuple(windows: object, n_layer: int) -> tuple[int | None, ...]:
     if len(windows) == 0:
         return (None,) * n_layer
     if len(windows) != n_layer:
-        raise usage_error(f"windows has {len(windows)} entries for {n_layer} layers")
+        raise usage_error(
+            f"windows has {plural(len(windows), 'entry')} for {plural(n_layer, 'layer')}"
+        )
     out: list[int | None] = []
     for w in windows:
         try:
