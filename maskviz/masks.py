@@ -671,6 +671,10 @@ def chunked(n: int, chunk: int, *, start: int = 0, queries: int | None = None) -
            [0, 1, 1, 0, 0],
            [0, 0, 0, 1, 1],
            [0, 0, 0, 1, 1]])
+    >>> chunked(5, 2, start=5)
+    Traceback (most recent call last):
+    ...
+    maskviz.errors.MaskvizError: chunks start at 5, past the last position 4
     """
     c = _count("chunk", chunk)
     n = _count("N", n)
@@ -738,6 +742,8 @@ def cached_step(past_len: int) -> Mask:
 
     >>> cached_step(2).to_array().astype(int)
     array([[1, 1, 1]])
+    >>> cached_step(0).to_array().astype(int)  # the first token: only itself
+    array([[1]])
     """
     return causal(_count("past_len", past_len, minimum=0) + 1, queries=1)
 

@@ -623,6 +623,8 @@ def test_kv_cache_arguments_are_checked(args: tuple[object, object], message: st
     with pytest.raises(MaskvizError, match=message) as info:
         KVCache(GPTConfig(2, 2, 8, 16, 20), *args)  # type: ignore[arg-type]
     assert info.value.exit_code == 2
+    for capacity in (0, 16):  # the ends of the range: no position yet, the whole context
+        assert KVCache(GPTConfig(2, 2, 8, 16, 20), capacity, "float32").capacity == capacity
 
 
 @pytest.mark.parametrize("windows", [(None,), (2,)])
@@ -646,6 +648,8 @@ def test_a_kv_cache_refuses_layers_shapes_and_dtypes_it_does_not_hold() -> None:
         (lambda: cache.update(5, kv, kv, np.array([0])), r"KVCache layer 5 is outside 0\.\.1"),
         (lambda: cache.update(1, np.ones((2, 1, 4), np.float32), kv, np.array([0])),
          r"must be \[1, 1, 4\] \(\[KV heads, positions, head size\]\), got \[2, 1, 4\]"),
+        (lambda: cache.update(1, kv, np.ones((1, 1, 1), np.float32), np.array([0])),  # broadcasts
+         r"must be \[1, 1, 4\] .*, got \[1, 1, 4\] and \[1, 1, 1\]"),
         (lambda: cache.update(1, kv.astype(np.float64) * 1e300, kv, np.array([0])),
          "KVCache keys and values must be float32, got float64"),
         (lambda: cache.update(1, kv, kv.astype(np.float64), np.array([0])),
