@@ -54,6 +54,22 @@ def test_the_command_line_keeps_ctrl_c_as_the_shell_gave_it() -> None:
     assert result.returncode == 0 and result.stderr == "True\n"
 
 
+@pytest.mark.parametrize("ignored", [True, False])
+def test_a_hang_up_ignored_as_under_nohup_stays_ignored(ignored: bool) -> None:
+    # otherwise a hang-up unwinds the command as kill does (a save removes its temporary)
+    script = (
+        "import signal, sys, atexit;"
+        f" signal.signal(signal.SIGHUP, signal.{'SIG_IGN' if ignored else 'SIG_DFL'});"
+        " sys.argv = ['maskviz', 'show-mask', '2']; from maskviz.__main__ import main;"
+        " atexit.register(lambda: print(signal.getsignal(signal.SIGHUP)"
+        " is signal.SIG_IGN, file=sys.stderr)); main()"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert result.returncode == 0 and result.stderr == f"{ignored}\n"
+
+
 @pytest.mark.parametrize("encoding", ["utf-8", "ascii"])  # ascii: click writes its own way
 @pytest.mark.parametrize("json", [False, True])
 def test_a_reader_that_stops_early_still_gets_the_picture_saved(

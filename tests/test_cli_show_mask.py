@@ -411,6 +411,13 @@ def test_a_near_miss_kind_gets_a_suggestion() -> None:
     assert result.stderr.strip().endswith("did you mean 'causal'?")
     assert "Value error" not in result.stderr
     assert "did you mean" not in run_cli("show-mask", "6", "--kind", "zzz").stderr
+    # written with "=", and for an argument's choices
+    attached = run_cli("show-mask", "6", "--kind=causl").stderr
+    assert attached.strip().endswith("did you mean 'causal'?")
+    pair = run_cli("compare", "training-vs-cachd").stderr
+    assert pair.strip().endswith("did you mean 'training-vs-cached'?")
+    # a mistyped one-letter option is no value that starts with '-'
+    assert run_cli("show-mask", "6", "-z").stderr == "maskviz: error: No such option: -z\n"
 
 
 def test_counts_are_worded_for_one() -> None:
