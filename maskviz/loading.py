@@ -315,10 +315,11 @@ def _check_range(tensors: dict[str, NDArray[Any]], source: str, dtype: str) -> N
     top = float(np.finfo(dtype).max)
     for name, a in tensors.items():
         if a.dtype.itemsize > np.dtype(dtype).itemsize and a.dtype.kind == "f" and a.size:
-            big = max(float(a.max()), -float(a.min()))
-            if top < big < math.inf:  # NaN and inf pass here: the architecture names them
+            high, low = float(a.max()), float(a.min())
+            value = high if high >= -low else low  # the one farthest from 0
+            if top < abs(value) < math.inf:  # NaN and inf pass here: the architecture names them
                 raise MaskvizError(
-                    f"{source}: tensor {name!r} holds {big:.3g}, beyond {dtype}'s range "
+                    f"{source}: tensor {name!r} holds {value:.3g}, beyond {dtype}'s range "
                     f"(±{top:.3g}): load the model in float64 (--dtype float64)"
                 )
 

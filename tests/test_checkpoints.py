@@ -355,6 +355,25 @@ def test_hub_id_offline_and_not_cached_says_how_to_get_it_or_the_shipped_name_me
         assert str(failure.value).endswith(hint)
 
 
+def test_hf_hub_offline_set_to_0_still_tries_the_hub(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import huggingface_hub
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # as huggingface_hub reads it: not offline
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    asked: list[bool] = []
+
+    def snapshot_download(repo_id: str, **kwargs: object) -> str:
+        asked.append(bool(kwargs.get("local_files_only")))
+        raise OSError("no network here")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    with pytest.raises(MaskvizError, match=r"could not be downloaded \(OSError\)"):
+        load_model("org/model")
+    assert asked == [True, False]  # the cache, then the hub
+
+
 def test_without_the_hf_extra_the_message_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
     import builtins
 
@@ -412,21 +431,22 @@ def test_a_gpt2_config_says_whether_the_head_that_runs_is_tied(tmp_path: Path) -
     assert untied.config.n_params == tied.config.n_params + wte.size  # counted apart
 
 
+@pytest.mark.parametrize("value", [1e39, -1e39])
 def test_a_float64_weight_beyond_float32_s_range_is_refused_when_loading_float32(
-    tmp_path: Path,
+    tmp_path: Path, value: float
 ) -> None:
     from safetensors.numpy import load_file, save_file
 
     folder = _copy(tmp_path)
     tensors = {k: v.astype(np.float64) for k, v in load_file(folder / "model.safetensors").items()}
-    tensors["transformer.wpe.weight"][-1, 0] = 1e39  # finite in float64
+    tensors["transformer.wpe.weight"][-1, 0] = value  # finite in float64
     save_file(tensors, str(folder / "model.safetensors"))
     message = (
-        r"model\.safetensors: tensor 'transformer\.wpe\.weight' holds 1e\+39, beyond float32's"
-    )
+        rf"model\.safetensors: tensor 'transformer\.wpe\.weight' holds {value:.3g}, beyond float32's"
+    ).replace("+", r"\+")
     with pytest.raises(MaskvizError, match=message + r" range .*--dtype float64"):
         load_model(folder)
-    assert load_model(folder, dtype="float64").weights.wpe[-1, 0] == 1e39
+    assert load_model(folder, dtype="float64").weights.wpe[-1, 0] == value
     tensors["transformer.wpe.weight"][-1, 0] = np.inf  # no dtype holds it: not "load in float64"
     save_file(tensors, str(folder / "model.safetensors"))
     with pytest.raises(MaskvizError, match=r"'transformer\.wpe\.weight' contains NaN or infinity"):
