@@ -117,3 +117,14 @@ def test_a_writer_failing_while_it_cleans_up_a_full_disk_is_said_as_the_disk(
     # a refusal of our own, raised while an OSError was being handled, stays as it was said
     with pytest.raises(MaskvizError, match=r"^refused by name$"):
         refuse(target)
+
+
+def test_a_pipe_or_a_folder_is_never_replaced_by_a_write(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.png")
+    (tmp_path / "folder.png").mkdir()
+    for name in ("pipe.png", "folder.png"):
+        target = tmp_path / name
+        with pytest.raises(MaskvizError, match=f"^cannot write '{target}': not a regular file$"):
+            _io.write_bytes(target, b"picture")
+    assert (tmp_path / "pipe.png").is_fifo() and (tmp_path / "folder.png").is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.png", "pipe.png"]

@@ -282,6 +282,8 @@ def test_save_paths_that_are_folders_or_under_a_file_are_refused_naming_why(tmp_
         (tmp_path / "keep.png" / "m.png", "keep.png' is a file, not a folder"),
         (f"{tmp_path / 'keep.png'}/", "a path ending in '/' names a folder"),
         (f"{tmp_path / 'keep.png'}/.", "a path ending in '.' names a folder"),  # not keep.png
+        (f"{tmp_path / 'keep.png'}/..", "a path ending in '..' names a folder"),
+        ("", "cannot save to '': the name is empty"),
     ]:
         for command in (["show-mask", "6"], ["trace", "To be"], ["compare", "training-vs-cached"]):
             result = run_cli(*command, "--save", str(target))
@@ -310,6 +312,18 @@ def test_save_paths_that_lead_to_no_regular_file_are_refused_before_any_work(
         assert result.stderr == f"maskviz: error: cannot save to '{tmp_path / name}': {message}\n"
         assert result.stdout == ""  # refused before drawing anything
     assert (tmp_path / "pipe.png").is_fifo() and Path("/dev/null").is_char_device()
+
+
+def test_a_folder_one_may_not_write_in_is_refused_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # root may write anywhere: the check asks as an ordinary user would be answered
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, m: real(p, m) and Path(p) != tmp_path)
+    result = run_cli("show-mask", "4", "--save", str(tmp_path / "m.png"))
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.endswith(f"folder '{tmp_path}' is not writable\n")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_read_only_file_is_not_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
