@@ -245,7 +245,13 @@ _BYTE_LEVEL = _byte_level_alphabet()
 def _piece_bytes(piece: str, *, byte_level: bool) -> bytes | None:
     """The bytes a vocabulary entry stands for: a SentencePiece byte fallback such as
     ``<0xE4>``, or (``byte_level``) byte-level BPE's characters; None for anything else.
-    Only in a byte-level vocabulary does "é" stand for the byte 0xE9."""
+    Only in a byte-level vocabulary does "é" stand for the byte 0xE9.
+
+    >>> _piece_bytes("<0xE4>", byte_level=False), _piece_bytes("é", byte_level=True)
+    (b'\\xe4', b'\\xe9')
+    >>> [_piece_bytes(p, byte_level=False) for p in ("<0xE4x", "<0xZZ>", "é")]
+    [None, None, None]
+    """
     if len(piece) == 6 and piece[:3] == "<0x" and piece[5] == ">":
         digits = piece[3:5]
         return bytes.fromhex(digits) if all(c in string.hexdigits for c in digits) else None
@@ -266,6 +272,10 @@ def utf8(text: str, what: str = "the text") -> bytes:
     Traceback (most recent call last):
     ...
     maskviz.errors.MaskvizError: the text is not UTF-8: it holds the byte 0xff
+    >>> utf8("a\\udce4\\udcb8")  # a character cut short: named by its first byte
+    Traceback (most recent call last):
+    ...
+    maskviz.errors.MaskvizError: the text is not UTF-8: it holds the byte 0xe4
     """
     if not isinstance(text, str):
         raise usage_error(f"{what} must be a string, got {type(text).__name__}")
