@@ -640,6 +640,8 @@ def documents(
     array([[1, 1, 0],
            [1, 1, 0],
            [0, 0, 1]])
+    >>> documents([1] * 8).description, documents([1] * 9).description
+    ('documents 1,1,1,1,1,1,1,1', '9 documents')
     """
     if isinstance(lengths, str | bytes) or not isinstance(lengths, Sequence | np.ndarray):
         raise usage_error(f"document lengths must be a sequence of integers, got {lengths!r}")
@@ -647,8 +649,10 @@ def documents(
         raise usage_error("documents need at least one length")
     sizes = [_count("document length", length) for length in lengths]
     starts = np.cumsum([0, *sizes[:-1]], dtype=np.int64)
-    label = ",".join(map(str, sizes)) if len(sizes) <= 8 else f"{len(sizes)} documents"
-    return _segments(sum(sizes), starts, queries, f"documents {label}", "another document")
+    label = (
+        f"documents {','.join(map(str, sizes))}" if len(sizes) <= 8 else f"{len(sizes)} documents"
+    )
+    return _segments(sum(sizes), starts, queries, label, "another document")
 
 
 def chunked(n: int, chunk: int, *, start: int = 0, queries: int | None = None) -> Mask:

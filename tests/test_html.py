@@ -210,6 +210,7 @@ def test_each_repr_html_is_a_fragment_with_its_own_id(headline: Trace) -> None:
 def test_mask_repr_falls_back_to_plain_text_when_too_large() -> None:
     assert maskviz.masks.causal(5000)._repr_html_() is None
     assert maskviz.masks.causal(8)._repr_html_() is not None
+    assert maskviz.masks.causal(8, queries=1)._repr_html_() is None  # a page draws squares
 
 
 def test_a_notebook_gets_the_plain_repr_and_a_warning_past_its_page_size(
