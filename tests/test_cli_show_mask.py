@@ -222,6 +222,10 @@ def test_failed_save_keeps_the_existing_file(tmp_path: Path) -> None:
             "No such option: -3; a value that starts with '-' goes after --, as in: maskviz show-mask -- -3",
         ),
         (["abc"], "Invalid value for 'N'"),
+        (  # an option's value that starts with '-' is the option's, not the one meant
+            ["--index-base", "-1", "-3"],
+            "goes after --, as in: maskviz show-mask --index-base -1 -- -3",
+        ),
         # the library's words for what an option sets are the option's name
         (["6", "--window", "0"], "error: --window must be >= 1, got 0"),
         (["6", "--chunk", "0"], "error: --chunk must be >= 1, got 0"),
