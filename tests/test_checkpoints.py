@@ -488,3 +488,16 @@ def test_a_config_without_model_type_is_read_by_its_architectures_class_or_refus
     assert str(info.value) == f"{folder / 'config.json'}: missing field 'model_type'"
     for name in ("tiny", "tiny-swa"):  # the shipped models still load
         assert load_model(name).name == name
+
+
+def test_a_config_too_large_to_be_one_is_refused_before_it_is_parsed(tmp_path: Path) -> None:
+    folder = _copy(tmp_path)
+    config = folder / "config.json"
+    data = json.loads(config.read_text())
+    config.write_text(json.dumps(data) + " " * (2**20 - len(json.dumps(data))))  # 1 MiB: read
+    assert load_model(folder).config.n_layer == data["n_layer"]
+    config.write_text(json.dumps(data) + " " * 2**20)  # past it: refused unread
+    with pytest.raises(
+        MaskvizError, match=f"^{re.escape(str(config))}: too large to be a model config$"
+    ):
+        load_model(folder)
