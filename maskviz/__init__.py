@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from maskviz.model import GPT, GPTConfig, KVCache, random_model
     from maskviz.trace import Trace
 
-__version__ = "0.2.3"
+__version__ = "0.3.0"
 
 # Everything is imported on first use: commands that only draw masks (``maskviz
 # show-mask``) start without the engine, and the command line's entry point

@@ -1,8 +1,8 @@
 """The ``maskviz`` command line: parse, call the library, pick a renderer.
 
 Errors from the library (`MaskvizError`) and from argument parsing become one
-line on stderr and an exit code (2 for usage errors), never a traceback: how is
-`maskviz._cli_process`'s work.
+line on stderr and an exit code (2 for usage errors), never a traceback;
+`maskviz._cli_process` is where that is done.
 """
 
 from __future__ import annotations
@@ -168,8 +168,8 @@ MASK_OPTIONS = (
 @contextlib.contextmanager
 def _options_named(*names: str, n: bool = False) -> Iterator[None]:
     """Say "--window" where the library says "window": a usage error raised inside
-    names the option the user typed (``n``: the argument N). Parameters with a space
-    are given as "words=--option"."""
+    names the option the user typed (``n``: the argument N). Words that are not the
+    option's own name ("top_k", "document lengths") are given as "words=--option"."""
     try:
         yield
     except MaskvizError as exc:
@@ -544,21 +544,19 @@ def trace_command(
     _check_panels(width, len(head_list) if head_list else 1)
     ids = gpt.tokenizer.encode(prompt)
     check_ids(ids, cfg.vocab_size)
-    with _options_named("steps"):
-        check_context(len(ids), steps, cfg.n_ctx)
+    check_context(len(ids), steps, cfg.n_ctx, option="--steps")
     full = as_json or (save is not None and save.suffix.lower() in (*TRACE_FILES, ".html"))
     rec_heads = None if (full or agg or head_list) else [head]
-    with _options_named(*SAMPLING_OPTIONS):
-        result = gpt.trace(
-            ids,
-            steps=steps,
-            mode=mode.value,
-            layers=None if full else [layer],
-            heads=rec_heads,
-            temperature=temperature,
-            top_k=top_k,
-            seed=seed,
-        )
+    result = gpt.trace(
+        ids,
+        steps=steps,
+        mode=mode.value,
+        layers=None if full else [layer],
+        heads=rec_heads,
+        temperature=temperature,
+        top_k=top_k,
+        seed=seed,
+    )
     from maskviz.view import trace_view
 
     view = trace_view(
@@ -780,8 +778,10 @@ def compare_command(
     gpt = _load(model, dtype, layer, head)
     ids = gpt.tokenizer.encode(prompt)
     check_ids(ids, gpt.config.vocab_size)
-    with _options_named("steps"):
-        result = compare(gpt, pair.value, ids, steps, side=(side or PadSide.right).value)
+    from maskviz.model import check_context
+
+    check_context(len(ids), steps, gpt.config.n_ctx, min_steps=1, option="--steps")
+    result = compare(gpt, pair.value, ids, steps, side=(side or PadSide.right).value)
     from maskviz.view import comparison_view
 
     view = comparison_view(result, layer=layer, head=head)

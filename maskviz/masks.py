@@ -291,7 +291,7 @@ class Mask:
         self,
         index_base: int = 1,
         labels: Sequence[str] | None = None,
-        padded_rows: IntArray | None = None,
+        padded: IntArray | None = None,
     ) -> dict[str, Any]:
         """JSON-ready: kind, shape, counts, fully masked and padded rows (numbered from
         ``index_base``), and the matrix, or above 1024 keys its summary cells.
@@ -312,9 +312,7 @@ class Mask:
             "allowed": s.allowed,
             "density": s.density,
             "fully_masked_rows": [int(r) + index_base for r in s.fully_masked],
-            "padded_rows": []
-            if padded_rows is None
-            else [int(r) + index_base for r in padded_rows],
+            "padded_rows": [] if padded is None else [int(r) + index_base for r in padded],
             "labels": None if labels is None else list(labels),
         }
         if self.n_keys <= DENSE_JSON_KEYS:

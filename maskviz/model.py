@@ -70,6 +70,8 @@ __all__ = [
     "KVCache",
     "Weights",
     "attention",
+    "check_context",
+    "check_sampling",
     "gelu",
     "layer_norm",
     "masked_softmax",
@@ -604,10 +606,7 @@ class GPT:
             raise usage_error(f"token ids must be one sequence (1-D), got shape {token_ids.shape}")
         ids = as_integers(token_ids, "token ids")
         check_ids(ids, self.config.vocab_size)
-        if len(ids) > self.config.n_ctx:
-            raise usage_error(
-                f"the prompt has {len(ids)} tokens but the model's context is {self.config.n_ctx}"
-            )
+        check_context(len(ids), 0, self.config.n_ctx)
         return np.asarray(ids, dtype=np.int64)
 
     def _positions(
@@ -696,13 +695,16 @@ def _stop_ids(tokenizer: Tokenizer) -> frozenset[int]:
     return frozenset() if tokenizer.eot_id is None else frozenset({tokenizer.eot_id})
 
 
-def check_context(prompt_len: int, steps: int, n_ctx: int, *, min_steps: int = 0) -> None:
-    """Refuse a run that would not fit the context, naming the most steps that fit.
+def check_context(
+    prompt_len: int, steps: int, n_ctx: int, *, min_steps: int = 0, option: str = ""
+) -> None:
+    """Refuse a run that would not fit the context, naming the most steps that fit
+    (``option``: as the command line's option that sets them).
 
     >>> check_context(3, 10, 8)
     Traceback (most recent call last):
     ...
-    maskviz.errors.MaskvizError: the prompt (3 tokens) plus steps 10 exceeds the model's context of 8 positions: use steps 5 or fewer
+    maskviz.errors.MaskvizError: the prompt (3 tokens) plus 10 steps exceeds the model's context of 8 positions: use 5 steps or fewer
     """
     if prompt_len > n_ctx:
         raise usage_error(
@@ -711,9 +713,13 @@ def check_context(prompt_len: int, steps: int, n_ctx: int, *, min_steps: int = 0
         )
     if prompt_len + steps > n_ctx:
         fits = n_ctx - prompt_len
-        hint = f"use steps {fits} or fewer" if fits >= min_steps else "shorten the prompt"
+
+        def count(k: int) -> str:
+            return f"{option} {k}" if option else plural(k, "step")
+
+        hint = f"use {count(fits)} or fewer" if fits >= min_steps else "shorten the prompt"
         raise usage_error(
-            f"the prompt ({plural(prompt_len, 'token')}) plus steps {steps} exceeds the "
+            f"the prompt ({plural(prompt_len, 'token')}) plus {count(steps)} exceeds the "
             f"model's context of {n_ctx} positions: {hint}"
         )
 

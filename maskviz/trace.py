@@ -301,9 +301,10 @@ class Trace:
         out: NDArray[np.float64] = p / p.sum()
         return out
 
-    def next_token_probs(self, t: int, k: int = 5) -> list[tuple[int, float]]:
+    def next_token_probs(self, t: int, k: int = LABELLED_NEXT) -> list[tuple[int, float]]:
         """The ``k`` most likely tokens after position ``t`` with their probabilities
-        (the whole vocabulary when it holds fewer)."""
+        (the whole vocabulary when it holds fewer; by default as many as the trace
+        records labels of)."""
         k = as_integer(k, "k")
         if k < 1:
             raise usage_error(f"k must be >= 1, got {k}")

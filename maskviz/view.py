@@ -132,7 +132,6 @@ class AttentionView:
     title: str
     header: tuple[str, ...]
     panels: tuple[Panel, ...]
-    caption: str = ""
     side_by_side: bool = True
     footer: tuple[str, ...] = ()
     tables: tuple[Table, ...] = ()
@@ -140,6 +139,7 @@ class AttentionView:
     mode: str = "training"  # "cached" rows past steps_from were decoding steps
     steps_from: int = 0
     index_base: int = 1
+    caption: str = ""
 
     @property
     def states_present(self) -> set[int]:
@@ -186,7 +186,7 @@ def _run_states(allowed: NDArray[np.bool_], mode: str, prompt_len: int) -> State
     return _states(allowed, evicted, prompt_len if mode in STEPWISE else None)
 
 
-def token_labels(
+def _token_labels(
     given: Sequence[str] | None,
     recorded: tuple[str, ...],
     token_ids: NDArray[np.int64],
@@ -459,7 +459,7 @@ def comparison_view(
     check_type(result, Comparison, "result")
     a, b = result.a, result.b
     p, n = result.prompt_len, result.token_ids.shape[0]
-    shown = token_labels(labels, result.labels, result.token_ids, a.logits.shape[1])
+    shown = _token_labels(labels, result.labels, result.token_ids, a.logits.shape[1])
     model_name = result.model_name if model_name is None else model_name
     layer = index_in(layer, a.attention.shape[0], "layer")
     head = index_in(head, a.attention.shape[1], "head")
@@ -593,10 +593,10 @@ def similarity_view(
     for title, order, names in zip(
         ("[TEXT1; delim; TEXT2]", "[TEXT2; delim; TEXT1]"),
         (result.forward, result.backward),
-        labels or (None, None),
+        (None, None) if labels is None else labels,
         strict=True,
     ):
-        shown = token_labels(names, order.labels, order.token_ids, result.vocab_size)
+        shown = _token_labels(names, order.labels, order.token_ids, result.vocab_size)
         panels.append(_ordering_panel(title, order, shown, layer, head))
     norm = float(np.linalg.norm(result.representation.astype(np.float64)))
     footer = (
@@ -695,7 +695,7 @@ ZERO_ROWS_NOTE = "The engine gives fully masked rows all-zero attention weights,
 
 
 def mask_notes(
-    mask: Mask, index_base: int = 1, padded_rows: Sequence[int] | NDArray[np.int64] | None = None
+    mask: Mask, index_base: int = 1, padded: Sequence[int] | NDArray[np.int64] | None = None
 ) -> list[str]:
     """What a mask's counts mean, as lines: allowed cells, fully masked rows and why.
 
@@ -712,7 +712,7 @@ def mask_notes(
     lines = [
         f"{s.allowed_text()}; {n_full:,} fully masked row{'s' if n_full > 1 else ''}: {shown}{more}."
     ]
-    pads = {int(r) for r in padded_rows} if padded_rows is not None else set()
+    pads = {int(r) for r in padded} if padded is not None else set()
     real = [int(r) + mask.query_offset for r in s.fully_masked]
     real = [r for r in real if r not in pads]
     first_token = next((i for i in range(mask.n_keys) if i not in pads), None)
@@ -725,7 +725,7 @@ def mask_notes(
             "itself."
         )
     others = [r + index_base for r in real if r != first_token]
-    if others:  # e.g. strict & window 1: the window holds only the query, strict forbids it
+    if others:  # e.g. strict & sliding window 1: the window holds only the query, strict forbids it
         listed = ", ".join(map(str, others[:10])) + (", …" if len(others) > 10 else "")
         lines.append(
             f"{'Row' if len(others) == 1 else 'Rows'} {listed} "

@@ -253,6 +253,12 @@ def test_options_that_would_do_nothing_are_usage_errors(args: list[str], message
     assert message in err
 
 
+def test_sampling_settings_are_refused_before_any_model_loads() -> None:
+    code, _, err = trace_cli(PROMPT, "--model", "no/such-model", "--top-k", "3")
+    assert code == 2
+    assert err == "maskviz: error: --top-k applies only when sampling: add --temperature > 0\n"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

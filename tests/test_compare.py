@@ -348,6 +348,26 @@ def test_similarity_says_which_tokens_can_reach_the_last_state(
     assert same == (unreachable >= 3)
 
 
+def test_labels_given_as_an_array_are_drawn_as_a_list_would_be() -> None:
+    from maskviz import load_model
+    from maskviz.view import similarity_view
+
+    pair = similarity(load_model("tiny"), "ab", "cd")
+    given = np.array([list("ab$cd"), list("cd$ab")])
+    shown = similarity_view(pair, given).panels
+    assert [p.labels for p in shown] == [tuple("ab$cd"), tuple("cd$ab")]
+
+
+def test_a_run_past_the_context_is_refused_in_the_librarys_words() -> None:
+    model = random_model(GPTConfig(1, 2, 8, 8, 20), seed=0)
+    with pytest.raises(MaskvizError) as caught:
+        compare(model, "training-vs-cached", [1, 2, 3], 10)
+    assert str(caught.value) == (
+        "the prompt (3 tokens) plus 10 steps exceeds the model's context of 8 positions: "
+        "use 5 steps or fewer"
+    )
+
+
 def test_a_similarity_in_a_notebook_labels_byte_tokens_by_their_bytes() -> None:
     from maskviz import load_model
 

@@ -180,7 +180,7 @@ def test_generation_stops_after_end_of_text() -> None:
         ({"token_ids": [1], "heads": [2]}, r"head 2 is out of range: the model has 2 heads"),
         ({"token_ids": [-1]}, "outside the vocabulary"),
         ({"token_ids": [1], "steps": -1}, "steps must be"),
-        ({"token_ids": list(range(9))}, "context is 8"),
+        ({"token_ids": list(range(9))}, "longer than the model's context of 8 positions"),
         ({"token_ids": [1], "mode": "sideways"}, "mode must be"),
         (
             {"token_ids": [1], "layers": [5]},

@@ -197,7 +197,11 @@ def _rewrite(src: Path, dst: Path, name: str, value: np.ndarray | None) -> None:
         ("format", np.array(0), "format must be an integer >= 1, got 0"),
         ("token_ids", np.zeros(0, np.int64), "'token_ids' must be a non-empty 1-D array"),
         ("mask", np.ones((8, 9), np.bool_), r"'mask' must be \[8, 8\], got \[8, 9\]"),
-        ("seed", np.array(2**63, np.uint64), "seed must be from 0 to 9223372036854775807, got 9"),
+        (
+            "seed",
+            np.array(2**63, np.uint64),
+            "seed must be from 0 to 9223372036854775807, got 9223372036854775808$",
+        ),
         # zeros compress a thousandfold: the declared shape is refused before reading
         ("logits", np.zeros((8, 2**21), np.bool_), r"declares shape \[8, 2097152\]"),
     ],

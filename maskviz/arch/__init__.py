@@ -80,7 +80,7 @@ class Config(Protocol):
     def describe(self) -> str: ...
 
     def layer_mask(self, layer: int, n: int) -> Mask:
-        """The rule of ``layer`` over ``n`` positions: causal, or causal & window W."""
+        """The rule of ``layer`` over ``n`` positions: causal, or causal & sliding window W."""
         ...
 
     def pass_macs(

@@ -10,7 +10,7 @@ What differs from GPT-2, and why it matters for masks:
   ``n_head / n_kv_head`` query heads, so the KV cache is that much smaller while
   every query head keeps its own weights;
 - sliding-window layers (Mistral: every layer; Qwen: chosen by ``layer_types``):
-  causal & window W, whose KV cache is a ring buffer of W positions;
+  causal & sliding window W, whose KV cache is a ring buffer of W positions;
 - RMSNorm, a SwiGLU MLP (down(silu(gate x) * up x)), no biases except Qwen2's
   q/k/v (and those ``attention_bias``/``mlp_bias`` ask for), and Qwen3's RMSNorm of
   each head's q and k before the rotation.

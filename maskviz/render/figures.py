@@ -344,7 +344,7 @@ def mask_figure(
 
 
 def _mask_legend(
-    fig: Figure, ax: Axes, k: int, padded: Sequence[int], highlight_row: int | None, first: int
+    fig: Figure, ax: Axes, k: int, padded: Sequence[int], highlight: int | None, first: int
 ) -> None:
     """May attend, may not, partly (downsampled), padding hatched over its rows and
     columns, the highlighted row (numbered from ``first``)."""
@@ -368,11 +368,11 @@ def _mask_legend(
             ax.axhspan(first_pad / k - 0.5, (last_pad + 1) / k - 0.5, **hatch)
             ax.axvspan(first_pad / k - 0.5, (last_pad + 1) / k - 0.5, **hatch)
         handles.append(Patch(**hatch, label="padding"))
-    if highlight_row is not None:
-        r = highlight_row // k
+    if highlight is not None:
+        r = highlight // k
         ax.axhline(r - 0.5, color=COLOR_HIGHLIGHT, linewidth=2)
         ax.axhline(r + 0.5, color=COLOR_HIGHLIGHT, linewidth=2)
-        label = f"row {highlight_row + first}"
+        label = f"row {highlight + first}"
         handles.append(Line2D([], [], color=COLOR_HIGHLIGHT, linewidth=2, label=label))
     ncols = legend_columns([str(h.get_label()) for h in handles], float(fig.get_figwidth()))
     grow(fig, math.ceil(len(handles) / ncols) - 1, pt(10))

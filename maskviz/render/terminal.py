@@ -126,7 +126,7 @@ class MaskGrid:
     into k x k cells; a pooled cell is ● all allowed, ◐ some, ○ none.
 
     ``labels`` (one per query position) are shown after the row index;
-    ``highlight_row`` (0-based) is marked, e.g. the row one cached step computes.
+    ``highlight`` (0-based) is marked, e.g. the row one cached step computes.
     Labels and the marker are never drawn at the cost of a key's own column: a label
     is cut with "…" (then left out, saying so), and the marker moves under its row.
     """
@@ -134,7 +134,7 @@ class MaskGrid:
     mask: Mask
     labels: Sequence[str] | None = None
     index_base: int = 1
-    highlight_row: int | None = None
+    highlight: int | None = None
 
     def _row_label(self, row: int, row_block: int = 1, label: int = 0) -> str:
         # numbers right-aligned, as trace draws them: the tokens after them line up
@@ -160,7 +160,7 @@ class MaskGrid:
             cells = keys * (len(str(self.mask.n_keys - 1 + self.index_base)) + 1)
         else:  # a space, then a glyph every `cell` columns
             cells = 1 + lay.cell * (keys - 1) + 1
-        beside = self.highlight_row is not None and not lay.marker_below
+        beside = self.highlight is not None and not lay.marker_below
         return self._label_width(lay.row_block, lay.label) + cells + len(STEP_MARKER) * beside
 
     def layout(self, width: int) -> MaskLayout:
@@ -172,7 +172,7 @@ class MaskGrid:
         rows = -(-m.n_queries // COMPACT_ROWS) if m.n_queries > COMPACT_ROWS else 1
         widest = max((cell_width(safe_text(t)) for t in self.labels or ()), default=0)
         fits = []
-        for below in (False, True) if self.highlight_row is not None else (False,):
+        for below in (False, True) if self.highlight is not None else (False,):
             for cell, row_block in ((0, 1), (2, rows), (1, rows)):
                 lay = MaskLayout(cell, row_block, 1, 0, below)
                 spare = width - self._width(lay)  # for a label and the space before it
@@ -210,7 +210,7 @@ class MaskGrid:
         header.rstrip()
         yield header
         gap = " " * (len(str(keys[-1])) if lay.cell == 0 else 1)
-        marked = self.highlight_row
+        marked = self.highlight
         hi = None if marked is None else marked // lay.row_block
         # under its line, the marker names its row: the line may hold several
         below = "" if marked is None else f"^ step {self._row_label(marked).strip()}"
@@ -257,7 +257,7 @@ def mask_report(
     ``highlight``: the row one cached step computes; ``padded``: padding positions."""
     parts: list[RenderableType] = [
         Text(mask.heading(index_base)),
-        MaskGrid(mask, labels=labels, index_base=index_base, highlight_row=highlight),
+        MaskGrid(mask, labels=labels, index_base=index_base, highlight=highlight),
     ]
     if highlight is not None:
         parts.append(Text(step_sentence(mask, highlight, index_base)))
