@@ -29,6 +29,7 @@ from maskviz.errors import MaskvizError
 
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # errors only writing can meet
 PROG = "maskviz"
+MAX_COLUMNS = 2048  # the widest output drawn, whatever COLUMNS says
 P = ParamSpec("P")
 
 
@@ -271,6 +272,8 @@ def console(plain: bool) -> Console:
     )
     if out.width < 1:  # COLUMNS=0 would print nothing at all
         out.width = 80
+    # no screen is wider: a huge COLUMNS would only make a grid of millions of characters
+    out.width = min(out.width, MAX_COLUMNS)
     if not out.is_terminal:  # so no escape codes either
         out.file = cast(IO[str], _TrimmedLines(out.file))  # the part of IO that Rich uses
     return out

@@ -11,6 +11,7 @@ from PIL import Image
 from rich.cells import cell_len
 
 from maskviz import Trace, load_model
+from maskviz._cli_process import MAX_COLUMNS
 from maskviz.render.terminal import RAMP
 from tests.conftest import run_cli
 
@@ -397,6 +398,17 @@ def test_one_step_and_one_token_are_worded_in_the_singular() -> None:
 def test_a_terminal_width_of_zero_still_prints() -> None:
     result = run_cli("show-mask", "3", env={"COLUMNS": "0"})
     assert result.stdout.splitlines()[2] == "1 ● ○ ○"
+
+
+def test_a_huge_terminal_width_draws_as_the_widest_screen() -> None:
+    # the help's own example: at COLUMNS=8300 it asked for too many pooled cells
+    args = ("show-mask", "1000000", "--window", "4096", "--plain")
+    huge = run_cli(*args, env={"COLUMNS": "100000"})
+    assert huge.exit_code == 0, huge.stderr
+    assert huge.stdout == run_cli(*args, env={"COLUMNS": str(MAX_COLUMNS)}).stdout
+    lines = huge.stdout.splitlines()
+    assert max(map(len, lines)) <= MAX_COLUMNS
+    assert max(map(len, lines)) > 1000  # the width was used, not fallen back to 80
 
 
 @pytest.mark.parametrize(
