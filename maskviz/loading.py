@@ -288,6 +288,9 @@ def load_checkpoint(folder: Path, *, dtype: DType = "float32", name: str | None 
         raise usage_error(f"{folder}: no such checkpoint folder")
     data = _read_config(folder)
     config = config_from_dict(data, str(folder / "config.json"))
+    shown = data.get("name", folder.name)  # maskviz's own field: the name a trace shows
+    if not isinstance(shown, str):
+        raise MaskvizError(f"{folder / 'config.json'}: name must be text, got {as_json(shown)}")
     tokenizer: Tokenizer
     if data.get("tokenizer") == "bytes":
         tokenizer = ByteTokenizer()
@@ -306,7 +309,7 @@ def load_checkpoint(folder: Path, *, dtype: DType = "float32", name: str | None 
     module = family(config.architecture)
     assert module is not None  # config_from_dict chose it
     weights = module.weights_from_tensors(tensors, config, source)
-    return GPT(weights, tokenizer, name=name or str(data.get("name", folder.name)), dtype=dtype)
+    return GPT(weights, tokenizer, name=name or shown, dtype=dtype)
 
 
 def _check_range(tensors: dict[str, NDArray[Any]], source: str, dtype: str) -> None:

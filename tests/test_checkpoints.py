@@ -501,3 +501,18 @@ def test_a_config_too_large_to_be_one_is_refused_before_it_is_parsed(tmp_path: P
         MaskvizError, match=f"^{re.escape(str(config))}: too large to be a model config$"
     ):
         load_model(folder)
+
+
+@pytest.mark.parametrize(("value", "shown"), [(1e999, "Infinity"), ({"x": 1}, '{"x": 1}')])
+def test_a_config_name_that_is_not_text_is_refused(
+    tmp_path: Path, value: object, shown: str
+) -> None:
+    folder = _copy(tmp_path)
+    config = folder / "config.json"
+    data = json.loads(config.read_text())
+    config.write_text(json.dumps({**data, "name": "shakespeare"}))
+    assert load_model(folder).name == "shakespeare"  # maskviz's own field, shown by traces
+    config.write_text(json.dumps({**data, "name": value}))
+    with pytest.raises(MaskvizError) as info:
+        load_model(folder)
+    assert str(info.value) == f"{config}: name must be text, got {shown}"
