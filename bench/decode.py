@@ -14,8 +14,8 @@ Runs, in separate processes that take turns (``--rounds``):
   the same random weights, decoding greedily with its cache two ways: a loop of
   cached forward calls, and its own ``generate``; both must choose exactly the
   tokens maskviz chose, or leave them only at a near tie (two logits within the
-  engines' float32 differences of each other). Needs torch and transformers in ``--hf-python`` (default:
-  this interpreter); skipped otherwise;
+  engines' float32 differences of each other). Needs torch and transformers in
+  ``--hf-python`` (default: this interpreter); skipped otherwise;
 - optionally the engine (the whole ``maskviz`` package) of another git revision
   (``--baseline``);
 
@@ -677,7 +677,7 @@ def _print(results: dict[str, Any]) -> None:
         print(f"greedy tokens agree: {p['tokens_agree']} ({p['steps']} steps)")
         if not p["tokens_agree"]:
             print(
-                f"  up to step {p['first_difference']}: a near tie there (logits "
+                f"  identical for the first {p['first_difference']}, then a near tie (logits "
                 f"{p['tie_gap']:.1e} apart; the engines differ by up to "
                 f"{p['max_abs_diff_logits']:.1e})"
             )
