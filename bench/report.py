@@ -10,6 +10,7 @@ BLAS kernel and date they were measured on.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -500,7 +501,7 @@ def page(
         p = decode["hf"]["parity"]
         add(
             f"both engines chose the same {p['steps']} greedy tokens "
-            f"({'agree' if p['tokens_agree'] else 'DIFFER'}), with logits within "
+            f"({_tokens_verdict(p)}), with logits within "
             f"{p['max_abs_diff_logits']:.1e}.\n"
         )
     add("| engine | tokens/s | ms per step | of the bound |\n|---|---:|---:|---:|")
@@ -747,10 +748,8 @@ def main() -> int:
         raise SystemExit("run python bench/decode.py first")
     startup = load("startup")
     picture(decode)
-    longer = sorted(
-        (load(path.stem) or {} for path in RESULTS.glob("decode-smollm2-135m-*tokens.json")),
-        key=lambda run: run["tokens"],
-    )
+    paths = RESULTS.glob("decode-smollm2-135m-*tokens.json")
+    longer = sorted((json.loads(path.read_text()) for path in paths), key=lambda r: r["tokens"])
     llama = load("decode-smollm2-135m")
     DOC.write_text(page(decode, startup, llama, longer), encoding="utf-8")
     print(f"wrote {DOC.relative_to(ROOT)} and {PICTURE.relative_to(ROOT)}")
