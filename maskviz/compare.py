@@ -59,9 +59,10 @@ def tolerance(dtype: str, scale: float = 1.0, layers: int = 4) -> float:
 
     The two sides add the same products in a different order, so each of a few dozen
     rounding steps per layer may differ by an ulp, and each layer passes its rounding
-    on to the next. ``scale``: the largest |logit| for logits; for attention weights,
-    the widest spread of scores in a row (`score_spread`), since a score's rounding
-    error, and with it its weight's, grows with the score.
+    on to the next. ``scale``: for attention weights, the widest spread of scores in a
+    row (`score_spread`), since a score's rounding error, and with it its weight's,
+    grows with the score; for logits, the largest |logit| times that spread, since the
+    logits carry the attention's rounding.
     """
     return 1024 * float(np.finfo(dtype).eps) * max(1.0, scale) * max(1.0, layers / 4)
 
@@ -127,12 +128,19 @@ class Comparison:
     model_name: str = ""
 
     @cached_property
+    def _score_spread(self) -> float:
+        return max(1.0, score_spread(self.b.attention))
+
+    @property
     def tolerance_attention(self) -> float:
-        return tolerance(self.dtype, score_spread(self.b.attention), self.b.attention.shape[0])
+        return tolerance(self.dtype, self._score_spread, self.b.attention.shape[0])
 
     @property
     def tolerance_logits(self) -> float:
-        return tolerance(self.dtype, float(np.abs(self.b.logits).max()), self.b.attention.shape[0])
+        # the logits carry the attention's relative rounding error, which grows with the
+        # scores as the weights' does
+        largest = float(np.abs(self.b.logits).max())
+        return tolerance(self.dtype, largest * self._score_spread, self.b.attention.shape[0])
 
     @cached_property
     def _layer_row_diff(self) -> NDArray[np.float64]:
