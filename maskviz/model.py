@@ -101,11 +101,21 @@ class KVCache:
         self.k: list[FloatArray] = []
         self.v: list[FloatArray] = []
         self.index: list[IntArray] = []
+        h_kv, d = config.n_kv_head, config.head_dim
+        grouped = config.n_head > h_kv
         for window in config.windows:
             slots = capacity if window is None else min(window, capacity)
-            shape = (config.n_kv_head, slots, config.head_dim)
-            self.k.append(np.zeros(shape, dtype))
-            self.v.append(np.zeros(shape, dtype))
+            # with GQA a step's scores are a small matrix product per KV head, [group, d]
+            # @ [d, n_k], which BLAS runs faster over rows of keys: those keys live
+            # [H_kv, d, slots] behind a transposed view (docs/performance.md). One query
+            # per KV head is a matrix-vector product, faster over contiguous keys
+            keys = (
+                np.zeros((h_kv, d, slots), dtype).mT
+                if grouped
+                else np.zeros((h_kv, slots, d), dtype)
+            )
+            self.k.append(keys)
+            self.v.append(np.zeros((h_kv, slots, d), dtype))
             self.index.append(np.full(slots, -1, np.int64))
         self.capacity = capacity
         self.length = 0

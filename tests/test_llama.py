@@ -244,6 +244,9 @@ def test_kv_cache_holds_kv_heads_and_a_ring_of_w_slots_per_sliding_layer(
     for layer, w in enumerate(cfg.windows):
         slots = t if w is None else w
         assert cache.k[layer].shape == cache.v[layer].shape == (cfg.n_kv_head, slots, cfg.head_dim)
+        # a group of queries reads its keys fastest as one row per dimension over the slots
+        grouped = cfg.n_head > cfg.n_kv_head
+        assert (cache.k[layer].mT if grouped else cache.k[layer]).flags.c_contiguous
     expected = sum(
         2 * cfg.n_kv_head * (t if w is None else w) * cfg.head_dim * itemsize for w in cfg.windows
     )
