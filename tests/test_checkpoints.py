@@ -262,7 +262,7 @@ def bfloat16_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _bfloat16_copy(tmp_path_factory.mktemp("bf16"))[0]
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150)
 @given(
     action=st.sampled_from(["flip", "truncate"]),
     position=st.floats(0, 1, exclude_max=True),
@@ -393,7 +393,7 @@ def test_without_the_hf_extra_the_message_names_it(monkeypatch: pytest.MonkeyPat
         load_model("nope")
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(
     filename=st.sampled_from(["model.safetensors", "config.json", "tokenizer.json"]),
     action=st.sampled_from(["flip", "truncate"]),

@@ -105,7 +105,6 @@ def command_lines(draw: st.DrawFn, tmp: Path) -> list[str]:
 
 @settings(
     max_examples=200,
-    deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(data=st.data())

@@ -48,7 +48,7 @@ configs = st.builds(
 )
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=30)
 @given(
     cfg=configs,
     seed=st.integers(0, 999),
@@ -153,7 +153,7 @@ def test_compare_saves_a_three_panel_figure(tmp_path: Path) -> None:
     assert target.stat().st_size > 1000
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=20)
 @given(
     a=st.text(min_size=1, max_size=12).filter(lambda t: "$" not in t),
     b=st.text(min_size=1, max_size=12).filter(lambda t: "$" not in t),

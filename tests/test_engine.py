@@ -33,7 +33,7 @@ configs = st.builds(
 )
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40)
 @given(
     cfg=configs,
     seed=st.integers(0, 2**16),
@@ -70,7 +70,7 @@ def test_float64_parity_is_at_rounding_level() -> None:
     assert np.abs(cached.attention - training.attention).max() < 1e-12
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25)
 @given(cfg=configs, seed=st.integers(0, 1000), dtype=st.sampled_from(["float32", "float64"]))
 def test_attention_rows_are_distributions_and_masked_weights_exactly_zero(
     cfg: GPTConfig, seed: int, dtype: str

@@ -538,7 +538,7 @@ def _sequence(cfg: LlamaConfig, data: st.DataObject) -> tuple[list[int], int]:
     return prompt, data.draw(st.integers(1, 10))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(
     cfg=llama_configs(),
     seed=st.integers(0, 999),
@@ -569,7 +569,7 @@ def test_cached_equals_training_and_recompute_on_random_llama_models(
         assert trace.logits.dtype == dtype and trace.attention.dtype == dtype
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40)
 @given(
     cfg=llama_configs(),
     seed=st.integers(0, 999),

@@ -12,7 +12,7 @@ from maskviz import GPTConfig, masks, random_model
 from tests.test_masks import random_masks
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(
     mask=random_masks(),
     dtype=st.sampled_from(["float32", "float64"]),
@@ -57,7 +57,7 @@ def test_silu_is_accurate_down_to_tiny_values_and_finite_at_the_extremes() -> No
         assert (np.abs(out[:3]) < 6e-37).all()
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=50)
 @given(
     row=st.lists(st.floats(-1e3, 1e3, width=32), min_size=1, max_size=40),
     dtype=st.sampled_from([np.float32, np.float64]),

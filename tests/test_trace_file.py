@@ -88,7 +88,7 @@ def test_round_trip_is_exact(trace: Trace, tmp_path: Path, suffix: str) -> None:
 _TRACE = random_model(GPTConfig(2, 2, 8, 16, 20), seed=4).trace([1, 2, 3], steps=5)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(
     logits=hnp.arrays(np.float32, _TRACE.logits.shape, elements=st.floats(width=32)),
     dtype=st.sampled_from(["float16", "float32"]),
