@@ -143,12 +143,12 @@ def llama_target(runs: list[dict[str, Any]], earlier: Sequence[dict[str, Any]] =
     page's machine, then each other machine of ``earlier`` (None without transformers)."""
     cells, verdicts = [], []
     for group in (runs, earlier):
-        machines: dict[str, list[tuple[dict[str, Any], float, bool]]] = {}
+        machines: dict[tuple[str, str], list[tuple[dict[str, Any], float, bool]]] = {}
         for run in group:
             if (measured := _generate_ratio(run)) is not None:
-                where = f"{_cpu(run)}, {run['machine']['date']}"
+                where = (f"{_cpu(run)}, {run['machine']['date']}", run["machine"]["cpu"])
                 machines.setdefault(where, []).append((run, *measured))
-        for where, results in machines.items():
+        for (where, cpu), results in machines.items():
             parts, met, missed = [], [], []
             for run, ratio, ok in results:
                 mv, gen = run["engines"]["maskviz"], run["engines"]["hf_generate"]
@@ -160,7 +160,7 @@ def llama_target(runs: list[dict[str, Any]], earlier: Sequence[dict[str, Any]] =
                 (met if ok else missed).append(str(run["tokens"]))
             cells.append(f"{where}: {'; '.join(parts)}")
             verdicts += [
-                f"{_met(ok)} at {' and '.join(lengths)} tokens on {where.split(' (')[0]}"
+                f"{_met(ok)} at {' and '.join(lengths)} tokens on {cpu}"
                 for ok, lengths in ((True, met), (False, missed))
                 if lengths
             ]
