@@ -706,6 +706,15 @@ def test_masks_with_many_rows_pool_rows_but_keep_one_column_per_key() -> None:
     assert "◀ step" in rows[4] and rows[4].split()[0] == "9–10"  # the block holding row 9
 
 
+@pytest.mark.parametrize("columns", [40, 80])
+def test_a_pooled_grid_names_its_keys_on_one_line_at_any_width(columns: int) -> None:
+    args = ("show-mask", "1000000", "--window", "4096", "--plain")
+    out = run_cli(*args, env={"COLUMNS": str(columns)}).stdout.splitlines()
+    header = next(line for line in out if "per column" in line)
+    assert header.lstrip().startswith("keys 1–1000000 →")  # not wrapped after the indent
+    assert max(map(len, out)) <= columns
+
+
 def test_characters_the_figure_font_lacks_are_drawn_as_escapes_on_both_axes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -206,7 +206,9 @@ class MaskGrid:
             header = Text(" " * (label_w + 1) + ruler(numbers, lay.cell), STYLE_LABEL)
         else:
             cells = f"keys {keys[0]}–{keys[-1]} →, {lay.key_block:,} per column"
-            header = Text(" " * (label_w + 1) + cells, STYLE_LABEL)
+            # over the grid where it fits; else from the margin, never wrapped
+            fits = label_w + 1 + len(cells) <= options.max_width
+            header = Text(" " * (label_w + 1 if fits else 0) + cells, STYLE_LABEL)
         header.rstrip()
         yield header
         gap = " " * (len(str(keys[-1])) if lay.cell == 0 else 1)
